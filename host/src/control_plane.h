@@ -1,0 +1,74 @@
+// The ControlPlane: watches lifecycle events and keeps every subsystem's
+// state; publishes system_ready when every expected (critical) subsystem is
+// ready and system_degraded when one of them stops being ready or is given
+// up on. Purely event-driven: it learns everything from the bus, so it can
+// be restarted or observed by anyone the same way.
+//
+// Expected set: the critical subsystems named by initialization_started or
+// added later by subsystem_added; a subsystem whose manifest or library
+// could not be loaded (subsystem_failed with phase "manifest"/"load") and a
+// removed one (subsystem_removed) leave it.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "esdb/control.h"
+#include "event_bus.h"
+
+namespace esdb::host {
+
+class ControlPlane : public esdb::ControlService {
+ public:
+  explicit ControlPlane(EventBusImpl* bus);
+  ~ControlPlane() override;
+
+  // Subscribes to the lifecycle topic. Call once, before subsystems start.
+  esdb::Status Start();
+  void Stop();
+
+  bool SystemReady() const override;
+  nlohmann::json Status() const override;
+
+  // Blocks until system_ready has been published or `timeout_ms` passed.
+  bool WaitSystemReady(int timeout_ms) const;
+  // True once every expected subsystem is ready or finally failed.
+  bool Settled() const;
+
+ private:
+  struct SubsystemState {
+    std::string state = "pending";
+    int64_t since_us = 0;
+    int restarts = 0;
+    bool critical = true;
+    std::string version;
+    std::string error;
+    std::string phase;
+    nlohmann::json health = nlohmann::json::object();
+    nlohmann::json details = nlohmann::json::object();
+  };
+
+  void OnEvent(const EventPtr& e);
+  void Evaluate(const Event& cause);  // with mu_ held
+  void PublishSystem(const char* type, nlohmann::json data, const Event& cause);
+
+  EventBusImpl* bus_;
+  Subscription subscription_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool initialized_ = false;
+  bool ready_ = false;
+  bool degraded_ = false;
+  bool stopping_ = false;
+  int64_t init_started_us_ = 0;
+  std::set<std::string> expected_;
+  std::map<std::string, SubsystemState> subsystems_;
+  std::map<std::string, std::string> rejected_manifests_;  // file -> error
+};
+
+}  // namespace esdb::host

@@ -1,0 +1,85 @@
+// The host: ControlSystem (bus + ControlPlane) first, then every subsystem
+// from the manifests, all started at once.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "control_plane.h"
+#include "event_bus.h"
+#include "managed_subsystem.h"
+#include "manifest.h"
+#include "plugin_library.h"
+#include "service_registry.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace esdb::host {
+
+struct HostOptions {
+  std::filesystem::path manifests_dir = "manifests";
+  std::filesystem::path data_dir = "data";
+  std::filesystem::path plugin_dir;  // default: <dir of the executable>/plugins
+  std::string node;                  // default: the machine's host name
+  std::string log_level = "info";
+  ConfigOverrides overrides;
+  bool sequential_start = false;     // benchmark mode: one subsystem after another
+  int stop_deadline_ms = 30000;      // for the whole shutdown
+  // Called right after the bus exists, before anything is published on it.
+  std::function<void(EventBusImpl&)> on_bus_created;
+};
+
+class Host {
+ public:
+  explicit Host(HostOptions options);
+  ~Host();  // Shutdown()
+
+  // Starts the ControlSystem, reads the manifests and launches every
+  // subsystem. Fails only if the ControlSystem cannot start or the
+  // manifest directory cannot be read; bad manifests are reported as
+  // subsystem_failed events and skipped.
+  Status Start();
+
+  // Stops every subsystem in parallel (each within its stop deadline),
+  // releases the libraries and stops the bus. Idempotent.
+  void Shutdown();
+
+  EventBusImpl& bus() { return *bus_; }
+  ControlPlane& control_plane() { return *control_plane_; }
+  Reaper& reaper() { return reaper_; }
+  const HostOptions& options() const { return options_; }
+  std::shared_ptr<spdlog::logger> logger() const { return log_; }
+
+ private:
+  std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name) const;
+  void PublishHost(const char* type, nlohmann::json data, bool retain);
+  void LaunchSequentially(size_t index);
+
+  HostOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  Reaper reaper_;  // declared first of the runtime parts: destroyed last
+  std::unique_ptr<EventBusImpl> bus_;
+  std::unique_ptr<ServiceRegistryImpl> registry_;
+  std::shared_ptr<ControlPlane> control_plane_;
+  boost::asio::io_context control_io_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> control_work_;
+  std::vector<std::thread> control_threads_;
+  SupervisorEnv env_;
+  std::vector<std::shared_ptr<ManagedSubsystem>> subsystems_;
+  std::mutex shutdown_mu_;
+  bool started_ = false;
+  bool shut_down_ = false;
+};
+
+}  // namespace esdb::host

@@ -1,0 +1,83 @@
+#include "service_registry.h"
+
+namespace esdb::host {
+
+namespace {
+// Holds the provider's object and, destroyed after it, its library.
+struct Pinned {
+  std::shared_ptr<void> keep_alive;
+  std::shared_ptr<void> service;
+  ~Pinned() { service.reset(); }  // the object goes first, the library after
+};
+}  // namespace
+
+Status ServiceRegistryImpl::Provide(const std::string& name, std::shared_ptr<void> service, OwnerId owner,
+                                    const std::string& provider, std::shared_ptr<void> keep_alive) {
+  if (name.empty()) return Status::InvalidArgument("service name is empty");
+  if (!service) return Status::InvalidArgument("service '" + name + "' is null");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = services_.find(name);
+    if (it != services_.end()) {
+      return Status::AlreadyExists("service '" + name + "' is already provided by " + it->second.provider);
+    }
+    void* raw = service.get();
+    auto pinned = std::make_shared<Pinned>();
+    pinned->keep_alive = std::move(keep_alive);
+    pinned->service = std::move(service);
+    services_[name] = Entry{std::shared_ptr<void>(pinned, raw), owner, provider};
+    // Announced under the lock so provided/withdrawn reach the bus in order.
+    Announce(event_types::kServiceProvided, name, provider);
+  }
+  return Status::OK();
+}
+
+Status ServiceRegistryImpl::Withdraw(const std::string& name, OwnerId owner) {
+  std::shared_ptr<void> doomed;  // released outside the lock
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = services_.find(name);
+  if (it == services_.end() || it->second.owner != owner) {
+    return Status::NotFound("service '" + name + "' is not provided by this subsystem");
+  }
+  Announce(event_types::kServiceWithdrawn, name, it->second.provider);
+  doomed = std::move(it->second.service);
+  services_.erase(it);
+  return Status::OK();
+}
+
+std::vector<std::string> ServiceRegistryImpl::WithdrawAllOf(OwnerId owner) {
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [name, entry] : services_)
+      if (entry.owner == owner) names.push_back(name);
+  }
+  for (const auto& n : names) (void)Withdraw(n, owner);
+  return names;
+}
+
+std::shared_ptr<void> ServiceRegistryImpl::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = services_.find(name);
+  return it == services_.end() ? nullptr : it->second.service;
+}
+
+std::vector<std::string> ServiceRegistryImpl::Names() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, entry] : services_) out.push_back(name);
+  return out;
+}
+
+void ServiceRegistryImpl::Announce(const char* type, const std::string& name, const std::string& provider) {
+  Event e;
+  e.type = type;
+  e.topic = topics::kServices;
+  e.data = {{"name", name}, {"provider", provider}};
+  PublishOptions opts;
+  opts.retain = true;
+  opts.retain_key = name;
+  (void)bus_->Publish(std::move(e), opts, provider);
+}
+
+}  // namespace esdb::host
