@@ -1,0 +1,191 @@
+// LevelDbStorage against a real LevelDB in a temp dir.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "leveldb_storage.h"
+#include "persistence_config.h"
+
+using esdb_persistence::LevelDbOptions;
+using esdb_persistence::LevelDbStorage;
+
+namespace {
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/esdb-persistence-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::filesystem::path path;
+};
+
+std::shared_ptr<LevelDbStorage> OpenOrDie(const std::filesystem::path& dir, LevelDbOptions o = {}) {
+  auto r = LevelDbStorage::Open(dir, o);
+  REQUIRE(r.ok());
+  return *r;
+}
+
+std::vector<std::string> Keys(esdb::StorageIterator& it, bool forward) {
+  std::vector<std::string> out;
+  while (it.Valid()) {
+    out.emplace_back(it.key());
+    forward ? it.Next() : it.Prev();
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("batches are atomic and readable; get of a missing key is NotFound") {
+  TempDir dir;
+  auto s = OpenOrDie(dir.path / "db");
+  esdb::StorageBatch b;
+  b.Put("a", "1");
+  b.Put("b", "2");
+  b.Put("c", "3");
+  b.Delete("b");
+  REQUIRE(b.size() == 4);
+  REQUIRE(s->Write(b, {}).ok());
+  CHECK(*s->Get("a") == "1");
+  CHECK(s->Get("b").status().code() == esdb::Code::kNotFound);
+  CHECK(*s->Get("c") == "3");
+  CHECK(s->Write(esdb::StorageBatch{}, {}).ok());  // empty batch: nothing
+  nlohmann::json stats = s->Stats();
+  CHECK(stats["engine"] == "leveldb");
+  CHECK(stats["writes"] == 1);
+  CHECK(stats["synced_writes"] == 1);
+}
+
+TEST_CASE("iterators seek forward and backward, including SeekForPrev") {
+  TempDir dir;
+  auto s = OpenOrDie(dir.path / "db");
+  esdb::StorageBatch b;
+  for (const char* k : {"k1", "k3", "k5"}) b.Put(k, std::string("v") + k);
+  REQUIRE(s->Write(b, {}).ok());
+  auto it = std::move(*s->NewIterator({}));
+  it->SeekToFirst();
+  CHECK(Keys(*it, true) == std::vector<std::string>{"k1", "k3", "k5"});
+  it->SeekToLast();
+  CHECK(Keys(*it, false) == std::vector<std::string>{"k5", "k3", "k1"});
+  it->Seek("k2");
+  REQUIRE(it->Valid());
+  CHECK(it->key() == "k3");
+  CHECK(it->value() == "vk3");
+  it->SeekForPrev("k4");
+  REQUIRE(it->Valid());
+  CHECK(it->key() == "k3");
+  it->SeekForPrev("k3");
+  CHECK(it->key() == "k3");
+  it->SeekForPrev("z");
+  CHECK(it->key() == "k5");
+  it->SeekForPrev("a");
+  CHECK_FALSE(it->Valid());
+  CHECK(it->status().ok());
+}
+
+TEST_CASE("snapshots and iterators see the state at their creation") {
+  TempDir dir;
+  auto s = OpenOrDie(dir.path / "db");
+  esdb::StorageBatch b;
+  b.Put("x", "old");
+  REQUIRE(s->Write(b, {}).ok());
+  auto snap = std::move(*s->GetSnapshot());
+  esdb::StorageReadOptions at_snap;
+  at_snap.snapshot = snap.get();
+  auto it = std::move(*s->NewIterator(at_snap));
+  b.Clear();
+  b.Put("x", "new");
+  b.Put("y", "added");
+  REQUIRE(s->Write(b, esdb::StorageWriteOptions{false}).ok());
+  CHECK(*s->Get("x") == "new");
+  CHECK(*s->Get("x", at_snap) == "old");
+  CHECK(s->Get("y", at_snap).status().code() == esdb::Code::kNotFound);
+  it->SeekToFirst();
+  CHECK(Keys(*it, true) == std::vector<std::string>{"x"});
+}
+
+TEST_CASE("data survives close and reopen; compaction keeps it") {
+  TempDir dir;
+  {
+    auto s = OpenOrDie(dir.path / "db");
+    esdb::StorageBatch b;
+    for (int i = 0; i < 1000; ++i) b.Put("key" + std::to_string(i), std::string(100, 'x'));
+    REQUIRE(s->Write(b, {}).ok());
+    b.Clear();
+    for (int i = 0; i < 500; ++i) b.Delete("key" + std::to_string(i));
+    REQUIRE(s->Write(b, {}).ok());
+    REQUIRE(s->Compact(std::nullopt, std::nullopt).ok());
+    REQUIRE(s->Close(std::chrono::seconds(1)).ok());
+  }
+  auto s = OpenOrDie(dir.path / "db");
+  CHECK(s->Get("key0").status().code() == esdb::Code::kNotFound);
+  CHECK(*s->Get("key999") == std::string(100, 'x'));
+  auto it = std::move(*s->NewIterator({}));
+  size_t n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
+  CHECK(n == 500);
+}
+
+TEST_CASE("a second open of the same directory fails with a clear error") {
+  TempDir dir;
+  auto s = OpenOrDie(dir.path / "db");
+  auto second = LevelDbStorage::Open(dir.path / "db", {});
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.status().code() == esdb::Code::kIOError);
+  CHECK(second.status().message().find("cannot open LevelDB") != std::string::npos);
+}
+
+TEST_CASE("close refuses new work with Unavailable and waits for open iterators") {
+  TempDir dir;
+  auto s = OpenOrDie(dir.path / "db");
+  esdb::StorageBatch b;
+  b.Put("a", "1");
+  REQUIRE(s->Write(b, {}).ok());
+  auto it = std::move(*s->NewIterator({}));
+  // The iterator is in flight: close gives up after its deadline...
+  esdb::Status st = s->Close(std::chrono::milliseconds(50));
+  CHECK(st.code() == esdb::Code::kTimeout);
+  // ...but new work is refused already, and the open iterator still works.
+  CHECK(s->Write(b, {}).code() == esdb::Code::kUnavailable);
+  CHECK(s->Get("a").status().code() == esdb::Code::kUnavailable);
+  CHECK(s->NewIterator({}).status().code() == esdb::Code::kUnavailable);
+  CHECK(s->GetSnapshot().status().code() == esdb::Code::kUnavailable);
+  it->SeekToFirst();
+  REQUIRE(it->Valid());
+  CHECK(it->value() == "1");
+  // Released from another thread while close waits: close then succeeds.
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    it.reset();
+  });
+  CHECK(s->Close(std::chrono::seconds(30)).ok());
+  releaser.join();
+  // The directory is free again.
+  auto reopened = LevelDbStorage::Open(dir.path / "db", {});
+  REQUIRE(reopened.ok());
+  CHECK(*(*reopened)->Get("a") == "1");
+}
+
+TEST_CASE("config: defaults, values, and clear errors naming the key") {
+  auto d = esdb_persistence::ParsePersistenceConfig(nlohmann::json::object());
+  REQUIRE(d.ok());
+  CHECK(d->leveldb.sync);
+  auto c = esdb_persistence::ParsePersistenceConfig({{"sync", false}, {"block_cache_mb", 8}, {"write_buffer_mb", 4}});
+  REQUIRE(c.ok());
+  CHECK_FALSE(c->leveldb.sync);
+  CHECK(c->leveldb.block_cache_bytes == 8u << 20);
+  CHECK(c->leveldb.write_buffer_bytes == 4u << 20);
+  auto unknown = esdb_persistence::ParsePersistenceConfig({{"synk", true}});
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.status().message().find("\"synk\"") != std::string::npos);
+  auto wrong = esdb_persistence::ParsePersistenceConfig({{"block_cache_mb", "big"}});
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(wrong.status().message().find("block_cache_mb") != std::string::npos);
+  auto range = esdb_persistence::ParsePersistenceConfig({{"write_buffer_mb", 0}});
+  REQUIRE_FALSE(range.ok());
+  CHECK(range.status().message().find("write_buffer_mb") != std::string::npos);
+}
