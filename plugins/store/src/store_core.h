@@ -1,0 +1,173 @@
+// StoreCore: the event-store semantics (esdb::EventStore) over an
+// esdb::Storage. Everything but the plugin glue lives here, so tests run it
+// in process against a real LevelDB.
+//
+// Writes (appends, deletes, metadata) go through one writer thread doing
+// group commit (DESIGN §8): callers enqueue a request; the writer takes
+// everything queued, decides each request in queue order against an
+// in-memory view that already includes the earlier requests of the group,
+// assigns global positions, hands the group to the CommitWriter (one batch,
+// one sync), applies the view, completes every request, and publishes one
+// events_appended bus event per group. Reads go straight to storage.
+//
+// Thread-safe. Close() (also run by the destructor) stops admitting work
+// (kCancelled), lets the writer finish what is queued and joins threads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <esdb/event.h>
+#include <esdb/event_store.h>
+#include <esdb/storage.h>
+
+#include "codec.h"
+#include "commit_writer.h"
+#include "store_options.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace esdb_store {
+
+struct StoreHooks {
+  // Publishes a bus event (topic "store"); may be empty (tests, bench).
+  std::function<void(esdb::Event)> publish;
+  // Where to log; may be null.
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+class StoreCore : public esdb::EventStore {
+ public:
+  // Recovers state (stream heads, metadata limits, next position) from
+  // `storage`, initializing an empty database, and starts the writer.
+  static esdb::Result<std::shared_ptr<StoreCore>> Open(std::shared_ptr<esdb::Storage> storage,
+                                                       const StoreOptions& options, StoreHooks hooks);
+  ~StoreCore() override;
+  StoreCore(const StoreCore&) = delete;
+  StoreCore& operator=(const StoreCore&) = delete;
+
+  // See the class comment. Idempotent; must not be called from a callback.
+  void Close();
+
+  esdb::Result<esdb::AppendResult> Append(const std::string& stream_id, esdb::ExpectedVersion expected,
+                                          std::vector<esdb::ProposedEvent> events) override;
+  void AppendAsync(const std::string& stream_id, esdb::ExpectedVersion expected,
+                   std::vector<esdb::ProposedEvent> events, esdb::AppendCallback done) override;
+  esdb::Result<esdb::ReadStreamResult> ReadStream(const esdb::ReadStreamRequest& request) override;
+  esdb::Result<esdb::ReadAllResult> ReadAll(const esdb::ReadAllRequest& request) override;
+  esdb::Result<esdb::RecordedEvent> ReadEvent(const std::string& stream_id, int64_t version) override;
+  esdb::Result<int64_t> StreamVersion(const std::string& stream_id) override;
+  esdb::Result<esdb::ListStreamsResult> ListStreams(const std::string& after, uint64_t count) override;
+  uint64_t NextPosition() override { return next_position_.load(); }
+  esdb::Status DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard) override;
+  esdb::Result<esdb::StreamMetadata> GetMetadata(const std::string& stream_id) override;
+  esdb::Status SetMetadata(const std::string& stream_id, const esdb::StreamMetadata& metadata) override;
+  esdb::Status PutSnapshot(const esdb::Snapshot& snapshot) override;
+  esdb::Result<esdb::Snapshot> GetSnapshot(const std::string& stream_id, int64_t version) override;
+  esdb::Result<esdb::Snapshot> LatestSnapshot(const std::string& stream_id) override;
+  esdb::Status DeleteSnapshot(const std::string& stream_id, int64_t version) override;
+  esdb::Result<std::vector<esdb::Snapshot>> ListSnapshots(const std::string& stream_id) override;
+  esdb::Result<esdb::ScavengeResult> Scavenge() override;
+  nlohmann::json Stats() override;
+
+  // Replaces the write path (tests and a future log-backed writer).
+  // Only before the first write.
+  void SetCommitWriterForTesting(std::unique_ptr<CommitWriter> writer) { commit_writer_ = std::move(writer); }
+
+ private:
+  // What the store keeps in memory per stream.
+  struct StreamState {
+    StreamHead head;
+    std::optional<uint64_t> max_count;
+    std::optional<uint64_t> max_age_seconds;
+    std::optional<int64_t> truncate_before;
+  };
+  // What a reader may see of a stream right now.
+  struct Visibility {
+    bool exists = false;  // has events and is not (soft- or hard-) deleted
+    bool tombstoned = false;
+    int64_t last_version = esdb::kNoStreamVersion;
+    int64_t first_visible = 0;
+    int64_t min_created_us = INT64_MIN;
+  };
+  struct Request;
+  struct Outcome;
+  struct IdLocation {
+    std::string stream;
+    int64_t version;
+    uint64_t position;  // 0 when unknown (scavenged)
+  };
+
+  StoreCore(std::shared_ptr<esdb::Storage> storage, const StoreOptions& options, StoreHooks hooks);
+  esdb::Status Recover();
+
+  esdb::Status ValidateStreamId(const std::string& stream, bool for_write) const;
+  esdb::Status ValidateExpected(const esdb::ExpectedVersion& expected) const;
+  esdb::Status Enqueue(std::unique_ptr<Request>& request);  // moves from `request` only on success
+
+  void WriterLoop();
+  void ProcessGroup(std::vector<std::unique_ptr<Request>>& group);
+  const StreamState& View(const std::string& stream);  // writer thread only
+  StreamState& Staged(const std::string& stream);      // writer thread only
+  esdb::Result<std::optional<IdLocation>> LookupId(const std::string& raw_id);
+  esdb::Status CheckExpected(const std::string& stream, const StreamState& st,
+                             const esdb::ExpectedVersion& expected) const;
+  void DecideAppend(Request& r, CommitGroup& group, uint64_t* position, int64_t now_us, Outcome& out);
+  void DecideDelete(Request& r, CommitGroup& group, Outcome& out);
+  void DecideMetadata(Request& r, CommitGroup& group, Outcome& out);
+
+  static Visibility VisibilityOf(const StreamState& st, int64_t now_us);
+  std::optional<StreamState> CommittedState(const std::string& stream) const;
+  esdb::Status CheckReadable(const std::string& stream, const Visibility& vis) const;
+  void ScavengerLoop();
+  void Log(int level, const std::string& message) const;
+
+  const std::shared_ptr<esdb::Storage> storage_;
+  const StoreOptions options_;
+  const StoreHooks hooks_;
+  std::unique_ptr<CommitWriter> commit_writer_;
+
+  // Committed state. Mutated only by the writer thread (under the unique
+  // lock); read by others under the shared lock.
+  mutable std::shared_mutex state_mu_;
+  std::unordered_map<std::string, StreamState> streams_;
+  std::atomic<uint64_t> next_position_{0};
+
+  // Request queue.
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<std::unique_ptr<Request>> queue_;  // guarded by queue_mu_
+  bool stopping_ = false;                       // guarded by queue_mu_
+  std::thread writer_;
+
+  // Writer-thread only: the group's view and id index overlay.
+  std::unordered_map<std::string, StreamState> staged_;
+  std::unordered_map<std::string, IdLocation> staged_ids_;
+  std::mt19937_64 rng_;
+
+  std::mutex scavenge_mu_;  // one scavenge at a time
+  std::mutex scavenger_mu_;
+  std::condition_variable scavenger_cv_;
+  bool scavenger_stop_ = false;  // guarded by scavenger_mu_
+  std::thread scavenger_;
+
+  std::atomic<uint64_t> appends_{0}, events_appended_{0}, bytes_appended_{0}, idempotent_appends_{0},
+      wrong_expected_{0}, rejected_{0}, reads_{0}, events_read_{0}, group_commits_{0}, commit_errors_{0},
+      deletes_{0}, scavenges_{0}, scavenged_events_{0};
+  // Requests per commit group: 1, 2-3, 4-7, ... 512+.
+  std::atomic<uint64_t> group_histogram_[10] = {};
+};
+
+}  // namespace esdb_store

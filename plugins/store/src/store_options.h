@@ -1,0 +1,38 @@
+// The store's settings: the manifest's "config" object.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <esdb/status.h>
+
+namespace esdb_store {
+
+struct StoreOptions {
+  // true ("sync", default): an append is acknowledged only after its commit
+  // group is synced to disk. false ("async"): UNSAFE, acknowledged appends
+  // may be lost on an OS crash or power failure (never on a process crash).
+  bool sync = true;
+  size_t max_event_bytes = 1u << 20;   // type + content type + data + metadata of one event
+  size_t max_append_bytes = 1u << 20;  // sum over one append
+  size_t max_stream_id_length = 512;
+  size_t max_pending_appends = 65536;  // queued requests; beyond: kResourceExhausted
+  size_t max_group_bytes = 16u << 20;  // the writer starts a new group beyond this
+  uint64_t max_read_count = 100000;    // largest `count` of one read
+  uint64_t max_scan_per_read = 200000; // filtered $all reads return after scanning this many
+  uint32_t scavenge_interval_s = 0;    // background scavenge period; 0 = only on request
+  // '$'-streams are reserved; appends to them are refused unless the id
+  // starts with one of these (system streams of other subsystems).
+  std::vector<std::string> system_stream_prefixes = {"$persistent-", "$parked-", "$checkpoint-"};
+};
+
+// Reads the store's config: durability ("sync" | "async"), max_event_bytes,
+// max_append_bytes, max_stream_id_length, max_pending_appends,
+// max_read_count, scavenge_interval_s, system_stream_prefixes. Unknown keys,
+// wrong types and out-of-range values are kInvalidArgument naming the key.
+esdb::Result<StoreOptions> ParseStoreOptions(const nlohmann::json& config);
+
+}  // namespace esdb_store
