@@ -84,7 +84,9 @@ void ControlPlane::OnEvent(const EventPtr& ev) {
     st.since_us = e.timestamp_us;
     st.error = str("error");
     st.phase = str("phase");
-    if (final_failure && (st.phase == "load")) expected_.erase(name);
+    // A library that cannot be loaded or instantiated cannot come up by
+    // waiting: it leaves the expected set (it stays visible as failed).
+    if (final_failure && (st.phase == "load" || st.phase == "create")) expected_.erase(name);
   } else if (e.type == event_types::kSubsystemRestarting) {
     st.state = "restarting";
     st.since_us = e.timestamp_us;

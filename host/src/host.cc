@@ -178,7 +178,13 @@ void Host::Shutdown() {
     }
   }
   if (control_work_) {
+    // Let cancelled timers' handlers run (they hold generations and so
+    // libraries), then stop; a bounded wait in case something re-arms.
     control_work_.reset();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!control_io_.stopped() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
     control_io_.stop();
     for (auto& t : control_threads_) t.join();
     control_threads_.clear();

@@ -1,0 +1,145 @@
+// esdb-host as a real process: --check, bad manifests, graceful SIGTERM,
+// and the default manifests.
+#include <catch2/catch.hpp>
+
+#include "support/test_support.h"
+
+using esdb::test::HostProcess;
+using esdb::test::TempDir;
+using esdb::test::TestLibrary;
+using esdb::test::TestManifest;
+using esdb::test::WriteFile;
+using esdb::test::WriteManifest;
+
+namespace {
+
+std::string FailureError(HostProcess& host, const std::string& name) {
+  auto e = host.WaitFor(
+      [&](const nlohmann::json& j) {
+        return j.value("type", "") == "subsystem_failed" && j["data"].value("name", "") == name;
+      },
+      20000);
+  return e ? (*e)["data"].value("error", "") : "<no subsystem_failed event for " + name + ">";
+}
+
+}  // namespace
+
+TEST_CASE("every bad manifest gets its own clear error and the rest of the system still becomes ready",
+          "[process][manifest]") {
+  TempDir dir;
+  const auto m = dir.path() / "manifests";
+  std::filesystem::create_directories(m);
+  WriteManifest(m, TestManifest("good_a", {}));
+  WriteManifest(m, TestManifest("good_b", {{"report_delay_ms", 20}}));
+  WriteFile(m / "malformed.json", "{\"name\": \"malformed\", ");
+  WriteManifest(m, TestManifest("unknown_field", {}, {{"colour", "red"}}));
+  WriteManifest(m, TestManifest("wrong_type", {}, {{"critical", "yes"}}));
+  WriteManifest(m, TestManifest("missing_library", {}, {{"library", "/nonexistent/libnope.so"}}));
+  WriteManifest(m, TestManifest("not_a_plugin", {}, {{"library", TestLibrary("libnot_a_plugin.so").string()}}));
+  WriteManifest(m, TestManifest("missing_entry", {}, {{"entry", "no_such_entry"}}));
+  WriteManifest(m, TestManifest("api_mismatch", {}, {{"api_version", "2.0"}}));
+  WriteManifest(m, TestManifest("future_api", {},
+                                {{"library", TestLibrary("libesdb_future_api_plugin.so").string()},
+                                 {"api_version", "1.1"},
+                                 {"entry", "esdb_create_future"}}));
+  WriteFile(m / "zz_duplicate.json", TestManifest("good_a", {}).dump());
+  WriteManifest(m, TestManifest("factory_throws", {}, {{"entry", "esdb_create_throwing"}}));
+  WriteManifest(m, TestManifest("factory_null", {}, {{"entry", "esdb_create_null"}}));
+  const nlohmann::json give_up = {{"critical", false}, {"restart", {{"max_restarts", 0}}}};
+  WriteManifest(m, TestManifest("start_throws", {{"start", "throw"}}, give_up));
+  auto never = give_up;
+  never["start_timeout_ms"] = 300;
+  WriteManifest(m, TestManifest("never_reports", {{"start", "never"}}, never));
+
+  HostProcess host({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events",
+                    "--node", "t1"});
+  auto ready = host.WaitForEvent("system_ready");
+  INFO(host.Stderr());
+  REQUIRE(ready);
+  CHECK((*ready)["data"]["ready"] == nlohmann::json::array({"good_a", "good_b"}));
+
+  CHECK_THAT(FailureError(host, "malformed"), Catch::Contains("malformed.json: malformed JSON"));
+  CHECK_THAT(FailureError(host, "unknown_field"), Catch::Contains("unknown_field.json: field 'colour': unknown field"));
+  CHECK_THAT(FailureError(host, "wrong_type"),
+             Catch::Contains("wrong_type.json: field 'critical': must be true or false, got string"));
+  CHECK_THAT(FailureError(host, "missing_library"), Catch::Contains("/nonexistent/libnope.so does not exist"));
+  CHECK_THAT(FailureError(host, "not_a_plugin"), Catch::Contains("is not an esdb plugin"));
+  CHECK_THAT(FailureError(host, "missing_entry"), Catch::Contains("field 'entry': symbol 'no_such_entry' not found"));
+  CHECK_THAT(FailureError(host, "api_mismatch"),
+             Catch::Contains("manifest says 2.0 but the library was built for SDK API 1.0"));
+  CHECK_THAT(FailureError(host, "future_api"), Catch::Contains("plugin built for SDK API 1.1, host provides 1.0"));
+  CHECK_THAT(FailureError(host, "zz_duplicate"), Catch::Contains("duplicate subsystem name 'good_a'"));
+  CHECK_THAT(FailureError(host, "factory_throws"), Catch::Contains("the plugin factory threw: test factory told to throw"));
+  CHECK_THAT(FailureError(host, "factory_null"), Catch::Contains("factory returned no instance"));
+  CHECK_THAT(FailureError(host, "start_throws"), Catch::Contains("Start() threw: test plugin told to throw"));
+  CHECK_THAT(FailureError(host, "never_reports"), Catch::Contains("did not report ready within start_timeout_ms=300"));
+
+  // The host keeps serving the good ones and stops cleanly.
+  CHECK(host.Terminate() == 0);
+  CHECK(host.WaitForEvent("subsystem_stopped", "good_a", 1000));
+}
+
+TEST_CASE("check mode exits 1 when the system does not become ready in time", "[process]") {
+  TempDir dir;
+  const auto m = dir.path() / "manifests";
+  std::filesystem::create_directories(m);
+  WriteManifest(m, TestManifest("slowpoke", {{"start", "never"}}, {{"start_timeout_ms", 60000}}));
+  HostProcess host({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--check", "--timeout", "1"});
+  auto code = host.Wait(30000);
+  REQUIRE(code.has_value());
+  CHECK(*code == 1);
+  const auto lines = host.Lines();
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back()["ready"] == false);
+  CHECK(lines.back()["not_ready"] == nlohmann::json::array({"slowpoke"}));
+}
+
+TEST_CASE("SIGTERM stops every subsystem gracefully and exits 0", "[process]") {
+  TempDir dir;
+  const auto m = dir.path() / "manifests";
+  std::filesystem::create_directories(m);
+  for (const char* n : {"one", "two", "three"}) WriteManifest(m, TestManifest(n, {{"report_delay_ms", 10}}));
+  HostProcess host({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events"});
+  REQUIRE(host.WaitForEvent("system_ready"));
+  CHECK(host.Terminate() == 0);
+  for (const char* n : {"one", "two", "three"}) {
+    CHECK(host.WaitForEvent("subsystem_stopping", n, 1000));
+    CHECK(host.WaitForEvent("subsystem_stopped", n, 1000));
+  }
+  CHECK(host.WaitForEvent("system_stopping", "", 1000));
+  CHECK_FALSE(host.WaitForEvent("system_degraded", "", 10));
+}
+
+TEST_CASE("bad command lines are refused with the option named", "[process]") {
+  HostProcess unknown({"--frobnicate"});
+  CHECK(unknown.Wait(10000) == 2);
+  CHECK_THAT(unknown.Stderr(), Catch::Contains("unknown option '--frobnicate'"));
+  HostProcess bad_timeout({"--check", "--timeout", "soon"});
+  CHECK(bad_timeout.Wait(10000) == 2);
+  CHECK_THAT(bad_timeout.Stderr(), Catch::Contains("--timeout: 'soon'"));
+  TempDir dir;
+  HostProcess no_dir({"--manifests", (dir.path() / "nope").string(), "--data", (dir.path() / "d").string()});
+  CHECK(no_dir.Wait(10000) == 1);
+  CHECK_THAT(no_dir.Stderr(), Catch::Contains("manifest directory"));
+}
+
+TEST_CASE("esdb-host --check on the default manifests: five subsystems ready", "[process][defaults]") {
+  TempDir dir;
+  HostProcess host({"--manifests", ESDB_SOURCE_DIR "/manifests", "--data", (dir.path() / "data").string(), "--check",
+                    "--timeout", "60", "--set", "gateway.listen_port=0"});
+  auto code = host.Wait(90000);
+  REQUIRE(code.has_value());
+  INFO(host.Stderr());
+  CHECK(*code == 0);
+  const auto lines = host.Lines();
+  REQUIRE_FALSE(lines.empty());
+  const auto& status = lines.back();
+  CHECK(status["ready"] == true);
+  for (const char* n : {"persistence", "store", "notification", "cluster", "gateway"}) {
+    INFO(n);
+    CHECK(status["subsystems"][n]["state"] == "ready");
+  }
+  CHECK(status["subsystems"].size() == 5);
+  // Persistence opened its LevelDB in the data directory.
+  CHECK(std::filesystem::exists(dir.path() / "data" / "persistence"));
+}

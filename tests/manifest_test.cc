@@ -1,0 +1,92 @@
+// Manifest parsing: every field's type and range is checked, unknown fields
+// are refused, and each error names the file and the field.
+#include <catch2/catch.hpp>
+
+#include "manifest.h"
+#include "support/test_support.h"
+
+using esdb::host::ParseManifestFile;
+using esdb::host::ParseManifestText;
+
+namespace {
+nlohmann::json Good() {
+  return {{"name", "store"},      {"version", "1.2.3"},     {"api_version", "1.0"},
+          {"library", "libx.so"}, {"entry", "create_store"}};
+}
+std::string ErrorOf(const nlohmann::json& m) {
+  auto r = ParseManifestText(m.dump(), "/m/store.json", "/m", "/plugins", {});
+  REQUIRE_FALSE(r.ok());
+  return r.status().message();
+}
+}  // namespace
+
+TEST_CASE("a minimal manifest gets the documented defaults", "[manifest]") {
+  auto r = ParseManifestText(Good().dump(), "/m/store.json", "/m", "/plugins", {});
+  REQUIRE(r.ok());
+  CHECK(r->library == "/plugins/libx.so");
+  CHECK(r->critical);
+  CHECK(r->unloadable);
+  CHECK(r->threads == 1);
+  CHECK(r->restart.max_restarts == 3);
+  CHECK(r->restart.max_seconds == 30);
+  CHECK(r->health.interval_ms == 1000);
+  CHECK(r->config == nlohmann::json::object());
+}
+
+TEST_CASE("library paths with a slash are relative to the manifest", "[manifest]") {
+  auto m = Good();
+  m["library"] = "../lib/libx.so";
+  auto r = ParseManifestText(m.dump(), "/etc/esdb/manifests/store.json", "/etc/esdb/manifests", "/plugins", {});
+  REQUIRE(r.ok());
+  CHECK(r->library == "/etc/esdb/lib/libx.so");
+}
+
+TEST_CASE("config overrides from the command line replace keys", "[manifest]") {
+  auto m = Good();
+  m["config"] = {{"port", 2113}, {"keep", true}};
+  esdb::host::ConfigOverrides o;
+  o["store"]["port"] = 0;
+  auto r = ParseManifestText(m.dump(), "f", "/m", "/p", o);
+  REQUIRE(r.ok());
+  CHECK(r->config["port"] == 0);
+  CHECK(r->config["keep"] == true);
+}
+
+TEST_CASE("bad manifests are refused with the file and field named", "[manifest]") {
+  auto with = [](const char* key, nlohmann::json v) {
+    auto m = Good();
+    m[key] = std::move(v);
+    return m;
+  };
+  auto without = [](const char* key) {
+    auto m = Good();
+    m.erase(key);
+    return m;
+  };
+  CHECK_THAT(ErrorOf(with("colour", "red")), Catch::Contains("/m/store.json: field 'colour': unknown field"));
+  CHECK_THAT(ErrorOf(with("critical", "yes")), Catch::Contains("field 'critical': must be true or false, got string"));
+  CHECK_THAT(ErrorOf(with("threads", 0)), Catch::Contains("field 'threads': must be between 1 and 64"));
+  CHECK_THAT(ErrorOf(with("threads", 1.5)), Catch::Contains("field 'threads': must be an integer"));
+  CHECK_THAT(ErrorOf(without("entry")), Catch::Contains("field 'entry': is required"));
+  CHECK_THAT(ErrorOf(with("name", "Bad Name")), Catch::Contains("field 'name'"));
+  CHECK_THAT(ErrorOf(with("version", "1.0")), Catch::Contains("field 'version': '1.0' is not semver"));
+  CHECK_THAT(ErrorOf(with("api_version", "one")), Catch::Contains("field 'api_version'"));
+  CHECK_THAT(ErrorOf(with("provides", {"a", 1})), Catch::Contains("field 'provides': element 1 must be a string"));
+  CHECK_THAT(ErrorOf(with("config", "x")), Catch::Contains("field 'config': must be an object"));
+  CHECK_THAT(ErrorOf(with("restart", {{"max_restart", 1}})), Catch::Contains("field 'restart.max_restart': unknown field"));
+  CHECK_THAT(ErrorOf(with("restart", {{"backoff_initial_ms", 500}, {"backoff_max_ms", 100}})),
+             Catch::Contains("field 'restart.backoff_max_ms'"));
+  CHECK_THAT(ErrorOf(with("health", {{"interval_ms", "1s"}})), Catch::Contains("field 'health.interval_ms'"));
+  CHECK_THAT(ErrorOf(nlohmann::json::array()), Catch::Contains("must be a JSON object"));
+}
+
+TEST_CASE("malformed JSON and missing files are reported with the path", "[manifest]") {
+  esdb::test::TempDir dir;
+  esdb::test::WriteFile(dir.path() / "bad.json", "{\"name\": \"x\",");
+  auto r = ParseManifestFile(dir.path() / "bad.json", "/p", {});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains((dir.path() / "bad.json").string() + ": malformed JSON"));
+  auto missing = ParseManifestFile(dir.path() / "nope.json", "/p", {});
+  REQUIRE_FALSE(missing.ok());
+  CHECK_THAT(missing.status().message(), Catch::Contains("nope.json: cannot open manifest"));
+}

@@ -1,0 +1,131 @@
+// A configurable subsystem for the host's tests. Its behaviour comes from
+// the manifest's config:
+//   start_delay_ms      sleep this long inside Start() before reporting
+//   report_delay_ms     return from Start() at once; report ready after this, from the io thread
+//   start               "ok" | "throw" | "error" | "never" | "report_failed"
+//   fail_after_ms       after ready, report failed after this long (0 = never)
+//   health              "ok" | "unhealthy" | "hang" (hang = CheckHealth blocks 10 s)
+//   provide             name of a service to provide when ready
+//   require             name of a service to wait for (via the services topic) before ready
+//   ready_details       object passed to ReportReady
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <esdb/plugin.h>
+
+namespace esdb_test {
+namespace {
+
+// The service test plugins provide to each other.
+struct EchoService {
+  std::string owner;
+};
+
+class TestSubsystem : public esdb::Subsystem {
+ public:
+  esdb::Status Start(esdb::Context& ctx) override {
+    ctx_ = &ctx;
+    const auto& cfg = ctx.Config();
+    const std::string mode = cfg.value("start", "ok");
+    if (int ms = cfg.value("start_delay_ms", 0); ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    if (mode == "throw") throw std::runtime_error("test plugin told to throw in Start");
+    if (mode == "error") return esdb::Status::Internal("test plugin told to fail Start");
+    if (mode == "never") return esdb::Status::OK();
+    if (mode == "report_failed") {
+      ctx.ReportFailed(esdb::Status::Unavailable("test plugin told to report failure"));
+      return esdb::Status::OK();
+    }
+    required_ = cfg.value("require", "");
+    if (!required_.empty()) {
+      esdb::SubscribeOptions opts;
+      opts.topics = {esdb::topics::kServices};
+      opts.name = ctx.Name() + "-services";
+      auto sub = ctx.Bus().Subscribe(opts, [this](const esdb::EventPtr& e) { OnServiceEvent(*e); });
+      if (!sub.ok()) return sub.status();
+      services_sub_ = std::move(sub.value());
+      return esdb::Status::OK();
+    }
+    const int report_delay = cfg.value("report_delay_ms", 0);
+    if (report_delay > 0) {
+      timer_ = std::make_unique<boost::asio::steady_timer>(ctx.Io(), std::chrono::milliseconds(report_delay));
+      timer_->async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) BecomeReady();
+      });
+      return esdb::Status::OK();
+    }
+    BecomeReady();
+    return esdb::Status::OK();
+  }
+
+  esdb::Status Stop() override {
+    stopping_ = true;
+    services_sub_.cancel();
+    if (timer_) timer_->cancel();
+    if (fail_thread_.joinable()) fail_thread_.join();
+    return esdb::Status::OK();
+  }
+
+  esdb::Health CheckHealth() override {
+    const std::string mode = ctx_->Config().value("health", "ok");
+    if (mode == "unhealthy") return {false, "test plugin told to be unhealthy", {}};
+    if (mode == "hang") {
+      for (int i = 0; i < 1000 && !stopping_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return {};
+  }
+
+ private:
+  void OnServiceEvent(const esdb::Event& e) {
+    if (e.type == esdb::event_types::kServiceProvided && e.data.value("name", "") == required_ && !ready_) {
+      auto svc = ctx_->Services().Get<EchoService>(required_);
+      if (svc) BecomeReady({{"required_from", svc->owner}});
+    }
+  }
+
+  void BecomeReady(nlohmann::json details = nlohmann::json::object()) {
+    if (ready_.exchange(true)) return;
+    const auto& cfg = ctx_->Config();
+    if (auto p = cfg.value("provide", ""); !p.empty()) {
+      auto svc = std::make_shared<EchoService>();
+      svc->owner = ctx_->Name();
+      esdb::Status s = ctx_->Services().Provide(p, svc);
+      if (!s.ok()) {
+        ctx_->ReportFailed(s);
+        return;
+      }
+    }
+    if (cfg.contains("ready_details")) details.update(cfg["ready_details"]);
+    ctx_->ReportReady(details);
+    if (int ms = cfg.value("fail_after_ms", 0); ms > 0) {
+      fail_thread_ = std::thread([this, ms] {
+        for (int waited = 0; waited < ms && !stopping_; waited += 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        if (!stopping_) ctx_->ReportFailed(esdb::Status::Internal("test plugin told to fail after start"));
+      });
+    }
+  }
+
+  esdb::Context* ctx_ = nullptr;
+  std::string required_;
+  esdb::Subscription services_sub_;
+  std::unique_ptr<boost::asio::steady_timer> timer_;
+  std::thread fail_thread_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stopping_{false};
+};
+
+esdb::Subsystem* CreateTestSubsystem() { return new TestSubsystem(); }
+esdb::Subsystem* CreateThrowing() { throw std::runtime_error("test factory told to throw"); }
+esdb::Subsystem* CreateNull() { return nullptr; }
+
+}  // namespace
+}  // namespace esdb_test
+
+ESDB_PLUGIN(esdb_test::CreateTestSubsystem, esdb_create_test)
+BOOST_DLL_ALIAS(esdb_test::CreateThrowing, esdb_create_throwing)
+BOOST_DLL_ALIAS(esdb_test::CreateNull, esdb_create_null)
