@@ -15,9 +15,11 @@ Reaper::~Reaper() {
   }
   cv_.notify_all();
   thread_.join();
-  // Pinned libraries are left mapped until the process exits: unloading them
-  // now could run into code that is still referenced.
-  for (auto& lib : pinned_) (void)lib.release();
+  // Pinned libraries stay mapped until the process exits: unloading them
+  // could run into code that is still referenced. They are parked in a
+  // process-lifetime list (reachable, so leak checkers stay quiet).
+  static auto* forever = new std::vector<std::unique_ptr<boost::dll::shared_library>>();
+  for (auto& lib : pinned_) forever->push_back(std::move(lib));
 }
 
 void Reaper::Release(std::unique_ptr<boost::dll::shared_library> lib, bool unloadable) {
