@@ -223,7 +223,7 @@ struct GroupInfo {
   uint64_t timed_out_total = 0;
   uint64_t parked_total = 0;
   uint64_t replayed_total = 0;
-  std::string parked_stream;     // "$persistentsubscription-{stream}::{group}-parked"
+  std::string parked_stream;     // "$persistent-{stream}::{group}-parked"
   std::vector<ConsumerInfo> consumers;
 };
 

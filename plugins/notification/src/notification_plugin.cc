@@ -1,0 +1,142 @@
+// Notification: subscriptions. Waits for the event store service, then
+// provides "esdb.subscriptions/1" (catch-up subscriptions and persistent
+// groups) and feeds it the store's events_appended notifications. When the
+// store goes away, the service is withdrawn and every subscriber is dropped
+// with kUnavailable; it comes back when the store does.
+#include <memory>
+#include <mutex>
+
+#include <spdlog/spdlog.h>
+
+#include <esdb/plugin.h>
+#include <esdb/subscriptions.h>
+
+#include "subscription_service.h"
+
+namespace esdb_notification {
+namespace {
+
+class NotificationSubsystem : public esdb::Subsystem {
+ public:
+  esdb::Status Start(esdb::Context& ctx) override {
+    ctx_ = &ctx;
+    esdb::Result<ServiceOptions> options = ParseServiceOptions(ctx.Config());
+    if (!options.ok()) return options.status();
+    options_ = options.value();
+    esdb::SubscribeOptions so;
+    so.topics = {esdb::topics::kServices};
+    so.replay_retained = true;
+    so.name = "notification.services";
+    esdb::Result<esdb::Subscription> sub =
+        ctx.Bus().Subscribe(so, [this](const esdb::EventPtr& event) { OnServiceEvent(event); });
+    if (!sub.ok()) return sub.status();
+    std::lock_guard<std::mutex> lock(mu_);
+    services_sub_ = std::move(sub.value());
+    return esdb::Status::OK();
+  }
+
+  esdb::Status Stop() override {
+    esdb::Subscription services;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      services = std::move(services_sub_);
+    }
+    services.cancel();  // waits for a running OnServiceEvent
+    std::lock_guard<std::mutex> lock(mu_);
+    Detach(esdb::Status::Cancelled("the notification subsystem is stopping"));
+    return esdb::Status::OK();
+  }
+
+  esdb::Health CheckHealth() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    esdb::Health h;
+    if (service_) {
+      h.details = service_->Stats();
+    } else {
+      h.message = "waiting for " + std::string(esdb::services::kEventStore);
+    }
+    return h;
+  }
+
+ private:
+  void OnServiceEvent(const esdb::EventPtr& event) {
+    const std::string name = event->data.value("name", "");
+    if (name != esdb::services::kEventStore) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    if (event->type == esdb::event_types::kServiceProvided) {
+      Attach();
+    } else if (event->type == esdb::event_types::kServiceWithdrawn) {
+      Detach(esdb::Status::Unavailable("the event store was withdrawn"));
+    }
+  }
+
+  // Requires mu_.
+  void Attach() {
+    if (service_) return;
+    auto store = ctx_->Services().Get<esdb::EventStore>(esdb::services::kEventStore);
+    if (!store) return;  // withdrawn again already; wait for the next provided
+    auto service = std::make_shared<SubscriptionService>(ctx_->Io(), store, ctx_->Logger(), options_);
+    esdb::Status s = service->Start();
+    if (!s.ok()) {
+      service->Stop(s);
+      ctx_->ReportFailed(s);
+      return;
+    }
+    esdb::SubscribeOptions so;
+    so.topics = {esdb::topics::kStore};
+    so.types = {"events_appended", "stream_deleted"};
+    so.replay_retained = false;
+    so.queue_limit = 1 << 20;
+    so.name = "notification.store";
+    std::weak_ptr<SubscriptionService> weak = service;
+    esdb::Result<esdb::Subscription> sub = ctx_->Bus().Subscribe(so, [weak](const esdb::EventPtr& event) {
+      if (auto svc = weak.lock()) svc->OnStoreEvent(event);
+    });
+    if (!sub.ok()) {
+      service->Stop(sub.status());
+      ctx_->ReportFailed(sub.status());
+      return;
+    }
+    // Appends between the service's start and the bus subscription are
+    // picked up by the next notification (the fan-out reads to the head).
+    service->OnEventsAppended(store->NextPosition() == 0 ? 0 : store->NextPosition() - 1, {});
+    esdb::Status ps = ctx_->Services().Provide(esdb::services::kSubscriptions, service);
+    if (!ps.ok()) {
+      sub.value().cancel();
+      service->Stop(ps);
+      ctx_->ReportFailed(ps);
+      return;
+    }
+    service->SetHandlePin(ctx_->Services().Find(esdb::services::kSubscriptions));
+    store_sub_ = std::move(sub.value());
+    service_ = std::move(service);
+    ctx_->Logger()->info("providing {}", esdb::services::kSubscriptions);
+    ctx_->ReportReady({{"service", esdb::services::kSubscriptions}});
+  }
+
+  // Requires mu_.
+  void Detach(const esdb::Status& reason) {
+    if (!service_) return;
+    ctx_->Services().Withdraw(esdb::services::kSubscriptions);
+    store_sub_.cancel();
+    service_->Stop(reason);
+    service_.reset();
+  }
+
+  esdb::Context* ctx_ = nullptr;
+  ServiceOptions options_;
+  std::mutex mu_;
+  bool stopping_ = false;
+  esdb::Subscription services_sub_;
+  esdb::Subscription store_sub_;
+  std::shared_ptr<SubscriptionService> service_;
+};
+
+esdb::Subsystem* CreateNotificationSubsystem() { return new NotificationSubsystem(); }
+
+}  // namespace
+}  // namespace esdb_notification
+
+ESDB_PLUGIN(esdb_notification::CreateNotificationSubsystem, esdb_create_notification)

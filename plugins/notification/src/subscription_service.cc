@@ -1,0 +1,685 @@
+#include "subscription_service.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+namespace esdb_notification {
+namespace {
+
+// Ends a catch-up subscription when the subscriber lets go of its handle.
+class CatchUpControl : public esdb::SubscriptionControl {
+ public:
+  CatchUpControl(std::weak_ptr<SubscriptionService> service, std::shared_ptr<CatchUpSubscription> sub,
+                 std::function<void(uint64_t)> forget, std::shared_ptr<void> pin)
+      : service_(std::move(service)), sub_(std::move(sub)), forget_(std::move(forget)), pin_(std::move(pin)) {}
+
+  void cancel() override {
+    std::shared_ptr<CatchUpSubscription> sub;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sub = std::move(sub_);
+    }
+    if (!sub) return;
+    sub->Cancel();
+    if (service_.lock()) forget_(sub->id());
+  }
+
+ private:
+  std::mutex mu_;
+  std::weak_ptr<SubscriptionService> service_;
+  std::shared_ptr<CatchUpSubscription> sub_;
+  std::function<void(uint64_t)> forget_;
+  std::shared_ptr<void> pin_;
+};
+
+// Disconnects a persistent-group consumer when its handle goes.
+class ConsumerControl : public esdb::SubscriptionControl {
+ public:
+  ConsumerControl(std::weak_ptr<PersistentGroup> group, PersistentGroup::ConsumerRef ref, std::shared_ptr<void> pin)
+      : group_(std::move(group)), ref_(std::move(ref)), pin_(std::move(pin)) {}
+
+  void cancel() override {
+    std::shared_ptr<Channel<esdb::PersistentMessage>> channel;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      channel = std::move(ref_.channel);
+    }
+    if (!channel) return;
+    if (auto group = group_.lock()) group->Disconnect(ref_.id);
+    channel->Cancel();
+  }
+
+ private:
+  std::mutex mu_;
+  std::weak_ptr<PersistentGroup> group_;
+  PersistentGroup::ConsumerRef ref_;
+  std::shared_ptr<void> pin_;
+};
+
+esdb::Status ValidateLimits(const esdb::SubscriptionLimits& l) {
+  if (l.max_buffered_events < 1 || l.max_buffered_events > 10000000)
+    return esdb::Status::InvalidArgument("max_buffered_events must be in 1..10000000");
+  if (l.max_buffered_bytes < 1024 || l.max_buffered_bytes > (uint64_t{4} << 30))
+    return esdb::Status::InvalidArgument("max_buffered_bytes must be in 1024..4294967296");
+  if (l.max_batch < 1 || l.max_batch > 10000) return esdb::Status::InvalidArgument("max_batch must be in 1..10000");
+  if (l.read_batch < 1 || l.read_batch > 10000) return esdb::Status::InvalidArgument("read_batch must be in 1..10000");
+  return esdb::Status::OK();
+}
+
+esdb::Status ValidateGroupName(const std::string& stream_id, const std::string& group) {
+  if (stream_id.empty()) return esdb::Status::InvalidArgument("stream id must not be empty");
+  if (stream_id.find("::") != std::string::npos)
+    return esdb::Status::InvalidArgument("stream id '" + stream_id + "' must not contain '::' for a group");
+  if (group.empty() || group.size() > 100)
+    return esdb::Status::InvalidArgument("group name must have 1..100 characters");
+  for (char c : group) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) {
+      return esdb::Status::InvalidArgument("group name '" + group + "' may only contain [A-Za-z0-9_.-]");
+    }
+  }
+  return esdb::Status::OK();
+}
+
+esdb::Status ValidateSettings(const std::string& stream_id, const esdb::GroupSettings& s) {
+  if (s.start_from < esdb::kGroupStartFromEnd)
+    return esdb::Status::InvalidArgument("start_from must be >= 0 or -1 (end)");
+  if (s.max_retry < 0 || s.max_retry > 1000) return esdb::Status::InvalidArgument("max_retry must be in 0..1000");
+  if (s.message_timeout_ms < 1 || s.message_timeout_ms > 3600000)
+    return esdb::Status::InvalidArgument("message_timeout_ms must be in 1..3600000");
+  if (s.max_in_flight < 1 || s.max_in_flight > 100000)
+    return esdb::Status::InvalidArgument("max_in_flight must be in 1..100000");
+  if (s.checkpoint_after_ms < 0 || s.checkpoint_after_ms > 3600000)
+    return esdb::Status::InvalidArgument("checkpoint_after_ms must be in 0..3600000");
+  const esdb::AllFilter& f = s.filter;
+  const bool has_filter = !f.event_types.empty() || !f.stream_prefixes.empty() || !f.stream_regex.empty() ||
+                          f.include_system;
+  if (has_filter && stream_id != esdb::kAllStreamId)
+    return esdb::Status::InvalidArgument("filter applies to $all groups only, not to stream '" + stream_id + "'");
+  return esdb::Status::OK();
+}
+
+bool IsUuid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+esdb::Result<std::vector<std::string>> CanonicalIds(const std::vector<std::string>& ids) {
+  if (ids.empty()) return esdb::Status::InvalidArgument("no event ids given");
+  std::vector<std::string> out;
+  out.reserve(ids.size());
+  for (const std::string& id : ids) {
+    if (!IsUuid(id)) return esdb::Status::InvalidArgument("event id '" + id + "' is not a UUID");
+    std::string lower = id;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    out.push_back(std::move(lower));
+  }
+  return out;
+}
+
+nlohmann::json SettingsToJson(const esdb::GroupSettings& s) {
+  return nlohmann::json{{"start_from", s.start_from},
+                        {"strategy", esdb::ConsumerStrategyName(s.strategy)},
+                        {"max_retry", s.max_retry},
+                        {"message_timeout_ms", s.message_timeout_ms},
+                        {"max_in_flight", s.max_in_flight},
+                        {"checkpoint_after_ms", s.checkpoint_after_ms},
+                        {"filter",
+                         {{"event_types", s.filter.event_types},
+                          {"stream_prefixes", s.filter.stream_prefixes},
+                          {"stream_regex", s.filter.stream_regex},
+                          {"include_system", s.filter.include_system}}}};
+}
+
+esdb::GroupSettings SettingsFromJson(const nlohmann::json& j) {
+  esdb::GroupSettings s;
+  s.start_from = j.at("start_from").get<int64_t>();
+  s.strategy = j.at("strategy").get<std::string>() == "dispatch_to_single" ? esdb::ConsumerStrategy::kDispatchToSingle
+                                                                           : esdb::ConsumerStrategy::kRoundRobin;
+  s.max_retry = j.at("max_retry").get<int>();
+  s.message_timeout_ms = j.at("message_timeout_ms").get<int64_t>();
+  s.max_in_flight = j.at("max_in_flight").get<size_t>();
+  s.checkpoint_after_ms = j.at("checkpoint_after_ms").get<int64_t>();
+  const nlohmann::json& f = j.at("filter");
+  s.filter.event_types = f.at("event_types").get<std::vector<std::string>>();
+  s.filter.stream_prefixes = f.at("stream_prefixes").get<std::vector<std::string>>();
+  s.filter.stream_regex = f.at("stream_regex").get<std::string>();
+  s.filter.include_system = f.at("include_system").get<bool>();
+  return s;
+}
+
+esdb::Result<std::optional<FilterMatcher>> GroupMatcher(const std::string& stream_id,
+                                                        const esdb::GroupSettings& settings) {
+  if (stream_id != esdb::kAllStreamId) return std::optional<FilterMatcher>();
+  esdb::Result<FilterMatcher> m = FilterMatcher::Make(settings.filter);
+  if (!m.ok()) return m.status();
+  return std::optional<FilterMatcher>(std::move(m.value()));
+}
+
+}  // namespace
+
+esdb::Result<ServiceOptions> ParseServiceOptions(const nlohmann::json& config) {
+  ServiceOptions o;
+  if (!config.is_object()) return esdb::Status::InvalidArgument("notification config must be an object");
+  for (auto it = config.begin(); it != config.end(); ++it) {
+    size_t* field = nullptr;
+    if (it.key() == "max_catch_up_subscriptions") field = &o.max_catch_up_subscriptions;
+    else if (it.key() == "max_groups") field = &o.max_groups;
+    else if (it.key() == "max_consumers_per_group") field = &o.max_consumers_per_group;
+    else if (it.key() == "fanout_read_batch") field = &o.fanout_read_batch;
+    else return esdb::Status::InvalidArgument("notification config: unknown field '" + it.key() + "'");
+    if (!it.value().is_number_unsigned() || it.value().get<uint64_t>() < 1 || it.value().get<uint64_t>() > 10000000)
+      return esdb::Status::InvalidArgument("notification config: '" + it.key() + "' must be an integer in 1..10000000");
+    *field = it.value().get<size_t>();
+  }
+  return o;
+}
+
+SubscriptionService::SubscriptionService(boost::asio::io_context& io, std::shared_ptr<esdb::EventStore> store,
+                                         std::shared_ptr<spdlog::logger> logger, ServiceOptions options)
+    : io_(io),
+      store_(std::move(store)),
+      logger_(std::move(logger)),
+      options_(options),
+      fanout_retry_(std::make_unique<boost::asio::steady_timer>(io_)) {
+  fanout_next_ = store_->NextPosition();
+  known_head_ = fanout_next_;
+}
+
+SubscriptionService::~SubscriptionService() { Stop(esdb::Status::Cancelled("subscription service destroyed")); }
+
+esdb::Status SubscriptionService::CheckRunning() const {
+  if (stopped_) return esdb::Status::Cancelled("the subscription service is stopping");
+  return esdb::Status::OK();
+}
+
+esdb::Status SubscriptionService::Start() {
+  esdb::ReadStreamRequest req;
+  req.stream_id = kGroupConfigStream;
+  req.from = -1;
+  req.count = 1;
+  req.direction = esdb::Direction::kBackward;
+  esdb::Result<esdb::ReadStreamResult> r = store_->ReadStream(req);
+  if (!r.ok()) {
+    if (r.status().code() == esdb::Code::kNotFound) return esdb::Status::OK();
+    return r.status();
+  }
+  if (r->events.empty()) return esdb::Status::OK();
+  std::lock_guard<std::mutex> admin(admin_mu_);
+  try {
+    const nlohmann::json doc = nlohmann::json::parse(r->events.front().data);
+    for (const nlohmann::json& g : doc.at("groups")) {
+      const std::string stream_id = g.at("stream").get<std::string>();
+      const std::string name = g.at("group").get<std::string>();
+      esdb::GroupSettings settings = SettingsFromJson(g.at("settings"));
+      esdb::Result<std::optional<FilterMatcher>> matcher = GroupMatcher(stream_id, settings);
+      if (!matcher.ok()) return matcher.status();
+      auto group = std::make_shared<PersistentGroup>(io_, store_, logger_, stream_id, name, settings,
+                                                     std::move(matcher.value()));
+      esdb::Status s = group->Load(/*created=*/false);
+      if (!s.ok()) return s;
+      group->Poke();
+      std::lock_guard<std::mutex> lock(groups_mu_);
+      groups_[{stream_id, name}] = std::move(group);
+    }
+  } catch (const std::exception& e) {
+    return esdb::Status::Corruption(std::string("group definitions in ") + kGroupConfigStream +
+                                    " do not parse: " + e.what());
+  }
+  std::lock_guard<std::mutex> lock(groups_mu_);
+  logger_->info("loaded {} persistent subscription group(s)", groups_.size());
+  return esdb::Status::OK();
+}
+
+void SubscriptionService::Stop(const esdb::Status& reason) {
+  if (stopped_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(fanout_mu_);
+    if (fanout_retry_) fanout_retry_->cancel();
+  }
+  std::unordered_map<uint64_t, std::shared_ptr<CatchUpSubscription>> subs;
+  {
+    std::lock_guard<std::mutex> lock(subs_mu_);
+    subs.swap(subs_);
+    pin_.reset();
+  }
+  for (auto& [id, sub] : subs) sub->Close(reason);
+  std::map<GroupKey, std::shared_ptr<PersistentGroup>> groups;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    groups.swap(groups_);
+  }
+  for (auto& [key, group] : groups) group->Stop(reason, /*write_checkpoint=*/true);
+}
+
+void SubscriptionService::SetHandlePin(std::shared_ptr<void> pin) {
+  std::lock_guard<std::mutex> lock(subs_mu_);
+  pin_ = std::move(pin);
+}
+
+// --- catch-up subscriptions -------------------------------------------------
+
+esdb::Result<esdb::Subscription> SubscriptionService::SubscribeToStream(const esdb::StreamSubscriptionRequest& request,
+                                                                        esdb::SubscriptionHandlers handlers) {
+  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (request.stream_id.empty()) return esdb::Status::InvalidArgument("stream id must not be empty");
+  if (request.stream_id == esdb::kAllStreamId)
+    return esdb::Status::InvalidArgument("use SubscribeToAll to subscribe to $all");
+  if (request.from_version < esdb::kSubscribeFromEndVersion)
+    return esdb::Status::InvalidArgument("from_version must be >= 0 or -1 (end)");
+  if (esdb::Status s = ValidateLimits(request.limits); !s.ok()) return s;
+  if (!handlers.on_events) return esdb::Status::InvalidArgument("on_events handler is required");
+  CatchUpSubscription::Params p;
+  p.is_all = false;
+  p.stream_id = request.stream_id;
+  p.from_version = request.from_version;
+  p.limits = request.limits;
+  p.name = request.name;
+  return Register(std::move(p), std::move(handlers));
+}
+
+esdb::Result<esdb::Subscription> SubscriptionService::SubscribeToAll(const esdb::AllSubscriptionRequest& request,
+                                                                     esdb::SubscriptionHandlers handlers) {
+  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = ValidateLimits(request.limits); !s.ok()) return s;
+  if (!handlers.on_events) return esdb::Status::InvalidArgument("on_events handler is required");
+  esdb::Result<FilterMatcher> matcher = FilterMatcher::Make(request.filter);
+  if (!matcher.ok()) return matcher.status();
+  CatchUpSubscription::Params p;
+  p.is_all = true;
+  p.from_position = request.from_position;
+  p.matcher = std::move(matcher.value());
+  p.limits = request.limits;
+  p.name = request.name;
+  return Register(std::move(p), std::move(handlers));
+}
+
+esdb::Result<esdb::Subscription> SubscriptionService::Register(CatchUpSubscription::Params params,
+                                                               esdb::SubscriptionHandlers handlers) {
+  std::shared_ptr<CatchUpSubscription> sub;
+  std::shared_ptr<void> pin;
+  {
+    std::lock_guard<std::mutex> lock(subs_mu_);
+    if (stopped_) return esdb::Status::Cancelled("the subscription service is stopping");
+    if (subs_.size() >= options_.max_catch_up_subscriptions) {
+      return esdb::Status::ResourceExhausted("too many subscriptions (limit " +
+                                             std::to_string(options_.max_catch_up_subscriptions) + ")");
+    }
+    const uint64_t id = next_sub_id_++;
+    sub = std::make_shared<CatchUpSubscription>(id, io_, store_, std::move(params), std::move(handlers), counters_);
+    // Registered for live events before history is read (DESIGN §8).
+    subs_[id] = sub;
+    pin = pin_;
+  }
+  sub->Begin();
+  std::weak_ptr<SubscriptionService> weak = weak_from_this();
+  auto forget = [weak](uint64_t id) {
+    if (auto self = weak.lock()) self->Forget(id);
+  };
+  return esdb::Subscription(std::make_shared<CatchUpControl>(weak, sub, std::move(forget), std::move(pin)));
+}
+
+void SubscriptionService::Forget(uint64_t id) {
+  std::shared_ptr<CatchUpSubscription> sub;
+  std::lock_guard<std::mutex> lock(subs_mu_);
+  subs_.erase(id);
+}
+
+// --- live fan-out -------------------------------------------------------------
+
+void SubscriptionService::OnEventsAppended(uint64_t last_position, const std::vector<std::string>& streams) {
+  if (stopped_) return;
+  {
+    std::lock_guard<std::mutex> lock(fanout_mu_);
+    known_head_ = std::max(known_head_, last_position + 1);
+  }
+  ScheduleFanout();
+  std::vector<std::shared_ptr<PersistentGroup>> poke;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    for (auto& [key, group] : groups_) {
+      if (key.first == esdb::kAllStreamId || streams.empty() ||
+          std::find(streams.begin(), streams.end(), key.first) != streams.end()) {
+        poke.push_back(group);
+      }
+    }
+  }
+  for (auto& g : poke) g->Poke();
+}
+
+void SubscriptionService::OnStreamDeleted(const std::string& stream_id, bool hard) {
+  if (!hard) return;
+  std::vector<std::shared_ptr<CatchUpSubscription>> affected;
+  {
+    std::lock_guard<std::mutex> lock(subs_mu_);
+    for (auto& [id, sub] : subs_) {
+      if (!sub->params().is_all && sub->params().stream_id == stream_id) affected.push_back(sub);
+    }
+  }
+  for (auto& sub : affected) sub->OnStreamTombstoned();
+}
+
+void SubscriptionService::OnStoreEvent(const esdb::EventPtr& event) {
+  try {
+    if (event->type == "events_appended") {
+      std::vector<std::string> streams;
+      if (event->data.contains("appends")) {
+        for (const auto& a : event->data.at("appends")) streams.push_back(a.at("stream").get<std::string>());
+      }
+      OnEventsAppended(event->data.at("last_position").get<uint64_t>(), streams);
+    } else if (event->type == "stream_deleted") {
+      OnStreamDeleted(event->data.at("stream").get<std::string>(), event->data.value("hard", false));
+    }
+  } catch (const std::exception& e) {
+    logger_->warn("ignoring malformed store event {}: {}", event->type, e.what());
+  }
+}
+
+void SubscriptionService::ScheduleFanout() {
+  std::lock_guard<std::mutex> lock(fanout_mu_);
+  if (fanout_scheduled_ || stopped_) return;
+  fanout_scheduled_ = true;
+  boost::asio::post(io_, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->Fanout();
+  });
+}
+
+void SubscriptionService::Fanout() {
+  for (;;) {
+    uint64_t from;
+    {
+      std::lock_guard<std::mutex> lock(fanout_mu_);
+      if (stopped_ || fanout_next_ >= known_head_) {
+        fanout_scheduled_ = false;
+        return;
+      }
+      from = fanout_next_;
+    }
+    bool any_subscriber;
+    {
+      std::lock_guard<std::mutex> lock(subs_mu_);
+      any_subscriber = !subs_.empty();
+    }
+    if (!any_subscriber) {
+      // Nobody listens: a subscriber that registers later reads these as history.
+      std::lock_guard<std::mutex> lock(fanout_mu_);
+      fanout_next_ = std::max(fanout_next_, known_head_);
+      continue;
+    }
+    esdb::ReadAllRequest req;
+    req.from = from;
+    req.count = options_.fanout_read_batch;
+    req.filter.include_system = true;
+    ++fanout_reads_;
+    esdb::Result<esdb::ReadAllResult> r = store_->ReadAll(req);
+    if (!r.ok() || r->events.empty()) {
+      // Not readable yet (or the store hiccuped): try again shortly.
+      if (!r.ok()) logger_->warn("fan-out read of $all from {} failed: {}", from, r.status().ToString());
+      std::lock_guard<std::mutex> lock(fanout_mu_);
+      if (!r.ok() || r->next_position <= from) {
+        fanout_retry_->expires_after(std::chrono::milliseconds(r.ok() ? 1 : 100));
+        fanout_retry_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+          if (ec) return;
+          if (auto self = weak.lock()) self->Fanout();
+        });
+        return;  // fanout_scheduled_ stays true until the retry runs
+      }
+      fanout_next_ = r->next_position;
+      continue;
+    }
+    std::vector<esdb::SharedEvent> events;
+    events.reserve(r->events.size());
+    for (esdb::RecordedEvent& e : r->events) events.push_back(std::make_shared<const esdb::RecordedEvent>(std::move(e)));
+    const uint64_t next = std::max(r->next_position, events.back()->position + 1);
+    // Snapshot the subscribers after the read: one registered later reads
+    // these events as its history (see CatchUpSubscription).
+    std::vector<std::shared_ptr<CatchUpSubscription>> subs;
+    {
+      std::lock_guard<std::mutex> lock(subs_mu_);
+      subs.reserve(subs_.size());
+      for (auto& [id, sub] : subs_) subs.push_back(sub);
+    }
+    std::vector<uint64_t> finished;
+    for (auto& sub : subs) {
+      sub->OnLive(events);
+      if (sub->done()) finished.push_back(sub->id());
+    }
+    if (!finished.empty()) {
+      std::lock_guard<std::mutex> lock(subs_mu_);
+      for (uint64_t id : finished) subs_.erase(id);
+    }
+    std::lock_guard<std::mutex> lock(fanout_mu_);
+    fanout_next_ = std::max(fanout_next_, next);
+    known_head_ = std::max(known_head_, fanout_next_);
+  }
+}
+
+// --- persistent groups ----------------------------------------------------------
+
+esdb::Status SubscriptionService::SaveGroupsLocked() {
+  nlohmann::json groups = nlohmann::json::array();
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    for (const auto& [key, group] : groups_) {
+      groups.push_back({{"stream", key.first}, {"group", key.second}, {"settings", SettingsToJson(group->settings())}});
+    }
+  }
+  esdb::ProposedEvent p;
+  p.event_type = "$persistent-subscription-config";
+  p.data = nlohmann::json{{"groups", groups}}.dump();
+  std::vector<esdb::ProposedEvent> events;
+  events.push_back(std::move(p));
+  esdb::Result<esdb::AppendResult> r = store_->Append(kGroupConfigStream, esdb::ExpectedVersion::Any(), std::move(events));
+  if (!r.ok()) return r.status();
+  return esdb::Status::OK();
+}
+
+esdb::Status SubscriptionService::CreateGroup(const std::string& stream_id, const std::string& group,
+                                              const esdb::GroupSettings& settings) {
+  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
+  if (esdb::Status s = ValidateSettings(stream_id, settings); !s.ok()) return s;
+  esdb::Result<std::optional<FilterMatcher>> matcher = GroupMatcher(stream_id, settings);
+  if (!matcher.ok()) return matcher.status();
+  std::lock_guard<std::mutex> admin(admin_mu_);
+  if (stopped_) return esdb::Status::Cancelled("the subscription service is stopping");
+  size_t count = 0;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    if (groups_.count({stream_id, group}))
+      return esdb::Status::AlreadyExists("group '" + group + "' on '" + stream_id + "' already exists");
+    count = groups_.size();
+  }
+  if (count >= options_.max_groups)
+    return esdb::Status::ResourceExhausted("too many groups (limit " + std::to_string(options_.max_groups) + ")");
+  if (count == 0) {
+    // Keep only the latest definition document.
+    esdb::StreamMetadata md;
+    md.max_count = 1;
+    store_->SetMetadata(kGroupConfigStream, md);
+  }
+  auto g = std::make_shared<PersistentGroup>(io_, store_, logger_, stream_id, group, settings,
+                                             std::move(matcher.value()));
+  if (esdb::Status s = g->Load(/*created=*/true); !s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    groups_[{stream_id, group}] = g;
+  }
+  if (esdb::Status s = SaveGroupsLocked(); !s.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(groups_mu_);
+      groups_.erase({stream_id, group});
+    }
+    g->Stop(s, false);
+    return s;
+  }
+  g->Poke();
+  return esdb::Status::OK();
+}
+
+esdb::Status SubscriptionService::UpdateGroup(const std::string& stream_id, const std::string& group,
+                                              const esdb::GroupSettings& settings) {
+  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
+  if (esdb::Status s = ValidateSettings(stream_id, settings); !s.ok()) return s;
+  esdb::Result<std::optional<FilterMatcher>> matcher = GroupMatcher(stream_id, settings);
+  if (!matcher.ok()) return matcher.status();
+  std::lock_guard<std::mutex> admin(admin_mu_);
+  auto found = FindGroup(stream_id, group);
+  if (!found.ok()) return found.status();
+  std::shared_ptr<PersistentGroup> g = found.value();
+  const esdb::GroupSettings old = g->settings();
+  esdb::Result<std::optional<FilterMatcher>> old_matcher = GroupMatcher(stream_id, old);
+  g->UpdateSettings(settings, std::move(matcher.value()));
+  if (esdb::Status s = SaveGroupsLocked(); !s.ok()) {
+    g->UpdateSettings(old, old_matcher.ok() ? std::move(old_matcher.value()) : std::nullopt);
+    return s;
+  }
+  return esdb::Status::OK();
+}
+
+esdb::Status SubscriptionService::DeleteGroup(const std::string& stream_id, const std::string& group) {
+  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
+  std::shared_ptr<PersistentGroup> g;
+  {
+    std::lock_guard<std::mutex> admin(admin_mu_);
+    {
+      std::lock_guard<std::mutex> lock(groups_mu_);
+      auto it = groups_.find({stream_id, group});
+      if (it == groups_.end())
+        return esdb::Status::NotFound("group '" + group + "' on '" + stream_id + "' does not exist");
+      g = it->second;
+      groups_.erase(it);
+    }
+    if (esdb::Status s = SaveGroupsLocked(); !s.ok()) {
+      std::lock_guard<std::mutex> lock(groups_mu_);
+      groups_[{stream_id, group}] = g;
+      return s;
+    }
+    esdb::Status ds = store_->DeleteStream(CheckpointStreamName(stream_id, group), esdb::ExpectedVersion::Any(), false);
+    if (!ds.ok() && ds.code() != esdb::Code::kNotFound) {
+      logger_->warn("group {}/{} deleted but its checkpoint stream was not: {}", stream_id, group, ds.ToString());
+    }
+  }
+  g->Stop(esdb::Status::NotFound("group '" + group + "' on '" + stream_id + "' was deleted"), false);
+  return esdb::Status::OK();
+}
+
+esdb::Result<std::shared_ptr<PersistentGroup>> SubscriptionService::FindGroup(const std::string& stream_id,
+                                                                              const std::string& group) {
+  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(groups_mu_);
+  auto it = groups_.find({stream_id, group});
+  if (it == groups_.end()) return esdb::Status::NotFound("group '" + group + "' on '" + stream_id + "' does not exist");
+  return it->second;
+}
+
+esdb::Result<esdb::GroupInfo> SubscriptionService::GetGroupInfo(const std::string& stream_id, const std::string& group) {
+  auto g = FindGroup(stream_id, group);
+  if (!g.ok()) return g.status();
+  return g.value()->Info();
+}
+
+esdb::Result<std::vector<esdb::GroupInfo>> SubscriptionService::ListGroups(const std::string& stream_id) {
+  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  std::vector<std::shared_ptr<PersistentGroup>> groups;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    for (auto& [key, g] : groups_) {
+      if (stream_id.empty() || key.first == stream_id) groups.push_back(g);
+    }
+  }
+  std::vector<esdb::GroupInfo> out;
+  for (auto& g : groups) out.push_back(g->Info());
+  return out;
+}
+
+esdb::Result<esdb::Subscription> SubscriptionService::ConnectToGroup(const std::string& stream_id,
+                                                                     const std::string& group,
+                                                                     esdb::ConsumerOptions options) {
+  auto g = FindGroup(stream_id, group);
+  if (!g.ok()) return g.status();
+  if (!options.on_messages) return esdb::Status::InvalidArgument("on_messages handler is required");
+  if (options.in_flight_limit < 1 || options.in_flight_limit > 100000)
+    return esdb::Status::InvalidArgument("in_flight_limit must be in 1..100000");
+  if (g.value()->consumer_count() >= options_.max_consumers_per_group) {
+    return esdb::Status::ResourceExhausted("group '" + group + "' has its maximum of " +
+                                           std::to_string(options_.max_consumers_per_group) + " consumers");
+  }
+  esdb::Result<PersistentGroup::ConsumerRef> ref = g.value()->Connect(std::move(options));
+  if (!ref.ok()) return ref.status();
+  std::shared_ptr<void> pin;
+  {
+    std::lock_guard<std::mutex> lock(subs_mu_);
+    pin = pin_;
+  }
+  return esdb::Subscription(std::make_shared<ConsumerControl>(g.value(), std::move(ref.value()), std::move(pin)));
+}
+
+esdb::Result<std::vector<esdb::PersistentMessage>> SubscriptionService::ReadNext(const std::string& stream_id,
+                                                                                 const std::string& group,
+                                                                                 size_t count) {
+  if (count < 1 || count > 10000) return esdb::Status::InvalidArgument("count must be in 1..10000");
+  auto g = FindGroup(stream_id, group);
+  if (!g.ok()) return g.status();
+  return g.value()->ReadNext(count);
+}
+
+esdb::Result<esdb::AckResult> SubscriptionService::Ack(const std::string& stream_id, const std::string& group,
+                                                       const std::vector<std::string>& event_ids) {
+  auto ids = CanonicalIds(event_ids);
+  if (!ids.ok()) return ids.status();
+  auto g = FindGroup(stream_id, group);
+  if (!g.ok()) return g.status();
+  return g.value()->Ack(ids.value());
+}
+
+esdb::Result<esdb::AckResult> SubscriptionService::Nack(const std::string& stream_id, const std::string& group,
+                                                        const std::vector<std::string>& event_ids,
+                                                        esdb::NackAction action, const std::string& reason) {
+  auto ids = CanonicalIds(event_ids);
+  if (!ids.ok()) return ids.status();
+  auto g = FindGroup(stream_id, group);
+  if (!g.ok()) return g.status();
+  return g.value()->Nack(ids.value(), action, reason);
+}
+
+esdb::Result<uint64_t> SubscriptionService::ReplayParked(const std::string& stream_id, const std::string& group) {
+  auto g = FindGroup(stream_id, group);
+  if (!g.ok()) return g.status();
+  return g.value()->ReplayParked();
+}
+
+nlohmann::json SubscriptionService::Stats() {
+  size_t subs = 0;
+  {
+    std::lock_guard<std::mutex> lock(subs_mu_);
+    subs = subs_.size();
+  }
+  size_t groups = 0, consumers = 0;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    groups = groups_.size();
+    for (auto& [key, g] : groups_) consumers += g->consumer_count();
+  }
+  return nlohmann::json{{"catch_up_subscriptions", subs},
+                        {"groups", groups},
+                        {"consumers", consumers},
+                        {"events_delivered", counters_.events_delivered.load()},
+                        {"subscribers_dropped", counters_.subscribers_dropped.load()},
+                        {"catch_up_reads", counters_.catch_up_reads.load()},
+                        {"fanout_reads", fanout_reads_.load()}};
+}
+
+}  // namespace esdb_notification

@@ -1,0 +1,313 @@
+// Persistent subscription groups over the real store: strategies, ack,
+// nack retry/park/skip, timeouts, parking after max_retry, replay, and
+// resuming from the persisted checkpoint after the service is recreated.
+#include <set>
+
+#include "test_env.h"
+
+using esdb_notification_test::TestEnv;
+using esdb_notification_test::WaitFor;
+
+namespace {
+
+// Collects what a connected consumer receives.
+struct Consumer {
+  std::mutex mu;
+  std::vector<esdb::PersistentMessage> got;
+  std::optional<esdb::Status> dropped;
+
+  esdb::ConsumerOptions Options(const std::string& name, size_t limit = 100) {
+    esdb::ConsumerOptions o;
+    o.name = name;
+    o.in_flight_limit = limit;
+    o.on_messages = [this](const std::vector<esdb::PersistentMessage>& m) {
+      std::lock_guard<std::mutex> lock(mu);
+      got.insert(got.end(), m.begin(), m.end());
+    };
+    o.on_dropped = [this](const esdb::Status& s) {
+      std::lock_guard<std::mutex> lock(mu);
+      dropped = s;
+    };
+    return o;
+  }
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu);
+    return got.size();
+  }
+  std::vector<std::string> ids() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<std::string> out;
+    for (auto& m : got) out.push_back(m.event->event_id);
+    return out;
+  }
+};
+
+std::vector<std::string> Ids(const std::vector<esdb::PersistentMessage>& ms) {
+  std::vector<std::string> out;
+  for (auto& m : ms) out.push_back(m.event->event_id);
+  return out;
+}
+
+std::vector<int64_t> Versions(const std::vector<esdb::PersistentMessage>& ms) {
+  std::vector<int64_t> out;
+  for (auto& m : ms) out.push_back(m.event->version);
+  return out;
+}
+
+// Pulls until `n` messages arrived (they may still be being read).
+std::vector<esdb::PersistentMessage> Pull(esdb::Subscriptions& svc, const std::string& stream,
+                                          const std::string& group, size_t n) {
+  std::vector<esdb::PersistentMessage> out;
+  WaitFor([&] {
+    auto r = svc.ReadNext(stream, group, n - out.size());
+    REQUIRE(r.ok());
+    out.insert(out.end(), r->begin(), r->end());
+    return out.size() >= n;
+  });
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("round robin spreads messages over two consumers; acks empty the group") {
+  TestEnv env;
+  auto svc = env.StartService();
+  REQUIRE(svc->CreateGroup("orders", "billing", esdb::GroupSettings{}).ok());
+  Consumer a, b;
+  auto ha = svc->ConnectToGroup("orders", "billing", a.Options("a"));
+  auto hb = svc->ConnectToGroup("orders", "billing", b.Options("b"));
+  REQUIRE((ha.ok() && hb.ok()));
+  env.Append("orders", 10);
+  REQUIRE(WaitFor([&] { return a.size() + b.size() == 10; }));
+  CHECK(a.size() == 5);
+  CHECK(b.size() == 5);
+  std::set<std::string> all;
+  for (auto& id : a.ids()) all.insert(id);
+  for (auto& id : b.ids()) all.insert(id);
+  CHECK(all.size() == 10);
+
+  auto info = svc->GetGroupInfo("orders", "billing");
+  REQUIRE(info.ok());
+  CHECK(info->in_flight == 10);
+  REQUIRE(info->consumers.size() == 2);
+  CHECK(info->consumers[0].in_flight == 5);
+
+  auto acked = svc->Ack("orders", "billing", a.ids());
+  REQUIRE(acked.ok());
+  CHECK(acked->processed == 5);
+  acked = svc->Ack("orders", "billing", b.ids());
+  REQUIRE(acked.ok());
+  info = svc->GetGroupInfo("orders", "billing");
+  CHECK(info->in_flight == 0);
+  CHECK(info->acked_total == 10);
+  CHECK(info->status == "live");
+  // Acking again: nothing in flight, reported as unknown, no error.
+  auto again = svc->Ack("orders", "billing", {a.ids().front()});
+  REQUIRE(again.ok());
+  CHECK(again->processed == 0);
+  CHECK(again->unknown_ids.size() == 1);
+}
+
+TEST_CASE("dispatch_to_single sends everything to the first consumer while it has room") {
+  TestEnv env;
+  auto svc = env.StartService();
+  esdb::GroupSettings s;
+  s.strategy = esdb::ConsumerStrategy::kDispatchToSingle;
+  REQUIRE(svc->CreateGroup("q", "g", s).ok());
+  Consumer a, b;
+  auto ha = svc->ConnectToGroup("q", "g", a.Options("a", 6));
+  auto hb = svc->ConnectToGroup("q", "g", b.Options("b", 100));
+  REQUIRE((ha.ok() && hb.ok()));
+  env.Append("q", 10);
+  REQUIRE(WaitFor([&] { return a.size() + b.size() == 10; }));
+  CHECK(a.size() == 6);  // its limit
+  CHECK(b.size() == 4);  // the overflow
+  // Disconnecting a consumer hands its unacked messages to the other.
+  ha.value().cancel();
+  REQUIRE(WaitFor([&] { return b.size() == 10; }));
+}
+
+TEST_CASE("pull: ack, nack retry / skip / park, replay parked") {
+  TestEnv env;
+  auto svc = env.StartService();
+  REQUIRE(svc->CreateGroup("p", "g", esdb::GroupSettings{}).ok());
+  env.Append("p", 5);
+  auto first = Pull(*svc, "p", "g", 5);
+  REQUIRE(Versions(first) == std::vector<int64_t>{0, 1, 2, 3, 4});
+  for (auto& m : first) CHECK(m.retry_count == 0);
+
+  REQUIRE(svc->Ack("p", "g", {first[0].event->event_id}).ok());
+  auto retry = svc->Nack("p", "g", {first[1].event->event_id}, esdb::NackAction::kRetry, "");
+  REQUIRE(retry.ok());
+  CHECK(retry->processed == 1);
+  REQUIRE(svc->Nack("p", "g", {first[2].event->event_id}, esdb::NackAction::kSkip, "").ok());
+  REQUIRE(svc->Nack("p", "g", {first[3].event->event_id}, esdb::NackAction::kPark, "poison").ok());
+
+  auto again = Pull(*svc, "p", "g", 1);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].event->version == 1);
+  CHECK(again[0].retry_count == 1);
+  REQUIRE(svc->Ack("p", "g", Ids(again)).ok());
+
+  auto info = svc->GetGroupInfo("p", "g");
+  REQUIRE(info.ok());
+  CHECK(info->parked == 1);
+  CHECK(info->parked_total == 1);
+  CHECK(info->in_flight == 1);  // version 4
+  // The parked message is in the parked $-stream with its reason.
+  auto parked = env.store().ReadStream({info->parked_stream, 0, 10, esdb::Direction::kForward});
+  REQUIRE(parked.ok());
+  REQUIRE(parked->events.size() == 1);
+  auto meta = nlohmann::json::parse(parked->events[0].metadata);
+  CHECK(meta["$original_version"] == 3);
+  CHECK(meta["$reason"] == "poison");
+
+  auto replayed = svc->ReplayParked("p", "g");
+  REQUIRE(replayed.ok());
+  CHECK(replayed.value() == 1);
+  auto back = Pull(*svc, "p", "g", 1);
+  CHECK(back[0].event->version == 3);
+  CHECK(back[0].event->event_id == first[3].event->event_id);
+  CHECK(back[0].retry_count == 0);
+  CHECK(svc->GetGroupInfo("p", "g")->parked == 0);
+  // Nothing more to replay.
+  CHECK(svc->ReplayParked("p", "g").value() == 0);
+}
+
+TEST_CASE("timeouts redeliver; after max_retry the message is parked") {
+  TestEnv env;
+  auto svc = env.StartService();
+  esdb::GroupSettings s;
+  s.message_timeout_ms = 60;
+  s.max_retry = 2;
+  REQUIRE(svc->CreateGroup("t", "g", s).ok());
+  env.Append("t", 1);
+  auto m = Pull(*svc, "t", "g", 1);
+  REQUIRE(m.size() == 1);
+  CHECK(m[0].retry_count == 0);
+  // Not acked: redelivered with a growing retry count.
+  for (int retry = 1; retry <= 2; ++retry) {
+    auto r = Pull(*svc, "t", "g", 1);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].event->event_id == m[0].event->event_id);
+    CHECK(r[0].retry_count == retry);
+  }
+  // The third timeout exceeds max_retry: parked, not redelivered.
+  REQUIRE(WaitFor([&] { return svc->GetGroupInfo("t", "g")->parked_total == 1; }));
+  auto info = svc->GetGroupInfo("t", "g");
+  CHECK(info->timed_out_total == 3);
+  CHECK(info->in_flight == 0);
+  CHECK(info->parked == 1);
+  auto none = svc->ReadNext("t", "g", 10);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  // Nacking with retry also counts toward max_retry.
+  REQUIRE(svc->ReplayParked("t", "g").value() == 1);
+  auto r0 = Pull(*svc, "t", "g", 1);
+  CHECK(r0[0].retry_count == 0);
+  REQUIRE(svc->Nack("t", "g", Ids(r0), esdb::NackAction::kRetry, "").ok());
+  auto r1 = Pull(*svc, "t", "g", 1);
+  CHECK(r1[0].retry_count == 1);
+}
+
+TEST_CASE("checkpoint persists; a recreated service resumes at-least-once after it") {
+  TestEnv env;
+  esdb::GroupSettings s;
+  s.checkpoint_after_ms = 0;
+  {
+    auto svc = env.StartService();
+    REQUIRE(svc->CreateGroup("r", "g", s).ok());
+    env.Append("r", 10);
+    auto m = Pull(*svc, "r", "g", 10);
+    REQUIRE(Versions(m) == std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+    // Ack 0..5 and 7; 6 is still in flight, so the checkpoint is 5.
+    std::vector<std::string> ack;
+    for (int v : {0, 1, 2, 3, 4, 5, 7}) ack.push_back(m[v].event->event_id);
+    REQUIRE(svc->Ack("r", "g", ack).ok());
+    CHECK(svc->GetGroupInfo("r", "g")->checkpoint == 5);
+    env.StopService();
+  }
+  auto svc = env.StartService();
+  auto info = svc->GetGroupInfo("r", "g");
+  REQUIRE(info.ok());
+  CHECK(info->checkpoint == 5);
+  CHECK(info->settings.checkpoint_after_ms == 0);
+  auto m = Pull(*svc, "r", "g", 4);
+  CHECK(Versions(m) == std::vector<int64_t>{6, 7, 8, 9});  // 7 again: at least once
+}
+
+TEST_CASE("groups survive a restart of the store too, with their settings; $all groups filter") {
+  TestEnv env;
+  {
+    auto svc = env.StartService();
+    esdb::GroupSettings s;
+    s.filter.event_types = {"paid"};
+    s.max_retry = 3;
+    REQUIRE(svc->CreateGroup("$all", "payments", s).ok());
+    env.Append("inv-1", 2, "paid");
+    env.Append("inv-2", 3, "issued");
+    env.Append("inv-3", 1, "paid");
+    auto m = Pull(*svc, "$all", "payments", 3);
+    REQUIRE(m.size() == 3);
+    for (auto& x : m) CHECK(x.event->event_type == "paid");
+    REQUIRE(svc->Ack("$all", "payments", Ids(m)).ok());
+    env.StopService();
+  }
+  env.CloseStore();
+  env.OpenStore();
+  auto svc = env.StartService();
+  auto list = svc->ListGroups("");
+  REQUIRE(list.ok());
+  REQUIRE(list->size() == 1);
+  CHECK(list->front().group == "payments");
+  CHECK(list->front().settings.max_retry == 3);
+  env.Append("inv-4", 1, "issued");
+  env.Append("inv-5", 1, "paid");
+  auto m = Pull(*svc, "$all", "payments", 1);
+  REQUIRE(m.size() == 1);
+  CHECK(m[0].event->stream_id == "inv-5");
+}
+
+TEST_CASE("group admin: validation, exists, not found, update, delete drops consumers") {
+  TestEnv env;
+  auto svc = env.StartService();
+  esdb::GroupSettings s;
+  CHECK(svc->CreateGroup("x", "bad name", s).code() == esdb::Code::kInvalidArgument);
+  CHECK(svc->CreateGroup("", "g", s).code() == esdb::Code::kInvalidArgument);
+  s.max_retry = -1;
+  auto bad = svc->CreateGroup("x", "g", s);
+  CHECK(bad.code() == esdb::Code::kInvalidArgument);
+  CHECK(bad.message().find("max_retry") != std::string::npos);
+  s = {};
+  s.filter.event_types = {"a"};
+  CHECK(svc->CreateGroup("x", "g", s).code() == esdb::Code::kInvalidArgument);  // filter on a stream group
+  s = {};
+  REQUIRE(svc->CreateGroup("x", "g", s).ok());
+  CHECK(svc->CreateGroup("x", "g", s).code() == esdb::Code::kAlreadyExists);
+  CHECK(svc->GetGroupInfo("x", "nope").status().code() == esdb::Code::kNotFound);
+  CHECK(svc->ReadNext("x", "g", 0).status().code() == esdb::Code::kInvalidArgument);
+  auto bad_id = svc->Ack("x", "g", {"not-a-uuid"});
+  CHECK(bad_id.status().code() == esdb::Code::kInvalidArgument);
+  CHECK(bad_id.status().message().find("not-a-uuid") != std::string::npos);
+
+  s.max_retry = 7;
+  REQUIRE(svc->UpdateGroup("x", "g", s).ok());
+  CHECK(svc->GetGroupInfo("x", "g")->settings.max_retry == 7);
+  CHECK(svc->UpdateGroup("x", "nope", s).code() == esdb::Code::kNotFound);
+
+  Consumer c;
+  auto h = svc->ConnectToGroup("x", "g", c.Options("c"));
+  REQUIRE(h.ok());
+  REQUIRE(svc->DeleteGroup("x", "g").ok());
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    REQUIRE(c.dropped);
+    CHECK(c.dropped->code() == esdb::Code::kNotFound);
+  }
+  CHECK(svc->GetGroupInfo("x", "g").status().code() == esdb::Code::kNotFound);
+  CHECK(svc->DeleteGroup("x", "g").code() == esdb::Code::kNotFound);
+  // Re-created under the same name it starts afresh.
+  env.Append("x", 2);
+  REQUIRE(svc->CreateGroup("x", "g", esdb::GroupSettings{}).ok());
+  CHECK(Versions(Pull(*svc, "x", "g", 2)) == std::vector<int64_t>{0, 1});
+}
