@@ -1,0 +1,115 @@
+// Snapshot routes: PUT|GET|DELETE /snapshots/{stream}/{version},
+// GET /snapshots/{stream}/latest, GET /snapshots/{stream}.
+#include "api_common.h"
+#include "event_json.h"
+#include "json_util.h"
+#include "server.h"
+#include "url.h"
+
+namespace esdb_gateway {
+
+using esdb::Status;
+using nlohmann::json;
+
+namespace {
+
+json SnapshotToJson(const esdb::Snapshot& s) {
+  return json{{"stream", s.stream_id},
+              {"version", s.version},
+              {"contentType", s.content_type},
+              {"created", FormatTimestamp(s.created_us)},
+              {"createdUs", s.created_us},
+              {"data", PayloadToJson(s.data, s.content_type)}};
+}
+
+esdb::Result<int64_t> VersionParam(const Request& req) {
+  return ParseInt(req.Param("version"), 0, INT64_MAX, "snapshot version");
+}
+
+void Put(ServerState* st, Request& req, Reply reply) {
+  esdb::Snapshot snap;
+  snap.stream_id = req.Param("stream");
+  auto v = VersionParam(req);
+  if (!v.ok()) return reply(ErrorResponse(400, "invalid_argument", v.status().message()));
+  snap.version = *v;
+  std::string ct = req.Header("content-type");
+  if (IsJsonContentType(ct)) {
+    auto body = ParseJsonBody(req.body, "snapshot body");
+    if (!body.ok()) return reply(ErrorResponse(400, "invalid_argument", body.status().message()));
+    snap.content_type = "application/json";
+    snap.data = Dump(*body);
+  } else {
+    snap.content_type = ct;
+    snap.data = req.body;
+  }
+  auto store = StoreOrReply(*st, reply);
+  if (!store) return;
+  Status s = store->PutSnapshot(snap);
+  if (!s.ok()) return reply(StatusResponse(s, {{"stream", snap.stream_id}, {"version", snap.version}}));
+  reply(JsonResponse(201, {{"stream", snap.stream_id}, {"version", snap.version}}));
+}
+
+void Get(ServerState* st, Request& req, Reply reply) {
+  const std::string stream = req.Param("stream");
+  auto v = VersionParam(req);
+  if (!v.ok()) return reply(ErrorResponse(400, "invalid_argument", v.status().message()));
+  auto store = StoreOrReply(*st, reply);
+  if (!store) return;
+  auto r = store->GetSnapshot(stream, *v);
+  if (!r.ok()) return reply(StatusResponse(r.status(), {{"stream", stream}, {"version", *v}}));
+  reply(JsonResponse(200, SnapshotToJson(*r)));
+}
+
+void Latest(ServerState* st, Request& req, Reply reply) {
+  const std::string stream = req.Param("stream");
+  auto store = StoreOrReply(*st, reply);
+  if (!store) return;
+  auto r = store->LatestSnapshot(stream);
+  if (!r.ok()) return reply(StatusResponse(r.status(), {{"stream", stream}}));
+  reply(JsonResponse(200, SnapshotToJson(*r)));
+}
+
+void Delete(ServerState* st, Request& req, Reply reply) {
+  const std::string stream = req.Param("stream");
+  auto v = VersionParam(req);
+  if (!v.ok()) return reply(ErrorResponse(400, "invalid_argument", v.status().message()));
+  auto store = StoreOrReply(*st, reply);
+  if (!store) return;
+  Status s = store->DeleteSnapshot(stream, *v);
+  if (!s.ok()) return reply(StatusResponse(s, {{"stream", stream}, {"version", *v}}));
+  Response res;
+  res.status = 204;
+  res.content_type.clear();
+  reply(std::move(res));
+}
+
+void List(ServerState* st, Request& req, Reply reply) {
+  const std::string stream = req.Param("stream");
+  auto store = StoreOrReply(*st, reply);
+  if (!store) return;
+  auto r = store->ListSnapshots(stream);
+  if (!r.ok()) return reply(StatusResponse(r.status(), {{"stream", stream}}));
+  json arr = json::array();
+  for (const auto& s : *r) {
+    arr.push_back({{"version", s.version}, {"contentType", s.content_type}, {"created", FormatTimestamp(s.created_us)},
+                   {"bytes", s.data.size()}});
+  }
+  reply(JsonResponse(200, {{"stream", stream}, {"snapshots", arr}}));
+}
+
+}  // namespace
+
+void AddSnapshotRoutes(ServerState& state) {
+  ServerState* st = &state;
+  Router& r = state.router;
+  auto bind = [st](void (*fn)(ServerState*, Request&, Reply)) {
+    return [st, fn](Request& req, Reply reply) { fn(st, req, std::move(reply)); };
+  };
+  r.Add("GET", "/snapshots/{stream}", Role::kRead, bind(List));
+  r.Add("GET", "/snapshots/{stream}/latest", Role::kRead, bind(Latest));
+  r.Add("GET", "/snapshots/{stream}/{version}", Role::kRead, bind(Get));
+  r.Add("PUT", "/snapshots/{stream}/{version}", Role::kWrite, bind(Put));
+  r.Add("DELETE", "/snapshots/{stream}/{version}", Role::kWrite, bind(Delete));
+}
+
+}  // namespace esdb_gateway

@@ -1,0 +1,156 @@
+#include "config.h"
+
+#include <boost/asio/ip/address.hpp>
+
+namespace esdb_gateway {
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kRead: return "read";
+    case Role::kWrite: return "write";
+    case Role::kAdmin: return "admin";
+    case Role::kNone: break;
+  }
+  return "none";
+}
+
+namespace {
+
+using esdb::Status;
+using nlohmann::json;
+
+Status WrongType(const std::string& key, const char* expected) {
+  return Status::InvalidArgument("gateway config: '" + key + "' must be " + expected);
+}
+
+// Reads an integer in [lo, hi] into `out`.
+template <class T>
+Status ReadInt(const json& value, const std::string& key, int64_t lo, int64_t hi, T* out) {
+  if (!value.is_number_integer()) return WrongType(key, "an integer");
+  int64_t v = value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
+                  ? INT64_MAX
+                  : value.get<int64_t>();
+  if (v < lo || v > hi) {
+    return Status::InvalidArgument("gateway config: '" + key + "' must be in [" + std::to_string(lo) +
+                                   ", " + std::to_string(hi) + "], got " + value.dump());
+  }
+  *out = static_cast<T>(v);
+  return Status::OK();
+}
+
+Status ParseRole(const json& value, const std::string& key, Role* role) {
+  if (!value.is_string()) return WrongType(key, "one of \"read\", \"write\", \"admin\"");
+  const std::string s = value.get<std::string>();
+  if (s == "read") *role = Role::kRead;
+  else if (s == "write") *role = Role::kWrite;
+  else if (s == "admin") *role = Role::kAdmin;
+  else return WrongType(key, "one of \"read\", \"write\", \"admin\"");
+  return Status::OK();
+}
+
+Status ParseToken(const json& item, size_t index, TokenConfig* token) {
+  const std::string where = "tokens[" + std::to_string(index) + "]";
+  if (!item.is_object()) return WrongType(where, "an object {token, role, name}");
+  for (const auto& [key, value] : item.items()) {
+    const std::string path = where + "." + key;
+    if (key == "token") {
+      if (!value.is_string() || value.get<std::string>().empty()) return WrongType(path, "a non-empty string");
+      token->token = value.get<std::string>();
+    } else if (key == "name") {
+      if (!value.is_string()) return WrongType(path, "a string");
+      token->name = value.get<std::string>();
+    } else if (key == "role") {
+      Status s = ParseRole(value, path, &token->role);
+      if (!s.ok()) return s;
+    } else if (key == "roles") {
+      // The highest role listed wins (roles are cumulative).
+      if (!value.is_array() || value.empty()) return WrongType(path, "a non-empty array of roles");
+      Role best = Role::kNone;
+      for (size_t i = 0; i < value.size(); ++i) {
+        Role r;
+        Status s = ParseRole(value[i], path + "[" + std::to_string(i) + "]", &r);
+        if (!s.ok()) return s;
+        if (r > best) best = r;
+      }
+      token->role = best;
+    } else {
+      return Status::InvalidArgument("gateway config: unknown key '" + path + "'");
+    }
+  }
+  if (token->token.empty()) return Status::InvalidArgument("gateway config: '" + where + ".token' is required");
+  if (token->name.empty()) token->name = where;
+  return Status::OK();
+}
+
+}  // namespace
+
+esdb::Result<GatewayConfig> ParseConfig(const json& config) {
+  GatewayConfig c;
+  if (config.is_null()) return c;
+  if (!config.is_object()) return Status::InvalidArgument("gateway config must be an object");
+  for (const auto& [key, value] : config.items()) {
+    Status s;
+    if (key == "listen_address") {
+      if (!value.is_string()) return WrongType(key, "a string");
+      c.listen_address = value.get<std::string>();
+      boost::system::error_code ec;
+      boost::asio::ip::make_address(c.listen_address, ec);
+      if (ec) return Status::InvalidArgument("gateway config: 'listen_address' is not an IP address: '" + c.listen_address + "'");
+    } else if (key == "listen_port") {
+      s = ReadInt(value, key, 0, 65535, &c.listen_port);
+    } else if (key == "max_body_bytes") {
+      s = ReadInt(value, key, 1024, int64_t{1} << 30, &c.max_body_bytes);
+    } else if (key == "max_header_bytes") {
+      s = ReadInt(value, key, 1024, 1 << 20, &c.max_header_bytes);
+    } else if (key == "max_events_per_append") {
+      s = ReadInt(value, key, 1, 1000000, &c.max_events_per_append);
+    } else if (key == "max_read_count") {
+      s = ReadInt(value, key, 1, 1000000, &c.max_read_count);
+    } else if (key == "max_connections") {
+      s = ReadInt(value, key, 1, 1000000, &c.max_connections);
+    } else if (key == "idle_timeout_ms") {
+      s = ReadInt(value, key, 10, 86400000, &c.idle_timeout_ms);
+    } else if (key == "read_timeout_ms") {
+      s = ReadInt(value, key, 10, 3600000, &c.read_timeout_ms);
+    } else if (key == "write_timeout_ms") {
+      s = ReadInt(value, key, 10, 3600000, &c.write_timeout_ms);
+    } else if (key == "max_sse_subscribers") {
+      s = ReadInt(value, key, 0, 1000000, &c.max_sse_subscribers);
+    } else if (key == "sse_buffer_messages") {
+      s = ReadInt(value, key, 1, 10000000, &c.sse_buffer_messages);
+    } else if (key == "sse_heartbeat_ms") {
+      s = ReadInt(value, key, 10, 3600000, &c.sse_heartbeat_ms);
+    } else if (key == "drain_timeout_ms") {
+      s = ReadInt(value, key, 0, 600000, &c.drain_timeout_ms);
+    } else if (key == "insecure") {
+      if (!value.is_boolean()) return WrongType(key, "true or false");
+      c.insecure = value.get<bool>();
+    } else if (key == "tokens") {
+      if (!value.is_array()) return WrongType(key, "an array of {token, role, name}");
+      for (size_t i = 0; i < value.size(); ++i) {
+        TokenConfig t;
+        s = ParseToken(value[i], i, &t);
+        if (!s.ok()) return s;
+        c.tokens.push_back(std::move(t));
+      }
+    } else {
+      return Status::InvalidArgument("gateway config: unknown key '" + key + "'");
+    }
+    if (!s.ok()) return s;
+  }
+  return c;
+}
+
+Status CheckSecurity(const GatewayConfig& config) {
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(config.listen_address, ec);
+  if (ec) return Status::InvalidArgument("gateway: bad listen_address '" + config.listen_address + "'");
+  if (!address.is_loopback() && config.tokens.empty() && !config.insecure) {
+    return Status::FailedPrecondition("gateway: refusing to listen on non-loopback address " +
+                                      config.listen_address +
+                                      " without tokens; configure \"tokens\" or set \"insecure\": true");
+  }
+  return Status::OK();
+}
+
+}  // namespace esdb_gateway

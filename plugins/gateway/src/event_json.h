@@ -1,0 +1,53 @@
+// Conversions between the HTTP JSON shapes and the EventStore types, with
+// errors that name the offending field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "esdb/event_store.h"
+#include "esdb/status.h"
+
+namespace esdb_gateway {
+
+// Deepest JSON nesting accepted in a request body (deeper input could
+// exhaust the stack when serialized).
+inline constexpr int kMaxJsonDepth = 64;
+
+// Parses a request body as JSON: malformed JSON, invalid UTF-8, numbers out
+// of range and nesting beyond kMaxJsonDepth are InvalidArgument naming what
+// went wrong. `what` names the body in messages ("request body").
+esdb::Result<nlohmann::json> ParseJsonBody(const std::string& body, const std::string& what);
+
+// "any" (default when empty), "no_stream", "stream_exists", or a version
+// N >= 0; KurrentDB's numbers -2 (any), -1 (no_stream), -4 (stream_exists)
+// are accepted too.
+esdb::Result<esdb::ExpectedVersion> ParseExpectedVersion(const std::string& header);
+std::string ExpectedVersionString(const esdb::ExpectedVersion& expected);
+
+// Parses an append body: a JSON array of {eventId?, eventType, data,
+// metadata?, contentType?}. A non-JSON contentType needs a string `data`
+// (stored as is). More than `max_events` events is ResourceExhausted.
+esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& body, size_t max_events);
+
+// True for 8-4-4-4-12 hex digits.
+bool IsUuid(const std::string& s);
+
+// A JSON content type ("application/json", "...+json", or empty).
+bool IsJsonContentType(const std::string& content_type);
+
+// Stored bytes as JSON: parsed when the content type is JSON and they parse,
+// else a string; null when empty.
+nlohmann::json PayloadToJson(const std::string& bytes, const std::string& content_type);
+
+// {"stream", "version", "position", "id", "type", "contentType", "created",
+//  "createdUs", "data", "metadata"}.
+nlohmann::json RecordedEventToJson(const esdb::RecordedEvent& e);
+
+// RFC 3339 UTC with microseconds, e.g. "2024-05-01T12:00:00.000123Z".
+std::string FormatTimestamp(int64_t micros);
+
+}  // namespace esdb_gateway

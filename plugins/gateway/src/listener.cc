@@ -1,0 +1,83 @@
+#include "listener.h"
+
+#include <future>
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "session.h"
+
+namespace esdb_gateway {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+Listener::Listener(net::io_context& io, std::shared_ptr<ServerState> state)
+    : io_(io), state_(std::move(state)), strand_(net::make_strand(io)), acceptor_(strand_), retry_timer_(strand_) {}
+
+esdb::Status Listener::Open(const tcp::endpoint& endpoint) {
+  boost::system::error_code ec;
+  const std::string where = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (!ec) local_ = acceptor_.local_endpoint(ec);
+  if (ec) {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    return esdb::Status::IOError("gateway cannot listen on " + where + ": " + ec.message());
+  }
+  return esdb::Status::OK();
+}
+
+void Listener::Run() {
+  net::post(strand_, [self = shared_from_this()] { self->Accept(); });
+}
+
+void Listener::Accept() {
+  if (closed_) return;
+  acceptor_.async_accept(net::make_strand(io_),
+                         [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+                           self->OnAccept(ec, std::move(socket));
+                         });
+}
+
+void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
+  if (closed_ || ec == net::error::operation_aborted) return;
+  if (ec) {
+    // Out of descriptors and the like: back off briefly instead of spinning.
+    SPDLOG_LOGGER_WARN(state_->deps.logger, "accept failed: {}", ec.message());
+    retry_timer_.expires_after(std::chrono::milliseconds(100));
+    retry_timer_.async_wait([self = shared_from_this()](boost::system::error_code tec) {
+      if (!tec) self->Accept();
+    });
+    return;
+  }
+  if (state_->draining.load()) {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  } else {
+    const bool reject =
+        state_->metrics.open_connections.load() >= static_cast<int64_t>(state_->config.max_connections);
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    std::make_shared<Session>(std::move(socket), state_)->Run(reject);
+  }
+  Accept();
+}
+
+void Listener::Close(std::chrono::milliseconds timeout) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  net::post(strand_, [self = shared_from_this(), done] {
+    self->closed_ = true;
+    boost::system::error_code ignored;
+    self->acceptor_.close(ignored);
+    self->retry_timer_.cancel();
+    done->set_value();
+  });
+  future.wait_for(timeout);
+}
+
+}  // namespace esdb_gateway

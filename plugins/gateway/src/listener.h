@@ -1,0 +1,45 @@
+// Accepts connections and hands each to a new Session on its own strand.
+// Over max_connections, the connection still gets a Session that answers
+// 503 and closes, so the client learns why.
+#pragma once
+
+#include <memory>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "esdb/status.h"
+#include "server_state.h"
+
+namespace esdb_gateway {
+
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(boost::asio::io_context& io, std::shared_ptr<ServerState> state);
+
+  // Opens, binds and listens (synchronously, so the caller learns the
+  // outcome); the error names the address.
+  esdb::Status Open(const boost::asio::ip::tcp::endpoint& endpoint);
+  boost::asio::ip::tcp::endpoint local_endpoint() const { return local_; }
+  // Starts the accept loop.
+  void Run();
+  // Closes the acceptor on its strand; returns when it is closed or after
+  // `timeout` (if the io threads are not running).
+  void Close(std::chrono::milliseconds timeout);
+
+ private:
+  void Accept();
+  void OnAccept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
+
+  boost::asio::io_context& io_;
+  std::shared_ptr<ServerState> state_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_timer_;
+  boost::asio::ip::tcp::endpoint local_;
+  bool closed_ = false;
+};
+
+}  // namespace esdb_gateway

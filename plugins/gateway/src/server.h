@@ -1,0 +1,56 @@
+// The HTTP server: a listener, its sessions and the routes, on an
+// io_context run by someone else (the host's threads for the plugin, the
+// test's threads in tests).
+//
+// Graceful stop (Asio's http server example): close the acceptor, stop
+// admitting (no keep-alive, new streams refused), end idle connections and
+// SSE streams, let in-flight requests finish within drain_timeout_ms, then
+// close whatever is left and wait for every session to be gone.
+#pragma once
+
+#include <memory>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "esdb/status.h"
+#include "server_state.h"
+
+namespace esdb_gateway {
+
+class Listener;
+
+class Server {
+ public:
+  // Registers every route; call Start() next.
+  Server(boost::asio::io_context& io, GatewayConfig config, ServerDeps deps);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts accepting. Fails (naming the address) when it cannot bind.
+  esdb::Status Start();
+  // The bound endpoint (the real port when listen_port was 0).
+  boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
+  // Graceful stop as described above; idempotent. Must not be called from
+  // an io thread of `io` (it waits for them). Returns false if something
+  // was still alive at the final deadline.
+  bool Stop();
+
+  ServerState& state() { return *state_; }
+
+ private:
+  boost::asio::io_context& io_;
+  std::shared_ptr<ServerState> state_;
+  std::shared_ptr<Listener> listener_;
+  boost::asio::ip::tcp::endpoint endpoint_;
+  bool stopped_ = false;
+};
+
+// Route registration, one function per area (api_*.cc).
+void AddControlRoutes(ServerState& state);
+void AddStreamRoutes(ServerState& state);
+void AddSnapshotRoutes(ServerState& state);
+void AddSubscriptionRoutes(ServerState& state);
+
+}  // namespace esdb_gateway

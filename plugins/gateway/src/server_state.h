@@ -1,0 +1,89 @@
+// What the server, its sessions and the route handlers share. Owned through
+// a shared_ptr by the Server and by every session, so a late completion
+// handler never touches freed memory.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "auth.h"
+#include "config.h"
+#include "esdb/bus.h"
+#include "esdb/control.h"
+#include "esdb/event_store.h"
+#include "esdb/subscriptions.h"
+#include "metrics.h"
+#include "router.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace esdb_gateway {
+
+class Session;
+
+// The services the gateway uses, each possibly absent. The getters are
+// called per request and must be thread-safe.
+struct ServerDeps {
+  std::shared_ptr<spdlog::logger> logger;                          // required
+  std::shared_ptr<esdb::ControlService> control;                   // null: control routes answer 503
+  std::function<std::shared_ptr<esdb::EventStore>()> store;        // null result: data routes answer 503
+  std::function<std::shared_ptr<esdb::Subscriptions>()> subscriptions;  // null result: 503
+  esdb::EventBus* bus = nullptr;                                   // null: /control/events answers 503
+};
+
+class ServerState {
+ public:
+  ServerState(GatewayConfig config, ServerDeps deps)
+      : config(std::move(config)), deps(std::move(deps)), auth(this->config.tokens) {}
+
+  const GatewayConfig config;
+  const ServerDeps deps;
+  Router router;  // filled before the server starts; read-only afterwards
+  const Authenticator auth;
+  Metrics metrics;
+  std::atomic<bool> draining{false};  // stop admitting: no keep-alive, no new streams
+  std::atomic<size_t> sse_streams{0};
+
+  std::shared_ptr<esdb::EventStore> Store() const { return deps.store ? deps.store() : nullptr; }
+  std::shared_ptr<esdb::Subscriptions> Subs() const { return deps.subscriptions ? deps.subscriptions() : nullptr; }
+
+  // Session registry (weak: sessions own themselves through their handlers).
+  uint64_t AddSession(std::weak_ptr<Session> session);
+  void RemoveSession(uint64_t id);
+  std::vector<std::shared_ptr<Session>> LiveSessions();
+
+  // Stream sources currently feeding SSE clients, so Stop() can cancel them
+  // from its own thread even if a session's strand is slow to run.
+  uint64_t AddSource(std::weak_ptr<StreamSource> source);
+  void RemoveSource(uint64_t id);
+  std::vector<std::shared_ptr<StreamSource>> LiveSources();
+
+  // Work that completes on another subsystem's thread (AppendAsync): a
+  // token held by the callback; Stop() waits for all tokens to be gone so
+  // no std::function of ours outlives Stop().
+  std::shared_ptr<void> BeginWork();
+
+  // Waits until no session object and no work token is left, or `deadline`.
+  bool WaitQuiet(std::chrono::steady_clock::time_point deadline);
+  size_t session_count();
+  size_t work_count();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions_;
+  std::unordered_map<uint64_t, std::weak_ptr<StreamSource>> sources_;
+  size_t work_ = 0;
+};
+
+}  // namespace esdb_gateway

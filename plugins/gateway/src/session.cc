@@ -1,0 +1,483 @@
+#include "session.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include "json_util.h"
+#include "url.h"
+
+namespace esdb_gateway {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr size_t kMaxSseWriteBytes = 64 << 10;
+constexpr size_t kMaxLingerBytes = 1 << 20;
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string SseCloseMessage(const std::string& reason) {
+  return "event: close\ndata: " + Dump(nlohmann::json{{"reason", reason}}) + "\n\n";
+}
+
+}  // namespace
+
+Session::Session(tcp::socket socket, std::shared_ptr<ServerState> state)
+    : state_(std::move(state)),
+      ex_(socket.get_executor()),
+      stream_(std::move(socket)),
+      heartbeat_(ex_),
+      read_deadline_(ex_) {
+  state_->metrics.open_connections.fetch_add(1);
+  state_->metrics.accepted_connections.fetch_add(1);
+}
+
+Session::~Session() {
+  state_->metrics.open_connections.fetch_sub(1);
+  if (id_ != 0) state_->RemoveSession(id_);
+}
+
+void Session::Run(bool reject) {
+  id_ = state_->AddSession(weak_from_this());
+  net::dispatch(ex_, [self = shared_from_this(), reject] {
+    if (reject) {
+      self->state_->metrics.CountLimit("connections");
+      self->request_.route = "rejected";
+      self->started_ = std::chrono::steady_clock::now();
+      self->Write(ErrorResponse(503, "too_many_connections",
+                                "connection limit reached (max_connections=" +
+                                    std::to_string(self->state_->config.max_connections) + ")"),
+                  true);
+      return;
+    }
+    self->WaitForRequest();
+  });
+}
+
+void Session::Shutdown() {
+  net::post(ex_, [self = shared_from_this()] {
+    if (self->phase_ == Phase::kIdle) {
+      self->DoClose(false);
+    } else if (self->phase_ == Phase::kStreaming) {
+      self->Close("server stopping");
+    }
+    // Reading, handling, writing: the response goes out with Connection: close.
+  });
+}
+
+void Session::ForceClose() {
+  net::post(ex_, [self = shared_from_this()] {
+    self->DoClose(false);
+    beast::error_code ec;
+    self->stream_.socket().close(ec);
+  });
+}
+
+// --- request loop -----------------------------------------------------------
+
+void Session::WaitForRequest() {
+  phase_ = Phase::kIdle;
+  if (state_->draining.load()) return DoClose(false);
+  if (buffer_.size() > 0) return ReadHeader();  // pipelined request already here
+  // Waiting for the first byte is bounded by the idle timeout; once it
+  // arrives the whole request is bounded by the read timeout.
+  stream_.expires_after(std::chrono::milliseconds(state_->config.idle_timeout_ms));
+  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    if (self->phase_ == Phase::kClosed) return;
+    if (ec) return self->DoClose(false);  // idle timeout or peer gone: nothing to answer
+    self->buffer_.commit(n);
+    self->ReadHeader();
+  });
+}
+
+void Session::ReadHeader() {
+  phase_ = Phase::kReading;
+  started_ = std::chrono::steady_clock::now();
+  request_ = Request{};
+  parser_.emplace();
+  parser_->header_limit(state_->config.max_header_bytes);
+  parser_->body_limit(static_cast<std::uint64_t>(state_->config.max_body_bytes));
+  stream_.expires_never();
+  read_timed_out_ = false;
+  read_deadline_.expires_after(std::chrono::milliseconds(state_->config.read_timeout_ms));
+  read_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->phase_ != Phase::kReading) return;
+    self->read_timed_out_ = true;
+    beast::error_code ignored;
+    self->stream_.socket().cancel(ignored);
+  });
+  http::async_read_header(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+}
+
+void Session::OnHeader(beast::error_code ec) {
+  if (phase_ == Phase::kClosed) return;
+  if (ec) return FailRead(ec);
+  auto& req = parser_->get();
+  // curl and others wait for "100 Continue" before sending a large body.
+  if (parser_->content_length().value_or(0) > 0 && !parser_->is_done() &&
+      beast::iequals(req[http::field::expect], "100-continue")) {
+    auto cont = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
+    response_ = cont;
+    net::async_write(stream_, net::buffer(*cont), [self = shared_from_this()](beast::error_code wec, size_t) {
+      if (self->phase_ == Phase::kClosed) return;
+      if (wec) return self->DoClose(false);
+      self->ReadBody();
+    });
+    return;
+  }
+  ReadBody();
+}
+
+void Session::ReadBody() {
+  if (parser_->is_done()) return Dispatch();
+  http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    self->OnBody(ec);
+  });
+}
+
+void Session::OnBody(beast::error_code ec) {
+  if (phase_ == Phase::kClosed) return;
+  if (ec) return FailRead(ec);
+  Dispatch();
+}
+
+void Session::FailRead(beast::error_code ec) {
+  const auto& cfg = state_->config;
+  request_.route = "unparsed";
+  read_deadline_.cancel();
+  if (read_timed_out_) ec = beast::error::timeout;
+  if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
+      ec == net::error::connection_reset || ec == net::error::eof) {
+    return DoClose(false);
+  }
+  Response r;
+  if (ec == beast::error::timeout) {
+    state_->metrics.CountLimit("read_timeout");
+    r = ErrorResponse(408, "request_timeout",
+                      "request not received within read_timeout_ms=" + std::to_string(cfg.read_timeout_ms));
+  } else if (ec == http::error::body_limit) {
+    state_->metrics.CountLimit("body_bytes");
+    r = ErrorResponse(413, "payload_too_large",
+                      "request body exceeds max_body_bytes=" + std::to_string(cfg.max_body_bytes));
+  } else if (ec == http::error::header_limit) {
+    state_->metrics.CountLimit("header_bytes");
+    r = ErrorResponse(431, "headers_too_large",
+                      "request line and headers exceed max_header_bytes=" + std::to_string(cfg.max_header_bytes));
+  } else if (ec == http::error::partial_message) {
+    r = ErrorResponse(400, "bad_request", "truncated request: the connection ended inside the message");
+  } else if (ec.category() == http::make_error_code(http::error::bad_method).category()) {
+    r = ErrorResponse(400, "bad_request", "malformed HTTP request: " + ec.message());
+  } else {
+    return DoClose(false);
+  }
+  Write(std::move(r), true);
+}
+
+void Session::Dispatch() {
+  phase_ = Phase::kHandling;
+  read_deadline_.cancel();
+  stream_.expires_never();
+  auto& req = parser_->get();
+  request_.method = std::string(req.method_string());
+  request_.target = std::string(req.target());
+  for (const auto& field : req) {
+    request_.headers[Lower(std::string(field.name_string()))] = std::string(field.value());
+  }
+  request_.body = std::move(req.body());
+  keep_alive_ = req.keep_alive();
+  http_version_ = req.version();
+  head_ = req.method() == http::verb::head;
+  parser_.reset();
+  state_->metrics.bytes_received.fetch_add(request_.body.size());
+
+  auto self = shared_from_this();
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  Reply reply = [self, done](Response r) {
+    if (done->exchange(true)) return;
+    net::post(self->ex_, [self, r = std::move(r)]() mutable { self->Finish(std::move(r)); });
+  };
+
+  auto target = ParseTarget(request_.target);
+  if (!target.ok()) {
+    request_.route = "unmatched";
+    return reply(ErrorResponse(400, "bad_request", target.status().message()));
+  }
+  request_.segments = std::move(target->segments);
+  request_.query = std::move(target->query);
+  for (const auto& s : request_.segments) {
+    if (!IsValidUtf8(s)) {
+      request_.route = "unmatched";
+      return reply(ErrorResponse(400, "bad_request", "request path is not valid UTF-8"));
+    }
+  }
+  for (const auto& [k, v] : request_.query) {
+    if (!IsValidUtf8(k) || !IsValidUtf8(v)) {
+      request_.route = "unmatched";
+      return reply(ErrorResponse(400, "bad_request", "query string is not valid UTF-8"));
+    }
+  }
+
+  RouteMatch match = state_->router.Match(request_.method, request_.segments);
+  if (match.route == nullptr) {
+    request_.route = "unmatched";
+    if (!match.allowed_methods.empty()) {
+      std::string allow;
+      for (const auto& m : match.allowed_methods) allow += (allow.empty() ? "" : ", ") + m;
+      Response r = ErrorResponse(405, "method_not_allowed",
+                                 "method " + request_.method + " is not allowed here; allowed: " + allow,
+                                 {{"allowed", match.allowed_methods}});
+      r.headers.emplace_back("Allow", allow);
+      return reply(std::move(r));
+    }
+    return reply(ErrorResponse(404, "not_found", "no route for " + request_.method + " " +
+                                                     request_.target.substr(0, request_.target.find('?'))));
+  }
+  const Route& route = *match.route;
+  request_.route = route.name;
+  request_.params = std::move(match.params);
+
+  const Identity who = state_->auth.Authenticate(request_.Header("authorization"));
+  request_.role = who.role;
+  request_.principal = who.name;
+  if (route.role > Role::kNone && state_->auth.enabled()) {
+    if (!who.valid) {
+      Response r = ErrorResponse(401, "unauthenticated",
+                                 who.presented ? "the bearer token is not valid"
+                                               : "this route needs an Authorization: Bearer <token> header");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"esdb\"");
+      return reply(std::move(r));
+    }
+    if (who.role < route.role) {
+      return reply(ErrorResponse(403, "permission_denied",
+                                 std::string("this route needs the '") + RoleName(route.role) +
+                                     "' role; token '" + who.name + "' has '" + RoleName(who.role) + "'",
+                                 {{"required_role", RoleName(route.role)}}));
+    }
+  }
+  try {
+    route.handler(request_, reply);
+  } catch (const std::exception& e) {
+    SPDLOG_LOGGER_ERROR(state_->deps.logger, "handler {} threw: {}", route.name, e.what());
+    reply(ErrorResponse(500, "internal", std::string("handler failed: ") + e.what()));
+  } catch (...) {
+    reply(ErrorResponse(500, "internal", "handler failed"));
+  }
+}
+
+void Session::Finish(Response response) {
+  if (phase_ != Phase::kHandling) return;  // closed meanwhile
+  if (response.stream) return StartStream(std::move(response.stream));
+  Write(std::move(response), false);
+}
+
+void Session::Write(Response r, bool close) {
+  phase_ = Phase::kWriting;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  state_->metrics.ObserveRequest(request_.route.empty() ? "unmatched" : request_.route, r.status, seconds);
+
+  auto res = std::make_shared<http::response<http::string_body>>();
+  res->version(http_version_ == 10 ? 10 : 11);
+  res->result(static_cast<unsigned>(r.status));
+  res->set(http::field::server, "esdb");
+  if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
+  for (const auto& [name, value] : r.headers) res->set(name, value);
+  const bool keep = keep_alive_ && !close && !state_->draining.load() && r.status < 500 && r.status != 408 &&
+                    r.status != 413 && r.status != 431;
+  res->keep_alive(keep);
+  res->content_length(r.body.size());
+  if (!head_) res->body() = std::move(r.body);
+  response_ = res;
+  stream_.expires_after(std::chrono::milliseconds(state_->config.write_timeout_ms));
+  http::async_write(stream_, *res, [self = shared_from_this(), keep](beast::error_code ec, size_t) {
+    self->OnWrite(!keep, ec);
+  });
+}
+
+void Session::OnWrite(bool close, beast::error_code ec) {
+  response_.reset();
+  if (phase_ == Phase::kClosed) return;
+  if (ec) return DoClose(false);
+  if (close) return DoClose(true);
+  WaitForRequest();
+}
+
+// --- Server-Sent Events -----------------------------------------------------
+
+void Session::StartStream(std::shared_ptr<StreamSource> source) {
+  const size_t limit = state_->config.max_sse_subscribers;
+  if (state_->draining.load()) {
+    return Write(ErrorResponse(503, "unavailable", "server is stopping"), true);
+  }
+  if (state_->sse_streams.fetch_add(1) >= limit) {
+    state_->sse_streams.fetch_sub(1);
+    state_->metrics.CountLimit("sse_subscribers");
+    return Write(ErrorResponse(503, "too_many_subscribers",
+                               "SSE subscriber limit reached (max_sse_subscribers=" + std::to_string(limit) + ")"),
+                 true);
+  }
+  counted_stream_ = true;
+  state_->metrics.sse_streams.fetch_add(1);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  state_->metrics.ObserveRequest(request_.route, 200, seconds);
+
+  phase_ = Phase::kStreaming;
+  stream_.expires_never();
+  {
+    std::lock_guard<std::mutex> lock(sse_mu_);
+    sse_queue_.push_back(
+        "HTTP/1.1 200 OK\r\nServer: esdb\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n: stream open\n\n");
+    sse_write_scheduled_ = true;
+  }
+  source_ = std::move(source);
+  source_id_ = state_->AddSource(source_);
+  source_->Start(std::static_pointer_cast<SseSink>(shared_from_this()));
+  PumpSse();
+  WatchPeer();
+  ScheduleHeartbeat();
+}
+
+void Session::WatchPeer() {
+  // A streaming client sends nothing more; a read completing means it went
+  // away (or misbehaves), either way the stream ends.
+  stream_.socket().async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (self->phase_ != Phase::kStreaming) return;
+    if (ec) return self->DoClose(false);
+    self->WatchPeer();
+  });
+}
+
+bool Session::Send(std::string message) {
+  std::lock_guard<std::mutex> lock(sse_mu_);
+  if (sse_closed_) return false;
+  if (sse_queue_.size() >= state_->config.sse_buffer_messages) {
+    // Slow consumer: drop what it has not read and tell it why.
+    state_->metrics.sse_dropped_slow.fetch_add(1);
+    state_->metrics.CountLimit("sse_buffer");
+    sse_closed_ = true;
+    sse_end_after_flush_ = true;
+    sse_queue_.clear();
+    sse_queue_.push_back(SseCloseMessage("slow consumer: more than " +
+                                         std::to_string(state_->config.sse_buffer_messages) +
+                                         " messages buffered (sse_buffer_messages); resume with Last-Event-ID"));
+  } else {
+    sse_queue_.push_back(std::move(message));
+  }
+  if (!sse_write_scheduled_) {
+    sse_write_scheduled_ = true;
+    net::post(ex_, [self = shared_from_this()] { self->PumpSse(); });
+  }
+  return !sse_closed_;
+}
+
+void Session::Close(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(sse_mu_);
+  if (sse_closed_) return;
+  sse_closed_ = true;
+  sse_end_after_flush_ = true;
+  sse_queue_.push_back(SseCloseMessage(reason));
+  if (!sse_write_scheduled_) {
+    sse_write_scheduled_ = true;
+    net::post(ex_, [self = shared_from_this()] { self->PumpSse(); });
+  }
+}
+
+void Session::PumpSse() {
+  if (phase_ != Phase::kStreaming) return;
+  bool end = false;
+  {
+    std::lock_guard<std::mutex> lock(sse_mu_);
+    sse_writing_.clear();
+    while (!sse_queue_.empty() && sse_writing_.size() < kMaxSseWriteBytes) {
+      sse_writing_ += sse_queue_.front();
+      sse_queue_.pop_front();
+    }
+    if (sse_writing_.empty()) {
+      sse_write_scheduled_ = false;
+      end = sse_end_after_flush_;
+    }
+  }
+  if (end) return DoClose(false);
+  if (sse_writing_.empty()) return;
+  stream_.expires_after(std::chrono::milliseconds(state_->config.write_timeout_ms));
+  net::async_write(stream_, net::buffer(sse_writing_), [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (self->phase_ != Phase::kStreaming) return;
+    if (ec) return self->DoClose(false);
+    self->PumpSse();
+  });
+}
+
+void Session::ScheduleHeartbeat() {
+  heartbeat_.expires_after(std::chrono::milliseconds(state_->config.sse_heartbeat_ms));
+  heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->phase_ != Phase::kStreaming) return;
+    self->Send(": heartbeat\n\n");
+    self->ScheduleHeartbeat();
+  });
+}
+
+// --- closing ----------------------------------------------------------------
+
+void Session::DoClose(bool graceful) {
+  if (phase_ == Phase::kClosed) return;
+  const bool was_streaming = phase_ == Phase::kStreaming;
+  phase_ = Phase::kClosed;
+  heartbeat_.cancel();
+  read_deadline_.cancel();
+  if (source_) {
+    source_->Stop();
+    state_->RemoveSource(source_id_);
+    source_.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lock(sse_mu_);
+    sse_closed_ = true;
+    sse_queue_.clear();
+  }
+  if (counted_stream_) {
+    counted_stream_ = false;
+    state_->sse_streams.fetch_sub(1);
+    state_->metrics.sse_streams.fetch_sub(1);
+  }
+  beast::error_code ec;
+  if (graceful && !was_streaming) {
+    // Half-close and read what the peer still sends, so it gets our
+    // response instead of a reset caused by unread input.
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(kLingerTime);
+    return Linger();
+  }
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.close();
+}
+
+void Session::Linger() {
+  stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    self->lingered_bytes_ += n;
+    if (ec || self->lingered_bytes_ > kMaxLingerBytes) {
+      self->stream_.close();
+      return;
+    }
+    self->Linger();
+  });
+}
+
+}  // namespace esdb_gateway

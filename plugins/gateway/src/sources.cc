@@ -1,0 +1,72 @@
+#include "sources.h"
+
+#include "json_util.h"
+
+namespace esdb_gateway {
+
+std::string SseMessage(const std::string& id, const std::string& event, const std::string& data) {
+  std::string m;
+  m.reserve(data.size() + id.size() + event.size() + 24);
+  if (!id.empty()) m += "id: " + id + "\n";
+  if (!event.empty()) m += "event: " + event + "\n";
+  m += "data: ";
+  m += data;
+  m += "\n\n";
+  return m;
+}
+
+void BusEventSource::Start(std::shared_ptr<SseSink> sink) {
+  std::weak_ptr<SseSink> weak = sink;
+  auto result = bus_->Subscribe(options_, [weak](const esdb::EventPtr& e) {
+    auto s = weak.lock();
+    if (!s) return;
+    s->Send(SseMessage(e->id, e->type, Dump(esdb::EventToJson(*e))));
+  });
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!result.ok()) {
+    sink->Close("bus subscription failed: " + result.status().ToString());
+    return;
+  }
+  if (stopped_) return;  // result's destructor cancels it
+  subscription_ = std::move(result.value());
+}
+
+void BusEventSource::Stop() {
+  esdb::Subscription sub;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    sub = std::move(subscription_);
+  }
+  sub.cancel();  // outside the lock: waits for a running handler
+}
+
+void StoreSubscriptionSource::Start(std::shared_ptr<SseSink> sink) {
+  SubscribeFn subscribe;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return;
+    subscribe = subscribe_;
+  }
+  auto result = subscribe(sink);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!result.ok()) {
+    sink->Close("subscription failed: " + result.status().ToString());
+    return;
+  }
+  if (stopped_) return;
+  subscription_ = std::move(result.value());
+}
+
+void StoreSubscriptionSource::Stop() {
+  esdb::Subscription sub;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    sub = std::move(subscription_);
+    subscribe_ = nullptr;
+  }
+  sub.cancel();
+}
+
+}  // namespace esdb_gateway

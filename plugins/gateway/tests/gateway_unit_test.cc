@@ -1,0 +1,212 @@
+// Unit tests of the gateway's pure logic: target parsing, routing, config,
+// auth, request-body parsing.
+#include <catch2/catch.hpp>
+
+#include "auth.h"
+#include "config.h"
+#include "event_json.h"
+#include "json_util.h"
+#include "router.h"
+#include "url.h"
+
+using namespace esdb_gateway;
+using nlohmann::json;
+
+TEST_CASE("ParseTarget splits and decodes path and query") {
+  auto t = ParseTarget("/streams/a%2Fb/metadata?x=1&x=2&y=hello+world&z");
+  REQUIRE(t.ok());
+  REQUIRE(t->segments == std::vector<std::string>{"streams", "a/b", "metadata"});
+  REQUIRE(t->query.count("x") == 2);
+  REQUIRE(t->query.find("y")->second == "hello world");
+  REQUIRE(t->query.find("z")->second.empty());
+  REQUIRE(ParseTarget("/").ok());
+  REQUIRE(ParseTarget("/")->segments.empty());
+  REQUIRE(ParseTarget("/streams/")->segments == std::vector<std::string>{"streams"});
+  REQUIRE_FALSE(ParseTarget("streams").ok());
+  REQUIRE_FALSE(ParseTarget("/a//b").ok());
+  REQUIRE_FALSE(ParseTarget("/a%zz").ok());
+  REQUIRE_FALSE(ParseTarget("/a%4").ok());
+  REQUIRE_FALSE(ParseTarget("/a?b=%").ok());
+}
+
+TEST_CASE("ParseInt and ParseUint reject junk and out-of-range numbers") {
+  REQUIRE(*ParseInt("42", 0, 100, "n") == 42);
+  REQUIRE_FALSE(ParseInt("", 0, 100, "n").ok());
+  REQUIRE_FALSE(ParseInt("4x", 0, 100, "n").ok());
+  REQUIRE_FALSE(ParseInt("101", 0, 100, "n").ok());
+  REQUIRE_FALSE(ParseInt("99999999999999999999999", 0, INT64_MAX, "n").ok());
+  REQUIRE(ParseInt("99999999999999999999999", 0, INT64_MAX, "from").status().message().find("from") !=
+          std::string::npos);
+  REQUIRE(*ParseUint("18446744073709551615", "p") == UINT64_MAX);
+  REQUIRE_FALSE(ParseUint("18446744073709551616", "p").ok());
+  REQUIRE_FALSE(ParseUint("-1", "p").ok());
+}
+
+TEST_CASE("Router matches literals before parameters and reports 405") {
+  Router r;
+  int hit = 0;
+  r.Add("GET", "/streams/$all", Role::kRead, [&](Request&, Reply) { hit = 1; });
+  r.Add("GET", "/streams/{stream}", Role::kRead, [&](Request&, Reply) { hit = 2; });
+  r.Add("POST", "/streams/{stream}", Role::kWrite, [&](Request&, Reply) { hit = 3; });
+  auto m = r.Match("GET", {"streams", "$all"});
+  REQUIRE(m.route != nullptr);
+  REQUIRE(m.route->pattern == "/streams/$all");
+  m = r.Match("GET", {"streams", "orders-1"});
+  REQUIRE(m.route->pattern == "/streams/{stream}");
+  REQUIRE(m.params["stream"] == "orders-1");
+  m = r.Match("POST", {"streams", "x"});
+  REQUIRE(m.route->method == "POST");
+  m = r.Match("HEAD", {"streams", "x"});
+  REQUIRE(m.route->method == "GET");
+  m = r.Match("PATCH", {"streams", "x"});
+  REQUIRE(m.route == nullptr);
+  REQUIRE(m.allowed_methods == std::vector<std::string>{"GET", "POST"});
+  m = r.Match("GET", {"nothing"});
+  REQUIRE(m.route == nullptr);
+  REQUIRE(m.allowed_methods.empty());
+}
+
+TEST_CASE("ParseConfig applies defaults and names bad keys") {
+  auto c = ParseConfig(json::object());
+  REQUIRE(c.ok());
+  REQUIRE(c->listen_address == "127.0.0.1");
+  REQUIRE(c->listen_port == 2113);
+  c = ParseConfig({{"listen_port", 0}, {"max_body_bytes", 4096}, {"tokens", {{{"token", "t1"}, {"role", "write"}}}}});
+  REQUIRE(c.ok());
+  REQUIRE(c->listen_port == 0);
+  REQUIRE(c->tokens.size() == 1);
+  REQUIRE(c->tokens[0].role == Role::kWrite);
+
+  auto bad = ParseConfig({{"listen_prot", 1}});
+  REQUIRE_FALSE(bad.ok());
+  REQUIRE(bad.status().message().find("listen_prot") != std::string::npos);
+  bad = ParseConfig({{"listen_port", "80"}});
+  REQUIRE(bad.status().message().find("listen_port") != std::string::npos);
+  bad = ParseConfig({{"listen_port", 70000}});
+  REQUIRE_FALSE(bad.ok());
+  bad = ParseConfig({{"listen_address", "not-an-ip"}});
+  REQUIRE(bad.status().message().find("not-an-ip") != std::string::npos);
+  bad = ParseConfig({{"tokens", {{{"token", "x"}, {"role", "root"}}}}});
+  REQUIRE(bad.status().message().find("tokens[0].role") != std::string::npos);
+  bad = ParseConfig({{"tokens", {{{"role", "read"}}}}});
+  REQUIRE(bad.status().message().find("tokens[0].token") != std::string::npos);
+}
+
+TEST_CASE("CheckSecurity refuses a public address without tokens unless insecure") {
+  GatewayConfig c;
+  REQUIRE(CheckSecurity(c).ok());
+  c.listen_address = "0.0.0.0";
+  auto s = CheckSecurity(c);
+  REQUIRE_FALSE(s.ok());
+  REQUIRE(s.message().find("0.0.0.0") != std::string::npos);
+  c.insecure = true;
+  REQUIRE(CheckSecurity(c).ok());
+  c.insecure = false;
+  c.tokens.push_back({"secret", "ops", Role::kAdmin});
+  REQUIRE(CheckSecurity(c).ok());
+  c.listen_address = "::1";
+  c.tokens.clear();
+  REQUIRE(CheckSecurity(c).ok());
+}
+
+TEST_CASE("Authenticator maps bearer tokens to roles") {
+  Authenticator open({});
+  REQUIRE(open.Authenticate("").role == Role::kAdmin);
+  Authenticator auth({{"r-token", "reader", Role::kRead}, {"a-token", "ops", Role::kAdmin}});
+  auto id = auth.Authenticate("");
+  REQUIRE_FALSE(id.valid);
+  REQUIRE_FALSE(id.presented);
+  id = auth.Authenticate("Bearer r-token");
+  REQUIRE(id.valid);
+  REQUIRE(id.role == Role::kRead);
+  REQUIRE(id.name == "reader");
+  REQUIRE(auth.Authenticate("bearer a-token").role == Role::kAdmin);
+  REQUIRE_FALSE(auth.Authenticate("Bearer a-toke").valid);
+  REQUIRE_FALSE(auth.Authenticate("Basic YTpi").valid);
+  REQUIRE(auth.Authenticate("Basic YTpi").presented);
+}
+
+TEST_CASE("ParseExpectedVersion accepts the documented forms only") {
+  using K = esdb::ExpectedVersion::Kind;
+  REQUIRE(ParseExpectedVersion("")->kind == K::kAny);
+  REQUIRE(ParseExpectedVersion("any")->kind == K::kAny);
+  REQUIRE(ParseExpectedVersion("no_stream")->kind == K::kNoStream);
+  REQUIRE(ParseExpectedVersion("-1")->kind == K::kNoStream);
+  REQUIRE(ParseExpectedVersion("stream_exists")->kind == K::kStreamExists);
+  REQUIRE(ParseExpectedVersion("7")->kind == K::kExact);
+  REQUIRE(ParseExpectedVersion("7")->version == 7);
+  for (const char* bad : {"seven", "-3", "1.5", "99999999999999999999", " 1", "Any"}) {
+    INFO(bad);
+    REQUIRE_FALSE(ParseExpectedVersion(bad).ok());
+  }
+}
+
+TEST_CASE("ParseEvents validates every field and names the event") {
+  auto ok = ParseEvents(R"([{"eventType":"a","data":{"x":1}},
+                             {"eventId":"0f8fad5b-d9cb-469f-a165-70867728950e","eventType":"b","data":"hi",
+                              "contentType":"text/plain","metadata":{"m":true}}])",
+                        10);
+  REQUIRE(ok.ok());
+  REQUIRE(ok->size() == 2);
+  REQUIRE((*ok)[0].data == R"({"x":1})");
+  REQUIRE((*ok)[1].data == "hi");
+  REQUIRE((*ok)[1].content_type == "text/plain");
+  REQUIRE((*ok)[1].metadata == R"({"m":true})");
+
+  struct Case {
+    const char* body;
+    const char* needle;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"", "empty"},
+           {"{", "not valid JSON"},
+           {"{}", "array"},
+           {"[]", "no events"},
+           {"[1]", "event [0]"},
+           {R"([{"data":1}])", "eventType is required"},
+           {R"([{"eventType":"","data":1}])", "eventType"},
+           {R"([{"eventType":"a"}])", "data is required"},
+           {R"([{"eventType":"a","data":1,"eventId":"nope"}])", "eventId"},
+           {R"([{"eventType":"a","data":1,"colour":"red"}])", "colour"},
+           {R"([{"eventType":"a","data":{"n":1e999}}])", "not valid JSON"},
+           {R"([{"eventType":"a","data":1,"contentType":"text/plain"}])", "string"},
+           {"[{\"eventType\":\"a\",\"data\":\"\xff\xfe\"}]", "not valid JSON"},
+       }) {
+    INFO(c.body);
+    auto r = ParseEvents(c.body, 10);
+    REQUIRE_FALSE(r.ok());
+    REQUIRE(r.status().message().find(c.needle) != std::string::npos);
+  }
+  std::string deep(200, '[');
+  deep += std::string(200, ']');
+  auto d = ParseEvents(deep, 10);
+  REQUIRE_FALSE(d.ok());
+  REQUIRE(d.status().message().find("deeper") != std::string::npos);
+  auto many = ParseEvents(R"([{"eventType":"a","data":1},{"eventType":"a","data":1}])", 1);
+  REQUIRE(many.status().code() == esdb::Code::kResourceExhausted);
+}
+
+TEST_CASE("IsValidUtf8 rejects malformed sequences") {
+  REQUIRE(IsValidUtf8("plain"));
+  REQUIRE(IsValidUtf8("caf\xc3\xa9"));
+  REQUIRE(IsValidUtf8("\xf0\x9f\x98\x80"));
+  REQUIRE_FALSE(IsValidUtf8("\xff"));
+  REQUIRE_FALSE(IsValidUtf8("\xc3"));
+  REQUIRE_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
+  REQUIRE_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  REQUIRE(Dump(json("\xff")).size() > 0);          // never throws
+}
+
+TEST_CASE("StatusResponse maps codes and carries the current version") {
+  auto s = esdb::Status::WrongExpectedVersion("stream s is at 4");
+  s.SetDetail(4);
+  Response r = StatusResponse(s, {{"expected", "2"}});
+  REQUIRE(r.status == 409);
+  auto body = json::parse(r.body);
+  REQUIRE(body["error"] == "wrong_expected_version");
+  REQUIRE(body["current"] == 4);
+  REQUIRE(body["expected"] == "2");
+  REQUIRE(StatusResponse(esdb::Status::StreamDeleted("x")).status == 410);
+  REQUIRE(StatusResponse(esdb::Status::NotFound("x")).status == 404);
+  REQUIRE(StatusResponse(esdb::Status::Unavailable("x")).status == 503);
+}
