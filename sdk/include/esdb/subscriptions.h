@@ -142,6 +142,15 @@ inline const char* ConsumerStrategyName(ConsumerStrategy s) {
   return s == ConsumerStrategy::kRoundRobin ? "round_robin" : "dispatch_to_single";
 }
 
+// Groups keep their state in $-streams of the store (prefix "$persistent-",
+// which the store admits as a system prefix):
+//   "$persistent-config"                         every group's definition (latest event);
+//   "$persistent-{stream}::{group}-checkpoint"   the group's checkpoint (latest event);
+//   "$persistent-{stream}::{group}-parked"       parked messages: copies of the event with
+//       metadata {"$original_stream", "$original_version", "$original_position",
+//       "$original_event_id", "$retry_count", "$reason"}; replayed ones are hidden
+//       by the stream's truncate_before.
+
 // `start_from` value meaning "only events appended after the group is created".
 inline constexpr int64_t kGroupStartFromEnd = -1;
 
