@@ -74,10 +74,22 @@ void ControlPlane::OnEvent(const EventPtr& ev) {
     st.since_us = e.timestamp_us;
   } else if (e.type == event_types::kSubsystemReady) {
     st.state = "ready";
+    if (d.contains("version")) st.version = str("version");
     st.since_us = e.timestamp_us;
     st.error.clear();
     st.phase.clear();
     st.details = d.contains("details") ? d["details"] : nlohmann::json::object();
+  } else if (e.type == event_types::kSubsystemFailed && str("phase") == "reload") {
+    // A failed reload leaves the old build serving (or brings it back).
+    st.error = "reload failed: " + str("error");
+    cv_.notify_all();
+    return;
+  } else if (e.type == event_types::kSubsystemReloaded) {
+    st.version = str("new_version");
+    st.generation = d.value("generation", st.generation);
+    st.error.clear();
+    cv_.notify_all();
+    return;
   } else if (e.type == event_types::kSubsystemFailed) {
     const bool final_failure = d.value("final", false);
     st.state = final_failure ? "failed" : "restarting";
@@ -104,6 +116,10 @@ void ControlPlane::OnEvent(const EventPtr& ev) {
     subsystems_.erase(name);
   } else if (e.type == event_types::kHealthChanged) {
     st.health = d.contains("health") ? d["health"] : nlohmann::json::object();
+    nlohmann::json entry = st.health;
+    entry["at_us"] = e.timestamp_us;
+    st.health_history.push_back(std::move(entry));
+    if (st.health_history.size() > kHealthHistory) st.health_history.pop_front();
     return;
   } else {
     return;
@@ -180,9 +196,12 @@ nlohmann::json ControlPlane::Status() const {
   nlohmann::json subs = nlohmann::json::object();
   nlohmann::json not_ready = nlohmann::json::array();
   for (const auto& [name, st] : subsystems_) {
+    nlohmann::json history = nlohmann::json::array();
+    for (const auto& h : st.health_history) history.push_back(h);
     subs[name] = {{"state", st.state},       {"since_us", st.since_us}, {"restarts", st.restarts},
                   {"critical", st.critical}, {"version", st.version},   {"error", st.error},
-                  {"phase", st.phase},       {"health", st.health},     {"details", st.details}};
+                  {"phase", st.phase},       {"health", st.health},     {"health_history", history},
+                  {"generation", st.generation}, {"details", st.details}};
   }
   for (const auto& name : expected_) {
     auto it = subsystems_.find(name);

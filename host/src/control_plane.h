@@ -11,6 +11,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -50,9 +51,12 @@ class ControlPlane : public esdb::ControlService {
     std::string error;
     std::string phase;
     nlohmann::json health = nlohmann::json::object();
+    std::deque<nlohmann::json> health_history;  // last kHealthHistory transitions
+    int generation = 1;
     nlohmann::json details = nlohmann::json::object();
   };
 
+  static constexpr size_t kHealthHistory = 20;
   void OnEvent(const EventPtr& e);
   void Evaluate(const Event& cause);  // with mu_ held
   void PublishSystem(const char* type, nlohmann::json data, const Event& cause);

@@ -12,6 +12,25 @@
 
 namespace esdb::host {
 
+// The "esdb.admin/1" service: a thin face over the Host.
+class HostAdmin : public esdb::AdminService {
+ public:
+  explicit HostAdmin(Host* host) : host_(host) {}
+  Result<std::string> AddPlugin(const nlohmann::json& request, const std::string& correlation_id) override {
+    return host_->AddFromRequest(request, correlation_id);
+  }
+  Result<std::string> RemovePlugin(const std::string& name, const std::string& correlation_id) override {
+    return host_->RemoveSubsystem(name, correlation_id);
+  }
+  Result<std::string> ReloadPlugin(const std::string& name, const std::string& correlation_id) override {
+    return host_->ReloadSubsystem(name, correlation_id);
+  }
+  nlohmann::json ListPlugins() const override { return host_->ListSubsystems(); }
+
+ private:
+  Host* host_;
+};
+
 namespace {
 std::string HostName() {
   char buf[256] = {0};
@@ -75,6 +94,9 @@ Status Host::Start() {
   s = registry_->Provide(services::kControl, std::static_pointer_cast<esdb::ControlService>(control_plane_),
                          kHostOwner, "host", nullptr);
   if (!s.ok()) return s;
+  admin_ = std::make_shared<HostAdmin>(this);
+  s = registry_->Provide(services::kAdmin, admin_, kHostOwner, "host", nullptr);
+  if (!s.ok()) return s;
   control_work_ = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
       control_io_.get_executor());
   for (int i = 0; i < 2; ++i) control_threads_.emplace_back([this] { control_io_.run(); });
@@ -119,43 +141,212 @@ Status Host::Start() {
                {"subsystems", listed},
                {"sequential", options_.sequential_start}},
               true);
-  for (const auto& [file, status] : rejected) {
-    log_->error("manifest rejected: {}", status.message());
-    Event e;
-    e.type = event_types::kSubsystemFailed;
-    e.topic = topics::kLifecycle;
-    e.data = {{"name", std::filesystem::path(file).stem().string()},
-              {"manifest", file},
-              {"phase", "manifest"},
-              {"error", status.message()},
-              {"code", CodeName(status.code())},
-              {"final", true}};
-    (void)bus_->Publish(std::move(e), {}, "host");
-  }
+  for (const auto& [file, status] : rejected) RejectManifest(file, status, "");
 
-  for (auto& m : manifests) {
-    subsystems_.push_back(std::make_shared<ManagedSubsystem>(std::move(m), &env_, control_io_));
+  {
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    for (auto& m : manifests) {
+      auto sub = std::make_shared<ManagedSubsystem>(std::move(m), &env_, control_io_);
+      subsystems_[sub->name()] = sub;
+      launch_order_.push_back(sub);
+    }
   }
   if (options_.sequential_start) {
     LaunchSequentially(0);
   } else {
-    for (auto& sub : subsystems_) sub->Launch();  // all at once
+    for (auto& sub : launch_order_) sub->Launch();  // all at once
+  }
+  if (options_.watch_manifests) {
+    watcher_ = std::make_unique<ManifestWatcher>(
+        control_io_, options_.manifests_dir, [this](const std::filesystem::path& f, bool changed) { OnManifestFile(f, changed); });
+    Status w = watcher_->Start();
+    if (!w.ok()) log_->warn("not watching {} for manifest changes: {}", options_.manifests_dir.string(), w.ToString());
   }
   return Status::OK();
 }
 
+void Host::RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id) {
+  log_->error("manifest rejected: {}", status.message());
+  Event e;
+  e.type = event_types::kSubsystemFailed;
+  e.topic = topics::kLifecycle;
+  e.correlation_id = correlation_id;
+  e.data = {{"name", std::filesystem::path(file).stem().string()},
+            {"manifest", file},
+            {"phase", "manifest"},
+            {"error", status.message()},
+            {"code", CodeName(status.code())},
+            {"final", true}};
+  (void)bus_->Publish(std::move(e), {}, "host");
+}
+
+std::shared_ptr<ManagedSubsystem> Host::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(subsystems_mu_);
+  auto it = subsystems_.find(name);
+  return it == subsystems_.end() ? nullptr : it->second;
+}
+
+Result<std::string> Host::AddSubsystem(Manifest manifest, const std::string& correlation_id) {
+  const std::string op = correlation_id.empty() ? NewUuid() : correlation_id;
+  std::shared_ptr<ManagedSubsystem> sub;
+  {
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    if (shut_down_) return Status::Unavailable("the host is stopping");
+    if (subsystems_.count(manifest.name)) {
+      return Status::AlreadyExists("a subsystem named '" + manifest.name + "' is already loaded");
+    }
+    sub = std::make_shared<ManagedSubsystem>(manifest, &env_, control_io_);
+    subsystems_[manifest.name] = sub;
+  }
+  Event e;
+  e.type = event_types::kSubsystemAdded;
+  e.topic = topics::kLifecycle;
+  e.correlation_id = op;
+  e.data = {{"name", manifest.name},
+            {"version", manifest.version},
+            {"critical", manifest.critical},
+            {"manifest", manifest.file.string()},
+            {"library", manifest.library.string()}};
+  PublishOptions opts;
+  opts.retain = true;
+  opts.retain_key = manifest.name;
+  (void)bus_->Publish(std::move(e), opts, manifest.name);
+  log_->info("adding subsystem {} {}", manifest.name, manifest.version);
+  sub->Launch(nullptr, op);
+  return op;
+}
+
+Result<std::string> Host::AddFromRequest(const nlohmann::json& request, const std::string& correlation_id) {
+  if (!request.is_object()) return Status::InvalidArgument("the request must be a JSON object with \"path\" or \"manifest\"");
+  for (const auto& [key, value] : request.items()) {
+    if (key != "path" && key != "manifest") return Status::InvalidArgument("unknown field '" + key + "' (use \"path\" or \"manifest\")");
+  }
+  const bool has_path = request.contains("path"), has_inline = request.contains("manifest");
+  if (has_path == has_inline) return Status::InvalidArgument("give exactly one of \"path\" or \"manifest\"");
+  Result<Manifest> m = Status::Internal("unset");
+  if (has_path) {
+    if (!request["path"].is_string()) return Status::InvalidArgument("field 'path' must be a string");
+    std::filesystem::path p = request["path"].get<std::string>();
+    if (p.is_relative()) p = options_.manifests_dir / p;
+    m = ParseManifestFile(p, options_.plugin_dir, options_.overrides);
+  } else {
+    if (!request["manifest"].is_object()) return Status::InvalidArgument("field 'manifest' must be an object");
+    m = ParseManifestText(request["manifest"].dump(), "inline manifest", options_.manifests_dir, options_.plugin_dir,
+                          options_.overrides);
+  }
+  if (!m.ok()) return m.status();
+  return AddSubsystem(std::move(m.value()), correlation_id);
+}
+
+Result<std::string> Host::RemoveSubsystem(const std::string& name, const std::string& correlation_id) {
+  const std::string op = correlation_id.empty() ? NewUuid() : correlation_id;
+  std::shared_ptr<ManagedSubsystem> sub;
+  {
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    if (shut_down_) return Status::Unavailable("the host is stopping");
+    auto it = subsystems_.find(name);
+    if (it == subsystems_.end()) return Status::NotFound("no subsystem named '" + name + "'");
+    sub = it->second;
+    subsystems_.erase(it);
+  }
+  log_->info("removing subsystem {}", name);
+  EventBusImpl* bus = bus_.get();
+  Reaper* reaper = &reaper_;
+  sub->Shutdown(
+      [bus, reaper, name, op, sub] {
+        reaper->Flush();  // the library is released by now unless something still holds it
+        Event e;
+        e.type = event_types::kSubsystemRemoved;
+        e.topic = topics::kLifecycle;
+        e.correlation_id = op;
+        e.data = {{"name", name}};
+        PublishOptions opts;
+        opts.retain = true;
+        opts.retain_key = name;
+        (void)bus->Publish(std::move(e), opts, name);
+      },
+      op);
+  return op;
+}
+
+Result<std::string> Host::ReloadSubsystem(const std::string& name, const std::string& correlation_id) {
+  const std::string op = correlation_id.empty() ? NewUuid() : correlation_id;
+  auto sub = Find(name);
+  if (!sub) return Status::NotFound("no subsystem named '" + name + "'");
+  const auto current = sub->Describe();
+  Result<Manifest> m = Status::Internal("unset");
+  const std::string file = current["manifest"].value("file", "");
+  if (!file.empty() && std::filesystem::exists(file)) {
+    m = ParseManifestFile(file, options_.plugin_dir, options_.overrides);  // the manifest may have changed too
+  } else {
+    m = ParseManifestText(current["manifest"].dump(), "manifest of " + name, options_.manifests_dir, options_.plugin_dir,
+                          {});
+    if (m.ok()) m->library = current["manifest"].value("library", "");
+  }
+  if (!m.ok()) return m.status();
+  if (m->name != name) {
+    return Status::InvalidArgument(file + ": field 'name': the manifest now says '" + m->name + "', not '" + name + "'");
+  }
+  log_->info("reloading subsystem {} ({} -> {})", name, current.value("version", ""), m->version);
+  auto log = log_;
+  sub->Reload(std::move(m.value()), op, [log, name](const Status& s) {
+    if (!s.ok()) log->warn("reload of {} did not complete: {}", name, s.ToString());
+  });
+  return op;
+}
+
+nlohmann::json Host::ListSubsystems() const {
+  std::lock_guard<std::mutex> lock(subsystems_mu_);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [name, sub] : subsystems_) out.push_back(sub->Describe());
+  return out;
+}
+
+void Host::OnManifestFile(const std::filesystem::path& file, bool changed) {
+  const auto abs = std::filesystem::absolute(file).lexically_normal();
+  std::shared_ptr<ManagedSubsystem> owner;
+  {
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    for (const auto& [name, sub] : subsystems_) {
+      if (sub->Describe()["manifest"].value("file", "") == abs.string()) owner = sub;
+    }
+  }
+  if (!changed) {
+    if (owner) (void)RemoveSubsystem(owner->name(), "");
+    return;
+  }
+  auto m = ParseManifestFile(abs, options_.plugin_dir, options_.overrides);
+  if (!m.ok()) {
+    RejectManifest(abs.string(), m.status(), "");
+    return;
+  }
+  if (owner && owner->name() == m->name) {
+    if (owner->Describe()["manifest"] != m->ToJson()) (void)ReloadSubsystem(m->name, "");
+    return;
+  }
+  if (owner) (void)RemoveSubsystem(owner->name(), "");  // the file now names another subsystem
+  auto added = AddSubsystem(std::move(m.value()), "");
+  if (!added.ok()) RejectManifest(abs.string(), added.status(), "");
+}
+
 void Host::LaunchSequentially(size_t index) {
-  if (index >= subsystems_.size()) return;
-  subsystems_[index]->Launch([this, index] { LaunchSequentially(index + 1); });
+  if (index >= launch_order_.size()) return;
+  launch_order_[index]->Launch([this, index] { LaunchSequentially(index + 1); });
 }
 
 void Host::Shutdown() {
   std::lock_guard<std::mutex> guard(shutdown_mu_);
   if (shut_down_ || !started_) return;
-  shut_down_ = true;
-  PublishHost(event_types::kSystemStopping, {{"subsystems", subsystems_.size()}}, true);
-  if (!subsystems_.empty()) {
-    log_->info("stopping {} subsystems", subsystems_.size());
+  std::vector<std::shared_ptr<ManagedSubsystem>> all;
+  {
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    shut_down_ = true;
+    for (auto& [name, sub] : subsystems_) all.push_back(sub);
+  }
+  if (watcher_) boost::asio::post(control_io_, [this] { watcher_->Stop(); });
+  PublishHost(event_types::kSystemStopping, {{"subsystems", all.size()}}, true);
+  if (!all.empty()) {
+    log_->info("stopping {} subsystems", all.size());
     // Shared with the callbacks, which may outlive this call if a stop hangs.
     struct Countdown {
       std::mutex mu;
@@ -163,8 +354,8 @@ void Host::Shutdown() {
       size_t remaining = 0;
     };
     auto countdown = std::make_shared<Countdown>();
-    countdown->remaining = subsystems_.size();
-    for (auto& sub : subsystems_) {
+    countdown->remaining = all.size();
+    for (auto& sub : all) {
       sub->Shutdown([countdown] {
         std::lock_guard<std::mutex> lock(countdown->mu);
         --countdown->remaining;
@@ -189,7 +380,13 @@ void Host::Shutdown() {
     for (auto& t : control_threads_) t.join();
     control_threads_.clear();
   }
-  subsystems_.clear();
+  watcher_.reset();
+  all.clear();
+  {
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    subsystems_.clear();
+    launch_order_.clear();
+  }
   if (registry_) registry_->WithdrawAllOf(kHostOwner);
   if (control_plane_) control_plane_->Stop();
   if (bus_) bus_->Shutdown();

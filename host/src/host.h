@@ -16,7 +16,9 @@
 
 #include "control_plane.h"
 #include "event_bus.h"
+#include "esdb/admin.h"
 #include "managed_subsystem.h"
+#include "manifest_watcher.h"
 #include "manifest.h"
 #include "plugin_library.h"
 #include "service_registry.h"
@@ -35,6 +37,7 @@ struct HostOptions {
   std::string log_level = "info";
   ConfigOverrides overrides;
   bool sequential_start = false;     // benchmark mode: one subsystem after another
+  bool watch_manifests = true;       // hot add/remove/reload on manifest file changes
   int stop_deadline_ms = 30000;      // for the whole shutdown
   // Called right after the bus exists, before anything is published on it.
   std::function<void(EventBusImpl&)> on_bus_created;
@@ -55,6 +58,14 @@ class Host {
   // releases the libraries and stops the bus. Idempotent.
   void Shutdown();
 
+  // Hot operations (also offered as the "esdb.admin/1" service). Each
+  // returns the operation id (= correlation_id of the events it causes).
+  Result<std::string> AddSubsystem(Manifest manifest, const std::string& correlation_id);
+  Result<std::string> AddFromRequest(const nlohmann::json& request, const std::string& correlation_id);
+  Result<std::string> RemoveSubsystem(const std::string& name, const std::string& correlation_id);
+  Result<std::string> ReloadSubsystem(const std::string& name, const std::string& correlation_id);
+  nlohmann::json ListSubsystems() const;
+
   EventBusImpl& bus() { return *bus_; }
   ControlPlane& control_plane() { return *control_plane_; }
   Reaper& reaper() { return reaper_; }
@@ -65,6 +76,9 @@ class Host {
   std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name) const;
   void PublishHost(const char* type, nlohmann::json data, bool retain);
   void LaunchSequentially(size_t index);
+  void OnManifestFile(const std::filesystem::path& file, bool changed);
+  void RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id);
+  std::shared_ptr<ManagedSubsystem> Find(const std::string& name) const;
 
   HostOptions options_;
   std::shared_ptr<spdlog::logger> log_;
@@ -76,7 +90,11 @@ class Host {
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> control_work_;
   std::vector<std::thread> control_threads_;
   SupervisorEnv env_;
-  std::vector<std::shared_ptr<ManagedSubsystem>> subsystems_;
+  mutable std::mutex subsystems_mu_;
+  std::map<std::string, std::shared_ptr<ManagedSubsystem>> subsystems_;
+  std::vector<std::shared_ptr<ManagedSubsystem>> launch_order_;  // initial set, manifest order
+  std::shared_ptr<esdb::AdminService> admin_;
+  std::unique_ptr<ManifestWatcher> watcher_;
   std::mutex shutdown_mu_;
   bool started_ = false;
   bool shut_down_ = false;

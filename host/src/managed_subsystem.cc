@@ -38,13 +38,17 @@ struct ManagedSubsystem::Generation {
 };
 
 ManagedSubsystem::ManagedSubsystem(Manifest manifest, SupervisorEnv* env, boost::asio::io_context& control_io)
-    : manifest_(std::move(manifest)),
+    : name_(manifest.name),
+      manifest_(std::move(manifest)),
       env_(env),
       strand_(boost::asio::make_strand(control_io)),
       start_timer_(strand_),
       backoff_timer_(strand_),
       health_timer_(strand_),
-      health_deadline_(strand_) {}
+      health_deadline_(strand_),
+      reload_timer_(strand_) {
+  UpdateInfo();
+}
 
 ManagedSubsystem::~ManagedSubsystem() = default;
 
@@ -54,15 +58,55 @@ void ManagedSubsystem::Publish(const char* type, nlohmann::json data, bool retai
   e.topic = topics::kLifecycle;
   data["name"] = manifest_.name;
   e.data = std::move(data);
+  e.correlation_id = correlation_id_;
   PublishOptions opts;
   opts.retain = retain;
   opts.retain_key = manifest_.name;
   (void)env_->bus->Publish(std::move(e), opts, manifest_.name);
+  UpdateInfo();
 }
 
-void ManagedSubsystem::Launch(std::function<void()> on_settled) {
-  boost::asio::post(strand_, [self = shared_from_this(), cb = std::move(on_settled)]() mutable {
+namespace {
+const char* StateName(ManagedSubsystem::State s) {
+  switch (s) {
+    case ManagedSubsystem::State::kIdle: return "idle";
+    case ManagedSubsystem::State::kStarting: return "starting";
+    case ManagedSubsystem::State::kReady: return "ready";
+    case ManagedSubsystem::State::kRestarting: return "restarting";
+    case ManagedSubsystem::State::kFailed: return "failed";
+    case ManagedSubsystem::State::kStopping: return "stopping";
+    case ManagedSubsystem::State::kStopped: return "stopped";
+  }
+  return "unknown";
+}
+}  // namespace
+
+void ManagedSubsystem::UpdateInfo() {
+  nlohmann::json info = {{"name", manifest_.name},
+                         {"version", manifest_.version},
+                         {"state", StateName(state_)},
+                         {"library", manifest_.library.string()},
+                         {"loaded_from", library_ ? library_->path().string() : ""},
+                         {"generation", generation_},
+                         {"restarts", restarts_},
+                         {"reloading", candidate_ != nullptr || reload_done_ != nullptr},
+                         {"critical", manifest_.critical},
+                         {"unloadable", manifest_.unloadable},
+                         {"manifest", manifest_.ToJson()}};
+  std::lock_guard<std::mutex> lock(info_mu_);
+  info_ = std::move(info);
+}
+
+nlohmann::json ManagedSubsystem::Describe() const {
+  std::lock_guard<std::mutex> lock(info_mu_);
+  return info_;
+}
+
+void ManagedSubsystem::Launch(std::function<void()> on_settled, std::string correlation_id) {
+  boost::asio::post(strand_, [self = shared_from_this(), cb = std::move(on_settled),
+                              correlation_id = std::move(correlation_id)]() mutable {
     self->on_settled_ = std::move(cb);
+    self->correlation_id_ = std::move(correlation_id);
     self->StartAttempt();
   });
 }
@@ -91,30 +135,10 @@ void ManagedSubsystem::StartAttempt() {
     library_ = std::move(lib.value());
   }
 
-  std::error_code ec;
-  const auto data_dir = env_->data_root / manifest_.name;
-  std::filesystem::create_directories(data_dir, ec);
-  if (ec) {
-    Failure("start", Status::IOError("cannot create data directory " + data_dir.string() + ": " + ec.message()), false);
-    return;
-  }
-
-  auto gen = std::make_shared<Generation>();
-  gen->id = next_owner_id.fetch_add(1);
-  gen->library = library_;
-  std::weak_ptr<ManagedSubsystem> weak = shared_from_this();
-  const uint64_t gen_id = gen->id;
-  auto strand = strand_;
-  gen->context = std::make_unique<PluginContext>(
-      manifest_.name, env_->node, manifest_.config, data_dir, env_->make_logger(manifest_.name), manifest_.threads,
-      env_->bus, env_->registry, gen->id, library_,
-      [weak, gen_id, strand](bool ready, const nlohmann::json& details, const Status& why) {
-        boost::asio::post(strand, [weak, gen_id, ready, details, why] {
-          if (auto self = weak.lock()) self->OnReport(gen_id, ready, details, why);
-        });
-      });
+  auto gen = NewGeneration(manifest_, library_);
+  if (!gen) return;  // NewGeneration reported the failure
   current_ = gen;
-
+  const uint64_t gen_id = gen->id;
   start_timer_.expires_after(std::chrono::milliseconds(manifest_.start_timeout_ms));
   start_timer_.async_wait([self = shared_from_this(), gen_id](const boost::system::error_code& ec) {
     if (ec || !self->current_ || self->current_->id != gen_id || self->state_ != State::kStarting) return;
@@ -123,7 +147,38 @@ void ManagedSubsystem::StartAttempt() {
                                   std::to_string(self->manifest_.start_timeout_ms)),
                   false);
   });
+  RunStart(gen);
+}
 
+std::shared_ptr<ManagedSubsystem::Generation> ManagedSubsystem::NewGeneration(const Manifest& manifest,
+                                                                                const LibraryRef& library) {
+  std::error_code ec;
+  const auto data_dir = env_->data_root / manifest.name;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    Failure("start", Status::IOError("cannot create data directory " + data_dir.string() + ": " + ec.message()), false);
+    return nullptr;
+  }
+  auto gen = std::make_shared<Generation>();
+  gen->id = next_owner_id.fetch_add(1);
+  gen->library = library;
+  std::weak_ptr<ManagedSubsystem> weak = shared_from_this();
+  const uint64_t gen_id = gen->id;
+  auto strand = strand_;
+  gen->context = std::make_unique<PluginContext>(
+      manifest.name, env_->node, manifest.config, data_dir, env_->make_logger(manifest.name), manifest.threads,
+      env_->bus, env_->registry, gen->id, library,
+      [weak, gen_id, strand](bool ready, const nlohmann::json& details, const Status& why) {
+        boost::asio::post(strand, [weak, gen_id, ready, details, why] {
+          if (auto self = weak.lock()) self->OnReport(gen_id, ready, details, why);
+        });
+      });
+  return gen;
+}
+
+void ManagedSubsystem::RunStart(const std::shared_ptr<Generation>& gen) {
+  std::weak_ptr<ManagedSubsystem> weak = shared_from_this();
+  auto strand = strand_;
   gen->worker.Post([gen, weak, strand] {
     Status status;
     std::string phase = "start";
@@ -154,13 +209,26 @@ void ManagedSubsystem::StartAttempt() {
 
 void ManagedSubsystem::OnStartReturned(const std::shared_ptr<Generation>& gen, const Status& status,
                                        const std::string& phase) {
-  if (gen != current_ || status.ok()) return;  // ok: readiness comes through ReportReady
+  if (status.ok()) return;  // readiness comes through ReportReady
+  if (gen == candidate_) {
+    ReloadFailed(phase, status);
+    return;
+  }
+  if (gen != current_) return;  // ok: readiness comes through ReportReady
   if (state_ != State::kStarting && state_ != State::kReady) return;
   // A factory that fails is a broken build, not a transient fault: no restart.
   Failure(phase, status, /*give_up=*/phase == "create");
 }
 
 void ManagedSubsystem::OnReport(uint64_t gen_id, bool ready, const nlohmann::json& details, const Status& why) {
+  if (candidate_ && candidate_->id == gen_id) {
+    if (ready) {
+      PromoteCandidate(details);
+    } else {
+      ReloadFailed("start", why.ok() ? Status::Internal("reported failed without a reason") : why);
+    }
+    return;
+  }
   if (!current_ || current_->id != gen_id) return;
   if (ready) {
     if (state_ != State::kStarting) return;
@@ -274,12 +342,15 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
       gen->instance.reset();
       gen->context.reset();
     }
-    boost::asio::post(strand, [gen, finished, shared_done, deadline] {
+    boost::asio::post(strand, [gen, finished, shared_done, deadline, strand]() mutable {
       if (*finished) return;
       *finished = true;
-      deadline->cancel();
+      deadline->cancel();  // queues its handler, which holds `gen`, ahead of `done` below
       gen->worker.Join();
-      (*shared_done)();
+      gen.reset();
+      // `done` runs once every reference to the generation (and so, to its
+      // library) held here is gone.
+      boost::asio::post(strand, [shared_done] { (*shared_done)(); });
     });
   });
 }
@@ -341,10 +412,18 @@ void ManagedSubsystem::OnHealth(uint64_t gen_id, bool healthy, const std::string
   }
 }
 
-void ManagedSubsystem::Shutdown(std::function<void()> done) {
-  boost::asio::post(strand_, [self = shared_from_this(), done = std::move(done)]() mutable {
+void ManagedSubsystem::Shutdown(std::function<void()> done, std::string correlation_id) {
+  boost::asio::post(strand_, [self = shared_from_this(), done = std::move(done),
+                              correlation_id = std::move(correlation_id)]() mutable {
+    if (!correlation_id.empty()) self->correlation_id_ = correlation_id;
     const bool was_running = self->current_ != nullptr;
     self->state_ = State::kStopping;
+    self->reload_timer_.cancel();
+    if (self->candidate_) {  // a reload in progress is abandoned with the rest
+      self->StopGeneration(std::move(self->candidate_), [] {});
+      self->candidate_library_.reset();
+    }
+    if (self->reload_done_) self->FinishReload(Status::Cancelled("the subsystem is being stopped"));
     self->start_timer_.cancel();
     self->backoff_timer_.cancel();
     self->health_timer_.cancel();
@@ -363,6 +442,148 @@ void ManagedSubsystem::Shutdown(std::function<void()> done) {
       finish();
     }
   });
+}
+
+}  // namespace esdb::host
+
+namespace esdb::host {
+
+void ManagedSubsystem::Reload(Manifest manifest, std::string correlation_id,
+                              std::function<void(const Status&)> done) {
+  boost::asio::post(strand_, [self = shared_from_this(), manifest = std::move(manifest),
+                              correlation_id = std::move(correlation_id), done = std::move(done)]() mutable {
+    if (self->state_ == State::kStopping || self->state_ == State::kStopped) {
+      done(Status::FailedPrecondition("subsystem " + self->name_ + " is stopping"));
+      return;
+    }
+    if (self->reload_done_) {
+      done(Status::FailedPrecondition("a reload of " + self->name_ + " is already in progress"));
+      return;
+    }
+    self->correlation_id_ = correlation_id;
+    // A fresh copy of the build, so dlopen maps it anew.
+    auto copy = CopyForLoading(manifest.library, self->env_->data_root / ".plugin-cache", self->generation_ + 1);
+    if (!copy.ok()) {
+      done(copy.status());
+      return;
+    }
+    Manifest load_manifest = manifest;
+    load_manifest.library = copy.value();
+    auto lib = PluginLibrary::Load(load_manifest, self->env_->reaper);
+    std::error_code ec;
+    std::filesystem::remove(copy.value(), ec);  // the mapping outlives the file
+    if (!lib.ok()) {
+      self->Publish(event_types::kSubsystemFailed, {{"phase", "reload"},
+                                                    {"error", lib.status().message()},
+                                                    {"code", CodeName(lib.status().code())},
+                                                    {"final", false},
+                                                    {"still_serving", self->current_ != nullptr}},
+                    /*retain=*/false);
+      done(lib.status());
+      return;
+    }
+    self->reload_done_ = std::move(done);
+    self->candidate_library_ = std::move(lib.value());
+    self->candidate_manifest_ = std::move(manifest);
+    self->old_version_ = self->manifest_.version;
+    if (self->current_ && self->candidate_manifest_.reload_strategy == "stop_first") {
+      // The old build holds something exclusive (a database, a port): stop it first.
+      self->state_ = State::kStarting;
+      self->health_timer_.cancel();
+      self->health_deadline_.cancel();
+      self->Publish(event_types::kSubsystemStarting,
+                    {{"attempt", self->attempts_}, {"version", self->candidate_manifest_.version}, {"reload", true}});
+      auto old = std::move(self->current_);
+      self->StopGeneration(std::move(old), [self] {
+        if (self->candidate_library_) self->StartCandidate();
+      });
+    } else {
+      self->StartCandidate();
+    }
+  });
+}
+
+void ManagedSubsystem::StartCandidate() {
+  auto gen = NewGeneration(candidate_manifest_, candidate_library_);
+  if (!gen) {
+    ReloadFailed("start", Status::IOError("cannot prepare the new generation"));
+    return;
+  }
+  candidate_ = gen;
+  const uint64_t gen_id = gen->id;
+  reload_timer_.expires_after(std::chrono::milliseconds(candidate_manifest_.start_timeout_ms));
+  reload_timer_.async_wait([self = shared_from_this(), gen_id](const boost::system::error_code& ec) {
+    if (ec || !self->candidate_ || self->candidate_->id != gen_id) return;
+    self->ReloadFailed("start_timeout", Status::Timeout("the new build did not report ready within start_timeout_ms=" +
+                                                        std::to_string(self->candidate_manifest_.start_timeout_ms)));
+  });
+  RunStart(gen);
+}
+
+void ManagedSubsystem::PromoteCandidate(const nlohmann::json& details) {
+  reload_timer_.cancel();
+  start_timer_.cancel();
+  auto old = std::move(current_);
+  current_ = std::move(candidate_);
+  library_ = std::move(candidate_library_);
+  manifest_ = std::move(candidate_manifest_);
+  ++generation_;
+  state_ = State::kReady;
+  health_failures_ = 0;
+  last_healthy_ = true;
+  Publish(event_types::kSubsystemReady, {{"details", details.is_object() ? details : nlohmann::json::object()},
+                                         {"version", manifest_.version},
+                                         {"generation", generation_},
+                                         {"reload", true}});
+  ScheduleHealthCheck();
+  auto finish = [self = shared_from_this()] {
+    // The old library goes now (if nothing else holds it).
+    self->env_->reaper->Flush();
+    self->Publish(event_types::kSubsystemReloaded, {{"old_version", self->old_version_},
+                                                    {"new_version", self->manifest_.version},
+                                                    {"generation", self->generation_},
+                                                    {"loaded_from", self->library_->path().string()}});
+    self->FinishReload(Status::OK());
+  };
+  if (old) {
+    StopGeneration(std::move(old), std::move(finish));  // drain the old build
+  } else {
+    finish();
+  }
+}
+
+void ManagedSubsystem::ReloadFailed(const std::string& phase, const Status& why) {
+  reload_timer_.cancel();
+  auto gen = std::move(candidate_);
+  const bool old_serving = current_ != nullptr;
+  env_->log->error("reload of {} failed ({}): {}; {}", name_, phase, why.ToString(),
+                   old_serving ? "the old build keeps serving" : "bringing the old build back");
+  Publish(event_types::kSubsystemFailed, {{"phase", "reload"},
+                                          {"reload_phase", phase},
+                                          {"error", why.message()},
+                                          {"code", CodeName(why.code())},
+                                          {"final", false},
+                                          {"still_serving", old_serving}},
+          /*retain=*/false);
+  auto after = [self = shared_from_this(), why, old_serving] {
+    self->candidate_library_.reset();
+    if (!old_serving && self->state_ != State::kStopping && self->state_ != State::kStopped) {
+      self->StartAttempt();  // stop_first: bring the old build back
+    }
+    self->FinishReload(why);
+  };
+  if (gen) {
+    StopGeneration(std::move(gen), std::move(after));
+  } else {
+    after();
+  }
+}
+
+void ManagedSubsystem::FinishReload(const Status& status) {
+  auto done = std::move(reload_done_);
+  reload_done_ = nullptr;
+  UpdateInfo();
+  if (done) done(status);
 }
 
 }  // namespace esdb::host

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -50,17 +51,33 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
 
   // Starts the first generation. Async; progress is reported on the bus.
   // `on_settled` (optional) runs once, when it first becomes ready or fails.
-  void Launch(std::function<void()> on_settled = nullptr);
+  void Launch(std::function<void()> on_settled = nullptr, std::string correlation_id = "");
   // Stops the current generation and releases the library; `done` runs on
   // the control strand when finished (or abandoned after the deadline).
-  void Shutdown(std::function<void()> done);
+  void Shutdown(std::function<void()> done, std::string correlation_id = "");
+  // Replaces the running build with `manifest`'s library (a fresh,
+  // content-addressed copy, so dlopen maps it anew). "overlap": the new
+  // generation starts while the old one serves, takes over its services,
+  // then the old one is drained; "stop_first": the old one stops first (for
+  // subsystems that own an exclusive resource). A new build that fails
+  // leaves (or brings back) the old one. `done` runs on the strand.
+  void Reload(Manifest manifest, std::string correlation_id, std::function<void(const Status&)> done);
 
-  const Manifest& manifest() const { return manifest_; }
+  // A snapshot for ListPlugins. Thread-safe.
+  nlohmann::json Describe() const;
+  const std::string& name() const { return name_; }
 
  private:
   struct Generation;
 
   void StartAttempt();
+  std::shared_ptr<Generation> NewGeneration(const Manifest& manifest, const LibraryRef& library);
+  void RunStart(const std::shared_ptr<Generation>& gen);
+  void StartCandidate();
+  void PromoteCandidate(const nlohmann::json& details);
+  void ReloadFailed(const std::string& phase, const Status& why);
+  void FinishReload(const Status& status);
+  void UpdateInfo();
   void OnStartReturned(const std::shared_ptr<Generation>& gen, const Status& status, const std::string& phase);
   void OnReport(uint64_t gen_id, bool ready, const nlohmann::json& details, const Status& why);
   void Failure(const std::string& phase, const Status& why, bool give_up);
@@ -71,6 +88,7 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   void Publish(const char* type, nlohmann::json data, bool retain = true);
   void Settled();
 
+  const std::string name_;
   Manifest manifest_;
   SupervisorEnv* env_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
@@ -78,6 +96,7 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   boost::asio::steady_timer backoff_timer_;
   boost::asio::steady_timer health_timer_;
   boost::asio::steady_timer health_deadline_;
+  boost::asio::steady_timer reload_timer_;
 
   State state_ = State::kIdle;
   LibraryRef library_;
@@ -90,6 +109,18 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   bool last_healthy_ = true;
   std::chrono::steady_clock::time_point attempt_started_;
   std::function<void()> on_settled_;
+  std::string correlation_id_;  // of the operation in progress; stamped on its events
+
+  // Reload in progress.
+  std::shared_ptr<Generation> candidate_;
+  LibraryRef candidate_library_;
+  Manifest candidate_manifest_;
+  std::function<void(const Status&)> reload_done_;
+  std::string old_version_;
+  int generation_ = 1;  // build generation: +1 per successful reload
+
+  mutable std::mutex info_mu_;
+  nlohmann::json info_;  // what Describe() returns, refreshed on the strand
 };
 
 }  // namespace esdb::host

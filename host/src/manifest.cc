@@ -168,6 +168,10 @@ Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string&
   ESDB_RETURN_IF_ERROR(r.Int("start_timeout_ms", 1, 3600000, &m.start_timeout_ms));
   ESDB_RETURN_IF_ERROR(r.Int("stop_timeout_ms", 1, 3600000, &m.stop_timeout_ms));
   ESDB_RETURN_IF_ERROR(r.Bool("unloadable", &m.unloadable));
+  ESDB_RETURN_IF_ERROR(r.String("reload_strategy", false, &m.reload_strategy));
+  if (m.reload_strategy != "overlap" && m.reload_strategy != "stop_first") {
+    return r.Error("reload_strategy", "must be \"overlap\" or \"stop_first\", got \"" + m.reload_strategy + "\"");
+  }
   if (const auto* v = r.Raw("restart")) {
     if (!v->is_object()) return r.Error("restart", std::string("must be an object, got ") + TypeName(*v));
     ESDB_RETURN_IF_ERROR(ParseRestart(*v, origin, &m.restart));
@@ -213,6 +217,7 @@ nlohmann::json Manifest::ToJson() const {
             {"timeout_ms", health.timeout_ms},
             {"failure_threshold", health.failure_threshold}}},
           {"unloadable", unloadable},
+          {"reload_strategy", reload_strategy},
           {"config", config}};
 }
 

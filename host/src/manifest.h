@@ -49,6 +49,7 @@ struct Manifest {
   RestartPolicy restart;
   HealthPolicy health;
   bool unloadable = true;
+  std::string reload_strategy = "overlap";  // or "stop_first"
   nlohmann::json config = nlohmann::json::object();
 
   std::string ApiVersionString() const { return std::to_string(api_major) + "." + std::to_string(api_minor); }

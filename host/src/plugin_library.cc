@@ -1,5 +1,8 @@
 #include "plugin_library.h"
 
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <system_error>
 
 #include "esdb/version.h"
@@ -108,6 +111,37 @@ PluginLibrary::~PluginLibrary() {
   if (lib_ && reaper_ != nullptr) {
     reaper_->Release(std::move(lib_), unloadable_);
   }
+}
+
+}  // namespace esdb::host
+
+namespace esdb::host {
+
+Result<std::filesystem::path> CopyForLoading(const std::filesystem::path& library,
+                                             const std::filesystem::path& cache_dir, int generation) {
+  std::ifstream in(library, std::ios::binary);
+  if (!in) return Status::NotFound("library " + library.string() + " does not exist or cannot be read");
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  uint64_t hash = 1469598103934665603ULL;  // FNV-1a 64
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  std::error_code ec;
+  std::filesystem::create_directories(cache_dir, ec);
+  if (ec) return Status::IOError("cannot create " + cache_dir.string() + ": " + ec.message());
+  const auto target = cache_dir / (library.stem().string() + "." + hex + ".g" + std::to_string(generation) + ".so");
+  const auto tmp = target.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) return Status::IOError("cannot write " + tmp);
+  }
+  std::filesystem::rename(tmp, target, ec);
+  if (ec) return Status::IOError("cannot rename " + tmp + ": " + ec.message());
+  return target;
 }
 
 }  // namespace esdb::host

@@ -68,4 +68,10 @@ class PluginLibrary {
 
 using LibraryRef = std::shared_ptr<PluginLibrary>;
 
+// Copies `library` to `cache_dir`/<stem>.<content hash>.g<generation>.so so
+// that dlopen maps a new build instead of handing back the old mapping
+// (dlopen of an already loaded path returns the existing one).
+Result<std::filesystem::path> CopyForLoading(const std::filesystem::path& library,
+                                             const std::filesystem::path& cache_dir, int generation);
+
 }  // namespace esdb::host

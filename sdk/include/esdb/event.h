@@ -31,6 +31,7 @@ inline constexpr const char* kSubsystemRestarting = "subsystem_restarting";
 inline constexpr const char* kSubsystemStopping = "subsystem_stopping";
 inline constexpr const char* kSubsystemStopped = "subsystem_stopped";
 inline constexpr const char* kSubsystemRemoved = "subsystem_removed";
+inline constexpr const char* kSubsystemReloaded = "subsystem_reloaded";
 inline constexpr const char* kHealthChanged = "health_changed";
 inline constexpr const char* kSystemReady = "system_ready";
 inline constexpr const char* kSystemDegraded = "system_degraded";
