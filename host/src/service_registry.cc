@@ -15,11 +15,17 @@ Status ServiceRegistryImpl::Provide(const std::string& name, std::shared_ptr<voi
                                     const std::string& provider, std::shared_ptr<void> keep_alive) {
   if (name.empty()) return Status::InvalidArgument("service name is empty");
   if (!service) return Status::InvalidArgument("service '" + name + "' is null");
+  std::shared_ptr<void> replaced;  // released outside the lock
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = services_.find(name);
     if (it != services_.end()) {
-      return Status::AlreadyExists("service '" + name + "' is already provided by " + it->second.provider);
+      // A new generation of the same subsystem (a reload) takes the service
+      // over from the old one: that is how traffic switches builds.
+      if (it->second.provider != provider || it->second.owner == owner) {
+        return Status::AlreadyExists("service '" + name + "' is already provided by " + it->second.provider);
+      }
+      replaced = std::move(it->second.service);
     }
     void* raw = service.get();
     auto pinned = std::make_shared<Pinned>();

@@ -19,6 +19,7 @@ class ServiceRegistryImpl {
   explicit ServiceRegistryImpl(EventBusImpl* bus) : bus_(bus) {}
 
   // `keep_alive` is held by every copy handed out (the provider's library).
+  // A name held by another generation of the same provider is taken over.
   Status Provide(const std::string& name, std::shared_ptr<void> service, OwnerId owner,
                  const std::string& provider, std::shared_ptr<void> keep_alive);
   Status Withdraw(const std::string& name, OwnerId owner);

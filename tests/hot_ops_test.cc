@@ -1,0 +1,256 @@
+// Hot operations on a running host: add (by file and by the admin
+// service), remove (by file and by the admin service), reload (overlap and
+// stop_first, and a new build that fails), with real test plugins.
+#include <dlfcn.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "host.h"
+#include "support/test_support.h"
+
+using esdb::test::TempDir;
+using esdb::test::TestLibrary;
+using esdb::test::TestManifest;
+using esdb::test::WriteFile;
+using esdb::test::WriteManifest;
+
+namespace {
+
+class Events {
+ public:
+  void Attach(esdb::host::HostOptions* options) {
+    options->on_bus_created = [this](esdb::host::EventBusImpl& bus) {
+      auto sub = bus.Subscribe(esdb::SubscribeOptions{}, [this](const esdb::EventPtr& e) {
+        std::lock_guard<std::mutex> lock(mu_);
+        events_.push_back(e);
+        cv_.notify_all();
+      }, esdb::host::kHostOwner);
+      if (sub.ok()) sub_ = std::move(sub.value());
+    };
+  }
+  // The first event of `type` for subsystem `name` (and correlation, if given).
+  esdb::EventPtr Wait(const std::string& type, const std::string& name, const std::string& correlation = "",
+                      int timeout_ms = 15000) {
+    std::unique_lock<std::mutex> lock(mu_);
+    esdb::EventPtr found;
+    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
+      for (auto& e : events_) {
+        if (e->type == type && e->data.value("name", "") == name &&
+            (correlation.empty() || e->correlation_id == correlation)) {
+          found = e;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+  size_t Count(const std::string& type, const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t n = 0;
+    for (auto& e : events_)
+      if (e->type == type && e->data.value("name", "") == name) ++n;
+    return n;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<esdb::EventPtr> events_;
+  esdb::Subscription sub_;
+};
+
+esdb::host::HostOptions Options(const TempDir& dir) {
+  esdb::host::HostOptions o;
+  o.manifests_dir = dir.path() / "manifests";
+  o.data_dir = dir.path() / "data";
+  o.plugin_dir = ESDB_TEST_PLUGIN_DIR;
+  o.node = "hot";
+  o.log_level = "warn";
+  std::filesystem::create_directories(o.manifests_dir);
+  return o;
+}
+
+// Written then renamed into place, the safe way for the watcher.
+void Publish(const std::filesystem::path& dir, const nlohmann::json& manifest) {
+  const auto tmp = dir / ".incoming.tmp";
+  WriteFile(tmp, manifest.dump(2));
+  std::filesystem::rename(tmp, dir / (manifest["name"].get<std::string>() + ".json"));
+}
+
+bool Mapped(const std::string& path_fragment) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find(path_fragment) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("hot add by manifest file: the new subsystem starts and the system is ready again", "[hot][add]") {
+  TempDir dir;
+  auto options = Options(dir);
+  WriteManifest(options.manifests_dir, TestManifest("base", {}));
+  Events ev;
+  ev.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  REQUIRE(host.control_plane().WaitSystemReady(10000));
+  Publish(options.manifests_dir, TestManifest("newcomer", {{"report_delay_ms", 20}}));
+  REQUIRE(ev.Wait("subsystem_added", "newcomer"));
+  REQUIRE(ev.Wait("subsystem_ready", "newcomer"));
+  auto status = host.control_plane().Status();
+  for (int i = 0; i < 300 && !host.control_plane().SystemReady(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(host.control_plane().SystemReady());
+  CHECK(host.control_plane().Status()["expected"] == nlohmann::json::array({"base", "newcomer"}));
+
+  // A bad manifest dropped in is reported, and nothing else changes.
+  WriteFile(options.manifests_dir / "broken.json", "{\"name\": ");
+  auto failed = ev.Wait("subsystem_failed", "broken");
+  REQUIRE(failed);
+  CHECK_THAT(failed->data["error"].get<std::string>(), Catch::Contains("broken.json: malformed JSON"));
+
+  // Removing the file removes the subsystem.
+  std::filesystem::remove(options.manifests_dir / "newcomer.json");
+  REQUIRE(ev.Wait("subsystem_removed", "newcomer"));
+  CHECK(host.ListSubsystems().size() == 1);
+  for (int i = 0; i < 300 && !host.control_plane().SystemReady(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(host.control_plane().SystemReady());  // a removed subsystem is no longer expected
+}
+
+TEST_CASE("hot add and remove through the admin service; the removed library is unmapped", "[hot][admin]") {
+  TempDir dir;
+  auto options = Options(dir);
+  options.watch_manifests = false;
+  WriteManifest(options.manifests_dir, TestManifest("base", {}));
+  Events ev;
+  ev.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  REQUIRE(host.control_plane().WaitSystemReady(10000));
+  const auto lib_b = TestLibrary("libesdb_test_plugin_b.so");
+
+  auto bad = host.AddFromRequest({{"manifest", TestManifest("x", {}, {{"threads", "two"}})}}, "");
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.status().message(), Catch::Contains("inline manifest: field 'threads': must be an integer"));
+  CHECK_FALSE(host.AddFromRequest({{"path", "a.json"}, {"manifest", nlohmann::json::object()}}, "").ok());
+  CHECK(host.AddFromRequest({{"manifest", TestManifest("base", {})}}, "").status().code() ==
+        esdb::Code::kAlreadyExists);
+
+  auto op = host.AddFromRequest({{"manifest", TestManifest("extra", {{"provide", "svc.extra"}}, {{"library", lib_b.string()}})}},
+                                "corr-add-1");
+  REQUIRE(op.ok());
+  CHECK(*op == "corr-add-1");
+  REQUIRE(ev.Wait("subsystem_ready", "extra", "corr-add-1"));
+  CHECK(Mapped(lib_b.string()));
+
+  auto rm = host.RemoveSubsystem("extra", "corr-rm-1");
+  REQUIRE(rm.ok());
+  REQUIRE(ev.Wait("subsystem_stopped", "extra", "corr-rm-1"));
+  REQUIRE(ev.Wait("subsystem_removed", "extra", "corr-rm-1"));
+  CHECK_FALSE(Mapped(lib_b.string()));
+  CHECK(host.RemoveSubsystem("extra", "").status().code() == esdb::Code::kNotFound);
+}
+
+TEST_CASE("reload (overlap): the new build takes over the services, the old one is drained and unmapped",
+          "[hot][reload]") {
+  TempDir dir;
+  auto options = Options(dir);
+  options.watch_manifests = false;
+  const auto lib_b = TestLibrary("libesdb_test_plugin_b.so");
+  WriteManifest(options.manifests_dir, TestManifest("svc", {{"provide", "svc.r"}}, {{"library", lib_b.string()}}));
+  WriteManifest(options.manifests_dir, TestManifest("user", {{"require", "svc.r"}}));
+  Events ev;
+  ev.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  REQUIRE(host.control_plane().WaitSystemReady(10000));
+  CHECK(Mapped(lib_b.string()));
+
+  std::string previous = lib_b.string();
+  for (int round = 1; round <= 3; ++round) {
+    INFO("round " << round);
+    const std::string corr = "reload-" + std::to_string(round);
+    REQUIRE(host.ReloadSubsystem("svc", corr).ok());
+    auto reloaded = ev.Wait("subsystem_reloaded", "svc", corr);
+    REQUIRE(reloaded);
+    CHECK(reloaded->data["generation"] == round + 1);
+    const std::string loaded_from = reloaded->data["loaded_from"];
+    CHECK(loaded_from != previous);
+    CHECK(Mapped(loaded_from));
+    CHECK_FALSE(Mapped(previous));  // the old build is gone
+    previous = loaded_from;
+    CHECK(host.control_plane().SystemReady());
+  }
+  auto list = host.ListSubsystems();
+  bool found = false;
+  for (auto& p : list) {
+    if (p["name"] == "svc") {
+      found = true;
+      CHECK(p["generation"] == 4);
+      CHECK(p["state"] == "ready");
+    }
+  }
+  CHECK(found);
+}
+
+TEST_CASE("reload with a new build that fails to start leaves the old one serving", "[hot][reload]") {
+  TempDir dir;
+  auto options = Options(dir);
+  options.watch_manifests = false;
+  WriteManifest(options.manifests_dir, TestManifest("svc", {{"provide", "svc.f"}}));
+  Events ev;
+  ev.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  REQUIRE(host.control_plane().WaitSystemReady(10000));
+  // The "new build" is told to fail its start.
+  WriteManifest(options.manifests_dir, TestManifest("svc", {{"provide", "svc.f"}, {"start", "error"}}, {{"version", "2.0.0"}}));
+  REQUIRE(host.ReloadSubsystem("svc", "bad-reload").ok());
+  auto failed = ev.Wait("subsystem_failed", "svc", "bad-reload");
+  REQUIRE(failed);
+  CHECK(failed->data["phase"] == "reload");
+  CHECK(failed->data["still_serving"] == true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(host.control_plane().SystemReady());
+  auto st = host.control_plane().Status()["subsystems"]["svc"];
+  CHECK(st["state"] == "ready");
+  CHECK(st["version"] == "1.0.0");
+  CHECK_THAT(st["error"].get<std::string>(), Catch::Contains("reload failed"));
+
+  // A manifest that no longer parses is refused up front.
+  WriteFile(options.manifests_dir / "svc.json", "{");
+  auto r = host.ReloadSubsystem("svc", "");
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("svc.json: malformed JSON"));
+}
+
+TEST_CASE("reload (stop_first) stops the old build before starting the new one", "[hot][reload]") {
+  TempDir dir;
+  auto options = Options(dir);
+  options.watch_manifests = false;
+  WriteManifest(options.manifests_dir, TestManifest("exclusive", {}, {{"reload_strategy", "stop_first"}}));
+  Events ev;
+  ev.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  REQUIRE(host.control_plane().WaitSystemReady(10000));
+  WriteManifest(options.manifests_dir,
+                TestManifest("exclusive", {}, {{"reload_strategy", "stop_first"}, {"version", "1.1.0"}}));
+  REQUIRE(host.ReloadSubsystem("exclusive", "sf").ok());
+  auto reloaded = ev.Wait("subsystem_reloaded", "exclusive", "sf");
+  REQUIRE(reloaded);
+  CHECK(reloaded->data["old_version"] == "1.0.0");
+  CHECK(reloaded->data["new_version"] == "1.1.0");
+  for (int i = 0; i < 300 && !host.control_plane().SystemReady(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(host.control_plane().SystemReady());
+  CHECK(host.control_plane().Status()["subsystems"]["exclusive"]["version"] == "1.1.0");
+}
