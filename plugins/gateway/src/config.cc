@@ -98,6 +98,8 @@ esdb::Result<GatewayConfig> ParseConfig(const json& config) {
       if (ec) return Status::InvalidArgument("gateway config: 'listen_address' is not an IP address: '" + c.listen_address + "'");
     } else if (key == "listen_port") {
       s = ReadInt(value, key, 0, 65535, &c.listen_port);
+    } else if (key == "io_threads") {
+      s = ReadInt(value, key, 1, 64, &c.io_threads);
     } else if (key == "max_body_bytes") {
       s = ReadInt(value, key, 1024, int64_t{1} << 30, &c.max_body_bytes);
     } else if (key == "max_header_bytes") {

@@ -30,6 +30,7 @@ struct TokenConfig {
 struct GatewayConfig {
   std::string listen_address = "127.0.0.1";
   uint16_t listen_port = 2113;  // 0 = an ephemeral port
+  int io_threads = 2;           // threads of the gateway's own io_context
 
   size_t max_body_bytes = 4u << 20;       // request body; 413 beyond
   uint32_t max_header_bytes = 16u << 10;  // request line + headers; 431 beyond

@@ -1,0 +1,373 @@
+// esdb: a command-line client of the gateway's HTTP API.
+//
+//   esdb [--url URL] [--token T] [--json] COMMAND ...
+//     append STREAM [--expected V] [FILE|-]   events: a JSON array (or one object)
+//     read STREAM|'$all' [--from N] [--count N] [--backward] [--event-type T] [--prefix P]
+//     tail STREAM|'$all' [--from N]           follow the SSE subscription
+//     streams [--count N]
+//     delete STREAM [--hard] [--expected V]
+//     status
+//     sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP
+//     sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... [--action A]
+//
+// Exit status: 0 on a 2xx answer, 1 on an HTTP error (printed), 2 on bad usage.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "url.h"
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using nlohmann::json;
+
+namespace {
+
+struct Options {
+  std::string host = "127.0.0.1";
+  std::string port = "2113";
+  std::string token;
+  bool json_out = false;
+  std::vector<std::string> args;               // positional
+  std::map<std::string, std::string> flags;    // --name value / --name (="")
+};
+
+[[noreturn]] void Usage(const std::string& why) {
+  std::cerr << "esdb: " << why << "\n"
+            << "usage: esdb [--url http://HOST:PORT] [--token T] [--json] COMMAND ...\n"
+            << "  append STREAM [--expected V] [FILE|-]\n"
+            << "  read STREAM|'$all' [--from N] [--count N] [--backward] [--event-type T] [--prefix P]\n"
+            << "  tail STREAM|'$all' [--from N]\n"
+            << "  streams [--count N]\n"
+            << "  delete STREAM [--hard] [--expected V]\n"
+            << "  status\n"
+            << "  sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP\n"
+            << "  sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... "
+               "[--action retry|park|skip]\n";
+  std::exit(2);
+}
+
+Options Parse(int argc, char** argv) {
+  Options o;
+  static const std::set<std::string> kBoolFlags = {"backward", "hard", "json"};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) == 0 && a.size() > 2) {
+      std::string name = a.substr(2), value;
+      const size_t eq = name.find('=');
+      if (eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      } else if (!kBoolFlags.count(name)) {
+        if (i + 1 >= argc) Usage("--" + name + " needs a value");
+        value = argv[++i];
+      }
+      if (name == "url") {
+        std::string url = value;
+        if (url.rfind("http://", 0) != 0) Usage("--url must start with http://");
+        url = url.substr(7);
+        if (const size_t slash = url.find('/'); slash != std::string::npos) url = url.substr(0, slash);
+        const size_t colon = url.rfind(':');
+        if (colon == std::string::npos) {
+          o.host = url;
+          o.port = "80";
+        } else {
+          o.host = url.substr(0, colon);
+          o.port = url.substr(colon + 1);
+        }
+      } else if (name == "token") {
+        o.token = value;
+      } else if (name == "json") {
+        o.json_out = true;
+      } else {
+        o.flags[name] = value;
+      }
+    } else {
+      o.args.push_back(a);
+    }
+  }
+  if (const char* env = std::getenv("ESDB_TOKEN"); env && o.token.empty()) o.token = env;
+  return o;
+}
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  json Json() const { return json::parse(body, nullptr, false); }
+};
+
+class Client {
+ public:
+  explicit Client(const Options& o) : o_(o), socket_(io_) {
+    tcp::resolver resolver(io_);
+    beast::error_code ec;
+    auto results = resolver.resolve(o.host, o.port, ec);
+    if (!ec) net::connect(socket_, results, ec);
+    if (ec) {
+      std::cerr << "esdb: cannot connect to " << o.host << ":" << o.port << ": " << ec.message() << "\n";
+      std::exit(1);
+    }
+  }
+
+  Reply Call(const std::string& method, const std::string& target, const std::string& body = "",
+             const std::map<std::string, std::string>& headers = {}) {
+    http::request<http::string_body> req;
+    req.method_string(method);
+    req.target(target);
+    req.version(11);
+    req.set(http::field::host, o_.host);
+    req.set(http::field::user_agent, "esdb-cli");
+    if (!o_.token.empty()) req.set(http::field::authorization, "Bearer " + o_.token);
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    for (const auto& [k, v] : headers) req.set(k, v);
+    req.body() = body;
+    req.prepare_payload();
+    http::write(socket_, req);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1u << 30);
+    http::read(socket_, buffer_, parser);
+    return {static_cast<int>(parser.get().result_int()), parser.get().body()};
+  }
+
+  // Sends a GET and streams SSE messages to `on_message` until the server ends it.
+  int Stream(const std::string& target, const std::function<void(const std::map<std::string, std::string>&)>& on_message) {
+    std::string req = "GET " + target + " HTTP/1.1\r\nHost: " + o_.host + "\r\nAccept: text/event-stream\r\n";
+    if (!o_.token.empty()) req += "Authorization: Bearer " + o_.token + "\r\n";
+    req += "\r\n";
+    net::write(socket_, net::buffer(req));
+    std::string raw;
+    std::array<char, 16384> buf;
+    beast::error_code ec;
+    bool header_done = false;
+    for (;;) {
+      size_t n = socket_.read_some(net::buffer(buf), ec);
+      raw.append(buf.data(), n);
+      if (!header_done) {
+        const size_t end = raw.find("\r\n\r\n");
+        if (end == std::string::npos) {
+          if (ec) return 1;
+          continue;
+        }
+        const int status = std::atoi(raw.c_str() + 9);
+        if (status != 200) {
+          std::cerr << "esdb: HTTP " << status << ": " << raw.substr(end + 4) << "\n";
+          return 1;
+        }
+        raw.erase(0, end + 4);
+        header_done = true;
+      }
+      size_t end;
+      while ((end = raw.find("\n\n")) != std::string::npos) {
+        std::string block = raw.substr(0, end);
+        raw.erase(0, end + 2);
+        std::map<std::string, std::string> msg;
+        std::istringstream lines(block);
+        std::string line;
+        while (std::getline(lines, line)) {
+          if (line.empty() || line[0] == ':') continue;
+          const size_t colon = line.find(':');
+          std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
+          if (!value.empty() && value[0] == ' ') value.erase(0, 1);
+          msg[line.substr(0, colon)] = value;
+        }
+        if (!msg.empty()) on_message(msg);
+      }
+      if (ec) return 0;
+    }
+  }
+
+ private:
+  const Options& o_;
+  net::io_context io_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+std::string Enc(const std::string& s) { return esdb_gateway::PercentEncode(s); }
+
+// Prints `r` (JSON as is with --json, else via `human`) and returns the exit status.
+int Show(const Options& o, const Reply& r, const std::function<void(const json&)>& human) {
+  const json j = r.Json();
+  if (r.status >= 300) {
+    if (o.json_out) std::cout << r.body << "\n";
+    else if (j.is_object()) std::cerr << "esdb: HTTP " << r.status << " " << j.value("error", "") << ": " << j.value("message", "") << "\n";
+    else std::cerr << "esdb: HTTP " << r.status << "\n";
+    return 1;
+  }
+  if (o.json_out) {
+    std::cout << (r.body.empty() ? "{}" : r.body) << "\n";
+  } else {
+    human(j);
+  }
+  return 0;
+}
+
+void PrintEvent(const json& e) {
+  std::cout << e.value("stream", "") << "@" << e.value("version", json(0)).dump() << "  pos=" << e.value("position", json(0)).dump()
+            << "  " << e.value("type", "") << "  " << e.value("created", "") << "  " << e["data"].dump() << "\n";
+}
+
+std::string Query(const Options& o, std::initializer_list<std::pair<const char*, const char*>> names) {
+  std::string q;
+  for (auto [flag, param] : names) {
+    auto it = o.flags.find(flag);
+    if (it == o.flags.end()) continue;
+    q += (q.empty() ? "?" : "&") + std::string(param) + "=" + Enc(it->second);
+  }
+  return q;
+}
+
+int Run(const Options& o) {
+  if (o.args.empty()) Usage("no command");
+  const std::string& cmd = o.args[0];
+  auto arg = [&](size_t i, const char* what) -> const std::string& {
+    if (o.args.size() <= i) Usage(std::string(cmd) + " needs " + what);
+    return o.args[i];
+  };
+  Client client(o);
+
+  if (cmd == "append") {
+    const std::string stream = arg(1, "STREAM");
+    std::string text;
+    if (o.args.size() < 3 || o.args[2] == "-") {
+      text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    } else {
+      std::ifstream in(o.args[2]);
+      if (!in) Usage("cannot read " + o.args[2]);
+      text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    json body = json::parse(text, nullptr, false);
+    if (body.is_discarded()) Usage("input is not JSON");
+    if (body.is_object()) body = json::array({body});
+    std::map<std::string, std::string> h;
+    if (o.flags.count("expected")) h["ES-ExpectedVersion"] = o.flags.at("expected");
+    return Show(o, client.Call("POST", "/streams/" + Enc(stream), body.dump(), h), [&](const json& j) {
+      std::cout << "appended to " << stream << ": next expected version " << j["nextExpectedVersion"].dump()
+                << ", position " << j["position"].dump() << (j.value("idempotent", false) ? " (already there)" : "")
+                << "\n";
+    });
+  }
+  if (cmd == "read") {
+    const std::string stream = arg(1, "STREAM");
+    std::string q = Query(o, {{"from", "from"}, {"count", "count"}, {"event-type", "event_type"}, {"prefix", "stream_prefix"}});
+    if (o.flags.count("backward")) q += (q.empty() ? "?" : "&") + std::string("direction=backward");
+    const std::string target = stream == "$all" ? "/streams/$all" : "/streams/" + Enc(stream);
+    return Show(o, client.Call("GET", target + q), [](const json& j) {
+      for (const auto& e : j["events"]) PrintEvent(e);
+    });
+  }
+  if (cmd == "tail") {
+    const std::string stream = arg(1, "STREAM");
+    const std::string target =
+        (stream == "$all" ? "/streams/$all" : "/streams/" + Enc(stream)) + "/subscribe" + Query(o, {{"from", "from"}});
+    return client.Stream(target, [&](const std::map<std::string, std::string>& m) {
+      auto ev = m.find("event");
+      auto data = m.find("data");
+      if (o.json_out) {
+        std::cout << (data != m.end() ? data->second : "{}") << std::endl;
+      } else if (ev != m.end() && ev->second == "close") {
+        std::cerr << "esdb: stream closed: " << (data != m.end() ? data->second : "") << "\n";
+      } else if (ev != m.end() && ev->second == "caught-up") {
+        std::cerr << "-- caught up; live --\n";
+      } else if (data != m.end()) {
+        PrintEvent(json::parse(data->second, nullptr, false));
+        std::cout.flush();
+      }
+    });
+  }
+  if (cmd == "streams") {
+    return Show(o, client.Call("GET", "/streams" + Query(o, {{"count", "count"}, {"after", "after"}})), [](const json& j) {
+      for (const auto& s : j["streams"]) {
+        std::cout << s["stream"].get<std::string>() << "  version=" << s["version"].dump()
+                  << (s.value("tombstoned", false) ? "  tombstoned" : s.value("deleted", false) ? "  deleted" : "")
+                  << "\n";
+      }
+    });
+  }
+  if (cmd == "delete") {
+    const std::string stream = arg(1, "STREAM");
+    std::map<std::string, std::string> h;
+    if (o.flags.count("expected")) h["ES-ExpectedVersion"] = o.flags.at("expected");
+    const std::string target = "/streams/" + Enc(stream) + (o.flags.count("hard") ? "?hard=true" : "");
+    return Show(o, client.Call("DELETE", target, "", h), [&](const json&) {
+      std::cout << (o.flags.count("hard") ? "tombstoned " : "deleted ") << stream << "\n";
+    });
+  }
+  if (cmd == "status") {
+    return Show(o, client.Call("GET", "/control/status"), [](const json& j) {
+      std::cout << "node " << j.value("node", "") << ": " << (j.value("system_ready", false) ? "ready" : "NOT READY")
+                << "\n";
+      for (const auto& [name, s] : j["subsystems"].items()) {
+        std::cout << "  " << name << "  " << s.value("state", "?") << "  restarts=" << s.value("restarts", json(0)).dump()
+                  << (s.value("error", "").empty() ? "" : "  error=" + s.value("error", "")) << "\n";
+      }
+    });
+  }
+  if (cmd == "sub") {
+    const std::string sub = arg(1, "a subcommand (create, list, info, next, ack, nack)");
+    if (sub == "list") {
+      return Show(o, client.Call("GET", "/subscriptions"), [](const json& j) {
+        for (const auto& g : j["groups"]) {
+          std::cout << g["stream"].get<std::string>() << "/" << g["group"].get<std::string>() << "  " << g.value("status", "")
+                    << "  in_flight=" << g["in_flight"].dump() << "  parked=" << g["parked"].dump()
+                    << "  checkpoint=" << g["checkpoint"].dump() << "\n";
+        }
+      });
+    }
+    const std::string stream = arg(2, "STREAM"), group = arg(3, "GROUP");
+    const std::string base = "/subscriptions/" + Enc(stream) + "/" + Enc(group);
+    auto dump = [](const json& j) { std::cout << j.dump(2) << "\n"; };
+    if (sub == "create") {
+      return Show(o, client.Call("PUT", base, o.args.size() > 4 ? o.args[4] : "{}"), [&](const json&) {
+        std::cout << "group " << stream << "/" << group << " saved\n";
+      });
+    }
+    if (sub == "info") return Show(o, client.Call("GET", base), dump);
+    if (sub == "next") {
+      return Show(o, client.Call("GET", base + "/next" + Query(o, {{"count", "count"}})), [](const json& j) {
+        for (const auto& m : j["messages"]) {
+          std::cout << m["id"].get<std::string>() << "  retry=" << m["retryCount"].dump() << "  ";
+          PrintEvent(m);
+        }
+      });
+    }
+    if (sub == "ack" || sub == "nack") {
+      json ids = json::array();
+      for (size_t i = 4; i < o.args.size(); ++i) ids.push_back(o.args[i]);
+      if (ids.empty()) Usage(sub + " needs event ids");
+      const std::string target = base + "/" + sub + (sub == "nack" ? Query(o, {{"action", "action"}}) : "");
+      return Show(o, client.Call("POST", target, json{{"ids", ids}}.dump()), [](const json& j) {
+        std::cout << "processed " << j["processed"].dump() << (j["unknown_ids"].empty() ? "" : ", unknown: " + j["unknown_ids"].dump())
+                  << "\n";
+      });
+    }
+    Usage("unknown sub command '" + sub + "'");
+  }
+  Usage("unknown command '" + cmd + "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(Parse(argc, argv));
+  } catch (const std::exception& e) {
+    std::cerr << "esdb: " << e.what() << "\n";
+    return 1;
+  }
+}
