@@ -9,6 +9,9 @@
 #include <random>
 #include <thread>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 
 #include "host.h"
@@ -305,4 +308,28 @@ TEST_CASE("a plugin marked unloadable:false stays mapped after stop", "[host][un
   host.reaper().Flush();
   CHECK(host.reaper().pinned() == 1);
   CHECK(LibraryMapped(lib));
+}
+
+TEST_CASE("a plugin serves sockets from ctx.Io() (the loop runs in the plugin's copy of Asio)", "[host][io]") {
+  TempDir dir;
+  auto options = Options(dir);
+  WriteManifest(options.manifests_dir, TestManifest("echo", {{"echo_server", true}}, {{"threads", 2}}));
+  EventLog log;
+  log.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  REQUIRE(host.control_plane().WaitSystemReady(10000));
+  const int port = log.Of("subsystem_ready")[0]->data["details"]["port"];
+  for (int i = 0; i < 20; ++i) {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket s(io);
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+    const std::string msg = "ping " + std::to_string(i);
+    boost::asio::write(s, boost::asio::buffer(msg));
+    std::string got(msg.size(), '\0');
+    boost::asio::read(s, boost::asio::buffer(got));
+    CHECK(got == msg);
+  }
+  host.Shutdown();
+  CHECK(log.Count("subsystem_stopped", "echo") == 1);
 }

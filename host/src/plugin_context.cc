@@ -18,14 +18,18 @@ PluginContext::PluginContext(std::string name, std::string node, nlohmann::json 
       work_(std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           io_.get_executor())),
       bus_facade_(bus, name_, owner),
-      registry_facade_(registry, name_, owner, std::move(library)),
+      registry_facade_(registry, name_, owner, library),
       report_(std::move(report)) {
   for (int i = 0; i < threads; ++i) {
     running_threads_.fetch_add(1);
-    threads_.emplace_back([this] {
+    threads_.emplace_back([this, run_io = library ? library->run_io() : nullptr] {
       for (;;) {
         try {
-          io_.run();
+          if (run_io != nullptr) {
+            run_io(&io_);  // inside the plugin's copy of Asio
+          } else {
+            io_.run();
+          }
           break;
         } catch (const std::exception& e) {
           logger_->error("a handler threw out of the io_context: {}", e.what());

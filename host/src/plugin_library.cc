@@ -100,6 +100,11 @@ Result<std::shared_ptr<PluginLibrary>> PluginLibrary::Load(const Manifest& m, Re
                                       ", host provides " + host_api + " (needs the same major and minor <= " +
                                       std::to_string(ESDB_SDK_API_MINOR) + ")");
   }
+  if (!out->lib_->has(esdb::kRunIoSymbol)) {
+    return Status::InvalidArgument(where + ": " + m.library.string() + " exports no " + esdb::kRunIoSymbol +
+                                   " (build it with the ESDB_PLUGIN macro of this SDK)");
+  }
+  out->run_io_ = &out->lib_->get<esdb::RunIoFunction>(esdb::kRunIoSymbol);
   if (!out->lib_->has(m.entry)) {
     return Status::NotFound(where + ": field 'entry': symbol '" + m.entry + "' not found in " + m.library.string());
   }

@@ -53,6 +53,8 @@ class PluginLibrary {
 
   ~PluginLibrary();
   esdb::SubsystemFactory* factory() const { return factory_; }
+  // Runs an io_context loop inside the plugin's own copy of Asio.
+  esdb::RunIoFunction* run_io() const { return run_io_; }
   uint32_t api_version() const { return api_version_; }
   const std::filesystem::path& path() const { return path_; }
 
@@ -62,6 +64,7 @@ class PluginLibrary {
   Reaper* reaper_ = nullptr;
   bool unloadable_ = true;
   esdb::SubsystemFactory* factory_ = nullptr;
+  esdb::RunIoFunction* run_io_ = nullptr;
   uint32_t api_version_ = 0;
   std::filesystem::path path_;
 };

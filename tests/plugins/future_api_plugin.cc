@@ -8,4 +8,5 @@ esdb::Subsystem* CreateNothing() { return nullptr; }
 extern "C" BOOST_SYMBOL_EXPORT uint32_t esdb_sdk_api_version() {
   return esdb::PackApiVersion(ESDB_SDK_API_MAJOR, ESDB_SDK_API_MINOR + 1);
 }
+extern "C" BOOST_SYMBOL_EXPORT void esdb_sdk_run_io(boost::asio::io_context* io) { io->run(); }
 BOOST_DLL_ALIAS(CreateNothing, esdb_create_future)

@@ -8,13 +8,18 @@
 //   provide             name of a service to provide when ready
 //   require             name of a service to wait for (via the services topic) before ready
 //   ready_details       object passed to ReportReady
+//   echo_server         true: serve a TCP echo on 127.0.0.1:<ephemeral> from ctx.Io()
+//                       (ready details carry "port")
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <thread>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
 #include <esdb/plugin.h>
@@ -51,6 +56,13 @@ class TestSubsystem : public esdb::Subsystem {
       services_sub_ = std::move(sub.value());
       return esdb::Status::OK();
     }
+    if (cfg.value("echo_server", false)) {
+      namespace ip = boost::asio::ip;
+      acceptor_ = std::make_unique<ip::tcp::acceptor>(ctx.Io(), ip::tcp::endpoint(ip::make_address("127.0.0.1"), 0));
+      Accept();
+      BecomeReady({{"port", acceptor_->local_endpoint().port()}});
+      return esdb::Status::OK();
+    }
     const int report_delay = cfg.value("report_delay_ms", 0);
     if (report_delay > 0) {
       timer_ = std::make_unique<boost::asio::steady_timer>(ctx.Io(), std::chrono::milliseconds(report_delay));
@@ -67,6 +79,13 @@ class TestSubsystem : public esdb::Subsystem {
     stopping_ = true;
     services_sub_.cancel();
     if (timer_) timer_->cancel();
+    if (acceptor_) {
+      // Close on the io thread: sockets are not thread-safe.
+      boost::asio::post(acceptor_->get_executor(), [this] {
+        boost::system::error_code ec;
+        acceptor_->close(ec);
+      });
+    }
     if (fail_thread_.joinable()) fail_thread_.join();
     return esdb::Status::OK();
   }
@@ -81,6 +100,20 @@ class TestSubsystem : public esdb::Subsystem {
   }
 
  private:
+  void Accept() {
+    acceptor_->async_accept([this](const boost::system::error_code& ec, boost::asio::ip::tcp::socket socket) {
+      if (ec) return;
+      auto conn = std::make_shared<boost::asio::ip::tcp::socket>(std::move(socket));
+      auto buf = std::make_shared<std::array<char, 256>>();
+      conn->async_read_some(boost::asio::buffer(*buf), [conn, buf](const boost::system::error_code& e, size_t n) {
+        if (e) return;
+        boost::asio::async_write(*conn, boost::asio::buffer(buf->data(), n),
+                                 [conn, buf](const boost::system::error_code&, size_t) {});
+      });
+      Accept();
+    });
+  }
+
   void OnServiceEvent(const esdb::Event& e) {
     if (e.type == esdb::event_types::kServiceProvided && e.data.value("name", "") == required_ && !ready_) {
       auto svc = ctx_->Services().Get<EchoService>(required_);
@@ -114,6 +147,7 @@ class TestSubsystem : public esdb::Subsystem {
   std::string required_;
   esdb::Subscription services_sub_;
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::thread fail_thread_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};

@@ -29,11 +29,22 @@ using SubsystemFactory = Subsystem*();
 // Signature of the exported API-version function.
 using ApiVersionFunction = uint32_t();
 
+// Signature of the exported io runner (see ESDB_PLUGIN).
+using RunIoFunction = void(boost::asio::io_context*);
+
 // Name of the symbol every plugin exports with its compiled SDK API version.
 inline constexpr const char* kApiVersionSymbol = "esdb_sdk_api_version";
+// Name of the symbol that runs a Context::Io() loop inside the plugin.
+inline constexpr const char* kRunIoSymbol = "esdb_sdk_run_io";
 
 }  // namespace esdb
 
-#define ESDB_PLUGIN(factory_function, entry_alias)                                       \
-  extern "C" BOOST_SYMBOL_EXPORT uint32_t esdb_sdk_api_version() { return esdb::kSdkApiVersion; } \
+// Besides the factory and the API version, a plugin exports the function
+// the host's threads use to run its Context::Io(): Asio keeps the "current
+// thread's io_context" in statics that hidden visibility gives every
+// library its own copy of, so the loop must run in the plugin's own copy of
+// Asio for the plugin's sockets, timers and strands to work.
+#define ESDB_PLUGIN(factory_function, entry_alias)                                                     \
+  extern "C" BOOST_SYMBOL_EXPORT uint32_t esdb_sdk_api_version() { return esdb::kSdkApiVersion; }      \
+  extern "C" BOOST_SYMBOL_EXPORT void esdb_sdk_run_io(boost::asio::io_context* io) { io->run(); }      \
   BOOST_DLL_ALIAS(factory_function, entry_alias)

@@ -52,9 +52,10 @@ class Context {
   // by name (spdlog's registry is shared with the host).
   virtual std::shared_ptr<spdlog::logger> Logger() const = 0;
   // This subsystem's own io_context, run by `threads` host threads (manifest,
-  // default 1). The host runs it until after Stop() and destroys it, with any
-  // handlers still queued, before the library is released. Do not call
-  // run()/stop()/restart() on it.
+  // default 1) through the plugin's exported esdb_sdk_run_io (so the loop
+  // runs in the plugin's own copy of Asio). The host runs it until after
+  // Stop() and destroys it, with any handlers still queued, before the
+  // library is released. Do not call run()/stop()/restart() on it.
   virtual boost::asio::io_context& Io() = 0;
   // The event bus; Publish() stamps this subsystem's name as the source.
   virtual EventBus& Bus() = 0;

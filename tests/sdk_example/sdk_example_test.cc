@@ -1,0 +1,322 @@
+// The SDK as a plugin author meets it: `cmake --install` this build into a
+// fresh prefix, build examples/event_type_counter as an external CMake
+// project that sees only that prefix, then hot-add the plugin to a real
+// esdb-host (write-then-rename into its manifests directory), append events
+// through the gateway and check the counter counted them, snapshotted them
+// to its own stream, and resumes from its snapshot after a remove and re-add.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support/test_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using esdb::test::HostProcess;
+using esdb::test::TempDir;
+using esdb::test::WriteFile;
+using nlohmann::json;
+
+constexpr const char* kPlugin = "event_type_counter";
+
+std::string ReadText(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs `args` (args[0] an absolute path), appending stdout and stderr to
+// `log`. Returns the exit code, or -signal.
+int Run(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string log_path = log.string();
+  const pid_t pid = fork();
+  if (pid < 0) return -1000;
+  if (pid == 0) {
+    const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+struct HttpResponse {
+  int status = 0;  // 0: no response (the error is in body)
+  std::string body;
+  json Json() const { return json::parse(body, nullptr, false); }
+};
+
+// One request on a fresh loopback connection.
+HttpResponse Http(uint16_t port, boost::beast::http::verb method, const std::string& target,
+                  const std::string& body = "", const std::map<std::string, std::string>& headers = {}) {
+  namespace net = boost::asio;
+  namespace http = boost::beast::http;
+  HttpResponse out;
+  try {
+    net::io_context io;
+    net::ip::tcp::socket socket(io);
+    socket.connect({net::ip::make_address("127.0.0.1"), port});
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    for (const auto& [name, value] : headers) req.set(name, value);
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    http::write(socket, req);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(socket, buffer, res);
+    out.status = static_cast<int>(res.result_int());
+    out.body = res.body();
+    boost::system::error_code ec;
+    socket.shutdown(net::ip::tcp::socket::shutdown_both, ec);
+  } catch (const std::exception& e) {
+    out.body = e.what();
+  }
+  return out;
+}
+
+// Appends events of the given types to `stream` with ES-ExpectedVersion: any.
+void Append(uint16_t port, const std::string& stream, const std::vector<std::string>& types) {
+  json events = json::array();
+  for (size_t i = 0; i < types.size(); ++i) events.push_back({{"eventType", types[i]}, {"data", {{"i", i}}}});
+  const HttpResponse r =
+      Http(port, boost::beast::http::verb::post, "/streams/" + stream, events.dump(), {{"ES-ExpectedVersion", "any"}});
+  INFO("POST /streams/" << stream << " -> " << r.status << " " << r.body);
+  REQUIRE(r.status == 201);
+}
+
+// Writes the manifest under a name the host ignores, then renames it into
+// place: the host never sees a half-written file.
+void HotAdd(const fs::path& manifests, const json& manifest) {
+  const fs::path temp = manifests / (std::string(kPlugin) + ".json.tmp");
+  WriteFile(temp, manifest.dump(2));
+  fs::rename(temp, manifests / (std::string(kPlugin) + ".json"));
+}
+
+bool IsEvent(const json& line, const std::string& type, const std::string& name) {
+  return line.value("type", "") == type && line.contains("data") && line["data"].is_object() &&
+         line["data"].value("name", "") == name;
+}
+
+// The n-th (1-based) line satisfying `pred`.
+std::optional<json> WaitForNth(HostProcess& host, int n, const std::function<bool(const json&)>& pred,
+                               int timeout_ms) {
+  int seen = 0;
+  return host.WaitFor([&](const json& line) { return pred(line) && ++seen == n; }, timeout_ms);
+}
+
+// The newest snapshot in the counter's stream, polled until its counts
+// equal `expected` (the counter writes one about every second).
+json WaitForSnapshot(uint16_t port, const json& expected) {
+  json last;
+  for (int i = 0; i < 300; ++i) {
+    const HttpResponse r = Http(port, boost::beast::http::verb::get,
+                                "/streams/event-type-counts?direction=backward&count=1");
+    if (r.status == 200) {
+      const json body = r.Json();
+      if (body.is_object() && body.contains("events") && !body["events"].empty()) {
+        last = body["events"][0];
+        if (last.value("type", "") == "type_counts_snapshot" && last["data"].is_object() &&
+            last["data"].value("counts", json()) == expected) {
+          return last;
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return last;
+}
+
+}  // namespace
+
+TEST_CASE("the example plugin builds against the installed SDK and counts events after a hot add",
+          "[sdk][example]") {
+  const auto started = std::chrono::steady_clock::now();
+  TempDir work;
+  const fs::path prefix = work.path() / "prefix";
+  const fs::path build = work.path() / "example-build";
+  const fs::path log = work.path() / "build.log";
+
+  // 1. Install this build's SDK (and host) into an empty prefix.
+  {
+    const int rc = Run({ESDB_CMAKE_COMMAND, "--install", ESDB_BUILD_DIR, "--prefix", prefix.string()}, log);
+    INFO(ReadText(log));
+    REQUIRE(rc == 0);
+  }
+  REQUIRE(fs::exists(prefix / "include/esdb/plugin.h"));
+  REQUIRE(fs::exists(prefix / "include/esdb/event_store.h"));
+
+  // 2. Build the example against that prefix and nothing else of this tree.
+  std::vector<std::string> configure = {ESDB_CMAKE_COMMAND,
+                                        "-S", ESDB_EXAMPLE_DIR,
+                                        "-B", build.string(),
+                                        "-G", ESDB_CMAKE_GENERATOR,
+                                        "-DCMAKE_MAKE_PROGRAM=" ESDB_MAKE_PROGRAM,
+                                        "-DCMAKE_CXX_COMPILER=" ESDB_CXX_COMPILER,
+                                        "-DCMAKE_BUILD_TYPE=" ESDB_BUILD_TYPE,
+                                        "-DCMAKE_PREFIX_PATH=" + prefix.string()};
+  if (ESDB_SANITIZE_BUILD) {
+    // The host is built with ASan+UBSan; a plugin it loads must be too.
+    configure.push_back("-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer "
+                        "-fno-sanitize-recover=undefined");
+    configure.push_back("-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=address,undefined");
+  }
+  {
+    const int rc = Run(configure, log);
+    INFO(ReadText(log));
+    REQUIRE(rc == 0);
+  }
+  // find_package(esdb_sdk) must have found the installed package.
+  {
+    const std::string cache = ReadText(build / "CMakeCache.txt");
+    const std::string expected = "esdb_sdk_DIR:PATH=" + prefix.string() + "/";
+    INFO("CMakeCache.txt has no line starting with " << expected);
+    REQUIRE(cache.find(expected) != std::string::npos);
+  }
+  {
+    const int rc = Run({ESDB_CMAKE_COMMAND, "--build", build.string(), "-j2"}, log);
+    INFO(ReadText(log));
+    REQUIRE(rc == 0);
+  }
+  const fs::path library = build / "libevent_type_counter.so";
+  REQUIRE(fs::exists(library));
+  // The build generates the manifest with the library's absolute path.
+  const json manifest = json::parse(ReadText(build / "event_type_counter.json"), nullptr, false);
+  REQUIRE(manifest.is_object());
+  REQUIRE(manifest.value("library", "") == library.string());
+  REQUIRE(manifest.value("name", "") == kPlugin);
+  const auto built = std::chrono::steady_clock::now();
+
+  // 3. A real host on a copy of the default manifests.
+  const fs::path manifests = work.path() / "manifests";
+  fs::create_directories(manifests);
+  for (const auto& entry : fs::directory_iterator(fs::path(ESDB_SOURCE_DIR) / "manifests")) {
+    if (entry.path().extension() == ".json") fs::copy_file(entry.path(), manifests / entry.path().filename());
+  }
+  HostProcess host({"--manifests", manifests.string(), "--data", (work.path() / "data").string(), "--set",
+                    "gateway.listen_port=0", "--print-events", "--log-level", "warn"});
+  {
+    const auto ready = host.WaitForEvent("system_ready", "", 60000);
+    INFO(host.Stderr());
+    REQUIRE(ready);
+  }
+  const auto listening =
+      host.WaitFor([](const json& j) { return j.value("type", "") == "gateway_listening"; }, 30000);
+  REQUIRE(listening);
+  const uint16_t port = (*listening)["data"].value("port", uint16_t{0});
+  REQUIRE(port != 0);
+
+  // Events from before the counter exists: it must catch up on them.
+  Append(port, "order-1", {"OrderPlaced", "OrderPlaced", "OrderShipped"});
+  Append(port, "order-1", {"OrderPlaced", "OrderShipped"});
+
+  // 4. Hot add.
+  HotAdd(manifests, manifest);
+  REQUIRE(host.WaitForEvent("subsystem_added", kPlugin, 30000));
+  {
+    const auto ready = host.WaitForEvent("subsystem_ready", kPlugin, 60000);
+    INFO(host.Stderr());
+    REQUIRE(ready);
+    // Ready only once caught up with what was there before.
+    CHECK((*ready)["data"]["details"].value("events_counted", -1) == 5);
+  }
+
+  // Events after it is ready: it follows the store's events_appended.
+  Append(port, "order-2", {"OrderPlaced", "ItemAdded", "ItemAdded"});
+  Append(port, "order-3", {"ItemAdded", "ItemAdded"});
+  const json expected = {{"OrderPlaced", 4}, {"OrderShipped", 2}, {"ItemAdded", 4}};
+  {
+    const auto updated = host.WaitFor(
+        [&](const json& j) {
+          return j.value("type", "") == "type_counts_updated" && j.value("topic", "") == "example" &&
+                 j["data"].value("counts", json()) == expected;
+        },
+        30000);
+    INFO(host.Stderr());
+    REQUIRE(updated);
+    CHECK((*updated)["data"].value("events_counted", 0) == 10);
+    CHECK((*updated)["source"] == kPlugin);
+    // It listens to lifecycle events too (the retained ones at least).
+    CHECK((*updated)["data"]["lifecycle_counts"].value("subsystem_ready", 0) >= 1);
+  }
+  {
+    const json snapshot = WaitForSnapshot(port, expected);
+    INFO("newest snapshot: " << snapshot.dump());
+    REQUIRE(snapshot.value("type", "") == "type_counts_snapshot");
+    CHECK(snapshot["data"].value("events_counted", 0) == 10);
+  }
+
+  // 5. Remove it (Stop() writes a final snapshot), append while it is
+  // gone, add it back: it resumes from its checkpoint, counting the new
+  // events once and the old ones not again.
+  fs::remove(manifests / (std::string(kPlugin) + ".json"));
+  {
+    const auto removed = host.WaitForEvent("subsystem_removed", kPlugin, 30000);
+    INFO(host.Stderr());
+    REQUIRE(removed);
+  }
+  Append(port, "order-4", {"OrderPlaced", "OrderCancelled", "OrderPlaced"});
+  HotAdd(manifests, manifest);
+  {
+    const auto ready = WaitForNth(host, 2, [](const json& j) { return IsEvent(j, "subsystem_ready", kPlugin); },
+                                  60000);
+    INFO(host.Stderr());
+    REQUIRE(ready);
+    CHECK((*ready)["data"]["details"].value("events_counted", -1) == 13);
+  }
+  const json expected_after = {{"OrderPlaced", 6}, {"OrderShipped", 2}, {"ItemAdded", 4}, {"OrderCancelled", 1}};
+  {
+    const auto updated = host.WaitFor(
+        [&](const json& j) {
+          return j.value("type", "") == "type_counts_updated" && j["data"].value("counts", json()) == expected_after;
+        },
+        30000);
+    REQUIRE(updated);
+    CHECK((*updated)["data"].value("new_events", 0) == 3);
+  }
+  {
+    const json snapshot = WaitForSnapshot(port, expected_after);
+    INFO("newest snapshot: " << snapshot.dump());
+    REQUIRE(snapshot["data"].value("counts", json()) == expected_after);
+  }
+
+  // 6. A graceful stop, by PID.
+  const int code = host.Terminate(30000);
+  INFO(host.Stderr());
+  CHECK(code == 0);
+  const auto done = std::chrono::steady_clock::now();
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  WARN("install + external build: " << duration_cast<milliseconds>(built - started).count()
+                                    << " ms; host run: " << duration_cast<milliseconds>(done - built).count()
+                                    << " ms");
+}
