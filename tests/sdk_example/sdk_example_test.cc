@@ -278,11 +278,19 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   // 5. Remove it (Stop() writes a final snapshot), append while it is
   // gone, add it back: it resumes from its checkpoint, counting the new
   // events once and the old ones not again.
+  const std::string maps_file = "/proc/" + std::to_string(host.pid()) + "/maps";
+  REQUIRE(ReadText(maps_file).find(library.string()) != std::string::npos);  // loaded from where we built it
   fs::remove(manifests / (std::string(kPlugin) + ".json"));
   {
     const auto removed = host.WaitForEvent("subsystem_removed", kPlugin, 30000);
     INFO(host.Stderr());
     REQUIRE(removed);
+  }
+  // Nothing of the plugin outlived its Stop(): the host could unmap it.
+  {
+    const std::string maps = ReadText(maps_file);
+    INFO("the host still maps " << library.string());
+    CHECK(maps.find(library.string()) == std::string::npos);
   }
   Append(port, "order-4", {"OrderPlaced", "OrderCancelled", "OrderPlaced"});
   HotAdd(manifests, manifest);
