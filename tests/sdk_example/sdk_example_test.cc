@@ -3,7 +3,8 @@
 // project that sees only that prefix, then hot-add the plugin to a real
 // esdb-host (write-then-rename into its manifests directory), append events
 // through the gateway and check the counter counted them, snapshotted them
-// to its own stream, and resumes from its snapshot after a remove and re-add.
+// to its own stream, resumes from its snapshot after a remove and re-add,
+// and survives a reload.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -317,7 +318,34 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
     REQUIRE(snapshot["data"].value("counts", json()) == expected_after);
   }
 
-  // 6. A graceful stop, by PID.
+  // 6. Reload (a changed manifest; "overlap": the new build starts while
+  // the old one serves, takes over the service, then the old one drains).
+  json next_manifest = manifest;
+  next_manifest["version"] = "1.0.1";
+  HotAdd(manifests, next_manifest);
+  {
+    const auto reloaded = host.WaitFor(
+        [](const json& j) { return IsEvent(j, "subsystem_reloaded", kPlugin); }, 60000);
+    INFO(host.Stderr());
+    REQUIRE(reloaded);
+    CHECK((*reloaded)["data"].value("old_version", "") == "1.0.0");
+    CHECK((*reloaded)["data"].value("new_version", "") == "1.0.1");
+    // The new build came from a content-addressed copy; the old mapping is gone.
+    CHECK(ReadText(maps_file).find(library.string()) == std::string::npos);
+  }
+  Append(port, "order-5", {"OrderPlaced"});
+  const json expected_reloaded = {{"OrderPlaced", 7}, {"OrderShipped", 2}, {"ItemAdded", 4}, {"OrderCancelled", 1}};
+  {
+    const auto updated = host.WaitFor(
+        [&](const json& j) {
+          return j.value("type", "") == "type_counts_updated" && j["data"].value("counts", json()) == expected_reloaded;
+        },
+        30000);
+    INFO(host.Stderr());
+    REQUIRE(updated);
+  }
+
+  // 7. A graceful stop, by PID.
   const int code = host.Terminate(30000);
   INFO(host.Stderr());
   CHECK(code == 0);
