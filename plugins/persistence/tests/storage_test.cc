@@ -1,5 +1,4 @@
 // LevelDbStorage against a real LevelDB in a temp dir.
-#define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
 #include <cstdlib>

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
-#include <regex>
 #include <unordered_set>
 
 #include <spdlog/logger.h>
 
 #include "key_layout.h"
+#include "stream_regex.h"
 
 namespace esdb_store {
 namespace {
@@ -768,14 +768,11 @@ esdb::Result<esdb::ReadAllResult> StoreCore::ReadAll(const esdb::ReadAllRequest&
     return esdb::Status::InvalidArgument("read count " + std::to_string(request.count) + " exceeds max_read_count " +
                                          std::to_string(options_.max_read_count));
   }
-  std::optional<std::regex> regex;
+  std::optional<StreamRegex> regex;
   if (!request.filter.stream_regex.empty()) {
-    try {
-      regex.emplace(request.filter.stream_regex, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      return esdb::Status::InvalidArgument("stream_regex " + Quote(request.filter.stream_regex) +
-                                           " is not a valid ECMAScript regex: " + e.what());
-    }
+    auto compiled = StreamRegex::Compile(request.filter.stream_regex);
+    if (!compiled.ok()) return compiled.status();
+    regex = std::move(*compiled);
   }
   reads_.fetch_add(1);
   const int64_t now = NowUs();
@@ -813,7 +810,7 @@ esdb::Result<esdb::ReadAllResult> StoreCore::ReadAll(const esdb::ReadAllRequest&
       pass = std::any_of(filter.stream_prefixes.begin(), filter.stream_prefixes.end(),
                          [&](const std::string& p) { return HasPrefix(stream, p); });
     }
-    if (pass && regex) pass = std::regex_match(stream.begin(), stream.end(), *regex);
+    if (pass && regex) pass = regex->Matches(stream);
     if (pass) {
       stream_key.assign(stream);
       auto vit = seen.find(stream_key);
