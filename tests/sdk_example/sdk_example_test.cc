@@ -5,6 +5,10 @@
 // through the gateway and check the counter counted them, snapshotted them
 // to its own stream, resumes from its snapshot after a remove and re-add,
 // and survives a reload.
+// GCC 12 with -fsanitize=address reports false -Wmaybe-uninitialized in
+// Beast's parser and libstdc++'s <regex> (GCC bug 105562).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -221,7 +225,17 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   const fs::path manifests = work.path() / "manifests";
   fs::create_directories(manifests);
   for (const auto& entry : fs::directory_iterator(fs::path(ESDB_SOURCE_DIR) / "manifests")) {
-    if (entry.path().extension() == ".json") fs::copy_file(entry.path(), manifests / entry.path().filename());
+    if (entry.path().extension() != ".json") continue;
+    json builtin = json::parse(ReadText(entry.path()));  // the links resolve to plugins/<name>/manifest.json
+    if (ESDB_SANITIZE_BUILD) {
+      // Under LeakSanitizer the built-in persistence and gateway plugins,
+      // once unloaded at shutdown, show memory held by their (then
+      // unmapped) statics as leaks, and the host exits 1. Keeping them
+      // mapped leaves the example — added, removed, reloaded, unloaded —
+      // as the only library whose unloading LeakSanitizer judges here.
+      builtin["unloadable"] = false;
+    }
+    WriteFile(manifests / entry.path().filename(), builtin.dump(2));
   }
   HostProcess host({"--manifests", manifests.string(), "--data", (work.path() / "data").string(), "--set",
                     "gateway.listen_port=0", "--print-events", "--log-level", "warn"});
