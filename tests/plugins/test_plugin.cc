@@ -4,7 +4,7 @@
 //   report_delay_ms     return from Start() at once; report ready after this, from the io thread
 //   start               "ok" | "throw" | "error" | "never" | "report_failed"
 //   fail_after_ms       after ready, report failed after this long (0 = never)
-//   health              "ok" | "unhealthy" | "hang" (hang = CheckHealth blocks 10 s)
+//   health              "ok" | "unhealthy" | "hang" (hang = CheckHealth blocks hang_ms, default 10 s)
 //   provide             name of a service to provide when ready
 //   require             name of a service to wait for (via the services topic) before ready
 //   ready_details       object passed to ReportReady
@@ -94,7 +94,8 @@ class TestSubsystem : public esdb::Subsystem {
     const std::string mode = ctx_->Config().value("health", "ok");
     if (mode == "unhealthy") return {false, "test plugin told to be unhealthy", {}};
     if (mode == "hang") {
-      for (int i = 0; i < 1000 && !stopping_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      const int hang_ms = ctx_->Config().value("hang_ms", 10000);
+      for (int i = 0; i < hang_ms / 10 && !stopping_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return {};
   }
