@@ -1,15 +1,11 @@
 // The gateway subsystem: reads its config, follows the store and
-// subscriptions services, serves HTTP on the host's io_context, and
+// subscriptions services, serves HTTP, and
 // announces where it listens (retained bus event "gateway_listening").
 // It does not wait for the store: data routes answer 503 until it is there.
 //
-// Why its own io_context instead of ctx.Io(): Asio keeps the "current
-// thread's scheduler" in a per-library static (call_stack<>::top_). With
-// hidden visibility the plugin has its own copy, so reactor code compiled
-// into the plugin, run by host threads that entered run() through the
-// host's copy, finds no thread context and crashes (epoll_reactor::
-// perform_io -> compensating_work_started). Threads started here run the
-// plugin's own copy of run(), so they are consistent; Stop() joins them.
+// It runs an io_context of its own (io_threads) rather than ctx.Io(), so
+// its I/O threads are sized by its config and joined in Stop(); ctx.Io()
+// would work too, since the host runs it inside the plugin's copy of Asio.
 #include <optional>
 #include <thread>
 #include <vector>

@@ -1,5 +1,0 @@
-// Catch2's main. Its implementation uses std::regex, in which GCC 12 with
-// -fsanitize=address reports a false -Wmaybe-uninitialized (GCC bug 105562).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
