@@ -15,56 +15,15 @@
 #include <catch2/catch.hpp>
 
 #include "host.h"
+#include "support/bus_recorder.h"
 #include "support/test_support.h"
 
+using esdb::test::BusRecorder;
 using esdb::test::TempDir;
 using esdb::test::TestManifest;
 using esdb::test::WriteManifest;
 
 namespace {
-
-// Records every bus event of a Host from its first one.
-class EventLog {
- public:
-  void Attach(esdb::host::HostOptions* options) {
-    options->on_bus_created = [this](esdb::host::EventBusImpl& bus) {
-      auto sub = bus.Subscribe(esdb::SubscribeOptions{}, [this](const esdb::EventPtr& e) {
-        std::lock_guard<std::mutex> lock(mu_);
-        events_.push_back(e);
-        cv_.notify_all();
-      }, esdb::host::kHostOwner);
-      if (sub.ok()) sub_ = std::move(sub.value());
-    };
-  }
-  // Waits until `count` events of `type` (for subsystem `name`, if given) arrived.
-  bool WaitFor(const std::string& type, const std::string& name = "", size_t count = 1, int timeout_ms = 10000) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return CountLocked(type, name) >= count; });
-  }
-  size_t Count(const std::string& type, const std::string& name = "") {
-    std::lock_guard<std::mutex> lock(mu_);
-    return CountLocked(type, name);
-  }
-  std::vector<esdb::EventPtr> Of(const std::string& type) {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<esdb::EventPtr> out;
-    for (auto& e : events_)
-      if (e->type == type) out.push_back(e);
-    return out;
-  }
-
- private:
-  size_t CountLocked(const std::string& type, const std::string& name) {
-    size_t n = 0;
-    for (auto& e : events_)
-      if (e->type == type && (name.empty() || e->data.value("name", "") == name)) ++n;
-    return n;
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<esdb::EventPtr> events_;
-  esdb::Subscription sub_;
-};
 
 esdb::host::HostOptions Options(const TempDir& dir) {
   esdb::host::HostOptions o;
@@ -107,7 +66,7 @@ TEST_CASE("readiness converges in 200 randomized runs of start order, delays and
       if (i == consumer) config["require"] = "svc.shared";
       WriteManifest(options.manifests_dir, TestManifest(names[i], config));
     }
-    EventLog log;
+    BusRecorder log;
     log.Attach(&options);
     esdb::host::Host host(options);
     REQUIRE(host.Start().ok());
@@ -161,7 +120,7 @@ TEST_CASE("a subsystem failing after start is restarted; past the intensity it i
   WriteManifest(options.manifests_dir,
                 TestManifest("flaky", {{"fail_after_ms", 30}},
                              {{"restart", {{"max_restarts", 2}, {"max_seconds", 60}, {"backoff_initial_ms", 10}}}}));
-  EventLog log;
+  BusRecorder log;
   log.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -193,7 +152,7 @@ TEST_CASE("an unhealthy subsystem is restarted by the supervisor", "[host][healt
   WriteManifest(options.manifests_dir,
                 TestManifest("sick", {{"health", "unhealthy"}},
                              {{"health", {{"interval_ms", 20}, {"timeout_ms", 500}, {"failure_threshold", 2}}}}));
-  EventLog log;
+  BusRecorder log;
   log.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -212,7 +171,7 @@ TEST_CASE("a hung health check is caught by the watchdog", "[host][health]") {
                 TestManifest("hung", {{"health", "hang"}, {"hang_ms", 400}},
                              {{"health", {{"interval_ms", 20}, {"timeout_ms", 50}, {"failure_threshold", 1}}},
                               {"restart", {{"max_restarts", 0}}}}));
-  EventLog log;
+  BusRecorder log;
   log.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -236,7 +195,7 @@ TEST_CASE("start failures: throw, error, never reporting, reporting failed", "[h
   WriteManifest(options.manifests_dir, TestManifest("silent", {{"start", "never"}}, never));
   WriteManifest(options.manifests_dir, TestManifest("reporter", {{"start", "report_failed"}}, once));
   WriteManifest(options.manifests_dir, TestManifest("fine", {}));
-  EventLog log;
+  BusRecorder log;
   log.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -266,7 +225,7 @@ TEST_CASE("services: a consumer finds a provider that became ready earlier or la
   auto options = Options(dir);
   WriteManifest(options.manifests_dir, TestManifest("consumer", {{"require", "svc.x"}}));
   WriteManifest(options.manifests_dir, TestManifest("provider", {{"provide", "svc.x"}, {"report_delay_ms", 100}}));
-  EventLog log;
+  BusRecorder log;
   log.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -317,7 +276,7 @@ TEST_CASE("a plugin serves sockets from ctx.Io() (the loop runs in the plugin's 
   TempDir dir;
   auto options = Options(dir);
   WriteManifest(options.manifests_dir, TestManifest("echo", {{"echo_server", true}}, {{"threads", 2}}));
-  EventLog log;
+  BusRecorder log;
   log.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());

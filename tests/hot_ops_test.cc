@@ -13,8 +13,10 @@
 #include <catch2/catch.hpp>
 
 #include "host.h"
+#include "support/bus_recorder.h"
 #include "support/test_support.h"
 
+using esdb::test::BusRecorder;
 using esdb::test::TempDir;
 using esdb::test::TestLibrary;
 using esdb::test::TestManifest;
@@ -22,50 +24,6 @@ using esdb::test::WriteFile;
 using esdb::test::WriteManifest;
 
 namespace {
-
-class Events {
- public:
-  void Attach(esdb::host::HostOptions* options) {
-    options->on_bus_created = [this](esdb::host::EventBusImpl& bus) {
-      auto sub = bus.Subscribe(esdb::SubscribeOptions{}, [this](const esdb::EventPtr& e) {
-        std::lock_guard<std::mutex> lock(mu_);
-        events_.push_back(e);
-        cv_.notify_all();
-      }, esdb::host::kHostOwner);
-      if (sub.ok()) sub_ = std::move(sub.value());
-    };
-  }
-  // The first event of `type` for subsystem `name` (and correlation, if given).
-  esdb::EventPtr Wait(const std::string& type, const std::string& name, const std::string& correlation = "",
-                      int timeout_ms = 15000) {
-    std::unique_lock<std::mutex> lock(mu_);
-    esdb::EventPtr found;
-    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
-      for (auto& e : events_) {
-        if (e->type == type && e->data.value("name", "") == name &&
-            (correlation.empty() || e->correlation_id == correlation)) {
-          found = e;
-          return true;
-        }
-      }
-      return false;
-    });
-    return found;
-  }
-  size_t Count(const std::string& type, const std::string& name) {
-    std::lock_guard<std::mutex> lock(mu_);
-    size_t n = 0;
-    for (auto& e : events_)
-      if (e->type == type && e->data.value("name", "") == name) ++n;
-    return n;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<esdb::EventPtr> events_;
-  esdb::Subscription sub_;
-};
 
 esdb::host::HostOptions Options(const TempDir& dir) {
   esdb::host::HostOptions o;
@@ -99,7 +57,7 @@ TEST_CASE("hot add by manifest file: the new subsystem starts and the system is 
   TempDir dir;
   auto options = Options(dir);
   WriteManifest(options.manifests_dir, TestManifest("base", {}));
-  Events ev;
+  BusRecorder ev;
   ev.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -131,7 +89,7 @@ TEST_CASE("hot add and remove through the admin service; the removed library is 
   auto options = Options(dir);
   options.watch_manifests = false;
   WriteManifest(options.manifests_dir, TestManifest("base", {}));
-  Events ev;
+  BusRecorder ev;
   ev.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -168,7 +126,7 @@ TEST_CASE("reload (overlap): the new build takes over the services, the old one 
   const auto lib_b = TestLibrary("libesdb_test_plugin_b.so");
   WriteManifest(options.manifests_dir, TestManifest("svc", {{"provide", "svc.r"}}, {{"library", lib_b.string()}}));
   WriteManifest(options.manifests_dir, TestManifest("user", {{"require", "svc.r"}}));
-  Events ev;
+  BusRecorder ev;
   ev.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -207,7 +165,7 @@ TEST_CASE("reload with a new build that fails to start leaves the old one servin
   auto options = Options(dir);
   options.watch_manifests = false;
   WriteManifest(options.manifests_dir, TestManifest("svc", {{"provide", "svc.f"}}));
-  Events ev;
+  BusRecorder ev;
   ev.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -238,7 +196,7 @@ TEST_CASE("reload (stop_first) stops the old build before starting the new one",
   auto options = Options(dir);
   options.watch_manifests = false;
   WriteManifest(options.manifests_dir, TestManifest("exclusive", {}, {{"reload_strategy", "stop_first"}}));
-  Events ev;
+  BusRecorder ev;
   ev.Attach(&options);
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
