@@ -44,6 +44,17 @@ std::filesystem::path ExecutableDir() {
   return ec ? std::filesystem::current_path() : exe.parent_path();
 }
 
+// <dir of esdb-host>/plugins in a build tree; an installed host's
+// <prefix>/lib/esdb/plugins otherwise.
+std::filesystem::path DefaultPluginDir() {
+  const auto exe_dir = ExecutableDir();
+  std::error_code ec;
+  if (std::filesystem::is_directory(exe_dir / "plugins", ec)) return exe_dir / "plugins";
+  const auto installed = (exe_dir / ESDB_INSTALLED_PLUGIN_DIR).lexically_normal();
+  if (std::filesystem::is_directory(installed, ec)) return installed;
+  return exe_dir / "plugins";
+}
+
 std::shared_ptr<spdlog::sinks::sink> SharedSink() {
   static auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   return sink;
@@ -52,7 +63,7 @@ std::shared_ptr<spdlog::sinks::sink> SharedSink() {
 
 Host::Host(HostOptions options) : options_(std::move(options)) {
   if (options_.node.empty()) options_.node = HostName();
-  if (options_.plugin_dir.empty()) options_.plugin_dir = ExecutableDir() / "plugins";
+  if (options_.plugin_dir.empty()) options_.plugin_dir = DefaultPluginDir();
   log_ = MakeLogger("host");
 }
 

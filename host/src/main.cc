@@ -17,7 +17,8 @@ namespace {
 const char* kUsage = R"(usage: esdb-host [options]
   --manifests DIR      manifest directory (default ./manifests)
   --data DIR           data directory (default ./data)
-  --plugin-dir DIR     where bare library names are found (default <dir of esdb-host>/plugins)
+  --plugin-dir DIR     where bare library names are found (default <dir of esdb-host>/plugins,
+                       or <prefix>/lib/esdb/plugins for an installed host)
   --node NAME          node name (default: host name)
   --log-level LEVEL    trace|debug|info|warn|error|critical|off (default info)
   --print-events       print every bus event as one JSON line on stdout

@@ -221,12 +221,17 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   REQUIRE(manifest.value("name", "") == kPlugin);
   const auto built = std::chrono::steady_clock::now();
 
-  // 3. A real host on a copy of the default manifests.
+  // 3. The installed host, with the installed built-in plugins, on a copy
+  // of the installed default manifests: what an operator runs.
+  const fs::path installed_manifests = prefix / ESDB_INSTALL_SYSCONFDIR / "esdb/manifests";
+  REQUIRE(fs::exists(prefix / "bin/esdb-host"));
+  REQUIRE(fs::exists(prefix / ESDB_INSTALL_LIBDIR / "esdb/plugins/libesdb_store.so"));
+  REQUIRE(fs::exists(installed_manifests / "store.json"));
   const fs::path manifests = work.path() / "manifests";
   fs::create_directories(manifests);
-  for (const auto& entry : fs::directory_iterator(fs::path(ESDB_SOURCE_DIR) / "manifests")) {
+  for (const auto& entry : fs::directory_iterator(installed_manifests)) {
     if (entry.path().extension() != ".json") continue;
-    json builtin = json::parse(ReadText(entry.path()));  // the links resolve to plugins/<name>/manifest.json
+    json builtin = json::parse(ReadText(entry.path()));
     if (ESDB_SANITIZE_BUILD) {
       // Under LeakSanitizer the built-in persistence and gateway plugins,
       // once unloaded at shutdown, show memory held by their (then
@@ -238,7 +243,8 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
     WriteFile(manifests / entry.path().filename(), builtin.dump(2));
   }
   HostProcess host({"--manifests", manifests.string(), "--data", (work.path() / "data").string(), "--set",
-                    "gateway.listen_port=0", "--print-events", "--log-level", "warn"});
+                    "gateway.listen_port=0", "--print-events", "--log-level", "warn"},
+                   (prefix / "bin/esdb-host").string());
   {
     const auto ready = host.WaitForEvent("system_ready", "", 60000);
     INFO(host.Stderr());

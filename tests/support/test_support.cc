@@ -52,7 +52,8 @@ void WriteManifest(const fs::path& dir, const nlohmann::json& manifest) {
   WriteFile(dir / (manifest.at("name").get<std::string>() + ".json"), manifest.dump(2));
 }
 
-HostProcess::HostProcess(const std::vector<std::string>& args) {
+HostProcess::HostProcess(const std::vector<std::string>& args, std::string binary) {
+  if (binary.empty()) binary = ESDB_HOST_BIN;
   static std::atomic<int> counter{0};
   stderr_file_ = fs::temp_directory_path() /
                  ("esdb-host-stderr-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log");
@@ -65,12 +66,11 @@ HostProcess::HostProcess(const std::vector<std::string>& args) {
     int err = open(stderr_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (err >= 0) dup2(err, STDERR_FILENO);
     std::vector<char*> argv;
-    std::string bin = ESDB_HOST_BIN;
-    argv.push_back(bin.data());
+    argv.push_back(binary.data());
     std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());
     argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
+    execv(binary.c_str(), argv.data());
     _exit(127);
   }
   close(out_pipe[1]);

@@ -44,7 +44,8 @@ void WriteManifest(const std::filesystem::path& dir, const nlohmann::json& manif
 // --print-events); stderr goes to a file.
 class HostProcess {
  public:
-  explicit HostProcess(const std::vector<std::string>& args);
+  // Runs `binary` (default: this build's esdb-host) with `args`.
+  explicit HostProcess(const std::vector<std::string>& args, std::string binary = "");
   ~HostProcess();  // SIGKILL if still running
 
   // First stdout JSON line (from the start) that satisfies `pred`.
