@@ -1,6 +1,9 @@
 // LevelDbStorage against a real LevelDB in a temp dir.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -167,6 +170,62 @@ TEST_CASE("close refuses new work with Unavailable and waits for open iterators"
   auto reopened = LevelDbStorage::Open(dir.path / "db", {});
   REQUIRE(reopened.ok());
   CHECK(*(*reopened)->Get("a") == "1");
+}
+
+// A real disk-full-like failure: RLIMIT_FSIZE makes LevelDB's log write fail
+// with EFBIG. LevelDB would acknowledge later writes and lose them at the
+// next open; the storage must refuse them instead, until reopened.
+TEST_CASE("a failed write latches a write fault: later writes refused, reads work, reopen clears it") {
+  TempDir dir;
+  const std::string value(10000, 'v');
+  int acked = 0;
+  {
+    auto s = OpenOrDie(dir.path / "db");
+    struct sigaction ignore {}, old_action {};
+    ignore.sa_handler = SIG_IGN;
+    REQUIRE(sigaction(SIGXFSZ, &ignore, &old_action) == 0);
+    rlimit old_limit{};
+    REQUIRE(getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+    rlimit low = old_limit;
+    low.rlim_cur = 200 * 1024;  // the log file reaches it after ~20 writes
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &low) == 0);
+    esdb::Status failed;
+    for (; acked < 100; ++acked) {
+      esdb::StorageBatch b;
+      b.Put("k" + std::to_string(acked), value);
+      failed = s->Write(b, {});
+      if (!failed.ok()) break;
+    }
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+    REQUIRE(sigaction(SIGXFSZ, &old_action, nullptr) == 0);
+    REQUIRE(acked > 0);
+    REQUIRE(acked < 100);
+    CHECK(failed.code() == esdb::Code::kIOError);
+    CHECK(failed.message().find("File too large") != std::string::npos);
+    CHECK(s->write_faulted());
+
+    // The limit is gone, yet writes stay refused: nothing reaches the broken log.
+    esdb::StorageBatch later;
+    later.Put("after", "x");
+    esdb::Status refused = s->Write(later, {});
+    CHECK(refused.code() == esdb::Code::kIOError);
+    CHECK(refused.message().find("refused until the database is reopened") != std::string::npos);
+    CHECK(refused.message().find("File too large") != std::string::npos);
+    CHECK(*s->Get("k0") == value);
+    CHECK(s->Get("after").status().code() == esdb::Code::kNotFound);
+    nlohmann::json stats = s->Stats();
+    CHECK(stats["write_faulted"] == true);
+    CHECK(stats["refused_writes"] == 1);
+    REQUIRE(s->Close(std::chrono::seconds(1)).ok());
+  }
+  auto s = OpenOrDie(dir.path / "db");
+  CHECK_FALSE(s->write_faulted());
+  for (int i = 0; i < acked; ++i) CHECK(*s->Get("k" + std::to_string(i)) == value);
+  CHECK(s->Get("k" + std::to_string(acked)).status().code() == esdb::Code::kNotFound);
+  esdb::StorageBatch b;
+  b.Put("after", "x");
+  REQUIRE(s->Write(b, {}).ok());
+  CHECK(*s->Get("after") == "x");
 }
 
 TEST_CASE("config: defaults, values, and clear errors naming the key") {
