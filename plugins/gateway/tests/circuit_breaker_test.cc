@@ -319,3 +319,30 @@ TEST_CASE("circuits: transitions are retained bus events; state and counts in st
   REQUIRE(late.size() == 1);
   CHECK(late[0]->type == "circuit_closed");
 }
+
+TEST_CASE("config: circuit_breaker defaults, values, and errors naming the key") {
+  auto d = ParseConfig(json::object());
+  REQUIRE(d.ok());
+  CHECK(d->circuit_breaker.enabled);
+  CHECK(d->circuit_breaker.options.failure_threshold == 5);
+  CHECK(d->circuit_breaker.options.window_ms == 10000);
+  CHECK(d->circuit_breaker.options.open_ms == 5000);
+  CHECK(d->circuit_breaker.options.half_open_probes == 1);
+  CHECK(d->circuit_breaker.options.probe_timeout_ms == 10000);
+  auto c = ParseConfig({{"circuit_breaker", {{"enabled", false}, {"failure_threshold", 2}, {"open_ms", 100}}}});
+  REQUIRE(c.ok());
+  CHECK_FALSE(c->circuit_breaker.enabled);
+  CHECK(c->circuit_breaker.options.failure_threshold == 2);
+  CHECK(c->circuit_breaker.options.open_ms == 100);
+  CHECK(c->circuit_breaker.options.window_ms == 10000);
+  auto bad = ParseConfig({{"circuit_breaker", {{"treshold", 2}}}});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("'circuit_breaker.treshold'") != std::string::npos);
+  bad = ParseConfig({{"circuit_breaker", {{"failure_threshold", 0}}}});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("circuit_breaker.failure_threshold") != std::string::npos);
+  bad = ParseConfig({{"circuit_breaker", {{"enabled", "yes"}}}});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("circuit_breaker.enabled") != std::string::npos);
+  CHECK_FALSE(ParseConfig({{"circuit_breaker", 5}}).ok());
+}

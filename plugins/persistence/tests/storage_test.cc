@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <leveldb/db.h>
+
 #include "leveldb_storage.h"
 #include "persistence_config.h"
 
@@ -170,6 +172,46 @@ TEST_CASE("close refuses new work with Unavailable and waits for open iterators"
   auto reopened = LevelDbStorage::Open(dir.path / "db", {});
   REQUIRE(reopened.ok());
   CHECK(*(*reopened)->Get("a") == "1");
+}
+
+// Why the write-fault latch exists, on LevelDB itself (1.23): a failed
+// append to its log (not a failed sync) leaves no sticky error; writes
+// made after the disk has room again are acknowledged, readable, and gone
+// after a reopen. If a LevelDB upgrade changes this, README's reasoning
+// ("When the disk fails") must be revisited.
+TEST_CASE("raw LevelDB acknowledges writes after a failed log append and loses them at reopen") {
+  TempDir dir;
+  const std::string path = (dir.path / "raw").string();
+  leveldb::Options o;
+  o.create_if_missing = true;
+  leveldb::DB* raw = nullptr;
+  REQUIRE(leveldb::DB::Open(o, path, &raw).ok());
+  std::unique_ptr<leveldb::DB> db(raw);
+  leveldb::WriteOptions sync;
+  sync.sync = true;
+  struct sigaction ignore {}, old_action {};
+  ignore.sa_handler = SIG_IGN;
+  REQUIRE(sigaction(SIGXFSZ, &ignore, &old_action) == 0);
+  rlimit old_limit{};
+  REQUIRE(getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+  rlimit low = old_limit;
+  low.rlim_cur = 200 * 1024;
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &low) == 0);
+  leveldb::Status failed;
+  int acked = 0;
+  for (; acked < 100 && failed.ok(); ++acked) failed = db->Put(sync, "k" + std::to_string(acked), std::string(10000, 'v'));
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+  REQUIRE(sigaction(SIGXFSZ, &old_action, nullptr) == 0);
+  REQUIRE(failed.IsIOError());
+
+  REQUIRE(db->Put(sync, "after", "acknowledged").ok());  // no sticky error
+  std::string value;
+  REQUIRE(db->Get({}, "after", &value).ok());
+  db.reset();
+  REQUIRE(leveldb::DB::Open(o, path, &raw).ok());
+  db.reset(raw);
+  CHECK(db->Get({}, "after", &value).IsNotFound());  // the acknowledged write is lost
+  CHECK(db->Get({}, "k0", &value).ok());
 }
 
 // A real disk-full-like failure: RLIMIT_FSIZE makes LevelDB's log write fail
