@@ -43,7 +43,9 @@ void AddControlRoutes(ServerState& state) {
   r.Add("GET", "/control/status", Role::kAdmin, [st](Request&, Reply reply) {
     const auto& control = st->deps.control;
     if (!control) return reply(NoControl());
-    reply(JsonResponse(200, control->Status()));
+    nlohmann::json status = control->Status();
+    status["circuits"] = st->circuits.Status();  // the gateway's own breakers (circuits.h)
+    reply(JsonResponse(200, status));
   });
 
   r.Add("GET", "/control/events", Role::kAdmin, [st](Request& req, Reply reply) {
@@ -70,7 +72,7 @@ void AddControlRoutes(ServerState& state) {
     if (st->deps.control) control_status = st->deps.control->Status();
     Response res;
     res.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    res.body = st->metrics.Render(store_stats, sub_stats, control_status);
+    res.body = st->metrics.Render(store_stats, sub_stats, control_status) + st->circuits.RenderPrometheus();
     reply(std::move(res));
   });
 }

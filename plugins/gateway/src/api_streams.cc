@@ -70,7 +70,9 @@ void Append(ServerState* st, Request& req, Reply reply) {
   if (!expected.ok()) {
     return reply(ErrorResponse(400, "bad_expected_version", expected.status().message()));
   }
-  auto events = ParseEvents(req.body, st->config.max_events_per_append);
+  // A caller's valid traceparent is recorded in each event's metadata.
+  auto events = ParseEvents(req.body, st->config.max_events_per_append,
+                            req.trace.continued ? req.trace.Header() : std::string());
   if (!events.ok()) {
     if (events.status().code() == esdb::Code::kResourceExhausted) {
       st->metrics.CountLimit("events_per_append");
@@ -104,7 +106,8 @@ void Append(ServerState* st, Request& req, Reply reply) {
                            "Location", "/streams/" + PercentEncode(stream) + "/" +
                                            std::to_string(r->next_expected_version - static_cast<int64_t>(count) + 1));
                        reply(std::move(res));
-                     });
+                     },
+                     esdb::CallContext{req.trace.TraceId(), req.trace.SpanId()});
 }
 
 void ReadStream(ServerState* st, Request& req, Reply reply) {
@@ -307,7 +310,7 @@ void DeleteStream(ServerState* st, Request& req, Reply reply) {
   if (!expected.ok()) return reply(ErrorResponse(400, "bad_expected_version", expected.status().message()));
   auto store = StoreOrReply(*st, reply);
   if (!store) return;
-  Status s = store->DeleteStream(stream, *expected, hard);
+  Status s = store->DeleteStream(stream, *expected, hard, esdb::CallContext{req.trace.TraceId(), req.trace.SpanId()});
   if (!s.ok()) {
     json extra = {{"stream", stream}};
     if (s.code() == esdb::Code::kWrongExpectedVersion) extra["expected"] = ExpectedVersionString(*expected);

@@ -82,6 +82,38 @@ Status ParseToken(const json& item, size_t index, TokenConfig* token) {
   return Status::OK();
 }
 
+Status ParseCircuitConfig(const json& value, CircuitConfig* c) {
+  if (!value.is_object()) {
+    return WrongType("circuit_breaker",
+                     "an object {enabled, failure_threshold, window_ms, open_ms, half_open_probes, probe_timeout_ms}");
+  }
+  CircuitBreakerOptions& o = c->options;
+  for (const auto& [key, v] : value.items()) {
+    const std::string path = "circuit_breaker." + key;
+    Status s;
+    if (key == "enabled") {
+      if (!v.is_boolean()) return WrongType(path, "true or false");
+      c->enabled = v.get<bool>();
+    } else if (key == "failure_threshold") {
+      s = ReadInt(v, path, 1, 1000000, &o.failure_threshold);
+    } else if (key == "window_ms") {
+      s = ReadInt(v, path, 1, 3600000, &o.window_ms);
+    } else if (key == "open_ms") {
+      s = ReadInt(v, path, 1, 3600000, &o.open_ms);
+    } else if (key == "half_open_probes") {
+      s = ReadInt(v, path, 1, 1000, &o.half_open_probes);
+    } else if (key == "probe_timeout_ms") {
+      s = ReadInt(v, path, 1, 3600000, &o.probe_timeout_ms);
+    } else {
+      return Status::InvalidArgument("gateway config: unknown key '" + path +
+                                     "' (allowed: enabled, failure_threshold, window_ms, open_ms, half_open_probes, "
+                                     "probe_timeout_ms)");
+    }
+    if (!s.ok()) return s;
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 esdb::Result<GatewayConfig> ParseConfig(const json& config) {
@@ -124,6 +156,8 @@ esdb::Result<GatewayConfig> ParseConfig(const json& config) {
       s = ReadInt(value, key, 10, 3600000, &c.sse_heartbeat_ms);
     } else if (key == "drain_timeout_ms") {
       s = ReadInt(value, key, 0, 600000, &c.drain_timeout_ms);
+    } else if (key == "circuit_breaker") {
+      s = ParseCircuitConfig(value, &c.circuit_breaker);
     } else if (key == "insecure") {
       if (!value.is_boolean()) return WrongType(key, "true or false");
       c.insecure = value.get<bool>();

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "circuit_breaker.h"
 #include "esdb/status.h"
 
 namespace esdb_gateway {
@@ -24,6 +25,12 @@ struct TokenConfig {
   std::string token;  // the secret sent as "Authorization: Bearer <token>"
   std::string name;   // who it belongs to; shown in logs, never the token
   Role role = Role::kRead;
+};
+
+// The "circuit_breaker" object: one setting for every circuit (circuits.h).
+struct CircuitConfig {
+  bool enabled = true;  // false: no route is guarded
+  CircuitBreakerOptions options;
 };
 
 // Every knob of the gateway, with its default.
@@ -44,6 +51,8 @@ struct GatewayConfig {
   size_t sse_buffer_messages = 4096;      // queued SSE messages per client before it is dropped
   int64_t sse_heartbeat_ms = 15000;       // ": heartbeat" comment interval
   int64_t drain_timeout_ms = 5000;        // graceful stop: wait for in-flight requests
+
+  CircuitConfig circuit_breaker;
 
   std::vector<TokenConfig> tokens;  // empty = no authentication (everyone is admin)
   bool insecure = false;            // allow a non-loopback address without tokens

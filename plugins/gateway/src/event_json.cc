@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "json_util.h"
+#include "trace_context.h"
 #include "url.h"
 
 namespace esdb_gateway {
@@ -87,7 +88,8 @@ bool IsJsonContentType(const std::string& ct) {
   return base == "application/json" || (base.size() > 5 && base.compare(base.size() - 5, 5, "+json") == 0);
 }
 
-esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& body, size_t max_events) {
+esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& body, size_t max_events,
+                                                           const std::string& traceparent) {
   auto parsed = ParseJsonBody(body, "request body");
   if (!parsed.ok()) return parsed.status();
   const json& arr = *parsed;
@@ -144,7 +146,7 @@ esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& bo
       }
       e.data = data->get<std::string>();
     }
-    if (metadata != nullptr && !metadata->is_null()) e.metadata = Dump(*metadata);
+    e.metadata = MetadataWithTrace(metadata, traceparent);
     events.push_back(std::move(e));
   }
   return events;

@@ -31,7 +31,10 @@ std::string ExpectedVersionString(const esdb::ExpectedVersion& expected);
 // Parses an append body: a JSON array of {eventId?, eventType, data,
 // metadata?, contentType?}. A non-JSON contentType needs a string `data`
 // (stored as is). More than `max_events` events is ResourceExhausted.
-esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& body, size_t max_events);
+// A non-empty `traceparent` is merged into each event's metadata
+// (MetadataWithTrace, trace_context.h).
+esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& body, size_t max_events,
+                                                           const std::string& traceparent = "");
 
 // True for 8-4-4-4-12 hex digits.
 bool IsUuid(const std::string& s);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config.h"
+#include "trace_context.h"
 
 namespace esdb_gateway {
 
@@ -27,6 +28,10 @@ struct Request {
   std::string route;                                // the matched route's name, for metrics
   Role role = Role::kNone;                          // granted by the bearer token
   std::string principal;                            // the token's name ("anonymous" without auth)
+  // The request's W3C trace, set before routing: trace.TraceId() is the
+  // correlation id of whatever the request causes (bus events, admin
+  // operations), trace.SpanId() the gateway's span (the causation id).
+  TraceContext trace;
 
   // The header `lower_name`, or "" when absent.
   const std::string& Header(const std::string& lower_name) const;

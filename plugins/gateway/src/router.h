@@ -13,6 +13,8 @@
 
 namespace esdb_gateway {
 
+class CircuitBreaker;
+
 struct Route {
   std::string method;                 // "GET", "POST", "PUT", "DELETE"
   std::string pattern;                // "/streams/{stream}"
@@ -20,6 +22,7 @@ struct Route {
   Role role = Role::kRead;            // the least role allowed to call it
   Handler handler;
   std::string name;                   // "GET /streams/{stream}", the metrics label
+  CircuitBreaker* circuit = nullptr;  // guards the callee behind it; set by the server (circuits.h)
 };
 
 struct RouteMatch {
@@ -33,6 +36,7 @@ class Router {
   void Add(const std::string& method, const std::string& pattern, Role role, Handler handler);
   RouteMatch Match(const std::string& method, const std::vector<std::string>& segments) const;
   const std::vector<Route>& routes() const { return routes_; }
+  std::vector<Route>& routes() { return routes_; }  // before the server starts only
 
  private:
   static bool MatchParts(const Route& route, const std::vector<std::string>& segments,

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "auth.h"
+#include "circuits.h"
 #include "config.h"
 #include "esdb/bus.h"
 #include "esdb/control.h"
@@ -21,6 +22,7 @@
 #include "esdb/subscriptions.h"
 #include "metrics.h"
 #include "router.h"
+#include "trace_context.h"
 
 namespace spdlog {
 class logger;
@@ -43,13 +45,18 @@ struct ServerDeps {
 class ServerState {
  public:
   ServerState(GatewayConfig config, ServerDeps deps)
-      : config(std::move(config)), deps(std::move(deps)), auth(this->config.tokens) {}
+      : config(std::move(config)),
+        deps(std::move(deps)),
+        auth(this->config.tokens),
+        circuits(this->config.circuit_breaker, this->deps.bus) {}
 
   const GatewayConfig config;
   const ServerDeps deps;
   Router router;  // filled before the server starts; read-only afterwards
   const Authenticator auth;
   Metrics metrics;
+  Circuits circuits;             // breakers around the store and notification
+  TraceIdGenerator trace_ids;    // ids of new traces and of the gateway's spans
   std::atomic<bool> draining{false};  // stop admitting: no keep-alive, no new streams
   std::atomic<size_t> sse_streams{0};
 

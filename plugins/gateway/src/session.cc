@@ -37,6 +37,21 @@ std::string SseCloseMessage(const std::string& reason) {
   return "event: close\ndata: " + Dump(nlohmann::json{{"reason", reason}}) + "\n\n";
 }
 
+// What the copies of one request's Reply share: it is answered once, and
+// the circuit that admitted it learns the outcome.
+struct ReplyState {
+  std::atomic<bool> done{false};
+  CircuitBreaker* circuit = nullptr;
+  CircuitTicket ticket;
+  TraceContext trace;
+};
+
+void RecordOutcome(const ReplyState& rs, const Response& r) {
+  std::string error;
+  const CallOutcome outcome = Circuits::OutcomeOf(r, &error);
+  rs.circuit->Record(rs.ticket, outcome, error, std::string_view(rs.trace.trace_id.data(), rs.trace.trace_id.size()));
+}
+
 }  // namespace
 
 Session::Session(tcp::socket socket, std::shared_ptr<ServerState> state)
@@ -205,13 +220,18 @@ void Session::Dispatch() {
   keep_alive_ = req.keep_alive();
   http_version_ = req.version();
   head_ = req.method() == http::verb::head;
+  const beast::string_view traceparent = req["traceparent"];
+  request_.trace = StartTrace(std::string_view(traceparent.data(), traceparent.size()), req.count("traceparent"),
+                              state_->trace_ids);
   parser_.reset();
   state_->metrics.bytes_received.fetch_add(request_.body.size());
 
   auto self = shared_from_this();
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  Reply reply = [self, done](Response r) {
-    if (done->exchange(true)) return;
+  auto rs = std::make_shared<ReplyState>();
+  rs->trace = request_.trace;
+  Reply reply = [self, rs](Response r) {
+    if (rs->done.exchange(true)) return;
+    if (rs->circuit != nullptr) RecordOutcome(*rs, r);
     net::post(self->ex_, [self, r = std::move(r)]() mutable { self->Finish(std::move(r)); });
   };
 
@@ -272,10 +292,18 @@ void Session::Dispatch() {
                                  {{"required_role", RoleName(route.role)}}));
     }
   }
+  if (route.circuit != nullptr) {
+    // Before the handler: a refused call never reaches the callee.
+    CircuitTicket ticket = route.circuit->Admit(std::string_view(request_.trace.trace_id.data(), 32));
+    if (!ticket.admitted) return reply(Circuits::Refused(*route.circuit, ticket));
+    rs->ticket = std::move(ticket);
+    rs->circuit = route.circuit;
+  }
   try {
     route.handler(request_, reply);
   } catch (const std::exception& e) {
-    SPDLOG_LOGGER_ERROR(state_->deps.logger, "handler {} threw: {}", route.name, e.what());
+    SPDLOG_LOGGER_ERROR(state_->deps.logger, "handler {} threw (trace {}): {}", route.name, request_.trace.TraceId(),
+                        e.what());
     reply(ErrorResponse(500, "internal", std::string("handler failed: ") + e.what()));
   } catch (...) {
     reply(ErrorResponse(500, "internal", "handler failed"));
@@ -297,6 +325,9 @@ void Session::Write(Response r, bool close) {
   res->version(http_version_ == 10 ? 10 : 11);
   res->result(static_cast<unsigned>(r.status));
   res->set(http::field::server, "esdb");
+  // Requests that never parsed (408, 413, 431...) get a trace here.
+  if (!request_.trace.started()) request_.trace = StartTrace({}, 0, state_->trace_ids);
+  res->set("traceresponse", request_.trace.Header());
   if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
   for (const auto& [name, value] : r.headers) res->set(name, value);
   const bool keep = keep_alive_ && !close && !state_->draining.load() && r.status < 500 && r.status != 408 &&
@@ -344,7 +375,8 @@ void Session::StartStream(std::shared_ptr<StreamSource> source) {
     std::lock_guard<std::mutex> lock(sse_mu_);
     sse_queue_.push_back(
         "HTTP/1.1 200 OK\r\nServer: esdb\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n: stream open\n\n");
+        "X-Accel-Buffering: no\r\ntraceresponse: " + request_.trace.Header() +
+        "\r\nConnection: close\r\n\r\n: stream open\n\n");
     sse_write_scheduled_ = true;
   }
   source_ = std::move(source);

@@ -3,6 +3,7 @@
 // SSE of bus events, graceful stop.
 #include <catch2/catch.hpp>
 
+#include <set>
 #include <thread>
 
 #include "http_client.h"
@@ -353,4 +354,62 @@ TEST_CASE("binding a port in use fails with a message naming the address") {
   auto s = second.Start();
   REQUIRE_FALSE(s.ok());
   REQUIRE(s.message().find("127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
+}
+
+TEST_CASE("every response carries a traceresponse: the caller's trace continued, or a new one") {
+  TestServer ts;
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  auto r = Http(ts.port(), "GET", "/health/live", "", {{"traceparent", "00-" + trace + "-00f067aa0ba902b7-01"}});
+  REQUIRE(r.status == 200);
+  const std::string tr = r.headers["traceresponse"];
+  REQUIRE(tr.size() == 55);
+  CHECK(tr.substr(0, 36) == "00-" + trace + "-");
+  CHECK(tr.substr(36, 16) != "00f067aa0ba902b7");  // the gateway's own span
+  CHECK(tr.substr(36, 16).find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(tr.substr(52) == "-01");
+
+  // No header, an invalid one, or two: each request gets a fresh trace.
+  std::set<std::string> traces;
+  for (const auto& headers : std::vector<std::map<std::string, std::string>>{
+           {}, {}, {{"traceparent", "00-" + trace + "-0000000000000000-01"}},
+           {{"traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"}}}) {
+    auto fresh = Http(ts.port(), "GET", "/health/live", "", headers);
+    const std::string h = fresh.headers["traceresponse"];
+    REQUIRE(h.size() == 55);
+    CHECK(h.substr(0, 3) == "00-");
+    CHECK(h.substr(52) == "-00");
+    traces.insert(h.substr(3, 32));
+  }
+  CHECK(traces.size() == 4);
+  CHECK(traces.count(trace) == 0);
+  std::string two = "GET /health/live HTTP/1.1\r\nHost: x\r\ntraceparent: 00-" + trace +
+                    "-00f067aa0ba902b7-01\r\ntraceparent: 00-" + trace + "-00f067aa0ba902b7-01\r\n\r\n";
+  const std::string raw = RawExchange(ts.port(), two, false);
+  REQUIRE(StatusOf(raw) == 200);
+  CHECK(raw.find("traceresponse: 00-") != std::string::npos);
+  CHECK(raw.find("traceresponse: 00-" + trace) == std::string::npos);
+
+  // Errors, including requests that never parsed, name a trace too.
+  CHECK(Http(ts.port(), "GET", "/nope").headers["traceresponse"].size() == 55);
+  const std::string bad = RawExchange(ts.port(), "NOT HTTP\r\n\r\n", true);
+  CHECK(StatusOf(bad) == 400);
+  CHECK(bad.find("traceresponse: 00-") != std::string::npos);
+  // And SSE streams, in their header.
+  SseReader sse(ts.port(), "/control/events", {{"traceparent", "00-" + trace + "-00f067aa0ba902b7-01"}});
+  REQUIRE(sse.ReadHeader() == 200);
+  CHECK(sse.header().find("traceresponse: 00-" + trace + "-") != std::string::npos);
+}
+
+TEST_CASE("circuit state is in /control/status and /metrics") {
+  TestServer ts;
+  auto status = Http(ts.port(), "GET", "/control/status").Json();
+  CHECK(status["circuits"]["store_write"]["state"] == "closed");
+  CHECK(status["circuits"]["notification"]["settings"]["failure_threshold"] == 5);
+  const std::string metrics = Http(ts.port(), "GET", "/metrics").body;
+  CHECK(metrics.find("esdb_circuit_state{circuit=\"store_read\",state=\"closed\"} 1") != std::string::npos);
+  // 503 "store missing" is not the store failing: it does not count.
+  for (int i = 0; i < 6; ++i) REQUIRE(Http(ts.port(), "GET", "/streams/x").status == 503);
+  status = Http(ts.port(), "GET", "/control/status").Json();
+  CHECK(status["circuits"]["store_read"]["state"] == "closed");
+  CHECK(status["circuits"]["store_read"]["counts"]["ignored"] == 6);
 }

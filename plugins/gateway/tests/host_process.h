@@ -4,12 +4,15 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -21,17 +24,34 @@
 
 namespace gwtest {
 
+// How to start the host beyond --set arguments.
+struct HostOptions {
+  // RLIMIT_FSIZE of the host process in bytes (0: inherited), with SIGXFSZ
+  // ignored, so a write past it fails with EFBIG as on a full disk.
+  rlim_t file_size_limit = 0;
+  // Top-level manifest fields replaced per plugin, e.g. {"persistence": {"health": {...}}}.
+  std::map<std::string, nlohmann::json> manifest_patches;
+};
+
 class HostProcess {
  public:
   // `sets` are extra --set arguments ("gateway.tokens=[...]").
-  HostProcess(const std::filesystem::path& data_dir, std::vector<std::string> sets = {}) {
+  HostProcess(const std::filesystem::path& data_dir, std::vector<std::string> sets = {}, HostOptions options = {}) {
     manifests_ = data_dir.string() + "-manifests";
     std::filesystem::create_directories(manifests_);
     for (const char* p : {"persistence", "store", "notification", "gateway"}) {
       const auto link = std::filesystem::path(manifests_) / (std::string(p) + ".json");
+      const std::string source = std::string(ESDB_SOURCE_DIR) + "/plugins/" + p + "/manifest.json";
       std::error_code ec;
       std::filesystem::remove(link, ec);
-      std::filesystem::create_symlink(std::string(ESDB_SOURCE_DIR) + "/plugins/" + p + "/manifest.json", link);
+      auto patch = options.manifest_patches.find(p);
+      if (patch == options.manifest_patches.end()) {
+        std::filesystem::create_symlink(source, link);
+        continue;
+      }
+      nlohmann::json manifest = nlohmann::json::parse(std::ifstream(source));
+      for (const auto& [key, value] : patch->second.items()) manifest[key] = value;
+      std::ofstream(link) << manifest.dump(2);
     }
     std::vector<std::string> args = {ESDB_HOST_BIN, "--manifests", manifests_, "--data", data_dir.string(),
                                      "--set", "gateway.listen_port=0", "--print-events", "--log-level", "warn"};
@@ -43,6 +63,13 @@ class HostProcess {
     if (pipe(out) != 0) throw std::runtime_error("pipe failed");
     pid_ = fork();
     if (pid_ == 0) {
+      if (options.file_size_limit > 0) {
+        signal(SIGXFSZ, SIG_IGN);  // stays ignored across exec
+        rlimit limit{};
+        getrlimit(RLIMIT_FSIZE, &limit);
+        limit.rlim_cur = options.file_size_limit;  // the hard limit stays, so the test can raise it again
+        if (setrlimit(RLIMIT_FSIZE, &limit) != 0) _exit(126);
+      }
       dup2(out[1], 1);
       close(out[0]);
       close(out[1]);
@@ -79,6 +106,7 @@ class HostProcess {
   ~HostProcess() { Stop(); }
 
   uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
 
   // Waits for /health/ready == 200; false after `timeout`.
   bool WaitReady(std::chrono::seconds timeout = std::chrono::seconds(30)) {

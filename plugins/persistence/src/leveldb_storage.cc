@@ -137,8 +137,18 @@ std::string LevelDbStorage::last_error() const {
   return last_error_;
 }
 
+std::string LevelDbStorage::write_fault() const {
+  std::lock_guard<std::mutex> lock(error_mu_);
+  return write_fault_;
+}
+
 esdb::Status LevelDbStorage::Write(const esdb::StorageBatch& batch, const esdb::StorageWriteOptions& options) {
   if (batch.empty()) return esdb::Status::OK();
+  if (write_faulted_.load()) {
+    refused_writes_.fetch_add(1);
+    return esdb::Status::IOError("writes to " + path_.string() + " are refused until the database is reopened: " +
+                                 write_fault());
+  }
   if (!Enter()) return Unavailable();
   leveldb::WriteBatch wb;
   for (const auto& op : batch.ops()) {
@@ -155,7 +165,12 @@ esdb::Status LevelDbStorage::Write(const esdb::StorageBatch& batch, const esdb::
   writes_.fetch_add(1);
   if (wo.sync) synced_writes_.fetch_add(1);
   bytes_written_.fetch_add(batch.bytes());
-  return Convert(s, "write");
+  esdb::Status result = Convert(s, "write");
+  if (!result.ok() && (result.code() == esdb::Code::kIOError || result.code() == esdb::Code::kCorruption)) {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    if (!write_faulted_.exchange(true)) write_fault_ = result.message();
+  }
+  return result;
 }
 
 namespace {
@@ -229,7 +244,9 @@ nlohmann::json LevelDbStorage::Stats() {
                    {"bytes_written", bytes_written_.load()},
                    {"reads", reads_.load()},
                    {"iterators", iterators_.load()},
-                   {"io_errors", io_errors_.load()}};
+                   {"io_errors", io_errors_.load()},
+                   {"write_faulted", write_faulted_.load()},
+                   {"refused_writes", refused_writes_.load()}};
   if (!Enter()) {
     j["closed"] = true;
     return j;

@@ -2,6 +2,13 @@
 //
 // Close() refuses new calls with kUnavailable, waits (bounded) for calls in
 // flight and for live iterators and snapshots, then closes the database.
+//
+// A failed write latches a write fault: every later Write() is refused with
+// kIOError until the database is reopened (a new LevelDbStorage). LevelDB
+// itself keeps a sticky error only for a failed sync; after a failed append
+// to its log (EFBIG, ENOSPC, EIO) it accepts and acknowledges later writes
+// into a log whose block layout no longer matches the file, and drops them
+// at the next open ("checksum mismatch"). Reads keep working while faulted.
 // Iterators and snapshots hold a reference to the storage, so the database
 // outlives every one of them even if Close() gave up waiting.
 //
@@ -65,6 +72,9 @@ class LevelDbStorage : public esdb::Storage, public std::enable_shared_from_this
   // I/O and corruption errors returned so far, and the last one.
   uint64_t io_errors() const { return io_errors_.load(); }
   std::string last_error() const;
+  // True after a failed write (see the class comment); the error is in write_fault().
+  bool write_faulted() const { return write_faulted_.load(); }
+  std::string write_fault() const;
   const std::filesystem::path& path() const { return path_; }
 
  private:
@@ -94,9 +104,11 @@ class LevelDbStorage : public esdb::Storage, public std::enable_shared_from_this
   bool closed_ = false;  // guarded by close_mu_
 
   std::atomic<uint64_t> writes_{0}, synced_writes_{0}, bytes_written_{0}, reads_{0}, iterators_{0};
-  std::atomic<uint64_t> io_errors_{0};
+  std::atomic<uint64_t> io_errors_{0}, refused_writes_{0};
+  std::atomic<bool> write_faulted_{false};
   mutable std::mutex error_mu_;
-  std::string last_error_;  // guarded by error_mu_
+  std::string last_error_;   // guarded by error_mu_
+  std::string write_fault_;  // guarded by error_mu_; set once
 };
 
 }  // namespace esdb_persistence

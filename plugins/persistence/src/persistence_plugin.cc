@@ -2,6 +2,15 @@
 // offers it as "esdb.storage/1" (esdb::Storage) through the service
 // registry. On stop it withdraws the service, refuses new calls with
 // kUnavailable, waits for calls in flight and closes the database.
+//
+// After a failed write the storage refuses writes (see leveldb_storage.h)
+// and the health check says unhealthy until the supervisor restarts the
+// subsystem, which reopens the database. Why a restart rather than a reopen
+// in place: the reopened database is the truth the store must re-read (its
+// in-memory view, iterators and snapshots belong to the old handle), and
+// withdrawing and re-providing esdb.storage/1 is exactly what makes the store
+// drop and recover its view; the supervisor also brings backoff and a
+// restart limit, so a disk that stays broken ends as a visible failure.
 #include <spdlog/spdlog.h>
 
 #include <esdb/plugin.h>
@@ -68,9 +77,14 @@ class PersistenceSubsystem : public esdb::Subsystem {
       h.message = "storage not open";
       return h;
     }
-    // Unhealthy while I/O errors keep coming: any new one since the last check.
+    // Unhealthy while writes are refused after a failed write (only a
+    // reopen clears it, so the supervisor's restart is the cure), and while
+    // other I/O errors keep coming: any new one since the last check.
     const uint64_t errors = storage->io_errors();
-    if (errors > errors_at_last_check_) {
+    if (storage->write_faulted()) {
+      h.healthy = false;
+      h.message = "write fault; writes refused until the database is reopened: " + storage->write_fault();
+    } else if (errors > errors_at_last_check_) {
       h.healthy = false;
       h.message = "I/O errors: " + storage->last_error();
     }

@@ -59,6 +59,7 @@ struct StoreCore::Request {
   esdb::StreamMetadata metadata;
   esdb::AppendCallback append_done;
   std::function<void(esdb::Status)> status_done;
+  esdb::CallContext context;  // copied onto the bus events it causes
 };
 
 // The writer's decision on one request.
@@ -214,6 +215,12 @@ esdb::Status StoreCore::Enqueue(std::unique_ptr<Request>& request) {
 
 void StoreCore::AppendAsync(const std::string& stream_id, esdb::ExpectedVersion expected,
                             std::vector<esdb::ProposedEvent> events, esdb::AppendCallback done) {
+  AppendAsync(stream_id, expected, std::move(events), std::move(done), esdb::CallContext{});
+}
+
+void StoreCore::AppendAsync(const std::string& stream_id, esdb::ExpectedVersion expected,
+                            std::vector<esdb::ProposedEvent> events, esdb::AppendCallback done,
+                            const esdb::CallContext& context) {
   auto fail = [&](esdb::Status s) {
     rejected_.fetch_add(1);
     done(std::move(s));
@@ -260,6 +267,7 @@ void StoreCore::AppendAsync(const std::string& stream_id, esdb::ExpectedVersion 
   r->expected = expected;
   r->events = std::move(events);
   r->append_done = std::move(done);
+  r->context = context;
   s = Enqueue(r);  // takes `r` only on success
   if (!s.ok()) {
     rejected_.fetch_add(1);
@@ -276,6 +284,11 @@ esdb::Result<esdb::AppendResult> StoreCore::Append(const std::string& stream_id,
   return future.get();
 }
 esdb::Status StoreCore::DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard) {
+  return DeleteStream(stream_id, expected, hard, esdb::CallContext{});
+}
+
+esdb::Status StoreCore::DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard,
+                                     const esdb::CallContext& context) {
   esdb::Status s = ValidateStreamId(stream_id, true);
   if (s.ok()) s = ValidateExpected(expected);
   if (!s.ok()) return s;
@@ -284,6 +297,7 @@ esdb::Status StoreCore::DeleteStream(const std::string& stream_id, esdb::Expecte
   r->stream = stream_id;
   r->expected = expected;
   r->hard = hard;
+  r->context = context;
   std::promise<esdb::Status> promise;
   auto future = promise.get_future();
   r->status_done = [&promise](esdb::Status st) { promise.set_value(std::move(st)); };
@@ -588,7 +602,11 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
 
   nlohmann::json appends = nlohmann::json::array();
   uint64_t events = 0;
-  std::vector<std::pair<std::string, bool>> deleted;
+  std::vector<const Request*> deleted;
+  // The group's context when every committed append shares one; else none
+  // (each entry of data.appends still names its own).
+  const esdb::CallContext* group_context = nullptr;
+  bool one_context = true;
   for (size_t i = 0; i < group.size(); ++i) {
     Request& r = *group[i];
     Outcome& out = outcomes[i];
@@ -606,6 +624,14 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
                              {"last_version", out.last_version},
                              {"first_position", out.result.first_position},
                              {"last_position", out.result.position}});
+          if (!r.context.correlation_id.empty()) appends.back()["correlation_id"] = r.context.correlation_id;
+          if (!r.context.causation_id.empty()) appends.back()["causation_id"] = r.context.causation_id;
+          if (group_context == nullptr) {
+            group_context = &r.context;
+          } else if (group_context->correlation_id != r.context.correlation_id ||
+                     group_context->causation_id != r.context.causation_id) {
+            one_context = false;
+          }
         } else if (!out.status.ok()) {
           rejected_.fetch_add(1);
         }
@@ -617,7 +643,7 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
       } else {
         if (committed && r.kind == Request::Kind::kDelete) {
           deletes_.fetch_add(1);
-          deleted.emplace_back(r.stream, r.hard);
+          deleted.push_back(&r);
         }
         r.status_done(out.status);
       }
@@ -636,13 +662,19 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
               {"last_position", position - 1},
               {"count", events},
               {"appends", std::move(appends)}};
+    if (group_context != nullptr && one_context) {
+      e.correlation_id = group_context->correlation_id;
+      e.causation_id = group_context->causation_id;
+    }
     hooks_.publish(std::move(e));
   }
-  for (auto& [stream, hard] : deleted) {
+  for (const Request* r : deleted) {
     esdb::Event e;
     e.topic = esdb::topics::kStore;
     e.type = "stream_deleted";
-    e.data = {{"stream", stream}, {"hard", hard}};
+    e.data = {{"stream", r->stream}, {"hard", r->hard}};
+    e.correlation_id = r->context.correlation_id;
+    e.causation_id = r->context.causation_id;
     hooks_.publish(std::move(e));
   }
 }

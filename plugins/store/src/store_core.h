@@ -8,7 +8,9 @@
 // in-memory view that already includes the earlier requests of the group,
 // assigns global positions, hands the group to the CommitWriter (one batch,
 // one sync), applies the view, completes every request, and publishes one
-// events_appended bus event per group. Reads go straight to storage.
+// events_appended bus event per group (its correlation_id/causation_id are
+// the appends' CallContext when they all share one; each entry of
+// data.appends carries its own). Reads go straight to storage.
 //
 // Thread-safe. Close() (also run by the destructor) stops admitting work
 // (kCancelled), lets the writer finish what is queued and joins threads.
@@ -65,6 +67,9 @@ class StoreCore : public esdb::EventStore {
                                           std::vector<esdb::ProposedEvent> events) override;
   void AppendAsync(const std::string& stream_id, esdb::ExpectedVersion expected,
                    std::vector<esdb::ProposedEvent> events, esdb::AppendCallback done) override;
+  void AppendAsync(const std::string& stream_id, esdb::ExpectedVersion expected,
+                   std::vector<esdb::ProposedEvent> events, esdb::AppendCallback done,
+                   const esdb::CallContext& context) override;
   esdb::Result<esdb::ReadStreamResult> ReadStream(const esdb::ReadStreamRequest& request) override;
   esdb::Result<esdb::ReadAllResult> ReadAll(const esdb::ReadAllRequest& request) override;
   esdb::Result<esdb::RecordedEvent> ReadEvent(const std::string& stream_id, int64_t version) override;
@@ -72,6 +77,8 @@ class StoreCore : public esdb::EventStore {
   esdb::Result<esdb::ListStreamsResult> ListStreams(const std::string& after, uint64_t count) override;
   uint64_t NextPosition() override { return next_position_.load(); }
   esdb::Status DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard) override;
+  esdb::Status DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard,
+                            const esdb::CallContext& context) override;
   esdb::Result<esdb::StreamMetadata> GetMetadata(const std::string& stream_id) override;
   esdb::Status SetMetadata(const std::string& stream_id, const esdb::StreamMetadata& metadata) override;
   esdb::Status PutSnapshot(const esdb::Snapshot& snapshot) override;

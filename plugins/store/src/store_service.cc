@@ -43,6 +43,15 @@ void StoreService::AppendAsync(const std::string& stream_id, esdb::ExpectedVersi
   core->AppendAsync(stream_id, expected, std::move(events), std::move(done));
 }
 
+void StoreService::AppendAsync(const std::string& stream_id, esdb::ExpectedVersion expected,
+                               std::vector<esdb::ProposedEvent> events, esdb::AppendCallback done,
+                               const esdb::CallContext& context) {
+  esdb::Status why;
+  auto core = Current(&why);
+  if (!core) return done(why);
+  core->AppendAsync(stream_id, expected, std::move(events), std::move(done), context);
+}
+
 esdb::Result<esdb::ReadStreamResult> StoreService::ReadStream(const esdb::ReadStreamRequest& request) {
   ESDB_STORE_FORWARD(ReadStream(request));
 }
@@ -65,6 +74,10 @@ uint64_t StoreService::NextPosition() {
 }
 esdb::Status StoreService::DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard) {
   ESDB_STORE_FORWARD(DeleteStream(stream_id, expected, hard));
+}
+esdb::Status StoreService::DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard,
+                                        const esdb::CallContext& context) {
+  ESDB_STORE_FORWARD(DeleteStream(stream_id, expected, hard, context));
 }
 esdb::Result<esdb::StreamMetadata> StoreService::GetMetadata(const std::string& stream_id) {
   ESDB_STORE_FORWARD(GetMetadata(stream_id));

@@ -32,6 +32,9 @@ class StoreService : public esdb::EventStore {
                                           std::vector<esdb::ProposedEvent> events) override;
   void AppendAsync(const std::string& stream_id, esdb::ExpectedVersion expected,
                    std::vector<esdb::ProposedEvent> events, esdb::AppendCallback done) override;
+  void AppendAsync(const std::string& stream_id, esdb::ExpectedVersion expected,
+                   std::vector<esdb::ProposedEvent> events, esdb::AppendCallback done,
+                   const esdb::CallContext& context) override;
   esdb::Result<esdb::ReadStreamResult> ReadStream(const esdb::ReadStreamRequest& request) override;
   esdb::Result<esdb::ReadAllResult> ReadAll(const esdb::ReadAllRequest& request) override;
   esdb::Result<esdb::RecordedEvent> ReadEvent(const std::string& stream_id, int64_t version) override;
@@ -39,6 +42,8 @@ class StoreService : public esdb::EventStore {
   esdb::Result<esdb::ListStreamsResult> ListStreams(const std::string& after, uint64_t count) override;
   uint64_t NextPosition() override;
   esdb::Status DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard) override;
+  esdb::Status DeleteStream(const std::string& stream_id, esdb::ExpectedVersion expected, bool hard,
+                            const esdb::CallContext& context) override;
   esdb::Result<esdb::StreamMetadata> GetMetadata(const std::string& stream_id) override;
   esdb::Status SetMetadata(const std::string& stream_id, const esdb::StreamMetadata& metadata) override;
   esdb::Status PutSnapshot(const esdb::Snapshot& snapshot) override;

@@ -1,5 +1,6 @@
 // The store's semantics, in process, on a real LevelDB in a temp dir.
 #include <future>
+#include <set>
 #include <thread>
 
 #include "store_service.h"
@@ -559,6 +560,71 @@ TEST_CASE("one events_appended bus event per commit group with the contract's da
                                                {"last_version", 1},
                                                {"first_position", 0},
                                                {"last_position", 1}});
+}
+
+TEST_CASE("the caller's CallContext rides on events_appended and stream_deleted") {
+  StoreFixture f;
+  auto& s = *f.store;
+  std::promise<esdb::Result<esdb::AppendResult>> done;
+  s.AppendAsync("traced", ExpectedVersion::Any(), {Ev("x")}, [&](auto r) { done.set_value(std::move(r)); },
+                esdb::CallContext{"4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"});
+  REQUIRE(done.get_future().get().ok());
+  REQUIRE(s.DeleteStream("traced", ExpectedVersion::Any(), false, esdb::CallContext{"trace-of-delete", ""}).ok());
+  REQUIRE(s.Append("untraced", ExpectedVersion::Any(), {Ev("y")}).ok());
+  // A group's events are published right after its acks: wait (bounded) for the last one.
+  auto published = f.Published();
+  for (int tries = 0; tries < 500 && published.size() < 3; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    published = f.Published();
+  }
+  REQUIRE(published.size() == 3);
+  CHECK(published[0].type == "events_appended");
+  CHECK(published[0].correlation_id == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(published[0].causation_id == "00f067aa0ba902b7");
+  CHECK(published[0].data["appends"][0]["correlation_id"] == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(published[0].data["appends"][0]["causation_id"] == "00f067aa0ba902b7");
+  CHECK(published[1].type == "stream_deleted");
+  CHECK(published[1].correlation_id == "trace-of-delete");
+  CHECK(published[1].causation_id.empty());
+  CHECK(published[2].correlation_id.empty());
+  CHECK_FALSE(published[2].data["appends"][0].contains("correlation_id"));
+
+  // Concurrent appends with different contexts, however they are grouped:
+  // each entry names its own; the event names one only if all entries share it.
+  constexpr int kAppends = 16;
+  std::vector<std::promise<esdb::Result<esdb::AppendResult>>> promises(kAppends);
+  for (int i = 0; i < kAppends; ++i) {
+    s.AppendAsync("many", ExpectedVersion::Any(), {Ev("z")}, [&, i](auto r) { promises[i].set_value(std::move(r)); },
+                  esdb::CallContext{"trace-" + std::to_string(i), "span-" + std::to_string(i)});
+  }
+  for (auto& p : promises) REQUIRE(p.get_future().get().ok());
+  int entries = 0;
+  for (int tries = 0; tries < 500 && entries < kAppends; ++tries) {
+    entries = 0;
+    for (const auto& e : f.Published()) {
+      if (e.type != "events_appended" || e.data["appends"][0]["stream"] != "many") continue;
+      entries += static_cast<int>(e.data["appends"].size());
+    }
+    if (entries < kAppends) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(entries == kAppends);
+  std::set<std::string> seen;
+  for (const auto& e : f.Published()) {
+    if (e.type != "events_appended" || e.data["appends"][0]["stream"] != "many") continue;
+    const auto& appends = e.data["appends"];
+    for (const auto& a : appends) {
+      const std::string trace = a["correlation_id"].get<std::string>();
+      CHECK(a["causation_id"] == "span-" + trace.substr(6));
+      seen.insert(trace);
+    }
+    if (appends.size() == 1) {
+      CHECK(e.correlation_id == appends[0]["correlation_id"]);
+    } else {
+      CHECK(e.correlation_id.empty());
+      CHECK(e.causation_id.empty());
+    }
+  }
+  CHECK(seen.size() == kAppends);
 }
 
 TEST_CASE("everything survives a clean stop and start") {

@@ -152,6 +152,14 @@ struct ScavengeResult {
 
 using AppendCallback = std::function<void(Result<AppendResult>)>;
 
+// Who a write is made for, for tracing: the store copies these onto the bus
+// events the write causes (events_appended, stream_deleted). Empty = none.
+// Plain value.
+struct CallContext {
+  std::string correlation_id;  // the flow it belongs to, e.g. the W3C trace id of an HTTP request
+  std::string causation_id;    // what caused it, e.g. the id of the gateway's span for that request
+};
+
 class EventStore {
  public:
   virtual ~EventStore() = default;
@@ -197,6 +205,21 @@ class EventStore {
   // Counters for metrics: {"appends", "events_appended", "bytes_appended",
   // "reads", "group_commits", "group_commit_events_histogram": {...}, ...}.
   virtual nlohmann::json Stats() = 0;
+
+  // AppendAsync and DeleteStream carrying the caller's CallContext onto the
+  // bus events they cause. Added after the first release, hence at the end
+  // and not pure: the default drops the context, so a provider written
+  // before them still builds (and traces nothing).
+  virtual void AppendAsync(const std::string& stream_id, ExpectedVersion expected, std::vector<ProposedEvent> events,
+                           AppendCallback done, const CallContext& context) {
+    (void)context;
+    AppendAsync(stream_id, expected, std::move(events), std::move(done));
+  }
+  virtual Status DeleteStream(const std::string& stream_id, ExpectedVersion expected, bool hard,
+                              const CallContext& context) {
+    (void)context;
+    return DeleteStream(stream_id, expected, hard);
+  }
 };
 
 }  // namespace esdb
