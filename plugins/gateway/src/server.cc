@@ -95,6 +95,7 @@ Server::Server(net::io_context& io, GatewayConfig config, ServerDeps deps)
   AddSubscriptionRoutes(*state_);
   AddStreamRoutes(*state_);
   AddSnapshotRoutes(*state_);
+  AddAdminRoutes(*state_, io_);
 }
 
 Server::~Server() { Stop(); }
