@@ -62,8 +62,8 @@ void ManagedSubsystem::Publish(const char* type, nlohmann::json data, bool retai
   PublishOptions opts;
   opts.retain = retain;
   opts.retain_key = manifest_.name;
+  UpdateInfo();  // first: whoever reacts to the event must not read an older Describe()
   (void)env_->bus->Publish(std::move(e), opts, manifest_.name);
-  UpdateInfo();
 }
 
 namespace {
@@ -275,13 +275,13 @@ void ManagedSubsystem::Failure(const std::string& phase, const Status& why, bool
   if (!give_up) give_up = !AllowRestart(&delay_ms);
   env_->log->error("subsystem {} failed ({}): {}{}", manifest_.name, phase, why.ToString(),
                    give_up ? "; giving up" : "; restarting in " + std::to_string(delay_ms) + " ms");
+  state_ = give_up ? State::kFailed : State::kRestarting;  // before Publish, which snapshots it for Describe()
   Publish(event_types::kSubsystemFailed, {{"phase", phase},
                                           {"error", why.message()},
                                           {"code", CodeName(why.code())},
                                           {"final", give_up},
                                           {"restarts", restarts_},
                                           {"manifest", manifest_.file.string()}});
-  state_ = give_up ? State::kFailed : State::kRestarting;
   if (give_up) Settled();
   auto gen = std::move(current_);
   auto after_stop = [self = shared_from_this(), give_up, delay_ms] {

@@ -79,6 +79,7 @@ class HostProcess {
   ~HostProcess() { Stop(); }
 
   uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
 
   // Waits for /health/ready == 200; false after `timeout`.
   bool WaitReady(std::chrono::seconds timeout = std::chrono::seconds(30)) {
