@@ -315,12 +315,15 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
   const int stop_timeout_ms = manifest_.stop_timeout_ms;
   auto strand = strand_;
 
-  deadline->async_wait([gen, finished, shared_done, log, name](const boost::system::error_code& ec) {
+  // Weak: a cancelled wait's handler may run after `done` (it reaches the
+  // strand through the scheduler), and must not be what keeps the library.
+  std::weak_ptr<Generation> weak_gen = gen;
+  deadline->async_wait([weak_gen, finished, shared_done, log, name](const boost::system::error_code& ec) {
     if (ec || *finished) return;
     *finished = true;
     log->error("subsystem {} did not stop in time; abandoning it (its library stays loaded)", name);
-    gen->worker.Detach();
-    // The worker's queued tasks keep `gen` (and the library) alive until they end.
+    // The hung task holds the generation (and the library) until it returns.
+    if (auto g = weak_gen.lock()) g->worker.Detach();
     (*shared_done)();
   });
 
@@ -345,7 +348,7 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
     boost::asio::post(strand, [gen, finished, shared_done, deadline, strand]() mutable {
       if (*finished) return;
       *finished = true;
-      deadline->cancel();  // queues its handler, which holds `gen`, ahead of `done` below
+      deadline->cancel();
       gen->worker.Join();
       gen.reset();
       // `done` runs once every reference to the generation (and so, to its
