@@ -62,8 +62,8 @@ void ManagedSubsystem::Publish(const char* type, nlohmann::json data, bool retai
   PublishOptions opts;
   opts.retain = retain;
   opts.retain_key = manifest_.name;
+  UpdateInfo();  // first: whoever reacts to the event must not read an older Describe()
   (void)env_->bus->Publish(std::move(e), opts, manifest_.name);
-  UpdateInfo();
 }
 
 namespace {
@@ -275,13 +275,13 @@ void ManagedSubsystem::Failure(const std::string& phase, const Status& why, bool
   if (!give_up) give_up = !AllowRestart(&delay_ms);
   env_->log->error("subsystem {} failed ({}): {}{}", manifest_.name, phase, why.ToString(),
                    give_up ? "; giving up" : "; restarting in " + std::to_string(delay_ms) + " ms");
+  state_ = give_up ? State::kFailed : State::kRestarting;  // before Publish, which snapshots it for Describe()
   Publish(event_types::kSubsystemFailed, {{"phase", phase},
                                           {"error", why.message()},
                                           {"code", CodeName(why.code())},
                                           {"final", give_up},
                                           {"restarts", restarts_},
                                           {"manifest", manifest_.file.string()}});
-  state_ = give_up ? State::kFailed : State::kRestarting;
   if (give_up) Settled();
   auto gen = std::move(current_);
   auto after_stop = [self = shared_from_this(), give_up, delay_ms] {
@@ -315,12 +315,15 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
   const int stop_timeout_ms = manifest_.stop_timeout_ms;
   auto strand = strand_;
 
-  deadline->async_wait([gen, finished, shared_done, log, name](const boost::system::error_code& ec) {
+  // Weak: a cancelled wait's handler may run after `done` (it reaches the
+  // strand through the scheduler), and must not be what keeps the library.
+  std::weak_ptr<Generation> weak_gen = gen;
+  deadline->async_wait([weak_gen, finished, shared_done, log, name](const boost::system::error_code& ec) {
     if (ec || *finished) return;
     *finished = true;
     log->error("subsystem {} did not stop in time; abandoning it (its library stays loaded)", name);
-    gen->worker.Detach();
-    // The worker's queued tasks keep `gen` (and the library) alive until they end.
+    // The hung task holds the generation (and the library) until it returns.
+    if (auto g = weak_gen.lock()) g->worker.Detach();
     (*shared_done)();
   });
 
@@ -345,7 +348,7 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
     boost::asio::post(strand, [gen, finished, shared_done, deadline, strand]() mutable {
       if (*finished) return;
       *finished = true;
-      deadline->cancel();  // queues its handler, which holds `gen`, ahead of `done` below
+      deadline->cancel();
       gen->worker.Join();
       gen.reset();
       // `done` runs once every reference to the generation (and so, to its

@@ -9,9 +9,14 @@
 //     status
 //     sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP
 //     sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... [--action A]
+//     plugins list | plugins add MANIFEST_FILE|- [--wait] | plugins remove NAME [--wait] | plugins reload NAME [--wait]
+//       (a manifest file is read by the host, so give a path on its machine; "-" sends the manifest on stdin inline;
+//        --wait [--timeout-ms N] waits for the outcome: ready, reloaded, removed or failed)
 //
-// Exit status: 0 on a 2xx answer, 1 on an HTTP error (printed), 2 on bad usage.
+// Exit status: 0 on a 2xx answer, 1 on an HTTP error (printed) or a failed
+// plugin operation, 2 on bad usage.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -58,13 +63,15 @@ struct Options {
             << "  status\n"
             << "  sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP\n"
             << "  sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... "
-               "[--action retry|park|skip]\n";
+               "[--action retry|park|skip]\n"
+            << "  plugins list | plugins add MANIFEST_FILE|- [--wait] | plugins remove NAME [--wait] | "
+               "plugins reload NAME [--wait] [--timeout-ms N]\n";
   std::exit(2);
 }
 
 Options Parse(int argc, char** argv) {
   Options o;
-  static const std::set<std::string> kBoolFlags = {"backward", "hard", "json"};
+  static const std::set<std::string> kBoolFlags = {"backward", "hard", "json", "wait"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--", 0) == 0 && a.size() > 2) {
@@ -232,6 +239,78 @@ std::string Query(const Options& o, std::initializer_list<std::pair<const char*,
   return q;
 }
 
+// One line per plugin: name, version, state, generation, where its code was loaded from.
+void PrintPlugin(const json& p) {
+  std::string from = p.value("loaded_from", "");
+  if (from.empty()) from = p.value("library", "");
+  std::cout << p.value("name", "?") << "  " << p.value("version", "?") << "  " << p.value("state", "?")
+            << "  generation=" << p.value("generation", json(0)).dump() << "  restarts=" << p.value("restarts", json(0)).dump()
+            << (p.value("critical", true) ? "" : "  non-critical") << (p.value("reloading", false) ? "  RELOADING" : "")
+            << "  " << from << "\n";
+}
+
+// The answer to add/remove/reload: accepted (202) or, with --wait, the outcome.
+int ShowOperation(const Options& o, const Reply& r) {
+  const json j = r.Json();
+  const bool failed = r.status < 300 && j.is_object() && j.value("outcome", "") == "failed";
+  const int code = Show(o, r, [&](const json& b) {
+    const std::string what = b.value("operation", "") + " of " + b.value("name", "(unnamed)");
+    if (!b.value("completed", false)) {
+      std::cout << what << " accepted (operation " << b.value("operation_id", "") << ")\n";
+      if (b.contains("message")) std::cout << "  " << b["message"].get<std::string>() << "\n";
+      return;
+    }
+    const std::string outcome = b.value("outcome", "");
+    if (outcome == "failed") {
+      std::cerr << "esdb: " << what << " failed (" << b.value("phase", "") << "): " << b.value("error", "");
+      if (b.contains("still_serving")) std::cerr << (b.value("still_serving", false) ? "; the old build keeps serving" : "");
+      if (b.contains("old_build_restored")) {
+        std::cerr << (b.value("old_build_restored", false) ? "; the old build was restarted" : "; the old build did not come back");
+      }
+      std::cerr << "\n";
+    } else if (outcome == "reloaded") {
+      std::cout << b.value("name", "") << " reloaded: " << b.value("old_version", "?") << " -> " << b.value("new_version", "?")
+                << ", generation " << b.value("generation", json(0)).dump() << "\n";
+    } else if (outcome == "ready") {
+      std::cout << b.value("name", "") << " " << b.value("version", "") << " added and ready\n";
+    } else {
+      std::cout << b.value("name", "") << " " << outcome << "\n";
+    }
+  });
+  return code != 0 ? code : (failed ? 1 : 0);
+}
+
+int Plugins(const Options& o, Client& client) {
+  if (o.args.size() < 2) Usage("plugins needs a subcommand (list, add, remove, reload)");
+  const std::string& sub = o.args[1];
+  std::string q;
+  if (o.flags.count("wait")) q = "?wait=true";
+  if (o.flags.count("timeout-ms")) q += (q.empty() ? "?" : "&") + std::string("timeout_ms=") + Enc(o.flags.at("timeout-ms"));
+  if (sub == "list") {
+    return Show(o, client.Call("GET", "/admin/plugins"), [](const json& j) {
+      for (const auto& p : j["plugins"]) PrintPlugin(p);
+    });
+  }
+  if (o.args.size() < 3) Usage("plugins " + sub + " needs " + (sub == "add" ? "a manifest file or -" : "a NAME"));
+  const std::string& target = o.args[2];
+  if (sub == "add") {
+    json body;
+    if (target == "-") {
+      std::string text(std::istreambuf_iterator<char>(std::cin), {});
+      json manifest = json::parse(text, nullptr, false);
+      if (manifest.is_discarded() || !manifest.is_object()) Usage("stdin is not a JSON object (a manifest)");
+      body = {{"manifest", manifest}};
+    } else {
+      // The host reads the file, so send an absolute path (relative ones it resolves against its manifests dir).
+      body = {{"path", std::filesystem::absolute(target).lexically_normal().string()}};
+    }
+    return ShowOperation(o, client.Call("POST", "/admin/plugins" + q, body.dump()));
+  }
+  if (sub == "remove") return ShowOperation(o, client.Call("DELETE", "/admin/plugins/" + Enc(target) + q));
+  if (sub == "reload") return ShowOperation(o, client.Call("POST", "/admin/plugins/" + Enc(target) + "/reload" + q));
+  Usage("unknown plugins subcommand '" + sub + "'");
+}
+
 int Run(const Options& o) {
   if (o.args.empty()) Usage("no command");
   const std::string& cmd = o.args[0];
@@ -318,6 +397,7 @@ int Run(const Options& o) {
       }
     });
   }
+  if (cmd == "plugins") return Plugins(o, client);
   if (cmd == "sub") {
     const std::string sub = arg(1, "a subcommand (create, list, info, next, ack, nack)");
     if (sub == "list") {

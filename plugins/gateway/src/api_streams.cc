@@ -12,9 +12,11 @@ using esdb::Status;
 using nlohmann::json;
 
 Response MissingSubsystem(const std::string& subsystem, const std::string& service) {
-  return ErrorResponse(503, "unavailable",
-                       "subsystem '" + subsystem + "' is not ready (service " + service + " is not provided)",
-                       {{"missing", {subsystem}}});
+  Response r = ErrorResponse(503, "unavailable",
+                             "subsystem '" + subsystem + "' is not ready (service " + service + " is not provided)",
+                             {{"missing", {subsystem}}});
+  r.headers.emplace_back("Retry-After", kRetryAfterSeconds);  // e.g. the subsystem is being reloaded
+  return r;
 }
 
 std::shared_ptr<esdb::EventStore> StoreOrReply(ServerState& st, const Reply& reply) {

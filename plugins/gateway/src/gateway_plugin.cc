@@ -48,6 +48,8 @@ class GatewaySubsystem : public esdb::Subsystem {
     deps.store = [tracker] { return tracker->store(); };
     deps.subscriptions = [tracker] { return tracker->subs(); };
     deps.bus = &ctx.Bus();
+    deps.admin = [services = &ctx.Services()] { return services->Get<esdb::AdminService>(esdb::services::kAdmin); };
+    deps.subsystem_name = ctx.Name();
     if (!deps.control) ctx.Logger()->warn("gateway: service {} not found; control routes answer 503", esdb::services::kControl);
 
     io_ = std::make_unique<boost::asio::io_context>(config->io_threads);

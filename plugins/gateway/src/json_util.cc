@@ -48,8 +48,11 @@ Response StatusResponse(const esdb::Status& status, nlohmann::json extra) {
   if (status.code() == esdb::Code::kWrongExpectedVersion && status.detail() && !extra.contains("current")) {
     extra["current"] = *status.detail();
   }
-  return ErrorResponse(HttpStatusFor(status.code()), esdb::CodeName(status.code()), status.message(),
-                       std::move(extra));
+  Response r = ErrorResponse(HttpStatusFor(status.code()), esdb::CodeName(status.code()), status.message(),
+                             std::move(extra));
+  // Unavailable / cancelled: a subsystem is stopping or switching builds; the request did nothing.
+  if (r.status == 503) r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
+  return r;
 }
 
 bool IsValidUtf8(const std::string& s) {

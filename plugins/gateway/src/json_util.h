@@ -24,8 +24,13 @@ Response ErrorResponse(int status, const std::string& error, const std::string& 
 // The HTTP status a Status code maps to (400, 404, 409, 410, 503...).
 int HttpStatusFor(esdb::Code code);
 
+// The Retry-After (seconds) of a 503 that a retry can cure: a subsystem
+// carrying the request is not ready, stopping or being reloaded.
+inline constexpr const char* kRetryAfterSeconds = "1";
+
 // An error response for a failed Status: {"error": CodeName, "message"}.
-// A wrong-expected-version status gets "current" from Status::detail().
+// A wrong-expected-version status gets "current" from Status::detail();
+// a 503 (unavailable, cancelled) gets Retry-After.
 Response StatusResponse(const esdb::Status& status, nlohmann::json extra = nlohmann::json::object());
 
 // True when `s` is well-formed UTF-8.

@@ -95,6 +95,7 @@ Server::Server(net::io_context& io, GatewayConfig config, ServerDeps deps)
   AddSubscriptionRoutes(*state_);
   AddStreamRoutes(*state_);
   AddSnapshotRoutes(*state_);
+  AddAdminRoutes(*state_, io_);
   for (Route& route : state_->router.routes()) route.circuit = state_->circuits.ForRoute(route);
 }
 

@@ -52,5 +52,6 @@ void AddControlRoutes(ServerState& state);
 void AddStreamRoutes(ServerState& state);
 void AddSnapshotRoutes(ServerState& state);
 void AddSubscriptionRoutes(ServerState& state);
+void AddAdminRoutes(ServerState& state, boost::asio::io_context& io);  // waits use timers on `io`
 
 }  // namespace esdb_gateway

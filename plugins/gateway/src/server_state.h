@@ -10,12 +10,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "auth.h"
 #include "circuits.h"
 #include "config.h"
+#include "esdb/admin.h"
 #include "esdb/bus.h"
 #include "esdb/control.h"
 #include "esdb/event_store.h"
@@ -40,6 +42,8 @@ struct ServerDeps {
   std::function<std::shared_ptr<esdb::EventStore>()> store;        // null result: data routes answer 503
   std::function<std::shared_ptr<esdb::Subscriptions>()> subscriptions;  // null result: 503
   esdb::EventBus* bus = nullptr;                                   // null: /control/events answers 503
+  std::function<std::shared_ptr<esdb::AdminService>()> admin;      // null result: /admin routes answer 503
+  std::string subsystem_name;  // this gateway's name in the host: it never waits for an operation on itself
 };
 
 class ServerState {

@@ -1,0 +1,82 @@
+// A real esdb-host for the admin-route tests: the gateway (on an ephemeral
+// loopback port) and, on request, the other built-in plugins, with the
+// host's event lines kept for WaitForEvent (esdb::test::HostProcess).
+#pragma once
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "support/test_support.h"
+
+namespace gwtest {
+
+// The distinct files mapped into process `pid` whose path contains
+// `fragment` (a deleted file keeps its " (deleted)" suffix).
+inline std::vector<std::string> MappedFiles(pid_t pid, const std::string& fragment) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(maps, line)) {
+    const size_t slash = line.find('/');
+    if (slash == std::string::npos || line.find(fragment) == std::string::npos) continue;
+    const std::string file = line.substr(slash);
+    if (std::find(out.begin(), out.end(), file) == out.end()) out.push_back(file);
+  }
+  return out;
+}
+
+class AdminHost {
+ public:
+  // `builtins`: the built-in plugins whose manifests go into the manifests
+  // directory besides the gateway's. `sets`: extra --set arguments.
+  explicit AdminHost(const std::vector<std::string>& builtins = {}, const std::vector<std::string>& sets = {}) {
+    manifests_ = dir_.path() / "manifests";
+    extra_ = dir_.path() / "extra";
+    std::filesystem::create_directories(manifests_);
+    std::filesystem::create_directories(extra_);
+    std::vector<std::string> names = builtins;
+    names.push_back("gateway");
+    for (const auto& p : names) {
+      std::filesystem::create_symlink(std::string(ESDB_SOURCE_DIR) + "/plugins/" + p + "/manifest.json",
+                                      manifests_ / (p + ".json"));
+    }
+    std::vector<std::string> args = {"--manifests", manifests_.string(), "--data", (dir_.path() / "data").string(),
+                                     "--set", "gateway.listen_port=0", "--print-events", "--log-level", "error"};
+    for (const auto& s : sets) {
+      args.push_back("--set");
+      args.push_back(s);
+    }
+    host_ = std::make_unique<esdb::test::HostProcess>(args);
+    auto listening = host_->WaitForEvent("gateway_listening", "", 30000);
+    if (!listening) throw std::runtime_error("esdb-host did not announce gateway_listening: " + host_->Stderr());
+    port_ = (*listening)["data"]["port"].get<uint16_t>();
+  }
+
+  uint16_t port() const { return port_; }
+  pid_t pid() const { return host_->pid(); }
+  esdb::test::HostProcess& process() { return *host_; }
+  // Watched by the host: a file written here is hot-added.
+  const std::filesystem::path& manifests_dir() const { return manifests_; }
+  // Not watched: manifests added through the API live here.
+  const std::filesystem::path& extra_dir() const { return extra_; }
+  const std::filesystem::path& dir() const { return dir_.path(); }
+
+  // Whether any mapping of the host process names a file containing `fragment`.
+  bool Mapped(const std::string& fragment) const { return !MappedFiles(pid(), fragment).empty(); }
+
+  // SIGTERM and wait; the exit code.
+  int Stop() { return host_->Terminate(); }
+
+ private:
+  esdb::test::TempDir dir_;
+  std::filesystem::path manifests_, extra_;
+  std::unique_ptr<esdb::test::HostProcess> host_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace gwtest

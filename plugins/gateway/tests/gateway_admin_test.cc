@@ -1,0 +1,383 @@
+// The admin routes (/admin/plugins) and `esdb plugins` against a real
+// esdb-host: hot add (by path and inline), remove (the library unmapped
+// afterwards: /proc/<pid>/maps), reload with a changed build, a reload whose
+// new build fails, the gateway reloading itself, the auth matrix, bad bodies.
+// The plugins added are the host tests' configurable test plugin.
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "admin_host.h"
+#include "http_client.h"
+#include "test_server.h"
+
+using namespace gwtest;
+using esdb::test::TestLibrary;
+using esdb::test::TestManifest;
+using esdb::test::WriteManifest;
+using nlohmann::json;
+
+namespace {
+
+HttpResult Post(uint16_t port, const std::string& target, const json& body, std::map<std::string, std::string> h = {}) {
+  return Http(port, "POST", target, body.dump(), std::move(h));
+}
+
+// GET /admin/plugins/{name}, polled until `pred` holds (bounded).
+json PluginWhen(uint16_t port, const std::string& name, const std::function<bool(const json&)>& pred,
+                int timeout_ms = 10000) {
+  json last;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < end) {
+    auto r = Http(port, "GET", "/admin/plugins/" + name);
+    last = r.Json();
+    if (r.status == 200 && pred(last)) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return last;
+}
+
+std::string Lib(const char* file) { return TestLibrary(file).string(); }
+
+}  // namespace
+
+TEST_CASE("admin API: add by path and inline, list, reload a changed build, remove and unmap", "[admin]") {
+  AdminHost host;
+  const uint16_t port = host.port();
+  const std::string lib_a = Lib("libesdb_test_plugin.so"), lib_b = Lib("libesdb_test_plugin_b.so"),
+                    lib_c = Lib("libesdb_test_plugin_pinned.so");
+
+  // Every loaded plugin with manifest, version, state, library and generation.
+  // (gateway_listening comes from inside the gateway's start, before it reports ready.)
+  PluginWhen(port, "gateway", [](const json& p) { return p["state"] == "ready"; });
+  auto r = Http(port, "GET", "/admin/plugins");
+  REQUIRE(r.status == 200);
+  REQUIRE(r.Json()["plugins"].size() == 1);
+  json gw = r.Json()["plugins"][0];
+  CHECK(gw["name"] == "gateway");
+  CHECK(gw["state"] == "ready");
+  CHECK(gw["generation"] == 1);
+  CHECK(gw["version"] == gw["manifest"]["version"]);
+  CHECK_THAT(gw["library"].get<std::string>(), Catch::EndsWith("/libesdb_gateway.so"));
+  CHECK(gw["loaded_from"] == gw["library"]);
+
+  // Add by path, waiting for the outcome.
+  const auto svc_file = host.extra_dir() / "svc.json";
+  WriteManifest(host.extra_dir(), TestManifest("svc", {{"report_delay_ms", 20}}, {{"library", lib_a}}));
+  r = Post(port, "/admin/plugins?wait=true", {{"path", svc_file.string()}});
+  REQUIRE(r.status == 200);
+  json body = r.Json();
+  CHECK(body["operation"] == "add");
+  CHECK(body["completed"] == true);
+  CHECK(body["outcome"] == "ready");
+  CHECK(body["name"] == "svc");
+  CHECK(body["version"] == "1.0.0");
+  CHECK(body["event"]["type"] == "subsystem_ready");
+  CHECK(body["event"]["correlation_id"] == body["operation_id"]);
+  CHECK(host.Mapped(lib_a));
+  json svc = PluginWhen(port, "svc", [](const json&) { return true; });
+  CHECK(svc["state"] == "ready");
+  CHECK(svc["generation"] == 1);
+  CHECK(svc["manifest"]["file"] == svc_file.string());
+  CHECK(Http(port, "GET", "/admin/plugins").Json()["plugins"].size() == 2);
+
+  // The same name again: 409.
+  r = Post(port, "/admin/plugins", {{"path", svc_file.string()}});
+  REQUIRE(r.status == 409);
+  CHECK(r.Json()["error"] == "already_exists");
+
+  // Reload with a changed build: another library, another version.
+  WriteManifest(host.extra_dir(),
+                TestManifest("svc", {{"report_delay_ms", 20}}, {{"library", lib_b}, {"version", "2.0.0"}}));
+  r = Http(port, "POST", "/admin/plugins/svc/reload?wait=true");
+  REQUIRE(r.status == 200);
+  body = r.Json();
+  CHECK(body["outcome"] == "reloaded");
+  CHECK(body["old_version"] == "1.0.0");
+  CHECK(body["new_version"] == "2.0.0");
+  CHECK(body["generation"] == 2);
+  const std::string loaded_from = body["loaded_from"];
+  CHECK_THAT(loaded_from, Catch::Contains("libesdb_test_plugin_b.") && Catch::Contains(".g2.so"));
+  CHECK_FALSE(host.Mapped(lib_a));  // the old build was drained and unloaded
+  CHECK(host.Mapped(loaded_from));
+  svc = PluginWhen(port, "svc", [](const json& p) { return p["version"] == "2.0.0"; });
+  CHECK(svc["state"] == "ready");
+  CHECK(svc["generation"] == 2);
+  CHECK(svc["loaded_from"] == loaded_from);
+
+  // Add inline without waiting: 202 with the operation id, then it becomes ready.
+  // The caller's traceparent makes the operation id: its trace id, which the
+  // host stamps as correlation_id on the lifecycle events.
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  r = Post(port, "/admin/plugins", {{"manifest", TestManifest("inline1", {}, {{"library", lib_c}})}},
+           {{"traceparent", "00-" + trace + "-00f067aa0ba902b7-01"}});
+  REQUIRE(r.status == 202);
+  body = r.Json();
+  CHECK(body["completed"] == false);
+  CHECK(body["name"] == "inline1");
+  CHECK(body["operation_id"] == trace);
+  CHECK_THAT(r.headers["traceresponse"], Catch::StartsWith("00-" + trace + "-"));
+  CHECK(PluginWhen(port, "inline1", [](const json& p) { return p["state"] == "ready"; })["state"] == "ready");
+  auto added = host.process().WaitForEvent("subsystem_added", "inline1");
+  REQUIRE(added);
+  CHECK((*added)["correlation_id"] == body["operation_id"]);
+  CHECK(host.Mapped(lib_c));
+
+  // Remove both; their libraries are unmapped by the time the outcome arrives.
+  r = Http(port, "DELETE", "/admin/plugins/inline1?wait=true");
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["outcome"] == "removed");
+  CHECK_FALSE(host.Mapped(lib_c));
+  r = Http(port, "DELETE", "/admin/plugins/svc?wait=true");
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["outcome"] == "removed");
+  CHECK_FALSE(host.Mapped(loaded_from));
+  CHECK(Http(port, "GET", "/admin/plugins").Json()["plugins"].size() == 1);
+
+  // Unknown names: 404.
+  r = Http(port, "DELETE", "/admin/plugins/svc");
+  REQUIRE(r.status == 404);
+  CHECK(r.Json()["error"] == "not_found");
+  CHECK(Http(port, "POST", "/admin/plugins/svc/reload").status == 404);
+  CHECK(Http(port, "GET", "/admin/plugins/svc").status == 404);
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("admin API: failed starts and reloads report their reason; the old build keeps serving", "[admin]") {
+  AdminHost host;
+  const uint16_t port = host.port();
+  const std::string lib_a = Lib("libesdb_test_plugin.so"), lib_b = Lib("libesdb_test_plugin_b.so");
+
+  // An add whose library is missing: accepted, then failed (final).
+  auto r = Post(port, "/admin/plugins?wait=true",
+                {{"manifest", TestManifest("ghost", {}, {{"library", "/nonexistent/libghost.so"}})}});
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["outcome"] == "failed");
+  CHECK(r.Json()["phase"] == "load");
+  CHECK_THAT(r.Json()["error"].get<std::string>(), Catch::Contains("/nonexistent/libghost.so"));
+
+  // overlap: the new build fails its start; the old one never stopped.
+  WriteManifest(host.extra_dir(), TestManifest("ov", {}, {{"library", lib_a}}));
+  REQUIRE(Post(port, "/admin/plugins?wait=true", {{"path", (host.extra_dir() / "ov.json").string()}}).Json()["outcome"] ==
+          "ready");
+  WriteManifest(host.extra_dir(), TestManifest("ov", {{"start", "error"}}, {{"library", lib_a}, {"version", "2.0.0"}}));
+  r = Http(port, "POST", "/admin/plugins/ov/reload?wait=true");
+  REQUIRE(r.status == 200);
+  json body = r.Json();
+  CHECK(body["outcome"] == "failed");
+  CHECK(body["still_serving"] == true);
+  CHECK(body["phase"] == "start");
+  CHECK_THAT(body["error"].get<std::string>(), Catch::Contains("told to fail Start"));
+  json ov = PluginWhen(port, "ov", [](const json& p) { return !p["reloading"].get<bool>(); });
+  CHECK(ov["state"] == "ready");
+  CHECK(ov["version"] == "1.0.0");
+  CHECK(ov["generation"] == 1);
+  CHECK(host.Mapped(lib_a));
+
+  // stop_first: the old build was stopped first, so the host brings it back.
+  WriteManifest(host.extra_dir(), TestManifest("sf", {}, {{"library", lib_b}, {"reload_strategy", "stop_first"}}));
+  REQUIRE(Post(port, "/admin/plugins?wait=true", {{"path", (host.extra_dir() / "sf.json").string()}}).Json()["outcome"] ==
+          "ready");
+  WriteManifest(host.extra_dir(), TestManifest("sf", {{"start", "error"}},
+                                               {{"library", lib_b}, {"reload_strategy", "stop_first"}, {"version", "2.0.0"}}));
+  r = Http(port, "POST", "/admin/plugins/sf/reload?wait=true");
+  REQUIRE(r.status == 200);
+  body = r.Json();
+  CHECK(body["outcome"] == "failed");
+  CHECK(body["still_serving"] == false);
+  CHECK(body["old_build_restored"] == true);
+  json sf = PluginWhen(port, "sf", [](const json& p) { return p["state"] == "ready"; });
+  CHECK(sf["state"] == "ready");
+  CHECK(sf["version"] == "1.0.0");
+
+  // A second reload while one is running: 409. A wait shorter than the
+  // reload: 202, still running.
+  WriteManifest(host.extra_dir(), TestManifest("sf", {{"report_delay_ms", 1500}},
+                                               {{"library", lib_b}, {"reload_strategy", "stop_first"}, {"version", "1.1.0"}}));
+  r = Http(port, "POST", "/admin/plugins/sf/reload?wait=true&timeout_ms=200");
+  REQUIRE(r.status == 202);
+  body = r.Json();
+  CHECK(body["completed"] == false);
+  CHECK_THAT(body["message"].get<std::string>(), Catch::Contains("timeout_ms"));
+  PluginWhen(port, "sf", [](const json& p) { return p["reloading"].get<bool>(); });
+  r = Http(port, "POST", "/admin/plugins/sf/reload");
+  REQUIRE(r.status == 409);
+  CHECK(r.Json()["error"] == "reload_in_progress");
+  auto reloaded = host.process().WaitFor(
+      [&](const json& j) { return j.value("type", "") == "subsystem_reloaded" && j["correlation_id"] == body["operation_id"]; },
+      20000);
+  REQUIRE(reloaded);
+  CHECK((*reloaded)["data"]["new_version"] == "1.1.0");
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("admin API: auth matrix and bad bodies", "[admin]") {
+  AdminHost host({}, {R"(gateway.tokens=[{"token":"r","role":"read"},{"token":"w","role":"write"},{"token":"a","role":"admin"}])"});
+  const uint16_t port = host.port();
+  auto as = [](const std::string& t) { return std::map<std::string, std::string>{{"Authorization", "Bearer " + t}}; };
+  struct Row {
+    std::string method, target, body;
+    int admin;  // none: 401, read and write: 403
+  };
+  for (const Row& row : std::vector<Row>{{"GET", "/admin/plugins", "", 200},
+                                         {"GET", "/admin/plugins/gateway", "", 200},
+                                         {"POST", "/admin/plugins", "{}", 400},
+                                         {"DELETE", "/admin/plugins/nope", "", 404},
+                                         {"POST", "/admin/plugins/nope/reload", "", 404}}) {
+    INFO(row.method << " " << row.target);
+    CHECK(Http(port, row.method, row.target, row.body).status == 401);
+    CHECK(Http(port, row.method, row.target, row.body, as("r")).status == 403);
+    CHECK(Http(port, row.method, row.target, row.body, as("w")).status == 403);
+    CHECK(Http(port, row.method, row.target, row.body, as("a")).status == row.admin);
+  }
+
+  struct Bad {
+    std::string target, body;
+    int status;
+    std::string field, message;  // expected "field" (or "") and a fragment of "message"
+  };
+  const std::string bad_threads = json{{"manifest", TestManifest("x", {}, {{"threads", "two"}})}}.dump();
+  const std::string taken = json{{"manifest", TestManifest("gateway", {})}}.dump();
+  for (const Bad& b : std::vector<Bad>{
+           {"/admin/plugins", "", 400, "", "request body is empty"},
+           {"/admin/plugins", "not json", 400, "", "not valid JSON"},
+           {"/admin/plugins", "[1]", 400, "", "must be a JSON object"},
+           {"/admin/plugins", "{}", 400, "path", "exactly one of"},
+           {"/admin/plugins", R"({"path": "a.json", "manifest": {}})", 400, "manifest", "exactly one of"},
+           {"/admin/plugins", R"({"paths": "a.json"})", 400, "paths", "unknown field 'paths'"},
+           {"/admin/plugins", R"({"path": 5})", 400, "path", "non-empty string"},
+           {"/admin/plugins", R"({"path": ""})", 400, "path", "non-empty string"},
+           {"/admin/plugins", R"({"path": "/nonexistent/x.json"})", 400, "path", "/nonexistent/x.json: cannot open"},
+           {"/admin/plugins", R"({"manifest": "x"})", 400, "manifest", "must be a JSON object"},
+           {"/admin/plugins", bad_threads, 400, "", "inline manifest: field 'threads'"},
+           {"/admin/plugins", taken, 409, "", "already loaded"},
+           {"/admin/plugins?wait=maybe", R"({"path": "a.json"})", 400, "", "wait must be true or false"},
+           {"/admin/plugins?wait=true&timeout_ms=0", R"({"path": "a.json"})", 400, "", "timeout_ms"},
+       }) {
+    INFO(b.target << " " << b.body);
+    auto r = Http(port, "POST", b.target, b.body, as("a"));
+    CHECK(r.status == b.status);
+    const json j = r.Json();
+    REQUIRE(j.is_object());
+    if (!b.field.empty()) CHECK(j.value("field", "") == b.field);
+    CHECK_THAT(j.value("message", ""), Catch::Contains(b.message));
+  }
+  CHECK(Http(port, "GET", "/admin/plugins", "", as("a")).Json()["plugins"].size() == 1);  // nothing was added
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("admin API: the gateway reloading itself answers 202 at once and comes back on a new port", "[admin]") {
+  AdminHost host;
+  const uint16_t port = host.port();
+  auto r = Http(port, "POST", "/admin/plugins/gateway/reload?wait=true");
+  REQUIRE(r.status == 202);
+  const json body = r.Json();
+  CHECK(body["completed"] == false);
+  CHECK_THAT(body["message"].get<std::string>(), Catch::Contains("this gateway is the subsystem being reloaded"));
+  auto relisten = host.process().WaitFor(
+      [&](const json& j) { return j.value("type", "") == "gateway_listening" && j["data"]["port"] != port; }, 20000);
+  REQUIRE(relisten);
+  const uint16_t new_port = (*relisten)["data"]["port"].get<uint16_t>();
+  REQUIRE(host.process().WaitFor(
+      [&](const json& j) { return j.value("type", "") == "subsystem_reloaded" && j["correlation_id"] == body["operation_id"]; },
+      20000));
+  auto gw = Http(new_port, "GET", "/admin/plugins/gateway");
+  REQUIRE(gw.status == 200);
+  CHECK(gw.Json()["generation"] == 2);
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("admin routes without the host's admin service answer 503 naming it; data 503s carry Retry-After",
+          "[admin]") {
+  TestServer ts;  // no host: no esdb.admin/1, no store
+  for (auto [method, target] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/admin/plugins"}, {"DELETE", "/admin/plugins/x"}, {"POST", "/admin/plugins/x/reload"}}) {
+    INFO(method << " " << target);
+    auto r = Http(ts.port(), method, target);
+    CHECK(r.status == 503);
+    CHECK(r.Json()["missing"] == json::array({"esdb.admin/1"}));
+  }
+  CHECK(Http(ts.port(), "POST", "/admin/plugins", R"({"path": "x.json"})").status == 503);
+  auto r = Http(ts.port(), "GET", "/streams/orders");
+  REQUIRE(r.status == 503);
+  CHECK(r.headers["retry-after"] == "1");
+}
+
+namespace {
+
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string ReadAll(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs the esdb CLI with `args` (shell-quoted by the caller) and `input` on stdin.
+CliResult Cli(const std::filesystem::path& dir, uint16_t port, const std::string& args, const std::string& input = "") {
+  const auto in = dir / "cli.in", out = dir / "cli.out", err = dir / "cli.err";
+  std::ofstream(in) << input;
+  const std::string cmd = std::string(ESDB_CLI_BIN) + " --url http://127.0.0.1:" + std::to_string(port) + " " + args +
+                          " < " + in.string() + " > " + out.string() + " 2> " + err.string();
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadAll(out);
+  r.err = ReadAll(err);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("esdb plugins list|add|reload|remove", "[admin][cli]") {
+  AdminHost host;
+  const uint16_t port = host.port();
+  const std::string lib_a = Lib("libesdb_test_plugin.so");
+  const auto file = host.extra_dir() / "cli.json";
+  WriteManifest(host.extra_dir(), TestManifest("cli", {}, {{"library", lib_a}}));
+
+  auto r = Cli(host.dir(), port, "plugins add " + file.string() + " --wait");
+  INFO(r.out << r.err);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("cli 1.0.0 added and ready"));
+
+  r = Cli(host.dir(), port, "plugins list");
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("gateway") && Catch::Contains("cli  1.0.0  ready  generation=1"));
+
+  r = Cli(host.dir(), port, "plugins reload cli --wait");
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("cli reloaded: 1.0.0 -> 1.0.0, generation 2"));
+
+  r = Cli(host.dir(), port, "--json plugins remove cli --wait");
+  CHECK(r.code == 0);
+  CHECK(json::parse(r.out, nullptr, false).value("outcome", "") == "removed");
+
+  // An inline manifest on stdin, without waiting.
+  r = Cli(host.dir(), port, "plugins add -", TestManifest("cli2", {}, {{"library", lib_a}}).dump());
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("add of cli2 accepted (operation "));
+  CHECK(PluginWhen(port, "cli2", [](const json& p) { return p["state"] == "ready"; })["state"] == "ready");
+
+  // Errors: an unknown plugin, a failed outcome.
+  r = Cli(host.dir(), port, "plugins reload nope");
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("HTTP 404 not_found: no subsystem named 'nope'"));
+  r = Cli(host.dir(), port, "plugins add - --wait",
+          TestManifest("broken", {}, {{"library", "/nonexistent/libbroken.so"}}).dump());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("add of broken failed (load)"));
+  r = Cli(host.dir(), port, "plugins");
+  CHECK(r.code == 2);
+  REQUIRE(host.Stop() == 0);
+}
