@@ -12,8 +12,12 @@ namespace esdb_gateway {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-Listener::Listener(net::io_context& io, std::shared_ptr<ServerState> state)
-    : io_(io), state_(std::move(state)), strand_(net::make_strand(io)), acceptor_(strand_), retry_timer_(strand_) {}
+Listener::Listener(std::vector<net::io_context*> ios, std::shared_ptr<ServerState> state)
+    : ios_(std::move(ios)),
+      state_(std::move(state)),
+      strand_(net::make_strand(*ios_.front())),
+      acceptor_(strand_),
+      retry_timer_(strand_) {}
 
 esdb::Status Listener::Open(const tcp::endpoint& endpoint) {
   boost::system::error_code ec;
@@ -37,7 +41,8 @@ void Listener::Run() {
 
 void Listener::Accept() {
   if (closed_) return;
-  acceptor_.async_accept(net::make_strand(io_),
+  net::io_context& io = *ios_[next_io_++ % ios_.size()];
+  acceptor_.async_accept(net::make_strand(io),
                          [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
                            self->OnAccept(ec, std::move(socket));
                          });

@@ -87,7 +87,10 @@ size_t ServerState::work_count() {
 // --- Server -----------------------------------------------------------------
 
 Server::Server(net::io_context& io, GatewayConfig config, ServerDeps deps)
-    : io_(io), state_(std::make_shared<ServerState>(std::move(config), std::move(deps))) {
+    : Server(std::vector<net::io_context*>{&io}, std::move(config), std::move(deps)) {}
+
+Server::Server(std::vector<net::io_context*> ios, GatewayConfig config, ServerDeps deps)
+    : ios_(std::move(ios)), state_(std::make_shared<ServerState>(std::move(config), std::move(deps))) {
   // Order matters: the first matching route wins, and the subscription
   // routes' literals ("/streams/{stream}/subscribe") must precede
   // "/streams/{stream}/{version}".
@@ -103,7 +106,7 @@ esdb::Status Server::Start() {
   boost::system::error_code ec;
   const auto address = net::ip::make_address(state_->config.listen_address, ec);
   if (ec) return esdb::Status::InvalidArgument("gateway: bad listen_address '" + state_->config.listen_address + "'");
-  listener_ = std::make_shared<Listener>(io_, state_);
+  listener_ = std::make_shared<Listener>(ios_, state_);
   esdb::Status s = listener_->Open({address, state_->config.listen_port});
   if (!s.ok()) {
     listener_.reset();
