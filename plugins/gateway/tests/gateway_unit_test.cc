@@ -276,3 +276,14 @@ TEST_CASE("AppendResponseWire writes what Beast's serializer wrote") {
   AppendResponseWire(created, 11, true, false, &wire);
   REQUIRE(wire.rfind("HTTP/1.1 201 Created\r\nServer: esdb\r\nContent-Type: application/json\r\n", 0) == 0);
 }
+
+TEST_CASE("AppendResultJson is what Dump gives the same object") {
+  for (const esdb::AppendResult& r : {esdb::AppendResult{0, 0, 0, false}, esdb::AppendResult{-1, 5, 7, true},
+                                       esdb::AppendResult{INT64_MAX, UINT64_MAX - 1, UINT64_MAX, false}}) {
+    const json j = {{"nextExpectedVersion", r.next_expected_version},
+                    {"position", r.position},
+                    {"firstPosition", r.first_position},
+                    {"idempotent", r.idempotent}};
+    REQUIRE(AppendResultJson(r) == Dump(j));
+  }
+}
