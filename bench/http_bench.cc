@@ -9,7 +9,10 @@
 // plus live SSE delivery latency (append ack to SSE receipt).
 //
 //   http_bench [--seconds S] [--configs 64x1,16x10,...] [--tiers raw,store,http]
-//              [--sse-samples N] [--host-set KEY=VALUE]... [--host-arg ARG]...
+//              [--sse-samples N] [--host-set KEY=VALUE]... [--host-arg ARG]... [--dir DIR]
+//
+// --dir puts the databases elsewhere than /tmp; on a tmpfs the syncs still
+// happen but cost nothing, which isolates the CPU path for A/B comparisons.
 //
 // The HTTP client runs on the same cores as the host.
 #include <signal.h>
@@ -272,6 +275,7 @@ struct Options {
   bool raw = true, store = true, http = true;
   int sse_samples = 500;
   std::vector<std::string> host_args;  // extra esdb-host arguments (--host-set K=V adds "--set", "K=V")
+  std::string dir = "/tmp";            // where the databases go (a tmpfs takes the disk out of the picture)
 };
 
 bool ParseArgs(int argc, char** argv, Options* o) {
@@ -297,6 +301,8 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       o->host_args.push_back(v);
     } else if (a == "--host-arg") {
       o->host_args.push_back(v);
+    } else if (a == "--dir") {
+      o->dir = v;
     } else if (a == "--tiers") {
       o->raw = v.find("raw") != std::string::npos;
       o->store = v.find("store") != std::string::npos;
@@ -323,12 +329,16 @@ int main(int argc, char** argv) {
   if (!ParseArgs(argc, argv, &opt)) {
     std::fprintf(stderr,
                  "usage: %s [--seconds S] [--configs CONNSxEVENTS,...] [--tiers raw,store,http] [--sse-samples N]\n"
-                 "          [--host-set KEY=VALUE]... [--host-arg ARG]...\n",
+                 "          [--host-set KEY=VALUE]... [--host-arg ARG]... [--dir DIR]\n",
                  argv[0]);
     return 2;
   }
-  char tmpl[] = "/tmp/esdb-http-bench-XXXXXX";
-  const std::string root = mkdtemp(tmpl);
+  std::string tmpl = opt.dir + "/esdb-http-bench-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    std::fprintf(stderr, "cannot create a directory in %s\n", opt.dir.c_str());
+    return 2;
+  }
+  const std::string root = tmpl;
 
   uint16_t port = 0;
   if (opt.http || opt.sse_samples > 0) {
