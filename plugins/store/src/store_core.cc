@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
-#include <optional>
 #include <unordered_set>
 
 #include <spdlog/logger.h>
@@ -57,7 +56,7 @@ struct StoreCore::Request {
   std::vector<std::string> raw_ids;  // parallel to events; empty = to be generated
   size_t bytes = 0;
   bool hard = false;
-  std::optional<esdb::StreamMetadata> metadata;  // kSetMetadata only (its JSON allocates)
+  esdb::StreamMetadata metadata;
   esdb::AppendCallback append_done;
   std::function<void(esdb::Status)> status_done;
 };
@@ -68,13 +67,6 @@ struct StoreCore::Outcome {
   esdb::AppendResult result;
   bool writes = false;  // contributes to the batch; fails if the batch fails
   int64_t first_version = 0, last_version = -1;
-};
-
-struct StoreCore::Completion {
-  std::vector<std::unique_ptr<Request>> requests;
-  std::vector<Outcome> outcomes;  // final: the commit's failure already applied
-  uint64_t first_position = 0;
-  uint64_t next_position = 0;
 };
 
 StoreCore::StoreCore(std::shared_ptr<esdb::Storage> storage, const StoreOptions& options, StoreHooks hooks)
@@ -90,7 +82,6 @@ esdb::Result<std::shared_ptr<StoreCore>> StoreCore::Open(std::shared_ptr<esdb::S
   std::shared_ptr<StoreCore> core(new StoreCore(std::move(storage), options, std::move(hooks)));
   esdb::Status s = core->Recover();
   if (!s.ok()) return s;
-  core->completer_ = std::thread([c = core.get()] { c->CompleterLoop(); });
   core->writer_ = std::thread([c = core.get()] { c->WriterLoop(); });
   if (options.scavenge_interval_s > 0) core->scavenger_ = std::thread([c = core.get()] { c->ScavengerLoop(); });
   return core;
@@ -110,13 +101,6 @@ void StoreCore::Close() {
   }
   scavenger_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
-  // The writer has handed over everything; the completer finishes it.
-  {
-    std::lock_guard<std::mutex> lock(completion_mu_);
-    completer_stop_ = true;
-  }
-  completion_cv_.notify_all();
-  if (completer_.joinable()) completer_.join();
   if (scavenger_.joinable()) scavenger_.join();
 }
 
@@ -550,10 +534,10 @@ void StoreCore::DecideMetadata(Request& r, CommitGroup& group, Outcome& out) {
     return;
   }
   StreamState& st = Staged(r.stream);
-  st.max_count = r.metadata->max_count;
-  st.max_age_seconds = r.metadata->max_age_seconds;
-  st.truncate_before = r.metadata->truncate_before;
-  group.batch.Put(keys::Metadata(r.stream), EncodeMetadata(*r.metadata));
+  st.max_count = r.metadata.max_count;
+  st.max_age_seconds = r.metadata.max_age_seconds;
+  st.truncate_before = r.metadata.truncate_before;
+  group.batch.Put(keys::Metadata(r.stream), EncodeMetadata(r.metadata));
   out.writes = true;
 }
 
@@ -602,69 +586,28 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
   staged_.clear();
   staged_ids_.clear();
 
-  // Counted before the acks: a caller that has its ack sees itself counted.
-  for (size_t i = 0; i < group.size(); ++i) {
-    const Request& r = *group[i];
-    Outcome& out = outcomes[i];
-    if (out.writes && !commit.ok()) out.status = commit;
-    const bool committed = out.writes && out.status.ok();
-    if (r.kind == Request::Kind::kAppend) {
-      if (committed) {
-        appends_.fetch_add(1);
-        events_appended_.fetch_add(r.events.size());
-        bytes_appended_.fetch_add(r.bytes);
-      } else if (!out.status.ok()) {
-        rejected_.fetch_add(1);
-      }
-    } else if (committed && r.kind == Request::Kind::kDelete) {
-      deletes_.fetch_add(1);
-    }
-  }
-  Completion done;
-  done.requests = std::move(group);
-  done.outcomes = std::move(outcomes);
-  done.first_position = cg.first_position;
-  done.next_position = position;
-  {
-    std::unique_lock<std::mutex> lock(completion_mu_);
-    completion_room_cv_.wait(lock, [&] { return completions_.size() < kMaxCompletionGroups; });
-    completions_.push_back(std::move(done));
-  }
-  completion_cv_.notify_one();
-}
-
-void StoreCore::CompleterLoop() {
-  for (;;) {
-    Completion c;
-    {
-      std::unique_lock<std::mutex> lock(completion_mu_);
-      completion_cv_.wait(lock, [&] { return !completions_.empty() || completer_stop_; });
-      if (completions_.empty()) return;  // stopping, and everything handed over is done
-      c = std::move(completions_.front());
-      completions_.pop_front();
-    }
-    completion_room_cv_.notify_one();
-    Complete(c);
-  }
-}
-
-void StoreCore::Complete(Completion& c) {
   nlohmann::json appends = nlohmann::json::array();
   uint64_t events = 0;
   std::vector<std::pair<std::string, bool>> deleted;
-  for (size_t i = 0; i < c.requests.size(); ++i) {
-    Request& r = *c.requests[i];
-    Outcome& out = c.outcomes[i];
+  for (size_t i = 0; i < group.size(); ++i) {
+    Request& r = *group[i];
+    Outcome& out = outcomes[i];
+    if (out.writes && !commit.ok()) out.status = commit;
     const bool committed = out.writes && out.status.ok();
     try {
       if (r.kind == Request::Kind::kAppend) {
         if (committed) {
+          appends_.fetch_add(1);
+          events_appended_.fetch_add(r.events.size());
+          bytes_appended_.fetch_add(r.bytes);
           events += r.events.size();
           appends.push_back({{"stream", r.stream},
                              {"first_version", out.first_version},
                              {"last_version", out.last_version},
                              {"first_position", out.result.first_position},
                              {"last_position", out.result.position}});
+        } else if (!out.status.ok()) {
+          rejected_.fetch_add(1);
         }
         if (out.status.ok()) {
           r.append_done(out.result);
@@ -672,7 +615,10 @@ void StoreCore::Complete(Completion& c) {
           r.append_done(out.status);
         }
       } else {
-        if (committed && r.kind == Request::Kind::kDelete) deleted.emplace_back(r.stream, r.hard);
+        if (committed && r.kind == Request::Kind::kDelete) {
+          deletes_.fetch_add(1);
+          deleted.emplace_back(r.stream, r.hard);
+        }
         r.status_done(out.status);
       }
     } catch (const std::exception& e) {
@@ -686,8 +632,8 @@ void StoreCore::Complete(Completion& c) {
     esdb::Event e;
     e.topic = esdb::topics::kStore;
     e.type = "events_appended";
-    e.data = {{"first_position", c.first_position},
-              {"last_position", c.next_position - 1},
+    e.data = {{"first_position", cg.first_position},
+              {"last_position", position - 1},
               {"count", events},
               {"appends", std::move(appends)}};
     hooks_.publish(std::move(e));

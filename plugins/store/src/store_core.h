@@ -7,12 +7,8 @@
 // everything queued, decides each request in queue order against an
 // in-memory view that already includes the earlier requests of the group,
 // assigns global positions, hands the group to the CommitWriter (one batch,
-// one sync), applies the view, and passes the group on to the completer
-// thread, which completes every request (callbacks) and then publishes one
-// events_appended bus event per group. Groups complete in commit order. The
-// completer keeps the callers' work (an HTTP reply, waking the threads that
-// send it) and the bus off the writer, whose turn around the loop bounds
-// the commit rate. Reads go straight to storage.
+// one sync), applies the view, completes every request, and publishes one
+// events_appended bus event per group. Reads go straight to storage.
 //
 // Thread-safe. Close() (also run by the destructor) stops admitting work
 // (kCancelled), lets the writer finish what is queued and joins threads.
@@ -121,13 +117,8 @@ class StoreCore : public esdb::EventStore {
   esdb::Status ValidateExpected(const esdb::ExpectedVersion& expected) const;
   esdb::Status Enqueue(std::unique_ptr<Request>& request);  // moves from `request` only on success
 
-  // A committed (or refused) group on its way to the completer.
-  struct Completion;
-
   void WriterLoop();
   void ProcessGroup(std::vector<std::unique_ptr<Request>>& group);
-  void CompleterLoop();
-  void Complete(Completion& c);
   const StreamState& View(const std::string& stream);  // writer thread only
   StreamState& Staged(const std::string& stream);      // writer thread only
   esdb::Result<std::optional<IdLocation>> LookupId(const std::string& raw_id);
@@ -160,16 +151,6 @@ class StoreCore : public esdb::EventStore {
   std::deque<std::unique_ptr<Request>> queue_;  // guarded by queue_mu_
   bool stopping_ = false;                       // guarded by queue_mu_
   std::thread writer_;
-
-  // Groups waiting for the completer; at most kMaxCompletionGroups, then the
-  // writer waits (so pending work stays bounded).
-  static constexpr size_t kMaxCompletionGroups = 4;
-  std::mutex completion_mu_;
-  std::condition_variable completion_cv_;       // work for the completer
-  std::condition_variable completion_room_cv_;  // room for the writer
-  std::deque<Completion> completions_;          // guarded by completion_mu_
-  bool completer_stop_ = false;                 // guarded by completion_mu_
-  std::thread completer_;
 
   // Writer-thread only: the group's view and id index overlay.
   std::unordered_map<std::string, StreamState> staged_;
