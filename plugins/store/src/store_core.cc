@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <optional>
 #include <unordered_set>
 
 #include <spdlog/logger.h>
@@ -56,7 +57,7 @@ struct StoreCore::Request {
   std::vector<std::string> raw_ids;  // parallel to events; empty = to be generated
   size_t bytes = 0;
   bool hard = false;
-  esdb::StreamMetadata metadata;
+  std::optional<esdb::StreamMetadata> metadata;  // kSetMetadata only (its JSON allocates)
   esdb::AppendCallback append_done;
   std::function<void(esdb::Status)> status_done;
 };
@@ -534,10 +535,10 @@ void StoreCore::DecideMetadata(Request& r, CommitGroup& group, Outcome& out) {
     return;
   }
   StreamState& st = Staged(r.stream);
-  st.max_count = r.metadata.max_count;
-  st.max_age_seconds = r.metadata.max_age_seconds;
-  st.truncate_before = r.metadata.truncate_before;
-  group.batch.Put(keys::Metadata(r.stream), EncodeMetadata(r.metadata));
+  st.max_count = r.metadata->max_count;
+  st.max_age_seconds = r.metadata->max_age_seconds;
+  st.truncate_before = r.metadata->truncate_before;
+  group.batch.Put(keys::Metadata(r.stream), EncodeMetadata(*r.metadata));
   out.writes = true;
 }
 
