@@ -41,14 +41,14 @@ void Listener::Run() {
 
 void Listener::Accept() {
   if (closed_) return;
-  net::io_context& io = *ios_[next_io_++ % ios_.size()];
-  acceptor_.async_accept(net::make_strand(io),
-                         [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
-                           self->OnAccept(ec, std::move(socket));
+  const size_t index = next_io_++ % ios_.size();
+  acceptor_.async_accept(net::make_strand(*ios_[index]),
+                         [self = shared_from_this(), index](boost::system::error_code ec, tcp::socket socket) {
+                           self->OnAccept(ec, std::move(socket), index);
                          });
 }
 
-void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
+void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket, size_t io_index) {
   if (closed_ || ec == net::error::operation_aborted) return;
   if (ec) {
     // Out of descriptors and the like: back off briefly instead of spinning.
@@ -67,7 +67,7 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
         state_->metrics.open_connections.load() >= static_cast<int64_t>(state_->config.max_connections);
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    std::make_shared<Session>(std::move(socket), state_)->Run(reject);
+    std::make_shared<Session>(std::move(socket), state_, state_->funnels[io_index])->Run(reject);
   }
   Accept();
 }

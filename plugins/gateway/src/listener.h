@@ -34,7 +34,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void Accept();
-  void OnAccept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
+  // `io_index`: which of the ios (and funnels) the socket belongs to.
+  void OnAccept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket, size_t io_index);
 
   const std::vector<boost::asio::io_context*> ios_;
   size_t next_io_ = 0;  // on strand_

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "listener.h"
+#include "reply_funnel.h"
 #include "session.h"
 
 namespace esdb_gateway {
@@ -91,6 +92,7 @@ Server::Server(net::io_context& io, GatewayConfig config, ServerDeps deps)
 
 Server::Server(std::vector<net::io_context*> ios, GatewayConfig config, ServerDeps deps)
     : ios_(std::move(ios)), state_(std::make_shared<ServerState>(std::move(config), std::move(deps))) {
+  for (auto* io : ios_) state_->funnels.push_back(std::make_shared<ReplyFunnel>(io->get_executor()));
   // Order matters: the first matching route wins, and the subscription
   // routes' literals ("/streams/{stream}/subscribe") must precede
   // "/streams/{stream}/{version}".
@@ -135,6 +137,8 @@ bool Server::Stop() {
   // Stop() returns even if a strand is slow to run.
   for (auto& source : state_->LiveSources()) source->Stop();
   for (auto& s : state_->LiveSessions()) s->ForceClose();
+  // Replies not delivered by now are moot; they would keep their sessions alive.
+  for (auto& funnel : state_->funnels) funnel->Clear();
   quiet = state_->WaitQuiet(std::chrono::steady_clock::now() + std::chrono::seconds(3));
   if (!quiet) {
     SPDLOG_LOGGER_ERROR(state_->deps.logger, "gateway: {} sessions and {} store calls still alive at stop",

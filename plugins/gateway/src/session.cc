@@ -40,8 +40,9 @@ std::string SseCloseMessage(const std::string& reason) {
 
 }  // namespace
 
-Session::Session(tcp::socket socket, std::shared_ptr<ServerState> state)
+Session::Session(tcp::socket socket, std::shared_ptr<ServerState> state, std::shared_ptr<ReplyFunnel> funnel)
     : state_(std::move(state)),
+      funnel_(std::move(funnel)),
       ex_(socket.get_executor()),
       stream_(std::move(socket)),
       heartbeat_(ex_),
@@ -265,7 +266,7 @@ void Session::Dispatch() {
   auto done = std::make_shared<std::atomic<bool>>(false);
   Reply reply = [self, done](Response r) {
     if (done->exchange(true)) return;
-    net::post(self->ex_, [self, r = std::move(r)]() mutable { self->Finish(std::move(r)); });
+    self->funnel_->Push(self, std::move(r));
   };
 
   auto target = ParseTarget(request_.target);
@@ -333,6 +334,10 @@ void Session::Dispatch() {
   } catch (...) {
     reply(ErrorResponse(500, "internal", "handler failed"));
   }
+}
+
+void Session::Deliver(Response response) {
+  net::dispatch(ex_, [self = shared_from_this(), r = std::move(response)]() mutable { self->Finish(std::move(r)); });
 }
 
 void Session::Finish(Response response) {

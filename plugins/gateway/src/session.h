@@ -31,14 +31,17 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "http_types.h"
+#include "reply_funnel.h"
 #include "server_state.h"
 
 namespace esdb_gateway {
 
 class Session : public std::enable_shared_from_this<Session>, public SseSink {
  public:
-  // `socket` must use a strand executor.
-  Session(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state);
+  // `socket` must use a strand executor; `funnel` is the one of the
+  // socket's io_context (replies travel through it).
+  Session(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state,
+          std::shared_ptr<ReplyFunnel> funnel);
   ~Session() override;
 
   // Starts serving. With `reject`, answers 503 (too many connections) and closes.
@@ -48,6 +51,9 @@ class Session : public std::enable_shared_from_this<Session>, public SseSink {
   void Shutdown();
   // Closes the socket now. Any thread.
   void ForceClose();
+  // The reply to the request being handled, from the funnel: continues on
+  // the session's strand (at once when it is free). An io thread only.
+  void Deliver(Response response);
 
   // SseSink.
   bool Send(std::string message) override;
@@ -81,6 +87,7 @@ class Session : public std::enable_shared_from_this<Session>, public SseSink {
   void Linger();
 
   const std::shared_ptr<ServerState> state_;
+  const std::shared_ptr<ReplyFunnel> funnel_;
   const boost::asio::any_io_executor ex_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
