@@ -587,7 +587,11 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
   staged_.clear();
   staged_ids_.clear();
 
+  // The events_appended payload, built only when there is a bus to publish
+  // on, one object per committed append without temporary documents.
+  const bool publish = static_cast<bool>(hooks_.publish);
   nlohmann::json appends = nlohmann::json::array();
+  if (publish) appends.get_ref<nlohmann::json::array_t&>().reserve(group.size());
   uint64_t events = 0;
   std::vector<std::pair<std::string, bool>> deleted;
   for (size_t i = 0; i < group.size(); ++i) {
@@ -602,11 +606,6 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
           events_appended_.fetch_add(r.events.size());
           bytes_appended_.fetch_add(r.bytes);
           events += r.events.size();
-          appends.push_back({{"stream", r.stream},
-                             {"first_version", out.first_version},
-                             {"last_version", out.last_version},
-                             {"first_position", out.result.first_position},
-                             {"last_position", out.result.position}});
         } else if (!out.status.ok()) {
           rejected_.fetch_add(1);
         }
@@ -627,8 +626,17 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
     } catch (...) {
       Log(4, "an append callback threw");
     }
+    if (publish && committed && r.kind == Request::Kind::kAppend) {
+      nlohmann::json::object_t a;
+      a.emplace("stream", std::move(r.stream));  // the request is done with it
+      a.emplace("first_version", out.first_version);
+      a.emplace("last_version", out.last_version);
+      a.emplace("first_position", out.result.first_position);
+      a.emplace("last_position", out.result.position);
+      appends.get_ref<nlohmann::json::array_t&>().emplace_back(std::move(a));
+    }
   }
-  if (!hooks_.publish) return;
+  if (!publish) return;
   if (events > 0) {
     esdb::Event e;
     e.topic = esdb::topics::kStore;
