@@ -477,7 +477,8 @@ void StoreCore::DecideAppend(Request& r, CommitGroup& group, uint64_t* position,
   out.result.first_position = *position;
   for (size_t i = 0; i < n; ++i) {
     std::string& raw = r.raw_ids[i];
-    if (raw.empty()) {
+    const bool generated = raw.empty();
+    if (generated) {
       raw.resize(16);
       uint64_t a = rng_(), b = rng_();
       for (int k = 0; k < 8; ++k) {
@@ -492,7 +493,9 @@ void StoreCore::DecideAppend(Request& r, CommitGroup& group, uint64_t* position,
     group.batch.Put(keys::Event(pos), EncodeEvent(r.stream, version, now_us, raw, r.events[i]));
     group.batch.Put(keys::StreamIndex(r.stream, version), EncodePosition(pos));
     group.batch.Put(keys::EventId(raw), keys::IdIndexValue(r.stream, version));
-    staged_ids_[raw] = IdLocation{r.stream, version, pos};
+    // Later requests of the group can name only ids their callers chose; an
+    // id generated just now cannot be among them.
+    if (!generated) staged_ids_[raw] = IdLocation{r.stream, version, pos};
   }
   st.head.last_version = first_version + static_cast<int64_t>(n) - 1;
   st.head.soft_deleted = false;
