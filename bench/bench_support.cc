@@ -73,6 +73,7 @@ Rate RawLevelDb(const std::filesystem::path& dir, int writers, int batch, size_t
   r.events_per_s = events.load() / t;
   r.writes_per_s = writes.load() / t;
   r.events_per_sync = writers == 1 ? batch : 0;
+  r.events = events.load();
   return r;
 }
 
@@ -99,6 +100,7 @@ Rate StoreAppends(esdb_store::StoreCore& store, int writers, int batch, const es
   r.events_per_s = events / t;
   r.writes_per_s = appends.load() / t;
   r.events_per_sync = groups ? events / groups : 0;
+  r.events = static_cast<uint64_t>(events);
   return r;
 }
 

@@ -24,6 +24,7 @@ struct Rate {
   double events_per_s = 0;
   double writes_per_s = 0;     // appends (raw: WriteBatches) per second
   double events_per_sync = 0;  // events per synced write; 0 when not known
+  uint64_t events = 0;         // written during the measurement
 };
 
 // `writers` threads, each writing synced WriteBatches of `batch` values of

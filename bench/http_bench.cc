@@ -232,6 +232,7 @@ HttpRate HttpAppends(uint16_t port, int conns, int batch, double seconds) {
   r.rate.writes_per_s = requests.load() / secs;
   const double groups = after.group_commits - before.group_commits;
   r.rate.events_per_sync = groups > 0 ? (after.events - before.events) / groups : 0;
+  r.rate.events = events.load();
   if (events.load() > 0) {
     r.host_cpu_us_per_event = 1e6 * host_cpu / events.load();
     r.client_cpu_us_per_event = 1e6 * client_cpu / events.load();
@@ -371,9 +372,9 @@ int main(int argc, char** argv) {
   std::printf("esdb http_bench: %.1f s per measurement, %u hardware threads, event data %zu bytes\n", opt.seconds,
               std::thread::hardware_concurrency(), event.data.size());
   std::printf("events/s, durable (synced) writes; (n/sync) = events per synced write (group commit)\n");
-  std::printf("HTTP CPU: microseconds of CPU per event in esdb-host / in this client\n");
+  std::printf("CPU us/ev: microseconds of CPU per event: in-process store (this process) | HTTP: esdb-host, client\n");
   std::printf("%5s %6s | %-22s | %-22s | %-22s | %-10s | %s\n", "conns", "ev/req", "raw LevelDB", "in-process store",
-              "HTTP", "HTTP/store", "HTTP CPU us/ev host/client");
+              "HTTP", "HTTP/store", "CPU us/ev store | host, client");
   std::fflush(stdout);
   int n = 0;
   for (auto [conns, batch] : opt.configs) {
@@ -381,16 +382,25 @@ int main(int argc, char** argv) {
     esdb_bench::Rate raw, in_process;
     HttpRate over_http;
     if (opt.raw) raw = esdb_bench::RawLevelDb(root + "/raw-" + tag, conns, batch, event.data.size(), opt.seconds);
-    if (opt.store) in_process = esdb_bench::StoreAppends(*store, conns, batch, event, opt.seconds, "inproc-" + tag);
+    double store_cpu_us = 0;
+    if (opt.store) {
+      const double cpu0 = ProcessCpuSeconds(getpid());
+      in_process = esdb_bench::StoreAppends(*store, conns, batch, event, opt.seconds, "inproc-" + tag);
+      if (in_process.events > 0) store_cpu_us = 1e6 * (ProcessCpuSeconds(getpid()) - cpu0) / in_process.events;
+    }
     if (opt.http) over_http = HttpAppends(port, conns, batch, opt.seconds);
     char ratio[16] = "-";
     if (in_process.events_per_s > 0 && over_http.rate.events_per_s > 0) {
       std::snprintf(ratio, sizeof ratio, "%.0f%%", 100 * over_http.rate.events_per_s / in_process.events_per_s);
     }
-    char cpu[48] = "-";
+    char cpu[64];
+    char store_cpu[16] = "-", http_cpu[32] = "-";
+    if (store_cpu_us > 0) std::snprintf(store_cpu, sizeof store_cpu, "%.1f", store_cpu_us);
     if (over_http.rate.events_per_s > 0) {
-      std::snprintf(cpu, sizeof cpu, "%.1f / %.1f", over_http.host_cpu_us_per_event, over_http.client_cpu_us_per_event);
+      std::snprintf(http_cpu, sizeof http_cpu, "%.1f, %.1f", over_http.host_cpu_us_per_event,
+                    over_http.client_cpu_us_per_event);
     }
+    std::snprintf(cpu, sizeof cpu, "%s | %s", store_cpu, http_cpu);
     std::printf("%5d %6d | %-22s | %-22s | %-22s | %-10s | %s\n", conns, batch,
                 Cell(raw.events_per_s, raw.events_per_sync).c_str(),
                 Cell(in_process.events_per_s, in_process.events_per_sync).c_str(),
