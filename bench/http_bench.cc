@@ -1,8 +1,20 @@
-// HTTP append throughput and SSE delivery latency against a real esdb-host
-// (persistence, store, notification, gateway), next to raw LevelDB synced
-// writes measured in the same run.
+// Durable append throughput at three levels, in the same run (machines are
+// noisy; only ratios carry), for 1, 16 and 64 concurrent writers and 1 or
+// 10 events per append:
+//   raw LevelDB   N threads, synced WriteBatches of the same values
+//   store         StoreCore + LevelDbStorage in this process, configured
+//                 from the plugins' manifests (synced, same group commit)
+//   HTTP          N keep-alive connections to a real esdb-host (persistence,
+//                 store, notification, gateway) POSTing /streams/{stream}
+// plus live SSE delivery latency (append ack to SSE receipt).
 //
-//   http_bench [--seconds S]   (default 3 per configuration)
+//   http_bench [--seconds S] [--configs 64x1,16x10,...] [--tiers raw,store,http]
+//              [--sse-samples N] [--host-set KEY=VALUE]... [--host-arg ARG]... [--dir DIR]
+//
+// --dir puts the databases elsewhere than /tmp; on a tmpfs the syncs still
+// happen but cost nothing, which isolates the CPU path for A/B comparisons.
+//
+// The HTTP client runs on the same cores as the host.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +24,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,57 +34,67 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <leveldb/db.h>
-#include <leveldb/write_batch.h>
 #include <nlohmann/json.hpp>
+
+#include "bench_support.h"
+#include "leveldb_storage.h"
+#include "persistence_config.h"
+#include "store_core.h"
+#include "store_options.h"
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
-using Clock = std::chrono::steady_clock;
+using esdb_bench::Clock;
 
 namespace {
 
 pid_t g_pid = -1;
 
-uint16_t StartHost(const std::string& data, const std::string& manifests) {
+nlohmann::json ManifestConfig(const char* plugin) {
+  std::ifstream in(std::string(ESDB_SOURCE_DIR) + "/plugins/" + plugin + "/manifest.json");
+  nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
+  return m.is_object() && m.contains("config") ? m["config"] : nlohmann::json::object();
+}
+
+// A free loopback port (bound and released; the host binds it a moment later).
+uint16_t FreePort() {
+  net::io_context io;
+  tcp::acceptor a(io, {net::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+// Starts esdb-host with the four built-in plugins and `extra` arguments.
+// Its stdout and stderr go to <data>/../host.log. Not --print-events: the
+// host would serialize and write every bus event (one per commit group) to
+// a pipe this process reads, CPU that a real deployment does not spend.
+uint16_t StartHost(const std::string& data, const std::string& manifests, const std::vector<std::string>& extra) {
   std::filesystem::create_directories(manifests);
   for (const char* p : {"persistence", "store", "notification", "gateway"}) {
     std::filesystem::create_symlink(std::string(ESDB_SOURCE_DIR) + "/plugins/" + p + "/manifest.json",
                                     std::filesystem::path(manifests) / (std::string(p) + ".json"));
   }
-  int out[2];
-  if (pipe(out) != 0) return 0;
+  const uint16_t port = FreePort();
+  std::vector<std::string> args = {ESDB_HOST_BIN, "--manifests", manifests, "--data", data,
+                                   "--set", "gateway.listen_port=" + std::to_string(port),
+                                   "--set", "gateway.max_connections=4096", "--log-level", "warn"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const std::string log = std::filesystem::path(data).parent_path() / "host.log";
   g_pid = fork();
   if (g_pid == 0) {
-    dup2(out[1], 1);
-    close(out[0]);
-    execl(ESDB_HOST_BIN, ESDB_HOST_BIN, "--manifests", manifests.c_str(), "--data", data.c_str(), "--set",
-          "gateway.listen_port=0", "--set", "gateway.max_connections=4096", "--print-events", "--log-level", "warn",
-          static_cast<char*>(nullptr));
+    FILE* f = std::fopen(log.c_str(), "w");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
     _exit(127);
   }
-  close(out[1]);
-  FILE* f = fdopen(out[0], "r");
-  char* line = nullptr;
-  size_t cap = 0;
-  uint16_t port = 0;
-  while (getline(&line, &cap, f) > 0) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_object() && j.value("type", "") == "gateway_listening") {
-      port = j["data"]["port"].get<uint16_t>();
-      break;
-    }
-  }
-  free(line);
-  std::thread([f] {
-    char buf[4096];
-    while (fread(buf, 1, sizeof buf, f) > 0) {
-    }
-    fclose(f);
-  }).detach();
-  return port;
+  return g_pid > 0 ? port : 0;
 }
 
 struct Conn {
@@ -77,7 +102,8 @@ struct Conn {
   tcp::socket socket{io};
   beast::flat_buffer buffer;
   explicit Conn(uint16_t port) { socket.connect({net::ip::make_address("127.0.0.1"), port}); }
-  int Call(const std::string& method, const std::string& target, const std::string& body) {
+  int Call(const std::string& method, const std::string& target, const std::string& body,
+           std::string* response_body = nullptr) {
     http::request<http::string_body> req;
     req.method_string(method);
     req.target(target);
@@ -88,14 +114,25 @@ struct Conn {
     http::write(socket, req);
     http::response<http::string_body> res;
     http::read(socket, buffer, res);
+    if (response_body) *response_body = std::move(res.body());
     return static_cast<int>(res.result_int());
   }
 };
 
+// The event every tier writes: what the HTTP body carries, as the store gets it.
+nlohmann::json EventJson(int i) { return {{"eventType", "bench"}, {"data", {{"i", i}, {"pad", std::string(64, 'x')}}}}; }
+
 std::string Batch(int n) {
   nlohmann::json arr = nlohmann::json::array();
-  for (int i = 0; i < n; ++i) arr.push_back({{"eventType", "bench"}, {"data", {{"i", i}, {"pad", std::string(64, 'x')}}}});
+  for (int i = 0; i < n; ++i) arr.push_back(EventJson(i));
   return arr.dump();
+}
+
+esdb::ProposedEvent StoreEvent() {
+  esdb::ProposedEvent e;
+  e.event_type = "bench";
+  e.data = EventJson(0)["data"].dump();
+  return e;
 }
 
 bool WaitReady(uint16_t port) {
@@ -110,21 +147,73 @@ bool WaitReady(uint16_t port) {
   return false;
 }
 
-double HttpAppends(uint16_t port, int conns, int batch, double seconds) {
-  std::atomic<uint64_t> events{0};
+// The store's group-commit and event counters from /metrics.
+struct StoreCounters {
+  double group_commits = 0, events = 0;
+};
+
+StoreCounters ScrapeStore(uint16_t port) {
+  StoreCounters c;
+  try {
+    Conn conn(port);
+    std::string body;
+    if (conn.Call("GET", "/metrics", "", &body) != 200) return c;
+    std::istringstream in(body);
+    std::string line;
+    while (std::getline(in, line)) {
+      const size_t space = line.find(' ');
+      if (line.empty() || line[0] == '#' || space == std::string::npos) continue;
+      const std::string name = line.substr(0, space);
+      if (name == "esdb_store_group_commits") c.group_commits = std::atof(line.c_str() + space + 1);
+      if (name == "esdb_store_events_appended") c.events = std::atof(line.c_str() + space + 1);
+    }
+  } catch (...) {
+  }
+  return c;
+}
+
+// CPU seconds (user + system) used so far by process `pid`.
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string skip;
+  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
+  double utime = 0, stime = 0;
+  fields >> utime >> stime;
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+struct HttpRate {
+  esdb_bench::Rate rate;
+  double host_cpu_us_per_event = 0;    // esdb-host, all threads
+  double client_cpu_us_per_event = 0;  // this process (the HTTP client threads)
+};
+
+HttpRate HttpAppends(uint16_t port, int conns, int batch, double seconds) {
+  std::atomic<uint64_t> events{0}, requests{0};
   std::atomic<bool> stop{false};
   std::atomic<int> errors{0};
   const std::string body = Batch(batch);
+  const StoreCounters before = ScrapeStore(port);
+  const double host_cpu0 = ProcessCpuSeconds(g_pid), client_cpu0 = ProcessCpuSeconds(getpid());
   std::vector<std::thread> threads;
   const auto t0 = Clock::now();
   for (int c = 0; c < conns; ++c) {
     threads.emplace_back([&, c] {
       try {
         Conn conn(port);
-        const std::string target = "/streams/bench-" + std::to_string(conns) + "-" + std::to_string(batch) + "-" + std::to_string(c);
+        const std::string target =
+            "/streams/bench-" + std::to_string(conns) + "-" + std::to_string(batch) + "-" + std::to_string(c);
         while (!stop.load()) {
-          if (conn.Call("POST", target, body) == 201) events.fetch_add(batch);
-          else errors.fetch_add(1);
+          if (conn.Call("POST", target, body) == 201) {
+            events.fetch_add(batch);
+            requests.fetch_add(1);
+          } else {
+            errors.fetch_add(1);
+          }
         }
       } catch (...) {
         errors.fetch_add(1);
@@ -134,92 +223,209 @@ double HttpAppends(uint16_t port, int conns, int batch, double seconds) {
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop = true;
   for (auto& t : threads) t.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (errors.load()) std::printf("  (%d errors)\n", errors.load());
-  return events.load() / secs;
-}
-
-double RawLevelDb(const std::string& dir, int batch, double seconds) {
-  leveldb::DB* db = nullptr;
-  leveldb::Options options;
-  options.create_if_missing = true;
-  if (!leveldb::DB::Open(options, dir, &db).ok()) return 0;
-  leveldb::WriteOptions wo;
-  wo.sync = true;
-  const std::string value(100, 'x');
-  uint64_t n = 0;
-  const auto t0 = Clock::now();
-  while (std::chrono::duration<double>(Clock::now() - t0).count() < seconds) {
-    leveldb::WriteBatch b;
-    for (int i = 0; i < batch; ++i) b.Put("k" + std::to_string(n++), value);
-    db->Write(wo, &b);
+  const double secs = esdb_bench::Seconds(t0, Clock::now());
+  const double host_cpu = ProcessCpuSeconds(g_pid) - host_cpu0, client_cpu = ProcessCpuSeconds(getpid()) - client_cpu0;
+  const StoreCounters after = ScrapeStore(port);
+  if (errors.load()) std::printf("  (%d HTTP errors)\n", errors.load());
+  HttpRate r;
+  r.rate.events_per_s = events.load() / secs;
+  r.rate.writes_per_s = requests.load() / secs;
+  const double groups = after.group_commits - before.group_commits;
+  r.rate.events_per_sync = groups > 0 ? (after.events - before.events) / groups : 0;
+  r.rate.events = events.load();
+  if (events.load() > 0) {
+    r.host_cpu_us_per_event = 1e6 * host_cpu / events.load();
+    r.client_cpu_us_per_event = 1e6 * client_cpu / events.load();
   }
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  delete db;
-  return n / secs;
+  return r;
 }
 
-// Append one event at a time, measure from the 201 to the SSE message.
+// Append one event at a time; measure from the 201 (and from sending the
+// POST) to the SSE message. The SSE message may already be waiting when the
+// 201 is read: the ack and the delivery race on two sockets.
 void SseLatency(uint16_t port, int samples) {
-  tcp::socket* sock = nullptr;
   net::io_context io;
-  tcp::socket s(io);
-  s.connect({net::ip::make_address("127.0.0.1"), port});
-  sock = &s;
+  tcp::socket sock(io);
+  sock.connect({net::ip::make_address("127.0.0.1"), port});
   const std::string req = "GET /streams/latency/subscribe?from=end HTTP/1.1\r\nHost: x\r\n\r\n";
-  net::write(*sock, net::buffer(req));
+  net::write(sock, net::buffer(req));
   std::string raw;
   std::array<char, 8192> buf;
-  while (raw.find(": stream open\n\n") == std::string::npos) raw.append(buf.data(), sock->read_some(net::buffer(buf)));
+  while (raw.find(": stream open\n\n") == std::string::npos) raw.append(buf.data(), sock.read_some(net::buffer(buf)));
   raw.clear();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   Conn writer(port);
-  std::vector<double> lat;
+  std::vector<double> from_ack, from_send;
   const std::string body = Batch(1);
   for (int i = 0; i < samples; ++i) {
+    const auto sent = Clock::now();
     writer.Call("POST", "/streams/latency", body);
     const auto acked = Clock::now();
     size_t pos;
     while ((pos = raw.find("\ndata: ")) == std::string::npos || raw.find("\n\n", pos) == std::string::npos) {
-      raw.append(buf.data(), sock->read_some(net::buffer(buf)));
+      raw.append(buf.data(), sock.read_some(net::buffer(buf)));
     }
-    lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - acked).count());
+    const auto received = Clock::now();
+    from_ack.push_back(std::chrono::duration<double, std::micro>(received - acked).count());
+    from_send.push_back(std::chrono::duration<double, std::micro>(received - sent).count());
     raw.erase(0, raw.find("\n\n", pos) + 2);
   }
-  std::sort(lat.begin(), lat.end());
-  std::printf("SSE delivery latency, append ack -> SSE receipt (%d samples): p50 %.0f us, p99 %.0f us, max %.0f us\n",
-              samples, lat[lat.size() / 2], lat[lat.size() * 99 / 100], lat.back());
+  auto print = [samples](const char* what, std::vector<double>& lat) {
+    std::sort(lat.begin(), lat.end());
+    std::printf("SSE delivery latency, %s -> SSE receipt (%d samples): p50 %.0f us, p99 %.0f us, max %.0f us\n", what,
+                samples, lat[lat.size() / 2], lat[lat.size() * 99 / 100], lat.back());
+  };
+  print("append ack", from_ack);
+  print("append sent", from_send);
+}
+
+struct Options {
+  double seconds = 3;
+  std::vector<std::pair<int, int>> configs = {{1, 1}, {16, 1}, {64, 1}, {1, 10}, {16, 10}, {64, 10}};
+  bool raw = true, store = true, http = true;
+  int sse_samples = 500;
+  std::vector<std::string> host_args;  // extra esdb-host arguments (--host-set K=V adds "--set", "K=V")
+  std::string dir = "/tmp";            // where the databases go (a tmpfs takes the disk out of the picture)
+};
+
+bool ParseArgs(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) return false;
+    const std::string v = argv[++i];
+    if (a == "--seconds") {
+      o->seconds = std::atof(v.c_str());
+    } else if (a == "--sse-samples") {
+      o->sse_samples = std::atoi(v.c_str());
+    } else if (a == "--configs") {
+      o->configs.clear();
+      std::istringstream in(v);
+      std::string item;
+      while (std::getline(in, item, ',')) {
+        int conns = 0, batch = 0;
+        if (std::sscanf(item.c_str(), "%dx%d", &conns, &batch) != 2 || conns < 1 || batch < 1) return false;
+        o->configs.emplace_back(conns, batch);
+      }
+    } else if (a == "--host-set") {
+      o->host_args.push_back("--set");
+      o->host_args.push_back(v);
+    } else if (a == "--host-arg") {
+      o->host_args.push_back(v);
+    } else if (a == "--dir") {
+      o->dir = v;
+    } else if (a == "--tiers") {
+      o->raw = v.find("raw") != std::string::npos;
+      o->store = v.find("store") != std::string::npos;
+      o->http = v.find("http") != std::string::npos;
+    } else {
+      return false;
+    }
+  }
+  return o->seconds > 0 && !o->configs.empty();
+}
+
+std::string Cell(double events_per_s, double per_sync) {
+  if (events_per_s <= 0) return "-";
+  char buf[64];
+  if (per_sync > 0) std::snprintf(buf, sizeof buf, "%.0f (%.1f/sync)", events_per_s, per_sync);
+  else std::snprintf(buf, sizeof buf, "%.0f", events_per_s);
+  return buf;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  double seconds = 3;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--seconds") seconds = std::atof(argv[i + 1]);
+  Options opt;
+  if (!ParseArgs(argc, argv, &opt)) {
+    std::fprintf(stderr,
+                 "usage: %s [--seconds S] [--configs CONNSxEVENTS,...] [--tiers raw,store,http] [--sse-samples N]\n"
+                 "          [--host-set KEY=VALUE]... [--host-arg ARG]... [--dir DIR]\n",
+                 argv[0]);
+    return 2;
   }
-  char tmpl[] = "/tmp/esdb-http-bench-XXXXXX";
-  const std::string root = mkdtemp(tmpl);
-  const uint16_t port = StartHost(root + "/data", root + "/manifests");
-  if (port == 0 || !WaitReady(port)) {
-    std::fprintf(stderr, "esdb-host did not become ready\n");
-    if (g_pid > 0) kill(g_pid, SIGKILL);
-    return 1;
+  std::string tmpl = opt.dir + "/esdb-http-bench-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    std::fprintf(stderr, "cannot create a directory in %s\n", opt.dir.c_str());
+    return 2;
   }
-  std::printf("esdb http_bench: %.1f s per configuration, %u cores\n", seconds, std::thread::hardware_concurrency());
-  for (int batch : {1, 10}) {
-    std::printf("raw LevelDB synced writes, %d per write: %.0f events/s\n", batch,
-                RawLevelDb(root + "/raw-" + std::to_string(batch), batch, seconds));
-    for (int conns : {1, 16, 64}) {
-      std::printf("HTTP durable appends, %2d connections, %2d event(s) per request: %.0f events/s\n", conns, batch,
-                  HttpAppends(port, conns, batch, seconds));
-      std::fflush(stdout);
+  const std::string root = tmpl;
+
+  uint16_t port = 0;
+  if (opt.http || opt.sse_samples > 0) {
+    port = StartHost(root + "/data", root + "/manifests", opt.host_args);
+    if (port == 0 || !WaitReady(port)) {
+      std::fprintf(stderr, "esdb-host did not become ready; see %s/host.log\n", root.c_str());
+      if (g_pid > 0) kill(g_pid, SIGKILL);
+      return 1;
     }
   }
-  SseLatency(port, 500);
-  kill(g_pid, SIGTERM);
-  int status = 0;
-  waitpid(g_pid, &status, 0);
+  std::shared_ptr<esdb_persistence::LevelDbStorage> storage;
+  std::shared_ptr<esdb_store::StoreCore> store;
+  if (opt.store) {
+    auto pcfg = esdb_persistence::ParsePersistenceConfig(ManifestConfig("persistence"));
+    auto scfg = esdb_store::ParseStoreOptions(ManifestConfig("store"));
+    if (!pcfg.ok() || !scfg.ok()) {
+      std::fprintf(stderr, "bad manifest config: %s %s\n", pcfg.status().ToString().c_str(),
+                   scfg.status().ToString().c_str());
+      return 1;
+    }
+    auto opened = esdb_persistence::LevelDbStorage::Open(root + "/inproc", pcfg->leveldb);
+    if (!opened.ok()) return 1;
+    storage = *opened;
+    auto core = esdb_store::StoreCore::Open(storage, *scfg, {});
+    if (!core.ok()) return 1;
+    store = *core;
+  }
+
+  const esdb::ProposedEvent event = StoreEvent();
+  std::printf("esdb http_bench: %.1f s per measurement, %u hardware threads, event data %zu bytes\n", opt.seconds,
+              std::thread::hardware_concurrency(), event.data.size());
+  std::printf("events/s, durable (synced) writes; (n/sync) = events per synced write (group commit)\n");
+  std::printf("CPU us/ev: microseconds of CPU per event: in-process store (this process) | HTTP: esdb-host, client\n");
+  std::printf("%5s %6s | %-22s | %-22s | %-22s | %-10s | %s\n", "conns", "ev/req", "raw LevelDB", "in-process store",
+              "HTTP", "HTTP/store", "CPU us/ev store | host, client");
+  std::fflush(stdout);
+  int n = 0;
+  for (auto [conns, batch] : opt.configs) {
+    const std::string tag = std::to_string(conns) + "x" + std::to_string(batch) + "-" + std::to_string(n++);
+    esdb_bench::Rate raw, in_process;
+    HttpRate over_http;
+    if (opt.raw) raw = esdb_bench::RawLevelDb(root + "/raw-" + tag, conns, batch, event.data.size(), opt.seconds);
+    double store_cpu_us = 0;
+    if (opt.store) {
+      const double cpu0 = ProcessCpuSeconds(getpid());
+      in_process = esdb_bench::StoreAppends(*store, conns, batch, event, opt.seconds, "inproc-" + tag);
+      if (in_process.events > 0) store_cpu_us = 1e6 * (ProcessCpuSeconds(getpid()) - cpu0) / in_process.events;
+    }
+    if (opt.http) over_http = HttpAppends(port, conns, batch, opt.seconds);
+    char ratio[16] = "-";
+    if (in_process.events_per_s > 0 && over_http.rate.events_per_s > 0) {
+      std::snprintf(ratio, sizeof ratio, "%.0f%%", 100 * over_http.rate.events_per_s / in_process.events_per_s);
+    }
+    char cpu[64];
+    char store_cpu[16] = "-", http_cpu[32] = "-";
+    if (store_cpu_us > 0) std::snprintf(store_cpu, sizeof store_cpu, "%.1f", store_cpu_us);
+    if (over_http.rate.events_per_s > 0) {
+      std::snprintf(http_cpu, sizeof http_cpu, "%.1f, %.1f", over_http.host_cpu_us_per_event,
+                    over_http.client_cpu_us_per_event);
+    }
+    std::snprintf(cpu, sizeof cpu, "%s | %s", store_cpu, http_cpu);
+    std::printf("%5d %6d | %-22s | %-22s | %-22s | %-10s | %s\n", conns, batch,
+                Cell(raw.events_per_s, raw.events_per_sync).c_str(),
+                Cell(in_process.events_per_s, in_process.events_per_sync).c_str(),
+                Cell(over_http.rate.events_per_s, over_http.rate.events_per_sync).c_str(), ratio, cpu);
+    std::fflush(stdout);
+  }
+  if (store) {
+    store->Close();
+    (void)storage->Close(std::chrono::seconds(10));
+  }
+  if (opt.sse_samples > 0) SseLatency(port, opt.sse_samples);
+  if (g_pid > 0) {
+    kill(g_pid, SIGTERM);
+    int status = 0;
+    waitpid(g_pid, &status, 0);
+  }
   std::filesystem::remove_all(root);
   return 0;
 }

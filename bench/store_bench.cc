@@ -8,12 +8,6 @@
 // events; store appends with 1 writer; 64 concurrent writers of 1 event;
 // 1 writer with batches of 10 and 100; raw LevelDB at the group size the 64
 // writers reached; stream read forward; $all read forward; peak RSS.
-#include <sys/resource.h>
-
-#include <leveldb/db.h>
-#include <leveldb/write_batch.h>
-
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,15 +16,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "leveldb_storage.h"
 #include "store_core.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using esdb_bench::Clock;
+using esdb_bench::Seconds;
 constexpr size_t kEventBytes = 300;
-
-double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 struct Row {
   std::string phase;
@@ -46,81 +40,27 @@ void Print(const Row& r) {
   std::fflush(stdout);
 }
 
+Row FromRate(const std::string& phase, const esdb_bench::Rate& r) {
+  return Row{phase, r.events_per_s, r.writes_per_s, r.events_per_sync, ""};
+}
+
 Row RawLevelDb(const std::filesystem::path& dir, int batch, double seconds) {
-  leveldb::Options o;
-  o.create_if_missing = true;
-  o.write_buffer_size = 16u << 20;
-  leveldb::DB* raw = nullptr;
-  leveldb::Status s = leveldb::DB::Open(o, dir.string(), &raw);
-  if (!s.ok()) {
-    std::fprintf(stderr, "raw open: %s\n", s.ToString().c_str());
-    std::exit(1);
-  }
-  std::unique_ptr<leveldb::DB> db(raw);
-  const std::string value(kEventBytes, 'v');
-  leveldb::WriteOptions wo;
-  wo.sync = true;
-  uint64_t key = 0, batches = 0;
-  const auto start = Clock::now();
-  auto now = start;
-  while (Seconds(start, now) < seconds) {
-    leveldb::WriteBatch wb;
-    for (int i = 0; i < batch; ++i) {
-      char k[16];
-      std::snprintf(k, sizeof k, "e%014llu", static_cast<unsigned long long>(key++));
-      wb.Put(k, value);
-    }
-    s = db->Write(wo, &wb);
-    if (!s.ok()) {
-      std::fprintf(stderr, "raw write: %s\n", s.ToString().c_str());
-      std::exit(1);
-    }
-    ++batches;
-    now = Clock::now();
-  }
-  const double t = Seconds(start, now);
-  return Row{"raw leveldb synced WriteBatch, batch " + std::to_string(batch), key / t, batches / t,
-             static_cast<double>(batch), ""};
+  return FromRate("raw leveldb synced WriteBatch, batch " + std::to_string(batch),
+                  esdb_bench::RawLevelDb(dir, 1, batch, kEventBytes, seconds));
 }
 
-std::vector<esdb::ProposedEvent> Events(int n) {
-  std::vector<esdb::ProposedEvent> v(n);
-  for (auto& e : v) {
-    e.event_type = "bench";
-    e.data.assign(kEventBytes, 'd');
-  }
-  return v;
+esdb::ProposedEvent Event() {
+  esdb::ProposedEvent e;
+  e.event_type = "bench";
+  e.data.assign(kEventBytes, 'd');
+  return e;
 }
 
-uint64_t GroupCommits(esdb_store::StoreCore& s) { return s.Stats()["group_commits"].get<uint64_t>(); }
+std::vector<esdb::ProposedEvent> Events(int n) { return std::vector<esdb::ProposedEvent>(n, Event()); }
 
 // `writers` threads each appending `batch` events per append to their own stream.
 Row StoreAppends(esdb_store::StoreCore& store, int writers, int batch, double seconds, const std::string& phase) {
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> appends{0};
-  const uint64_t groups_before = GroupCommits(store);
-  std::vector<std::thread> threads;
-  const auto start = Clock::now();
-  for (int w = 0; w < writers; ++w) {
-    threads.emplace_back([&, w] {
-      const std::string stream = phase.substr(0, 12) + "-" + std::to_string(w);
-      while (!stop.load(std::memory_order_relaxed)) {
-        auto r = store.Append(stream, esdb::ExpectedVersion::Any(), Events(batch));
-        if (!r.ok()) {
-          std::fprintf(stderr, "append: %s\n", r.status().ToString().c_str());
-          std::exit(1);
-        }
-        appends.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-  }
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& t : threads) t.join();
-  const double t = Seconds(start, Clock::now());
-  const uint64_t groups = GroupCommits(store) - groups_before;
-  const double events = static_cast<double>(appends.load()) * batch;
-  return Row{phase, events / t, appends.load() / t, groups ? events / groups : 0, ""};
+  return FromRate(phase, esdb_bench::StoreAppends(store, writers, batch, Event(), seconds, phase.substr(0, 12)));
 }
 
 Row ReadStream(esdb_store::StoreCore& store, const std::string& stream) {
@@ -221,9 +161,7 @@ int main(int argc, char** argv) {
   Print(ReadStream(store, "read-stream"));
   Print(ReadAll(store));
 
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  std::printf("peak RSS: %.1f MiB\n", ru.ru_maxrss / 1024.0);
+  std::printf("peak RSS: %.1f MiB\n", esdb_bench::PeakRssMiB());
   std::printf("64 writers / 1 writer: %.1fx (target >= 10x)\n", many.events_per_s / one.events_per_s);
   std::printf("64 writers / raw leveldb at batch %d: %.0f%% (target >= 50%%)\n", reached,
               100.0 * many.events_per_s / raw_reached.events_per_s);

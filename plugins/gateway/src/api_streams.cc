@@ -100,10 +100,9 @@ void Append(ServerState* st, Request& req, Reply reply) {
                          return reply(StatusResponse(r.status(), std::move(extra)));
                        }
                        if (!r->idempotent) st->metrics.events_appended.fetch_add(count);
-                       Response res = JsonResponse(201, {{"nextExpectedVersion", r->next_expected_version},
-                                                         {"position", r->position},
-                                                         {"firstPosition", r->first_position},
-                                                         {"idempotent", r->idempotent}});
+                       Response res;
+                       res.status = 201;
+                       res.body = AppendResultJson(*r);
                        res.headers.emplace_back(
                            "Location", "/streams/" + PercentEncode(stream) + "/" +
                                            std::to_string(r->next_expected_version - static_cast<int64_t>(count) + 1));

@@ -1,6 +1,7 @@
 #include "event_json.h"
 
 #include <ctime>
+#include <string_view>
 
 #include "json_util.h"
 #include "trace_context.h"
@@ -84,8 +85,8 @@ bool IsUuid(const std::string& s) {
 
 bool IsJsonContentType(const std::string& ct) {
   if (ct.empty()) return true;
-  const std::string base = ct.substr(0, ct.find(';'));
-  return base == "application/json" || (base.size() > 5 && base.compare(base.size() - 5, 5, "+json") == 0);
+  const std::string_view base = std::string_view(ct).substr(0, ct.find(';'));
+  return base == "application/json" || (base.size() > 5 && base.substr(base.size() - 5) == "+json");
 }
 
 esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& body, size_t max_events,
@@ -104,47 +105,47 @@ esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& bo
   std::vector<esdb::ProposedEvent> events;
   events.reserve(arr.size());
   for (size_t i = 0; i < arr.size(); ++i) {
-    const std::string where = "event [" + std::to_string(i) + "]";
+    const auto where = [i] { return "event [" + std::to_string(i) + "]"; };  // only for errors
     const json& item = arr[i];
-    if (!item.is_object()) return Status::InvalidArgument(where + " must be an object");
+    if (!item.is_object()) return Status::InvalidArgument(where() + " must be an object");
     esdb::ProposedEvent e;
     const json* data = nullptr;
     const json* metadata = nullptr;
     for (const auto& [key, value] : item.items()) {
       if (key == "eventId") {
-        if (!value.is_string() || !IsUuid(value.get<std::string>())) {
-          return Status::InvalidArgument(where + ": eventId must be a UUID string (8-4-4-4-12 hex), got " +
+        if (!value.is_string() || !IsUuid(value.get_ref<const std::string&>())) {
+          return Status::InvalidArgument(where() + ": eventId must be a UUID string (8-4-4-4-12 hex), got " +
                                          Dump(value));
         }
-        e.event_id = value.get<std::string>();
+        e.event_id = value.get_ref<const std::string&>();
       } else if (key == "eventType") {
-        if (!value.is_string() || value.get<std::string>().empty()) {
-          return Status::InvalidArgument(where + ": eventType must be a non-empty string");
+        if (!value.is_string() || value.get_ref<const std::string&>().empty()) {
+          return Status::InvalidArgument(where() + ": eventType must be a non-empty string");
         }
-        e.event_type = value.get<std::string>();
+        e.event_type = value.get_ref<const std::string&>();
       } else if (key == "contentType") {
-        if (!value.is_string() || value.get<std::string>().empty()) {
-          return Status::InvalidArgument(where + ": contentType must be a non-empty string");
+        if (!value.is_string() || value.get_ref<const std::string&>().empty()) {
+          return Status::InvalidArgument(where() + ": contentType must be a non-empty string");
         }
-        e.content_type = value.get<std::string>();
+        e.content_type = value.get_ref<const std::string&>();
       } else if (key == "data") {
         data = &value;
       } else if (key == "metadata") {
         metadata = &value;
       } else {
-        return Status::InvalidArgument(where + ": unknown field '" + key +
+        return Status::InvalidArgument(where() + ": unknown field '" + key +
                                        "' (allowed: eventId, eventType, data, metadata, contentType)");
       }
     }
-    if (e.event_type.empty()) return Status::InvalidArgument(where + ": eventType is required");
-    if (data == nullptr) return Status::InvalidArgument(where + ": data is required (any JSON value)");
+    if (e.event_type.empty()) return Status::InvalidArgument(where() + ": eventType is required");
+    if (data == nullptr) return Status::InvalidArgument(where() + ": data is required (any JSON value)");
     if (IsJsonContentType(e.content_type)) {
       e.data = Dump(*data);
     } else {
       if (!data->is_string()) {
-        return Status::InvalidArgument(where + ": contentType '" + e.content_type + "' needs data as a string");
+        return Status::InvalidArgument(where() + ": contentType '" + e.content_type + "' needs data as a string");
       }
-      e.data = data->get<std::string>();
+      e.data = data->get_ref<const std::string&>();
     }
     e.metadata = MetadataWithTrace(metadata, traceparent);
     events.push_back(std::move(e));
@@ -159,6 +160,16 @@ json PayloadToJson(const std::string& bytes, const std::string& content_type) {
     if (!j.is_discarded()) return j;
   }
   return bytes;
+}
+
+std::string AppendResultJson(const esdb::AppendResult& r) {
+  std::string out;
+  out.reserve(112);
+  out.append("{\"firstPosition\":").append(std::to_string(r.first_position));
+  out.append(",\"idempotent\":").append(r.idempotent ? "true" : "false");
+  out.append(",\"nextExpectedVersion\":").append(std::to_string(r.next_expected_version));
+  out.append(",\"position\":").append(std::to_string(r.position)).append("}");
+  return out;
 }
 
 std::string FormatTimestamp(int64_t micros) {

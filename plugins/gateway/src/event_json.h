@@ -50,6 +50,11 @@ nlohmann::json PayloadToJson(const std::string& bytes, const std::string& conten
 //  "createdUs", "data", "metadata"}.
 nlohmann::json RecordedEventToJson(const esdb::RecordedEvent& e);
 
+// The 201 body of an append, {"firstPosition", "idempotent",
+// "nextExpectedVersion", "position"}: the text Dump() gives that object,
+// written without building a JSON document.
+std::string AppendResultJson(const esdb::AppendResult& r);
+
 // RFC 3339 UTC with microseconds, e.g. "2024-05-01T12:00:00.000123Z".
 std::string FormatTimestamp(int64_t micros);
 

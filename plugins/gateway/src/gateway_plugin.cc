@@ -3,9 +3,11 @@
 // announces where it listens (retained bus event "gateway_listening").
 // It does not wait for the store: data routes answer 503 until it is there.
 //
-// It runs an io_context of its own (io_threads) rather than ctx.Io(), so
-// its I/O threads are sized by its config and joined in Stop(); ctx.Io()
-// would work too, since the host runs it inside the plugin's copy of Asio.
+// io_threads io_contexts, each run by one thread: a session stays on one of
+// them, so a request's read, handler and write never wake another thread
+// or contend for a shared scheduler (Server spreads sessions round-robin).
+// They are the gateway's own (not ctx.Io()) so their number follows its
+// config and Stop() joins their threads.
 #include <optional>
 #include <thread>
 #include <vector>
@@ -52,12 +54,16 @@ class GatewaySubsystem : public esdb::Subsystem {
     deps.subsystem_name = ctx.Name();
     if (!deps.control) ctx.Logger()->warn("gateway: service {} not found; control routes answer 503", esdb::services::kControl);
 
-    io_ = std::make_unique<boost::asio::io_context>(config->io_threads);
-    work_.emplace(io_->get_executor());
-    server_ = std::make_unique<Server>(*io_, *config, std::move(deps));
+    std::vector<boost::asio::io_context*> ios;
+    for (int i = 0; i < config->io_threads; ++i) {
+      ios_.push_back(std::make_unique<boost::asio::io_context>(1));
+      work_.emplace_back(ios_.back()->get_executor());
+      ios.push_back(ios_.back().get());
+    }
+    server_ = std::make_unique<Server>(std::move(ios), *config, std::move(deps));
     s = server_->Start();
     if (!s.ok()) return Fail(s);
-    for (int i = 0; i < config->io_threads; ++i) threads_.emplace_back([io = io_.get()] { io->run(); });
+    for (auto& io : ios_) threads_.emplace_back([io = io.get()] { io->run(); });
 
     const auto endpoint = server_->endpoint();
     const nlohmann::json where = {{"address", endpoint.address().to_string()}, {"port", endpoint.port()}};
@@ -72,12 +78,12 @@ class GatewaySubsystem : public esdb::Subsystem {
       if (!server_->Stop()) ctx_->Logger()->error("gateway: stop left connections behind");
       Announce("gateway_stopped", nlohmann::json::object());
     }
-    work_.reset();
-    if (io_) io_->stop();
+    work_.clear();
+    for (auto& io : ios_) io->stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
     server_.reset();
-    io_.reset();  // destroys handlers still queued, in this library
+    ios_.clear();  // destroys handlers still queued, in this library
     services_sub_.cancel();
     if (tracker_) tracker_->Clear();
     tracker_.reset();
@@ -105,8 +111,8 @@ class GatewaySubsystem : public esdb::Subsystem {
   esdb::Context* ctx_ = nullptr;
   std::shared_ptr<ServiceTracker> tracker_;
   esdb::Subscription services_sub_;
-  std::unique_ptr<boost::asio::io_context> io_;
-  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::vector<std::unique_ptr<boost::asio::io_context>> ios_;  // one per thread
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   std::unique_ptr<Server> server_;
 };

@@ -12,8 +12,12 @@ namespace esdb_gateway {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-Listener::Listener(net::io_context& io, std::shared_ptr<ServerState> state)
-    : io_(io), state_(std::move(state)), strand_(net::make_strand(io)), acceptor_(strand_), retry_timer_(strand_) {}
+Listener::Listener(std::vector<net::io_context*> ios, std::shared_ptr<ServerState> state)
+    : ios_(std::move(ios)),
+      state_(std::move(state)),
+      strand_(net::make_strand(*ios_.front())),
+      acceptor_(strand_),
+      retry_timer_(strand_) {}
 
 esdb::Status Listener::Open(const tcp::endpoint& endpoint) {
   boost::system::error_code ec;
@@ -37,13 +41,14 @@ void Listener::Run() {
 
 void Listener::Accept() {
   if (closed_) return;
-  acceptor_.async_accept(net::make_strand(io_),
-                         [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
-                           self->OnAccept(ec, std::move(socket));
+  const size_t index = next_io_++ % ios_.size();
+  acceptor_.async_accept(net::make_strand(*ios_[index]),
+                         [self = shared_from_this(), index](boost::system::error_code ec, tcp::socket socket) {
+                           self->OnAccept(ec, std::move(socket), index);
                          });
 }
 
-void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
+void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket, size_t io_index) {
   if (closed_ || ec == net::error::operation_aborted) return;
   if (ec) {
     // Out of descriptors and the like: back off briefly instead of spinning.
@@ -62,7 +67,7 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
         state_->metrics.open_connections.load() >= static_cast<int64_t>(state_->config.max_connections);
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    std::make_shared<Session>(std::move(socket), state_)->Run(reject);
+    std::make_shared<Session>(std::move(socket), state_, state_->funnels[io_index])->Run(reject);
   }
   Accept();
 }

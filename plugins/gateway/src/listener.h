@@ -1,9 +1,11 @@
-// Accepts connections and hands each to a new Session on its own strand.
-// Over max_connections, the connection still gets a Session that answers
-// 503 and closes, so the client learns why.
+// Accepts connections and hands each to a new Session on its own strand,
+// spreading sessions round-robin over the server's io_contexts. Over
+// max_connections, the connection still gets a Session that answers 503 and
+// closes, so the client learns why.
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -17,7 +19,8 @@ namespace esdb_gateway {
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(boost::asio::io_context& io, std::shared_ptr<ServerState> state);
+  // Accepts on the first of `ios` (none may be null).
+  Listener(std::vector<boost::asio::io_context*> ios, std::shared_ptr<ServerState> state);
 
   // Opens, binds and listens (synchronously, so the caller learns the
   // outcome); the error names the address.
@@ -31,9 +34,11 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void Accept();
-  void OnAccept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
+  // `io_index`: which of the ios (and funnels) the socket belongs to.
+  void OnAccept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket, size_t io_index);
 
-  boost::asio::io_context& io_;
+  const std::vector<boost::asio::io_context*> ios_;
+  size_t next_io_ = 0;  // on strand_
   std::shared_ptr<ServerState> state_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::ip::tcp::acceptor acceptor_;

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "listener.h"
+#include "reply_funnel.h"
 #include "session.h"
 
 namespace esdb_gateway {
@@ -87,7 +88,11 @@ size_t ServerState::work_count() {
 // --- Server -----------------------------------------------------------------
 
 Server::Server(net::io_context& io, GatewayConfig config, ServerDeps deps)
-    : io_(io), state_(std::make_shared<ServerState>(std::move(config), std::move(deps))) {
+    : Server(std::vector<net::io_context*>{&io}, std::move(config), std::move(deps)) {}
+
+Server::Server(std::vector<net::io_context*> ios, GatewayConfig config, ServerDeps deps)
+    : ios_(std::move(ios)), state_(std::make_shared<ServerState>(std::move(config), std::move(deps))) {
+  for (auto* io : ios_) state_->funnels.push_back(std::make_shared<ReplyFunnel>(io->get_executor()));
   // Order matters: the first matching route wins, and the subscription
   // routes' literals ("/streams/{stream}/subscribe") must precede
   // "/streams/{stream}/{version}".
@@ -95,7 +100,7 @@ Server::Server(net::io_context& io, GatewayConfig config, ServerDeps deps)
   AddSubscriptionRoutes(*state_);
   AddStreamRoutes(*state_);
   AddSnapshotRoutes(*state_);
-  AddAdminRoutes(*state_, io_);
+  AddAdminRoutes(*state_, *ios_.front());  // its rare waits share the first io thread
   for (Route& route : state_->router.routes()) route.circuit = state_->circuits.ForRoute(route);
 }
 
@@ -105,7 +110,7 @@ esdb::Status Server::Start() {
   boost::system::error_code ec;
   const auto address = net::ip::make_address(state_->config.listen_address, ec);
   if (ec) return esdb::Status::InvalidArgument("gateway: bad listen_address '" + state_->config.listen_address + "'");
-  listener_ = std::make_shared<Listener>(io_, state_);
+  listener_ = std::make_shared<Listener>(ios_, state_);
   esdb::Status s = listener_->Open({address, state_->config.listen_port});
   if (!s.ok()) {
     listener_.reset();
@@ -134,6 +139,8 @@ bool Server::Stop() {
   // Stop() returns even if a strand is slow to run.
   for (auto& source : state_->LiveSources()) source->Stop();
   for (auto& s : state_->LiveSessions()) s->ForceClose();
+  // Replies not delivered by now are moot; they would keep their sessions alive.
+  for (auto& funnel : state_->funnels) funnel->Clear();
   quiet = state_->WaitQuiet(std::chrono::steady_clock::now() + std::chrono::seconds(3));
   if (!quiet) {
     SPDLOG_LOGGER_ERROR(state_->deps.logger, "gateway: {} sessions and {} store calls still alive at stop",

@@ -32,6 +32,7 @@ class logger;
 
 namespace esdb_gateway {
 
+class ReplyFunnel;
 class Session;
 
 // The services the gateway uses, each possibly absent. The getters are
@@ -62,6 +63,9 @@ class ServerState {
   Circuits circuits;             // breakers around the store and notification
   TraceIdGenerator trace_ids;    // ids of new traces and of the gateway's spans
   std::atomic<bool> draining{false};  // stop admitting: no keep-alive, no new streams
+  // One per io_context, in the order the Server was given them; filled
+  // before the server starts, read-only afterwards.
+  std::vector<std::shared_ptr<ReplyFunnel>> funnels;
   std::atomic<size_t> sse_streams{0};
 
   std::shared_ptr<esdb::EventStore> Store() const { return deps.store ? deps.store() : nullptr; }

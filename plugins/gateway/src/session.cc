@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "json_util.h"
+#include "response_wire.h"
 #include "url.h"
 
 namespace esdb_gateway {
@@ -54,12 +55,17 @@ void RecordOutcome(const ReplyState& rs, const Response& r) {
 
 }  // namespace
 
-Session::Session(tcp::socket socket, std::shared_ptr<ServerState> state)
+Session::Session(tcp::socket socket, std::shared_ptr<ServerState> state, std::shared_ptr<ReplyFunnel> funnel)
     : state_(std::move(state)),
+      funnel_(std::move(funnel)),
       ex_(socket.get_executor()),
       stream_(std::move(socket)),
       heartbeat_(ex_),
-      read_deadline_(ex_) {
+      read_deadline_(ex_),
+      idle_timer_(ex_) {
+  // Only for the first, synchronous attempt of each response write (Write).
+  beast::error_code ec;
+  stream_.socket().non_blocking(true, ec);
   state_->metrics.open_connections.fetch_add(1);
   state_->metrics.accepted_connections.fetch_add(1);
 }
@@ -113,12 +119,27 @@ void Session::WaitForRequest() {
   if (buffer_.size() > 0) return ReadHeader();  // pipelined request already here
   // Waiting for the first byte is bounded by the idle timeout; once it
   // arrives the whole request is bounded by the read timeout.
-  stream_.expires_after(std::chrono::milliseconds(state_->config.idle_timeout_ms));
-  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+  idle_since_ = std::chrono::steady_clock::now();
+  ArmIdleTimer();
+  stream_.socket().async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
     if (self->phase_ == Phase::kClosed) return;
-    if (ec) return self->DoClose(false);  // idle timeout or peer gone: nothing to answer
+    if (ec) return self->DoClose(false);  // peer gone: nothing to answer
     self->buffer_.commit(n);
     self->ReadHeader();
+  });
+}
+
+void Session::ArmIdleTimer() {
+  if (idle_timer_armed_) return;  // fires at the old deadline and re-arms for the current one
+  idle_timer_armed_ = true;
+  const auto timeout = std::chrono::milliseconds(state_->config.idle_timeout_ms);
+  idle_timer_.expires_at(idle_since_ + timeout);
+  idle_timer_.async_wait([self = shared_from_this(), timeout](beast::error_code ec) {
+    self->idle_timer_armed_ = false;
+    // Busy now: the next wait for a request arms it again.
+    if (ec || self->phase_ != Phase::kIdle) return;
+    if (std::chrono::steady_clock::now() < self->idle_since_ + timeout) return self->ArmIdleTimer();
+    self->DoClose(false);  // idle timeout: nothing to answer
   });
 }
 
@@ -129,17 +150,40 @@ void Session::ReadHeader() {
   parser_.emplace();
   parser_->header_limit(state_->config.max_header_bytes);
   parser_->body_limit(static_cast<std::uint64_t>(state_->config.max_body_bytes));
-  stream_.expires_never();
   read_timed_out_ = false;
-  read_deadline_.expires_after(std::chrono::milliseconds(state_->config.read_timeout_ms));
-  read_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec || self->phase_ != Phase::kReading) return;
+  ++read_generation_;
+  beast::error_code ec;
+  ParseBuffered(true, ec);
+  if (ec) return FailRead(ec);
+  if (parser_->is_header_done()) return OnHeader({});
+  ArmReadDeadline();
+  http::async_read_header(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+}
+
+void Session::ParseBuffered(bool header_only, beast::error_code& ec) {
+  while (buffer_.size() > 0 && !(header_only ? parser_->is_header_done() : parser_->is_done())) {
+    const size_t used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_more) {
+      ec = {};
+      return;
+    }
+    if (ec || used == 0) return;
+  }
+}
+
+void Session::ArmReadDeadline() {
+  stream_.expires_never();  // no stale write timeout on the reads that follow
+  if (read_deadline_armed_) return;
+  read_deadline_armed_ = true;
+  read_deadline_.expires_at(started_ + std::chrono::milliseconds(state_->config.read_timeout_ms));
+  read_deadline_.async_wait([self = shared_from_this(), generation = read_generation_](beast::error_code ec) {
+    if (ec || self->phase_ != Phase::kReading || self->read_generation_ != generation) return;
     self->read_timed_out_ = true;
     beast::error_code ignored;
     self->stream_.socket().cancel(ignored);
   });
-  http::async_read_header(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
 }
 
 void Session::OnHeader(beast::error_code ec) {
@@ -152,6 +196,7 @@ void Session::OnHeader(beast::error_code ec) {
     auto cont = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
     response_ = cont;
     net::async_write(stream_, net::buffer(*cont), [self = shared_from_this()](beast::error_code wec, size_t) {
+      self->response_.reset();
       if (self->phase_ == Phase::kClosed) return;
       if (wec) return self->DoClose(false);
       self->ReadBody();
@@ -162,7 +207,11 @@ void Session::OnHeader(beast::error_code ec) {
 }
 
 void Session::ReadBody() {
+  beast::error_code ec;
+  ParseBuffered(false, ec);
+  if (ec) return FailRead(ec);
   if (parser_->is_done()) return Dispatch();
+  ArmReadDeadline();
   http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
     self->OnBody(ec);
   });
@@ -177,7 +226,10 @@ void Session::OnBody(beast::error_code ec) {
 void Session::FailRead(beast::error_code ec) {
   const auto& cfg = state_->config;
   request_.route = "unparsed";
-  read_deadline_.cancel();
+  if (read_deadline_armed_) {
+    read_deadline_armed_ = false;
+    read_deadline_.cancel();
+  }
   if (read_timed_out_) ec = beast::error::timeout;
   if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
       ec == net::error::connection_reset || ec == net::error::eof) {
@@ -208,8 +260,10 @@ void Session::FailRead(beast::error_code ec) {
 
 void Session::Dispatch() {
   phase_ = Phase::kHandling;
-  read_deadline_.cancel();
-  stream_.expires_never();
+  if (read_deadline_armed_) {
+    read_deadline_armed_ = false;
+    read_deadline_.cancel();
+  }
   auto& req = parser_->get();
   request_.method = std::string(req.method_string());
   request_.target = std::string(req.target());
@@ -232,7 +286,7 @@ void Session::Dispatch() {
   Reply reply = [self, rs](Response r) {
     if (rs->done.exchange(true)) return;
     if (rs->circuit != nullptr) RecordOutcome(*rs, r);
-    net::post(self->ex_, [self, r = std::move(r)]() mutable { self->Finish(std::move(r)); });
+    self->funnel_->Push(self, std::move(r));
   };
 
   auto target = ParseTarget(request_.target);
@@ -310,6 +364,10 @@ void Session::Dispatch() {
   }
 }
 
+void Session::Deliver(Response response) {
+  net::dispatch(ex_, [self = shared_from_this(), r = std::move(response)]() mutable { self->Finish(std::move(r)); });
+}
+
 void Session::Finish(Response response) {
   if (phase_ != Phase::kHandling) return;  // closed meanwhile
   if (response.stream) return StartStream(std::move(response.stream));
@@ -321,29 +379,27 @@ void Session::Write(Response r, bool close) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   state_->metrics.ObserveRequest(request_.route.empty() ? "unmatched" : request_.route, r.status, seconds);
 
-  auto res = std::make_shared<http::response<http::string_body>>();
-  res->version(http_version_ == 10 ? 10 : 11);
-  res->result(static_cast<unsigned>(r.status));
-  res->set(http::field::server, "esdb");
   // Requests that never parsed (408, 413, 431...) get a trace here.
   if (!request_.trace.started()) request_.trace = StartTrace({}, 0, state_->trace_ids);
-  res->set("traceresponse", request_.trace.Header());
-  if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
-  for (const auto& [name, value] : r.headers) res->set(name, value);
+  r.headers.emplace_back("traceresponse", request_.trace.Header());
   const bool keep = keep_alive_ && !close && !state_->draining.load() && r.status < 500 && r.status != 408 &&
                     r.status != 413 && r.status != 431;
-  res->keep_alive(keep);
-  res->content_length(r.body.size());
-  if (!head_) res->body() = std::move(r.body);
-  response_ = res;
+  out_.clear();
+  AppendResponseWire(r, http_version_ == 10 ? 10 : 11, keep, head_, &out_);
+  // Usually the socket takes the whole response now: no timer, no handler.
+  beast::error_code ec;
+  const size_t sent = stream_.socket().write_some(net::buffer(out_), ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
+  if (ec || sent == out_.size()) return OnWrite(!keep, ec);
   stream_.expires_after(std::chrono::milliseconds(state_->config.write_timeout_ms));
-  http::async_write(stream_, *res, [self = shared_from_this(), keep](beast::error_code ec, size_t) {
-    self->OnWrite(!keep, ec);
-  });
+  net::async_write(stream_, net::buffer(out_.data() + sent, out_.size() - sent),
+                   [self = shared_from_this(), keep](beast::error_code wec, size_t) {
+                     self->stream_.expires_never();  // reads that follow have their own deadline
+                     self->OnWrite(!keep, wec);
+                   });
 }
 
 void Session::OnWrite(bool close, beast::error_code ec) {
-  response_.reset();
   if (phase_ == Phase::kClosed) return;
   if (ec) return DoClose(false);
   if (close) return DoClose(true);
@@ -474,6 +530,7 @@ void Session::DoClose(bool graceful) {
   phase_ = Phase::kClosed;
   heartbeat_.cancel();
   read_deadline_.cancel();
+  idle_timer_.cancel();
   if (source_) {
     source_->Stop();
     state_->RemoveSource(source_id_);

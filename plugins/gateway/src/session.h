@@ -5,6 +5,13 @@
 // Slowloris defence: waiting for a request's first byte is bounded by
 // idle_timeout_ms; the whole request, first byte to last, by read_timeout_ms;
 // each write by write_timeout_ms.
+//
+// The common case costs no timer and no extra handler: a request that is
+// already in the buffer is parsed in place (the read deadline is armed only
+// when more bytes must be awaited), a response goes out with one
+// non-blocking write (the write timeout is armed only when the socket does
+// not take it all), and the idle timeout is one per-session timer that is
+// re-armed lazily instead of per request.
 #pragma once
 
 #include <array>
@@ -24,14 +31,17 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "http_types.h"
+#include "reply_funnel.h"
 #include "server_state.h"
 
 namespace esdb_gateway {
 
 class Session : public std::enable_shared_from_this<Session>, public SseSink {
  public:
-  // `socket` must use a strand executor.
-  Session(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state);
+  // `socket` must use a strand executor; `funnel` is the one of the
+  // socket's io_context (replies travel through it).
+  Session(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state,
+          std::shared_ptr<ReplyFunnel> funnel);
   ~Session() override;
 
   // Starts serving. With `reject`, answers 503 (too many connections) and closes.
@@ -41,6 +51,9 @@ class Session : public std::enable_shared_from_this<Session>, public SseSink {
   void Shutdown();
   // Closes the socket now. Any thread.
   void ForceClose();
+  // The reply to the request being handled, from the funnel: continues on
+  // the session's strand (at once when it is free). An io thread only.
+  void Deliver(Response response);
 
   // SseSink.
   bool Send(std::string message) override;
@@ -50,9 +63,14 @@ class Session : public std::enable_shared_from_this<Session>, public SseSink {
   enum class Phase { kIdle, kReading, kHandling, kWriting, kStreaming, kClosed };
 
   void WaitForRequest();
+  void ArmIdleTimer();
   void ReadHeader();
   void OnHeader(boost::beast::error_code ec);
   void ReadBody();
+  // Feeds what is buffered to the parser, up to the end of the header
+  // (`header_only`) or of the message. need_more is not an error.
+  void ParseBuffered(bool header_only, boost::beast::error_code& ec);
+  void ArmReadDeadline();
   void OnBody(boost::beast::error_code ec);
   void FailRead(boost::beast::error_code ec);
   void Dispatch();
@@ -69,6 +87,7 @@ class Session : public std::enable_shared_from_this<Session>, public SseSink {
   void Linger();
 
   const std::shared_ptr<ServerState> state_;
+  const std::shared_ptr<ReplyFunnel> funnel_;
   const boost::asio::any_io_executor ex_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
@@ -77,7 +96,14 @@ class Session : public std::enable_shared_from_this<Session>, public SseSink {
   // The whole-request deadline. A separate timer, not the stream's expiry,
   // because tcp_stream closes the socket on expiry and we want to answer 408.
   boost::asio::steady_timer read_deadline_;
+  bool read_deadline_armed_ = false;
+  uint64_t read_generation_ = 0;  // which request an armed deadline belongs to
   bool read_timed_out_ = false;
+  // The idle timeout: fires at most once per idle_timeout_ms and re-arms
+  // itself while the connection keeps being used.
+  boost::asio::steady_timer idle_timer_;
+  bool idle_timer_armed_ = false;
+  std::chrono::steady_clock::time_point idle_since_;
   uint64_t id_ = 0;
   Phase phase_ = Phase::kIdle;
 
@@ -87,7 +113,8 @@ class Session : public std::enable_shared_from_this<Session>, public SseSink {
   bool head_ = false;
   unsigned http_version_ = 11;
   std::chrono::steady_clock::time_point started_;
-  std::shared_ptr<void> response_;  // the message being written
+  std::shared_ptr<void> response_;  // the 100 Continue being written
+  std::string out_;                 // the response being written (AppendResponseWire)
   std::array<char, 4096> scratch_;  // discarded input (SSE watch, lingering close)
   size_t lingered_bytes_ = 0;
 

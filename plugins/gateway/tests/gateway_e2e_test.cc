@@ -339,3 +339,38 @@ TEST_CASE("e2e: hostile input corpus against a real host; it keeps serving") {
   REQUIRE(Http(port, "GET", "/streams/h").status == 404);
   REQUIRE(host.Stop() == 0);
 }
+
+TEST_CASE("e2e: a response bigger than the socket takes at once arrives whole to a slow reader; keep-alive goes on") {
+  TempDir dir;
+  HostProcess host(dir.path());
+  const uint16_t port = host.port();
+  REQUIRE(host.WaitReady());
+  const std::string big(900 * 1024, 'x');  // one event per append (max_append_bytes is 1 MiB)
+  // 7 MiB of response: more than Linux lets a socket buffer at once (tcp_wmem max 4 MiB).
+  for (int i = 0; i < 8; ++i) {
+    REQUIRE(Append(port, "big", json::array({{{"eventType", "blob"}, {"data", big}}})).status == 201);
+  }
+  net::io_context io;
+  tcp::socket s(io);
+  s.open(tcp::v4());
+  s.set_option(net::socket_base::receive_buffer_size(16 * 1024));  // the server's first write cannot take it all
+  s.connect({net::ip::make_address("127.0.0.1"), port});
+  SetTimeouts(s, 20);
+  const std::string get = "GET /streams/big?count=8 HTTP/1.1\r\nHost: x\r\n\r\n";
+  net::write(s, net::buffer(get));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // slow reader: the rest waits on the server
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64u << 20);
+  http::read(s, buffer, parser);
+  REQUIRE(parser.get().result_int() == 200);
+  const json page = json::parse(parser.get().body());
+  REQUIRE(page["events"].size() == 8);
+  for (const auto& e : page["events"]) REQUIRE(e["data"] == big);
+  // The same connection serves the next request.
+  net::write(s, net::buffer(std::string("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")));
+  http::response<http::string_body> live;
+  http::read(s, buffer, live);
+  REQUIRE(live.result_int() == 200);
+  REQUIRE(host.Stop() == 0);
+}

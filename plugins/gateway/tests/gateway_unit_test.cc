@@ -1,11 +1,17 @@
 // Unit tests of the gateway's pure logic: target parsing, routing, config,
-// auth, request-body parsing.
+// auth, request-body parsing, response serialization.
 #include <catch2/catch.hpp>
+
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/string_body.hpp>
 
 #include "auth.h"
 #include "config.h"
 #include "event_json.h"
 #include "json_util.h"
+#include "response_wire.h"
 #include "router.h"
 #include "url.h"
 
@@ -209,4 +215,75 @@ TEST_CASE("StatusResponse maps codes and carries the current version") {
   REQUIRE(StatusResponse(esdb::Status::StreamDeleted("x")).status == 410);
   REQUIRE(StatusResponse(esdb::Status::NotFound("x")).status == 404);
   REQUIRE(StatusResponse(esdb::Status::Unavailable("x")).status == 503);
+}
+
+namespace {
+
+// What Beast's serializer makes of the same response (what the session sent
+// before it wrote responses by hand).
+std::string BeastWire(const Response& r, unsigned version, bool keep, bool head) {
+  namespace http = boost::beast::http;
+  http::response<http::string_body> res;
+  res.version(version);
+  res.result(static_cast<unsigned>(r.status));
+  res.set(http::field::server, "esdb");
+  if (!r.content_type.empty()) res.set(http::field::content_type, r.content_type);
+  for (const auto& [name, value] : r.headers) res.set(name, value);
+  res.keep_alive(keep);
+  res.content_length(r.body.size());
+  if (!head) res.body() = r.body;
+  http::response_serializer<http::string_body> sr(res);
+  std::string out;
+  boost::system::error_code ec;
+  while (!sr.is_done() && !ec) {
+    sr.next(ec, [&](boost::system::error_code&, const auto& buffers) {
+      out += boost::beast::buffers_to_string(buffers);
+      sr.consume(boost::asio::buffer_size(buffers));
+    });
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("AppendResponseWire writes what Beast's serializer wrote") {
+  Response created = JsonResponse(201, {{"position", 7}});
+  created.headers.emplace_back("Location", "/streams/a%20b/0");
+  Response no_content;
+  no_content.status = 204;
+  no_content.content_type.clear();
+  Response unauthorized = ErrorResponse(401, "unauthenticated", "token please");
+  unauthorized.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"esdb\"");
+  unauthorized.headers.emplace_back("www-authenticate", "Bearer realm=\"other\"");  // replaces the first
+  Response text;
+  text.status = 200;
+  text.content_type = "text/plain; version=0.0.4";
+  text.body = "metric 1\n";
+  Response unavailable = ErrorResponse(503, "too_many_connections", "limit");
+  for (const Response* r : {&created, &no_content, &unauthorized, &text, &unavailable}) {
+    for (unsigned version : {10u, 11u}) {
+      for (bool keep : {false, true}) {
+        for (bool head : {false, true}) {
+          INFO("status " << r->status << " HTTP/1." << version % 10 << " keep " << keep << " head " << head);
+          std::string wire;
+          AppendResponseWire(*r, version, keep, head, &wire);
+          REQUIRE(wire == BeastWire(*r, version, keep, head));
+        }
+      }
+    }
+  }
+  std::string wire;
+  AppendResponseWire(created, 11, true, false, &wire);
+  REQUIRE(wire.rfind("HTTP/1.1 201 Created\r\nServer: esdb\r\nContent-Type: application/json\r\n", 0) == 0);
+}
+
+TEST_CASE("AppendResultJson is what Dump gives the same object") {
+  for (const esdb::AppendResult& r : {esdb::AppendResult{0, 0, 0, false}, esdb::AppendResult{-1, 5, 7, true},
+                                       esdb::AppendResult{INT64_MAX, UINT64_MAX - 1, UINT64_MAX, false}}) {
+    const json j = {{"nextExpectedVersion", r.next_expected_version},
+                    {"position", r.position},
+                    {"firstPosition", r.first_position},
+                    {"idempotent", r.idempotent}};
+    REQUIRE(AppendResultJson(r) == Dump(j));
+  }
 }

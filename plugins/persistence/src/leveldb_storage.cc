@@ -16,6 +16,9 @@ std::string_view ToView(const leveldb::Slice& s) { return std::string_view(s.dat
 
 esdb::Status Unavailable() { return esdb::Status::Unavailable("persistence is stopping; storage closed"); }
 
+// A reused WriteBatch larger than this is released after its write.
+constexpr size_t kMaxReusedBatchBytes = 4u << 20;
+
 }  // namespace
 
 // An iterator keeps the storage (and so the database) alive and counts as
@@ -72,7 +75,7 @@ class LevelDbStorage::Snapshot : public esdb::StorageSnapshot {
 };
 
 LevelDbStorage::LevelDbStorage(std::filesystem::path path, const LevelDbOptions& options)
-    : path_(std::move(path)), options_(options) {}
+    : path_(std::move(path)), options_(options), reused_batch_(std::make_unique<leveldb::WriteBatch>()) {}
 
 LevelDbStorage::~LevelDbStorage() { CloseDb(); }
 
@@ -150,7 +153,10 @@ esdb::Status LevelDbStorage::Write(const esdb::StorageBatch& batch, const esdb::
                                  write_fault());
   }
   if (!Enter()) return Unavailable();
-  leveldb::WriteBatch wb;
+  std::unique_lock<std::mutex> reuse(batch_mu_, std::try_to_lock);
+  leveldb::WriteBatch own;
+  leveldb::WriteBatch& wb = reuse.owns_lock() ? *reused_batch_ : own;
+  wb.Clear();
   for (const auto& op : batch.ops()) {
     if (op.kind == esdb::StorageBatch::OpKind::kPut) {
       wb.Put(op.key, op.value);
@@ -161,6 +167,10 @@ esdb::Status LevelDbStorage::Write(const esdb::StorageBatch& batch, const esdb::
   leveldb::WriteOptions wo;
   wo.sync = options.sync && options_.sync;
   leveldb::Status s = db_->Write(wo, &wb);
+  if (reuse.owns_lock()) {
+    if (wb.ApproximateSize() > kMaxReusedBatchBytes) reused_batch_ = std::make_unique<leveldb::WriteBatch>();
+    reuse.unlock();
+  }
   Exit();
   writes_.fetch_add(1);
   if (wo.sync) synced_writes_.fetch_add(1);

@@ -31,6 +31,7 @@ class Cache;
 class DB;
 class FilterPolicy;
 class Status;
+class WriteBatch;
 }  // namespace leveldb
 
 namespace esdb_persistence {
@@ -102,6 +103,11 @@ class LevelDbStorage : public esdb::Storage, public std::enable_shared_from_this
   std::mutex close_mu_;
   std::condition_variable close_cv_;
   bool closed_ = false;  // guarded by close_mu_
+
+  // A WriteBatch kept between writes so its buffer is not regrown for every
+  // commit group; a concurrent writer that finds it taken builds its own.
+  std::mutex batch_mu_;
+  std::unique_ptr<leveldb::WriteBatch> reused_batch_;  // guarded by batch_mu_
 
   std::atomic<uint64_t> writes_{0}, synced_writes_{0}, bytes_written_{0}, reads_{0}, iterators_{0};
   std::atomic<uint64_t> io_errors_{0}, refused_writes_{0};

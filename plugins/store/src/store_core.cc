@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <optional>
 #include <unordered_set>
 
 #include <spdlog/logger.h>
@@ -56,7 +57,7 @@ struct StoreCore::Request {
   std::vector<std::string> raw_ids;  // parallel to events; empty = to be generated
   size_t bytes = 0;
   bool hard = false;
-  esdb::StreamMetadata metadata;
+  std::optional<esdb::StreamMetadata> metadata;  // kSetMetadata only (its JSON allocates)
   esdb::AppendCallback append_done;
   std::function<void(esdb::Status)> status_done;
   esdb::CallContext context;  // copied onto the bus events it causes
@@ -490,7 +491,8 @@ void StoreCore::DecideAppend(Request& r, CommitGroup& group, uint64_t* position,
   out.result.first_position = *position;
   for (size_t i = 0; i < n; ++i) {
     std::string& raw = r.raw_ids[i];
-    if (raw.empty()) {
+    const bool generated = raw.empty();
+    if (generated) {
       raw.resize(16);
       uint64_t a = rng_(), b = rng_();
       for (int k = 0; k < 8; ++k) {
@@ -505,7 +507,9 @@ void StoreCore::DecideAppend(Request& r, CommitGroup& group, uint64_t* position,
     group.batch.Put(keys::Event(pos), EncodeEvent(r.stream, version, now_us, raw, r.events[i]));
     group.batch.Put(keys::StreamIndex(r.stream, version), EncodePosition(pos));
     group.batch.Put(keys::EventId(raw), keys::IdIndexValue(r.stream, version));
-    staged_ids_[raw] = IdLocation{r.stream, version, pos};
+    // Later requests of the group can name only ids their callers chose; an
+    // id generated just now cannot be among them.
+    if (!generated) staged_ids_[raw] = IdLocation{r.stream, version, pos};
   }
   st.head.last_version = first_version + static_cast<int64_t>(n) - 1;
   st.head.soft_deleted = false;
@@ -548,10 +552,10 @@ void StoreCore::DecideMetadata(Request& r, CommitGroup& group, Outcome& out) {
     return;
   }
   StreamState& st = Staged(r.stream);
-  st.max_count = r.metadata.max_count;
-  st.max_age_seconds = r.metadata.max_age_seconds;
-  st.truncate_before = r.metadata.truncate_before;
-  group.batch.Put(keys::Metadata(r.stream), EncodeMetadata(r.metadata));
+  st.max_count = r.metadata->max_count;
+  st.max_age_seconds = r.metadata->max_age_seconds;
+  st.truncate_before = r.metadata->truncate_before;
+  group.batch.Put(keys::Metadata(r.stream), EncodeMetadata(*r.metadata));
   out.writes = true;
 }
 
@@ -600,7 +604,11 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
   staged_.clear();
   staged_ids_.clear();
 
+  // The events_appended payload, built only when there is a bus to publish
+  // on, one object per committed append without temporary documents.
+  const bool publish = static_cast<bool>(hooks_.publish);
   nlohmann::json appends = nlohmann::json::array();
+  if (publish) appends.get_ref<nlohmann::json::array_t&>().reserve(group.size());
   uint64_t events = 0;
   std::vector<const Request*> deleted;
   // The group's context when every committed append shares one; else none
@@ -619,13 +627,6 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
           events_appended_.fetch_add(r.events.size());
           bytes_appended_.fetch_add(r.bytes);
           events += r.events.size();
-          appends.push_back({{"stream", r.stream},
-                             {"first_version", out.first_version},
-                             {"last_version", out.last_version},
-                             {"first_position", out.result.first_position},
-                             {"last_position", out.result.position}});
-          if (!r.context.correlation_id.empty()) appends.back()["correlation_id"] = r.context.correlation_id;
-          if (!r.context.causation_id.empty()) appends.back()["causation_id"] = r.context.causation_id;
           if (group_context == nullptr) {
             group_context = &r.context;
           } else if (group_context->correlation_id != r.context.correlation_id ||
@@ -652,8 +653,19 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
     } catch (...) {
       Log(4, "an append callback threw");
     }
+    if (publish && committed && r.kind == Request::Kind::kAppend) {
+      nlohmann::json::object_t a;
+      a.emplace("stream", std::move(r.stream));  // the request is done with it
+      a.emplace("first_version", out.first_version);
+      a.emplace("last_version", out.last_version);
+      a.emplace("first_position", out.result.first_position);
+      a.emplace("last_position", out.result.position);
+      if (!r.context.correlation_id.empty()) a.emplace("correlation_id", r.context.correlation_id);
+      if (!r.context.causation_id.empty()) a.emplace("causation_id", r.context.causation_id);
+      appends.get_ref<nlohmann::json::array_t&>().emplace_back(std::move(a));
+    }
   }
-  if (!hooks_.publish) return;
+  if (!publish) return;
   if (events > 0) {
     esdb::Event e;
     e.topic = esdb::topics::kStore;
