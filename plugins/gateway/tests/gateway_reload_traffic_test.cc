@@ -53,15 +53,7 @@ class Conn {
         SetTimeouts(socket_, 20);
         buffer_.clear();
       }
-      http::request<http::string_body> req;
-      req.method_string(method);
-      req.target(target);
-      req.version(11);
-      req.set(http::field::host, "127.0.0.1");
-      for (auto& [k, v] : headers) req.set(k, v);
-      req.body() = body;
-      req.prepare_payload();
-      http::write(socket_, req, ec);
+      http::write(socket_, MakeRequest(method, target, body, headers), ec);
       http::response_parser<http::string_body> parser;
       parser.body_limit(64u << 20);
       if (!ec) http::read(socket_, buffer_, parser, ec);

@@ -36,12 +36,10 @@ inline void SetTimeouts(tcp::socket& s, int seconds) {
   setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-inline HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
-                       const std::string& body = "", std::map<std::string, std::string> headers = {}) {
-  net::io_context io;
-  tcp::socket socket(io);
-  socket.connect({net::ip::make_address("127.0.0.1"), port});
-  SetTimeouts(socket, 20);
+// An HTTP/1.1 request to the loopback host with `headers` and `body`.
+inline http::request<http::string_body> MakeRequest(const std::string& method, const std::string& target,
+                                                    const std::string& body,
+                                                    const std::map<std::string, std::string>& headers) {
   http::request<http::string_body> req;
   req.method_string(method);
   req.target(target);
@@ -50,7 +48,16 @@ inline HttpResult Http(uint16_t port, const std::string& method, const std::stri
   for (auto& [k, v] : headers) req.set(k, v);
   req.body() = body;
   req.prepare_payload();
-  http::write(socket, req);
+  return req;
+}
+
+inline HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
+                       const std::string& body = "", std::map<std::string, std::string> headers = {}) {
+  net::io_context io;
+  tcp::socket socket(io);
+  socket.connect({net::ip::make_address("127.0.0.1"), port});
+  SetTimeouts(socket, 20);
+  http::write(socket, MakeRequest(method, target, body, headers));
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(64u << 20);
