@@ -62,14 +62,7 @@ class Conn {
         if (reused) continue;  // the server had closed the idle connection: one retry on a new one
         return {};
       }
-      HttpResult r;
-      r.status = static_cast<int>(parser.get().result_int());
-      r.body = parser.get().body();
-      for (const auto& f : parser.get()) {
-        std::string name(f.name_string());
-        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        r.headers[name] = std::string(f.value());
-      }
+      HttpResult r = ToResult(parser.get());
       if (!parser.get().keep_alive()) Close();
       return r;
     }

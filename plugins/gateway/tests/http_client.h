@@ -51,6 +51,19 @@ inline http::request<http::string_body> MakeRequest(const std::string& method, c
   return req;
 }
 
+// Status, body and lower-cased headers of a parsed response.
+inline HttpResult ToResult(const http::response<http::string_body>& res) {
+  HttpResult r;
+  r.status = static_cast<int>(res.result_int());
+  r.body = res.body();
+  for (const auto& f : res) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    r.headers[name] = std::string(f.value());
+  }
+  return r;
+}
+
 inline HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
                        const std::string& body = "", std::map<std::string, std::string> headers = {}) {
   net::io_context io;
@@ -63,14 +76,7 @@ inline HttpResult Http(uint16_t port, const std::string& method, const std::stri
   parser.body_limit(64u << 20);
   if (method == "HEAD") parser.skip(true);
   http::read(socket, buffer, parser);
-  HttpResult r;
-  r.status = static_cast<int>(parser.get().result_int());
-  r.body = parser.get().body();
-  for (const auto& f : parser.get()) {
-    std::string name(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    r.headers[name] = std::string(f.value());
-  }
+  HttpResult r = ToResult(parser.get());
   beast::error_code ec;
   socket.shutdown(tcp::socket::shutdown_both, ec);
   return r;
