@@ -2,13 +2,16 @@
 # esdb developer entry point (Debian 12, as root or with sudo).
 #   scripts/dev.sh run [esdb-host options]  install what is missing, build, run the host
 #   scripts/dev.sh test                     install what is missing, build, run every test
-#                                           (a normal build, then an ASan+UBSan build)
+#                                           (a normal build, then an ASan+UBSan build, then
+#                                           the libFuzzer targets for a bounded time:
+#                                           scripts/fuzz.sh, docs/FUZZING.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential g++ cmake ninja-build pkg-config
           libboost-dev libboost-filesystem-dev libboost-system-dev
-          libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl)
+          libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl
+          clang libclang-rt-14-dev llvm)
 
 install_missing() {
   local missing=()
@@ -46,6 +49,7 @@ case "${1:-}" in
     build build-asan -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" -DESDB_SANITIZE=ON -DESDB_BUILD_BENCH=OFF
     (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
        ctest -j"$(jobs)" --output-on-failure)
+    bash scripts/fuzz.sh run "${FUZZ_SECONDS:-20}"
     ;;
   *)
     echo "usage: $0 run [esdb-host options] | test" >&2

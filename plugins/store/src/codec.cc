@@ -208,14 +208,25 @@ std::string EncodeMetadata(const esdb::StreamMetadata& m) {
 esdb::Status DecodeMetadata(std::string_view record, esdb::StreamMetadata* m) {
   nlohmann::json j = nlohmann::json::parse(record, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return Bad("metadata");
-  try {
-    if (j.contains("max_count")) m->max_count = j["max_count"].get<uint64_t>();
-    if (j.contains("max_age")) m->max_age_seconds = j["max_age"].get<uint64_t>();
-    if (j.contains("truncate_before")) m->truncate_before = j["truncate_before"].get<int64_t>();
-    if (j.contains("custom")) m->custom = j["custom"];
-  } catch (const std::exception&) {
+  // Only what EncodeMetadata writes: get<>() on a double or a negative
+  // number would convert out of range (undefined) or wrap.
+  const auto unsigned_field = [&j](const char* key, std::optional<uint64_t>* out) {
+    auto it = j.find(key);
+    if (it == j.end()) return true;
+    if (!it->is_number_unsigned()) return false;
+    *out = it->get<uint64_t>();
+    return true;
+  };
+  if (!unsigned_field("max_count", &m->max_count) || !unsigned_field("max_age", &m->max_age_seconds)) {
     return Bad("metadata");
   }
+  if (auto it = j.find("truncate_before"); it != j.end()) {
+    if (!it->is_number_integer() || (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t{INT64_MAX})) {
+      return Bad("metadata");
+    }
+    m->truncate_before = it->get<int64_t>();
+  }
+  if (auto it = j.find("custom"); it != j.end()) m->custom = *it;
   return esdb::Status::OK();
 }
 
