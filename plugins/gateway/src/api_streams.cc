@@ -1,6 +1,7 @@
 // Stream routes: append, read a stream, read $all, list streams, stream
 // metadata, delete.
 #include "api_common.h"
+#include "esdb/all_filter.h"
 #include "event_json.h"
 #include "json_util.h"
 #include "server.h"
@@ -173,6 +174,9 @@ esdb::Result<esdb::AllFilter> AllFilterFromQuery(const Request& req) {
     if (*sys != "true" && *sys != "false") return Status::InvalidArgument("include_system must be true or false");
     f.include_system = *sys == "true";
   }
+  // The services check again; checking here answers 400 before an SSE
+  // stream starts (esdb/all_filter.h: the one set of filter rules).
+  if (Status s = esdb::ValidateAllFilter(f); !s.ok()) return s;
   return f;
 }
 

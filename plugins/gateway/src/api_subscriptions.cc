@@ -1,6 +1,7 @@
 // SSE subscriptions (catch-up then live) and persistent subscription
 // groups, on the notification plugin's esdb.subscriptions/1 service.
 #include "api_common.h"
+#include "esdb/group_settings.h"
 #include "event_json.h"
 #include "json_util.h"
 #include "server.h"
@@ -121,21 +122,6 @@ void SubscribeAll(ServerState* st, Request& req, Reply reply) {
 
 // --- persistent groups -----------------------------------------------------
 
-json FilterToJson(const esdb::AllFilter& f) {
-  return {{"event_types", f.event_types}, {"stream_prefixes", f.stream_prefixes}, {"stream_regex", f.stream_regex},
-          {"include_system", f.include_system}};
-}
-
-json SettingsToJson(const esdb::GroupSettings& s) {
-  return {{"start_from", s.start_from},
-          {"strategy", esdb::ConsumerStrategyName(s.strategy)},
-          {"max_retry", s.max_retry},
-          {"message_timeout_ms", s.message_timeout_ms},
-          {"max_in_flight", s.max_in_flight},
-          {"checkpoint_after_ms", s.checkpoint_after_ms},
-          {"filter", FilterToJson(s.filter)}};
-}
-
 json GroupToJson(const esdb::GroupInfo& g) {
   json consumers = json::array();
   for (const auto& c : g.consumers) {
@@ -143,7 +129,7 @@ json GroupToJson(const esdb::GroupInfo& g) {
                          {"acked", c.acked}, {"nacked", c.nacked}});
   }
   return {{"stream", g.stream_id},       {"group", g.group},
-          {"settings", SettingsToJson(g.settings)},
+          {"settings", esdb::GroupSettingsToJson(g.settings)},
           {"status", g.status},          {"checkpoint", g.checkpoint},
           {"next_to_read", g.next_to_read}, {"in_flight", g.in_flight},
           {"ready", g.ready},            {"parked", g.parked},
@@ -166,78 +152,6 @@ esdb::Result<std::vector<std::string>> StringList(const json& v, const std::stri
   return out;
 }
 
-esdb::Result<esdb::GroupSettings> SettingsFromJson(const json& j) {
-  esdb::GroupSettings s;
-  if (j.is_null()) return s;
-  if (!j.is_object()) return Status::InvalidArgument("settings must be a JSON object");
-  auto integer = [](const json& v, const std::string& name, int64_t lo, int64_t hi) -> esdb::Result<int64_t> {
-    if (!v.is_number_integer()) return Status::InvalidArgument(name + " must be an integer");
-    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      return Status::InvalidArgument(name + " is out of range");
-    }
-    const int64_t x = v.get<int64_t>();
-    if (x < lo || x > hi) {
-      return Status::InvalidArgument(name + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    }
-    return x;
-  };
-  for (const auto& [key, value] : j.items()) {
-    if (key == "start_from") {
-      if (value.is_string()) {
-        if (value == "start") s.start_from = 0;
-        else if (value == "end") s.start_from = esdb::kGroupStartFromEnd;
-        else return Status::InvalidArgument("start_from must be a number, \"start\" or \"end\"");
-      } else {
-        auto v = integer(value, key, -1, INT64_MAX);
-        if (!v.ok()) return v.status();
-        s.start_from = *v;
-      }
-    } else if (key == "strategy") {
-      if (value == "round_robin") s.strategy = esdb::ConsumerStrategy::kRoundRobin;
-      else if (value == "dispatch_to_single") s.strategy = esdb::ConsumerStrategy::kDispatchToSingle;
-      else return Status::InvalidArgument("strategy must be round_robin or dispatch_to_single");
-    } else if (key == "max_retry") {
-      auto v = integer(value, key, 0, 1000);
-      if (!v.ok()) return v.status();
-      s.max_retry = static_cast<int>(*v);
-    } else if (key == "message_timeout_ms") {
-      auto v = integer(value, key, 1, 3600000);
-      if (!v.ok()) return v.status();
-      s.message_timeout_ms = *v;
-    } else if (key == "max_in_flight") {
-      auto v = integer(value, key, 1, 100000);
-      if (!v.ok()) return v.status();
-      s.max_in_flight = static_cast<size_t>(*v);
-    } else if (key == "checkpoint_after_ms") {
-      auto v = integer(value, key, 0, 3600000);
-      if (!v.ok()) return v.status();
-      s.checkpoint_after_ms = *v;
-    } else if (key == "filter") {
-      if (!value.is_object()) return Status::InvalidArgument("filter must be an object");
-      for (const auto& [fk, fv] : value.items()) {
-        if (fk == "event_types" || fk == "stream_prefixes") {
-          auto list = StringList(fv, "filter." + fk);
-          if (!list.ok()) return list.status();
-          (fk == "event_types" ? s.filter.event_types : s.filter.stream_prefixes) = std::move(list.value());
-        } else if (fk == "stream_regex") {
-          if (!fv.is_string()) return Status::InvalidArgument("filter.stream_regex must be a string");
-          s.filter.stream_regex = fv.get<std::string>();
-        } else if (fk == "include_system") {
-          if (!fv.is_boolean()) return Status::InvalidArgument("filter.include_system must be true or false");
-          s.filter.include_system = fv.get<bool>();
-        } else {
-          return Status::InvalidArgument("unknown filter field '" + fk + "'");
-        }
-      }
-    } else {
-      return Status::InvalidArgument("unknown setting '" + key +
-                                     "' (allowed: start_from, strategy, max_retry, message_timeout_ms, "
-                                     "max_in_flight, checkpoint_after_ms, filter)");
-    }
-  }
-  return s;
-}
-
 void PutGroup(ServerState* st, Request& req, Reply reply) {
   const std::string stream = req.Param("stream"), group = req.Param("group");
   json body = json::object();
@@ -246,7 +160,7 @@ void PutGroup(ServerState* st, Request& req, Reply reply) {
     if (!parsed.ok()) return reply(BadRequest(parsed.status()));
     body = std::move(parsed.value());
   }
-  auto settings = SettingsFromJson(body);
+  auto settings = esdb::GroupSettingsFromJson(body);  // also validates the filter (esdb/group_settings.h)
   if (!settings.ok()) return reply(BadRequest(settings.status()));
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;

@@ -20,7 +20,7 @@
 #include "channel.h"
 #include "esdb/event_store.h"
 #include "esdb/subscriptions.h"
-#include "filter.h"
+#include "esdb/all_filter.h"
 
 namespace esdb_notification {
 
@@ -38,7 +38,7 @@ class CatchUpSubscription : public std::enable_shared_from_this<CatchUpSubscript
     std::string stream_id;        // stream subscriptions
     int64_t from_version = 0;     // stream: first version, or kSubscribeFromEndVersion
     uint64_t from_position = 0;   // $all: first position, or kSubscribeFromEndPosition
-    std::optional<FilterMatcher> matcher;  // $all
+    std::optional<esdb::CompiledAllFilter> matcher;  // $all
     esdb::SubscriptionLimits limits;
     std::string name;
   };

@@ -16,6 +16,9 @@
 namespace esdb_notification {
 namespace {
 
+// Topic of this subsystem's own bus events (stored_state_skipped).
+constexpr const char* kTopic = "notification";
+
 class NotificationSubsystem : public esdb::Subsystem {
  public:
   esdb::Status Start(esdb::Context& ctx) override {
@@ -84,6 +87,15 @@ class NotificationSubsystem : public esdb::Subsystem {
       ctx_->ReportFailed(s);
       return;
     }
+    // Stored records Start skipped (its own state it could not read): one
+    // bus event each, besides the log line and the health details.
+    for (const nlohmann::json& problem : service->StoredStateProblems()) {
+      esdb::Event e;
+      e.topic = kTopic;
+      e.type = "stored_state_skipped";
+      e.data = problem;
+      ctx_->Bus().Publish(std::move(e));
+    }
     esdb::SubscribeOptions so;
     so.topics = {esdb::topics::kStore};
     so.types = {"events_appended", "stream_deleted"};
@@ -113,7 +125,8 @@ class NotificationSubsystem : public esdb::Subsystem {
     store_sub_ = std::move(sub.value());
     service_ = std::move(service);
     ctx_->Logger()->info("providing {}", esdb::services::kSubscriptions);
-    ctx_->ReportReady({{"service", esdb::services::kSubscriptions}});
+    ctx_->ReportReady({{"service", esdb::services::kSubscriptions},
+                       {"stored_state_skipped", service_->StoredStateProblems()}});
   }
 
   // Requires mu_.

@@ -26,7 +26,7 @@ std::string CheckpointStreamName(const std::string& stream_id, const std::string
 
 PersistentGroup::PersistentGroup(boost::asio::io_context& io, std::shared_ptr<esdb::EventStore> store,
                                  std::shared_ptr<spdlog::logger> logger, std::string stream_id, std::string group,
-                                 esdb::GroupSettings settings, std::optional<FilterMatcher> matcher)
+                                 esdb::GroupSettings settings, std::optional<esdb::CompiledAllFilter> matcher)
     : io_(io),
       store_(std::move(store)),
       logger_(std::move(logger)),
@@ -48,8 +48,9 @@ size_t PersistentGroup::ReadBatchLocked() const {
   return std::clamp<size_t>(settings_.max_in_flight, 10, 500);
 }
 
-esdb::Status PersistentGroup::Load(bool created) {
-  std::lock_guard<std::mutex> lock(mu_);
+esdb::Status PersistentGroup::Load(bool created, std::string* problem) {
+  // Runs before the group is shared; still, no store call under mu_.
+  bool lost_checkpoint = false;
   if (!created) {
     esdb::ReadStreamRequest req;
     req.stream_id = checkpoint_stream_;
@@ -57,22 +58,34 @@ esdb::Status PersistentGroup::Load(bool created) {
     req.count = 1;
     req.direction = esdb::Direction::kBackward;
     esdb::Result<esdb::ReadStreamResult> r = store_->ReadStream(req);
+    if (!r.ok() && r.status().code() != esdb::Code::kNotFound) return r.status();
     if (r.ok() && !r->events.empty()) {
-      try {
-        const int64_t cp = nlohmann::json::parse(r->events.front().data).at("checkpoint").get<int64_t>();
-        checkpoint_written_ = cp;
-        next_read_ = cp + 1;
+      const esdb::RecordedEvent& record = r->events.front();
+      const nlohmann::json doc = nlohmann::json::parse(record.data, nullptr, /*allow_exceptions=*/false);
+      const auto cp = doc.is_object() ? doc.find("checkpoint") : doc.end();
+      // -1 = nothing done yet; INT64_MAX is refused (next_read_ = cp + 1).
+      if (cp != doc.end() && cp->is_number_integer() &&
+          !(cp->is_number_unsigned() && cp->get<uint64_t>() >= static_cast<uint64_t>(INT64_MAX)) &&
+          cp->get<int64_t>() >= -1) {
+        std::lock_guard<std::mutex> lock(mu_);
+        checkpoint_written_ = cp->get<int64_t>();
+        next_read_ = checkpoint_written_ + 1;
         last_checkpoint_write_ = Clock::now();
         return esdb::Status::OK();
-      } catch (const std::exception& e) {
-        return esdb::Status::Corruption("checkpoint of group '" + group_ + "' on '" + stream_id_ +
-                                        "' does not parse: " + e.what());
       }
+      const std::string what = "checkpoint record at version " + std::to_string(record.version) +
+                               " is not {\"checkpoint\": <integer >= -1>}; the group starts again from " +
+                               (settings_.start_from >= 0 ? "start_from " + std::to_string(settings_.start_from)
+                                                          : std::string("the beginning"));
+      logger_->error("group {}/{}: {}", stream_id_, group_, what);
+      if (problem != nullptr) *problem = what;
+      created = true;        // as new (a fresh checkpoint is written below) ...
+      lost_checkpoint = true;  // ... but from the beginning rather than the end
     }
-    if (!r.ok() && r.status().code() != esdb::Code::kNotFound) return r.status();
   }
   // No checkpoint yet: start where the settings say.
   int64_t start = settings_.start_from;
+  if (start == esdb::kGroupStartFromEnd && lost_checkpoint) start = 0;
   if (start == esdb::kGroupStartFromEnd) {
     if (is_all_) {
       start = static_cast<int64_t>(store_->NextPosition());
@@ -87,7 +100,10 @@ esdb::Status PersistentGroup::Load(bool created) {
       }
     }
   }
-  next_read_ = start;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next_read_ = start;
+  }
   if (created) {
     // Keep only the latest checkpoint (applied on read; scavenge reclaims).
     esdb::StreamMetadata md;
@@ -95,85 +111,135 @@ esdb::Status PersistentGroup::Load(bool created) {
     esdb::Status ms = store_->SetMetadata(checkpoint_stream_, md);
     if (!ms.ok()) logger_->warn("group {}/{}: cannot set checkpoint stream metadata: {}", stream_id_, group_, ms.ToString());
   }
-  if (start > 0) return WriteCheckpointLocked(start - 1);
+  if (start > 0 || lost_checkpoint) {  // a lost checkpoint is replaced, so it is reported once
+    esdb::Status s = AppendCheckpoint(start - 1);
+    if (!s.ok()) return s;
+  }
   return esdb::Status::OK();
 }
 
 void PersistentGroup::PumpSoon() {
-  if (pump_scheduled_ || stopped_) return;
-  pump_scheduled_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pump_scheduled_ || stopped_) return;
+    pump_scheduled_ = true;
+  }
   boost::asio::post(io_, [weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self) return;
-    std::lock_guard<std::mutex> lock(self->mu_);
-    self->pump_scheduled_ = false;
-    if (self->stopped_) return;
-    self->DispatchLocked();
-    self->MaybeCheckpointLocked(false);
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->pump_scheduled_ = false;
+    }
+    self->Pump();
   });
 }
 
 void PersistentGroup::Poke() {
-  // Never takes mu_ here: the caller may be the store's writer thread, and
-  // mu_ may be held by a store call waiting for that writer.
+  // Never takes mu_ here: the caller may be the store's writer thread.
   boost::asio::post(io_, [weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self) return;
-    std::lock_guard<std::mutex> lock(self->mu_);
-    if (self->stopped_) return;
-    self->at_head_ = false;
-    self->DispatchLocked();
-    self->MaybeCheckpointLocked(false);
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      if (self->stopped_) return;
+      self->at_head_ = false;
+      ++self->pokes_;
+    }
+    self->Pump();
   });
 }
 
-void PersistentGroup::FillLocked() {
-  const size_t batch = ReadBatchLocked();
-  while (ready_.size() < batch && !at_head_) {
-    std::vector<esdb::RecordedEvent> events;
-    int64_t next = next_read_;
-    bool end = false;
-    if (is_all_) {
-      esdb::ReadAllRequest req;
-      req.from = static_cast<uint64_t>(next_read_);
-      req.count = batch;
-      if (matcher_) req.filter = matcher_->filter();
-      esdb::Result<esdb::ReadAllResult> r = store_->ReadAll(req);
-      if (!r.ok()) {
-        logger_->warn("group {}/{}: reading $all failed: {}", stream_id_, group_, r.status().ToString());
-        at_head_ = true;  // retried on the next append or timer
-        return;
-      }
+bool PersistentGroup::FillOnce() {
+  size_t batch = 0;
+  int64_t from = 0;
+  uint64_t generation = 0, pokes = 0;
+  esdb::AllFilter filter;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (filling_) {
+      // One read at a time; its result is what this caller wanted too.
+      idle_cv_.wait(lock, [&] { return !filling_ || stopped_; });
+      return !stopped_;
+    }
+    batch = ReadBatchLocked();
+    if (stopped_ || at_head_ || ready_.size() >= batch) return false;
+    filling_ = true;
+    from = next_read_;
+    generation = settings_generation_;
+    pokes = pokes_;
+    if (matcher_) filter = matcher_->filter();
+  }
+  // The read (and the store's filter evaluation) runs without mu_.
+  std::vector<esdb::RecordedEvent> events;
+  int64_t next = from;
+  bool end = false;
+  esdb::Status failed;
+  if (is_all_) {
+    esdb::ReadAllRequest req;
+    req.from = static_cast<uint64_t>(from);
+    req.count = batch;
+    req.filter = std::move(filter);
+    esdb::Result<esdb::ReadAllResult> r = store_->ReadAll(req);
+    if (r.ok()) {
       events = std::move(r->events);
       next = static_cast<int64_t>(r->next_position);
       end = r->end_of_all;
     } else {
-      esdb::ReadStreamRequest req;
-      req.stream_id = stream_id_;
-      req.from = next_read_;
-      req.count = batch;
-      esdb::Result<esdb::ReadStreamResult> r = store_->ReadStream(req);
-      if (!r.ok()) {
-        if (r.status().code() != esdb::Code::kNotFound) {
-          logger_->warn("group {}/{}: reading the stream failed: {}", stream_id_, group_, r.status().ToString());
-        }
-        at_head_ = true;
-        return;
-      }
+      failed = r.status();
+    }
+  } else {
+    esdb::ReadStreamRequest req;
+    req.stream_id = stream_id_;
+    req.from = from;
+    req.count = batch;
+    esdb::Result<esdb::ReadStreamResult> r = store_->ReadStream(req);
+    if (r.ok()) {
       events = std::move(r->events);
       next = r->next_version;
       end = r->end_of_stream;
+    } else if (r.status().code() == esdb::Code::kNotFound) {
+      end = true;
+    } else {
+      failed = r.status();
     }
-    for (esdb::RecordedEvent& e : events) {
-      const int64_t key = KeyOf(e);
-      if (key < next_read_) continue;
-      outstanding_.insert(key);
-      ready_.push_back(Message{std::make_shared<const esdb::RecordedEvent>(std::move(e)), 0, false});
-    }
-    next_read_ = std::max(next_read_, next);
-    if (!events.empty()) next_read_ = std::max(next_read_, KeyOf(*ready_.back().event) + 1);
-    at_head_ = end || events.empty();
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  filling_ = false;
+  idle_cv_.notify_all();
+  if (stopped_) return false;
+  if (generation != settings_generation_ || from != next_read_) return true;  // stale: read again
+  if (!failed.ok()) {
+    logger_->warn("group {}/{}: reading {} failed: {}", stream_id_, group_, is_all_ ? "$all" : "the stream",
+                  failed.ToString());
+    at_head_ = true;  // retried on the next append or timer
+    return false;
+  }
+  for (esdb::RecordedEvent& e : events) {
+    const int64_t key = KeyOf(e);
+    if (key < next_read_) continue;
+    outstanding_.insert(key);
+    ready_.push_back(Message{std::make_shared<const esdb::RecordedEvent>(std::move(e)), 0, false});
+  }
+  next_read_ = std::max(next_read_, next);
+  if (!ready_.empty()) next_read_ = std::max(next_read_, KeyOf(*ready_.back().event) + 1);
+  // A poke during the read may announce events the read did not see.
+  at_head_ = (end || events.empty()) && pokes == pokes_;
+  return !events.empty() || !at_head_;
+}
+
+void PersistentGroup::Pump() {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return;
+      DispatchReadyLocked();
+      // Keep a page ready for pulls and the next dispatch.
+      if (at_head_ || ready_.size() >= ReadBatchLocked()) break;
+    }
+    if (!FillOnce()) break;
+  }
+  MaybeCheckpoint(false);
 }
 
 PersistentGroup::Consumer* PersistentGroup::FindConsumerLocked(uint64_t id) {
@@ -209,12 +275,10 @@ void PersistentGroup::MarkInFlightLocked(Message m, uint64_t consumer) {
   ++delivered_total_;
 }
 
-void PersistentGroup::DispatchLocked() {
+void PersistentGroup::DispatchReadyLocked() {
   if (stopped_) return;
   std::unordered_map<Consumer*, std::vector<esdb::PersistentMessage>> batches;
-  while (in_flight_.size() < settings_.max_in_flight) {
-    if (ready_.empty()) FillLocked();
-    if (ready_.empty()) break;
+  while (in_flight_.size() < settings_.max_in_flight && !ready_.empty()) {
     Consumer* c = PickConsumerLocked();
     if (c == nullptr) break;
     Message m = std::move(ready_.front());
@@ -225,67 +289,79 @@ void PersistentGroup::DispatchLocked() {
     MarkInFlightLocked(std::move(m), c->id);
   }
   for (auto& [consumer, messages] : batches) {
-    // Never refused: a consumer gets at most its limit in flight, and the
-    // channel holds that many.
+    // Never refused, never waits: a consumer gets at most its limit in
+    // flight, and the channel holds that many.
     consumer->channel->Push(std::move(messages));
   }
-  if (!ready_.empty() || !at_head_) FillLocked();  // keep a page ready for pulls
   ArmTimeoutLocked();
 }
 
 esdb::Result<PersistentGroup::ConsumerRef> PersistentGroup::Connect(esdb::ConsumerOptions options) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (stopped_) return esdb::Status::Cancelled("group '" + group_ + "' is stopping");
-  auto c = std::make_shared<Consumer>();
-  c->id = next_consumer_id_++;
-  c->name = options.name;
-  c->limit = options.in_flight_limit;
-  Channel<esdb::PersistentMessage>::Limits limits;
-  limits.max_items = options.in_flight_limit + 1;
-  limits.max_batch = options.in_flight_limit;
-  c->channel = std::make_shared<Channel<esdb::PersistentMessage>>(io_, limits, &MessageBytes,
-                                                                  std::move(options.on_messages), nullptr,
-                                                                  std::move(options.on_dropped));
-  consumers_.push_back(c);
+  ConsumerRef ref;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return esdb::Status::Cancelled("group '" + group_ + "' is stopping");
+    auto c = std::make_shared<Consumer>();
+    c->id = next_consumer_id_++;
+    c->name = options.name;
+    c->limit = options.in_flight_limit;
+    Channel<esdb::PersistentMessage>::Limits limits;
+    limits.max_items = options.in_flight_limit + 1;
+    limits.max_batch = options.in_flight_limit;
+    c->channel = std::make_shared<Channel<esdb::PersistentMessage>>(io_, limits, &MessageBytes,
+                                                                    std::move(options.on_messages), nullptr,
+                                                                    std::move(options.on_dropped));
+    consumers_.push_back(c);
+    ref = ConsumerRef{c->id, c->channel};
+  }
   PumpSoon();
-  return ConsumerRef{c->id, c->channel};
+  return ref;
 }
 
 void PersistentGroup::Disconnect(uint64_t consumer_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](auto& c) { return c->id == consumer_id; });
-  if (it == consumers_.end()) return;
-  consumers_.erase(it);
-  if (round_robin_next_ >= consumers_.size()) round_robin_next_ = 0;
-  // Its unacked messages go to the others now, in order, not counted as retries.
-  std::vector<Message> back;
-  for (auto f = in_flight_.begin(); f != in_flight_.end();) {
-    if (f->second.consumer == consumer_id) {
-      back.push_back(std::move(f->second.message));
-      f = in_flight_.erase(f);
-    } else {
-      ++f;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](auto& c) { return c->id == consumer_id; });
+    if (it == consumers_.end()) return;
+    consumers_.erase(it);
+    if (round_robin_next_ >= consumers_.size()) round_robin_next_ = 0;
+    // Its unacked messages go to the others now, in order, not counted as retries.
+    std::vector<Message> back;
+    for (auto f = in_flight_.begin(); f != in_flight_.end();) {
+      if (f->second.consumer == consumer_id) {
+        back.push_back(std::move(f->second.message));
+        f = in_flight_.erase(f);
+      } else {
+        ++f;
+      }
     }
+    std::sort(back.begin(), back.end(),
+              [&](const Message& a, const Message& b) { return KeyOf(*a.event) > KeyOf(*b.event); });
+    for (Message& m : back) ready_.push_front(std::move(m));
   }
-  std::sort(back.begin(), back.end(),
-            [&](const Message& a, const Message& b) { return KeyOf(*a.event) > KeyOf(*b.event); });
-  for (Message& m : back) ready_.push_front(std::move(m));
   PumpSoon();
 }
 
 esdb::Result<std::vector<esdb::PersistentMessage>> PersistentGroup::ReadNext(size_t count) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (stopped_) return esdb::Status::Cancelled("group '" + group_ + "' is stopping");
   std::vector<esdb::PersistentMessage> out;
-  while (out.size() < count && in_flight_.size() < settings_.max_in_flight) {
-    if (ready_.empty()) FillLocked();
-    if (ready_.empty()) break;
-    Message m = std::move(ready_.front());
-    ready_.pop_front();
-    out.push_back(esdb::PersistentMessage{m.event, m.retry_count});
-    MarkInFlightLocked(std::move(m), 0);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) {
+        if (out.empty()) return esdb::Status::Cancelled("group '" + group_ + "' is stopping");
+        return out;
+      }
+      while (out.size() < count && in_flight_.size() < settings_.max_in_flight && !ready_.empty()) {
+        Message m = std::move(ready_.front());
+        ready_.pop_front();
+        out.push_back(esdb::PersistentMessage{m.event, m.retry_count});
+        MarkInFlightLocked(std::move(m), 0);
+      }
+      ArmTimeoutLocked();
+      if (out.size() >= count || in_flight_.size() >= settings_.max_in_flight || at_head_) break;
+    }
+    if (!FillOnce()) break;
   }
-  ArmTimeoutLocked();
   return out;
 }
 
@@ -309,61 +385,68 @@ std::optional<PersistentGroup::Message> PersistentGroup::TakeLocked(const std::s
   return std::nullopt;
 }
 
+std::optional<PersistentGroup::Message> PersistentGroup::TakeForReplyLocked(const std::string& id,
+                                                                          esdb::AckResult* result,
+                                                                          Consumer** consumer) {
+  auto f = in_flight_.find(id);
+  *consumer = f != in_flight_.end() ? FindConsumerLocked(f->second.consumer) : nullptr;
+  std::optional<Message> m = TakeLocked(id);
+  if (!m) {
+    result->unknown_ids.push_back(id);
+    return std::nullopt;
+  }
+  ++result->processed;
+  return m;
+}
+
 void PersistentGroup::DoneLocked(const Message& m) {
   if (!m.replayed) outstanding_.erase(KeyOf(*m.event));
 }
 
 esdb::AckResult PersistentGroup::Ack(const std::vector<std::string>& event_ids) {
-  std::lock_guard<std::mutex> lock(mu_);
   esdb::AckResult result;
-  for (const std::string& id : event_ids) {
-    auto consumer = in_flight_.count(id) ? in_flight_[id].consumer : 0;
-    std::optional<Message> m = TakeLocked(id);
-    if (!m) {
-      result.unknown_ids.push_back(id);
-      continue;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& id : event_ids) {
+      Consumer* c = nullptr;
+      std::optional<Message> m = TakeForReplyLocked(id, &result, &c);
+      if (!m) continue;
+      if (c) ++c->acked;
+      DoneLocked(*m);
+      ++acked_total_;
     }
-    if (Consumer* c = FindConsumerLocked(consumer)) ++c->acked;
-    DoneLocked(*m);
-    ++acked_total_;
-    ++result.processed;
   }
-  if (result.processed > 0) {
-    DispatchLocked();
-    MaybeCheckpointLocked(false);
-  }
+  if (result.processed > 0) Pump();
   return result;
 }
 
 esdb::Result<esdb::AckResult> PersistentGroup::Nack(const std::vector<std::string>& event_ids,
                                                     esdb::NackAction action, const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
   esdb::AckResult result;
-  for (const std::string& id : event_ids) {
-    auto consumer = in_flight_.count(id) ? in_flight_[id].consumer : 0;
-    std::optional<Message> m = TakeLocked(id);
-    if (!m) {
-      result.unknown_ids.push_back(id);
-      continue;
-    }
-    if (Consumer* c = FindConsumerLocked(consumer)) ++c->nacked;
-    ++nacked_total_;
-    ++result.processed;
-    switch (action) {
-      case esdb::NackAction::kRetry:
-        RetryLocked(std::move(*m), true);
-        break;
-      case esdb::NackAction::kPark:
-        ParkLocked(std::move(*m), reason.empty() ? "parked by nack" : reason);
-        break;
-      case esdb::NackAction::kSkip:
-        DoneLocked(*m);
-        break;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& id : event_ids) {
+      Consumer* c = nullptr;
+      std::optional<Message> m = TakeForReplyLocked(id, &result, &c);
+      if (!m) continue;
+      if (c) ++c->nacked;
+      ++nacked_total_;
+      switch (action) {
+        case esdb::NackAction::kRetry:
+          RetryLocked(std::move(*m), true);
+          break;
+        case esdb::NackAction::kPark:
+          ParkLocked(std::move(*m), reason.empty() ? "parked by nack" : reason);
+          break;
+        case esdb::NackAction::kSkip:
+          DoneLocked(*m);
+          break;
+      }
     }
   }
   if (result.processed > 0) {
-    DispatchLocked();
-    MaybeCheckpointLocked(false);
+    FlushParks();
+    Pump();
   }
   return result;
 }
@@ -381,29 +464,43 @@ void PersistentGroup::RetryLocked(Message m, bool count_retry) {
 }
 
 void PersistentGroup::ParkLocked(Message m, const std::string& reason) {
-  const esdb::RecordedEvent& e = *m.event;
-  esdb::ProposedEvent p;
-  p.event_type = e.event_type;
-  p.content_type = e.content_type;
-  p.data = e.data;
-  p.metadata = nlohmann::json{{"$original_stream", e.stream_id},
-                              {"$original_version", e.version},
-                              {"$original_position", e.position},
-                              {"$original_event_id", e.event_id},
-                              {"$retry_count", m.retry_count},
-                              {"$reason", reason}}
-                   .dump();
-  std::vector<esdb::ProposedEvent> events;
-  events.push_back(std::move(p));
-  esdb::Result<esdb::AppendResult> r = store_->Append(parked_stream_, esdb::ExpectedVersion::Any(), std::move(events));
-  if (!r.ok()) {
-    // Keep it: better delivered again than lost.
-    logger_->error("group {}/{}: cannot park event {}: {}", stream_id_, group_, e.event_id, r.status().ToString());
-    ready_.push_back(std::move(m));
-    return;
+  // Still outstanding (the checkpoint stays below it) until FlushParks
+  // has appended it to the parked stream.
+  to_park_.emplace_back(std::move(m), reason);
+}
+
+void PersistentGroup::FlushParks() {
+  std::vector<std::pair<Message, std::string>> parks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    parks.swap(to_park_);
   }
-  ++parked_total_;
-  DoneLocked(m);
+  for (auto& [m, reason] : parks) {
+    const esdb::RecordedEvent& e = *m.event;
+    esdb::ProposedEvent p;
+    p.event_type = e.event_type;
+    p.content_type = e.content_type;
+    p.data = e.data;
+    p.metadata = nlohmann::json{{"$original_stream", e.stream_id},
+                                {"$original_version", e.version},
+                                {"$original_position", e.position},
+                                {"$original_event_id", e.event_id},
+                                {"$retry_count", m.retry_count},
+                                {"$reason", reason}}
+                     .dump();
+    std::vector<esdb::ProposedEvent> events;
+    events.push_back(std::move(p));
+    esdb::Result<esdb::AppendResult> r = store_->Append(parked_stream_, esdb::ExpectedVersion::Any(), std::move(events));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!r.ok()) {
+      // Keep it: better delivered again than lost.
+      logger_->error("group {}/{}: cannot park event {}: {}", stream_id_, group_, e.event_id, r.status().ToString());
+      ready_.push_back(std::move(m));
+      continue;
+    }
+    ++parked_total_;
+    DoneLocked(m);
+  }
 }
 
 void PersistentGroup::ArmTimeoutLocked() {
@@ -420,29 +517,31 @@ void PersistentGroup::ArmTimeoutLocked() {
 }
 
 void PersistentGroup::OnTimeout() {
-  std::lock_guard<std::mutex> lock(mu_);
-  timeout_armed_for_.reset();
-  if (stopped_) return;
-  const Clock::time_point now = Clock::now();
-  std::vector<Message> expired;
-  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-    if (it->second.deadline <= now) {
-      if (Consumer* c = FindConsumerLocked(it->second.consumer)) --c->in_flight;
-      expired.push_back(std::move(it->second.message));
-      it = in_flight_.erase(it);
-    } else {
-      ++it;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    timeout_armed_for_.reset();
+    if (stopped_) return;
+    const Clock::time_point now = Clock::now();
+    std::vector<Message> expired;
+    for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+      if (it->second.deadline <= now) {
+        if (Consumer* c = FindConsumerLocked(it->second.consumer)) --c->in_flight;
+        expired.push_back(std::move(it->second.message));
+        it = in_flight_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // Highest key first, so pushing each to the front keeps them in order.
+    std::sort(expired.begin(), expired.end(),
+              [&](const Message& a, const Message& b) { return KeyOf(*a.event) > KeyOf(*b.event); });
+    for (Message& m : expired) {
+      ++timed_out_total_;
+      RetryLocked(std::move(m), true);
     }
   }
-  // Highest key first, so pushing each to the front keeps them in order.
-  std::sort(expired.begin(), expired.end(),
-            [&](const Message& a, const Message& b) { return KeyOf(*a.event) > KeyOf(*b.event); });
-  for (Message& m : expired) {
-    ++timed_out_total_;
-    RetryLocked(std::move(m), true);
-  }
-  DispatchLocked();
-  MaybeCheckpointLocked(false);
+  FlushParks();
+  Pump();
 }
 
 int64_t PersistentGroup::CheckpointLocked() const {
@@ -450,29 +549,53 @@ int64_t PersistentGroup::CheckpointLocked() const {
   return next_read_ - 1;
 }
 
-void PersistentGroup::MaybeCheckpointLocked(bool force) {
-  const int64_t cp = CheckpointLocked();
-  if (cp <= checkpoint_written_) return;
-  const auto after = std::chrono::milliseconds(settings_.checkpoint_after_ms);
-  const Clock::time_point due = last_checkpoint_write_ + after;
-  if (force || Clock::now() >= due) {
-    WriteCheckpointLocked(cp);
-    return;
+void PersistentGroup::MaybeCheckpoint(bool force) {
+  for (;;) {
+    int64_t cp = 0;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (checkpoint_writing_) {
+        if (!force) {
+          checkpoint_again_ = true;  // the running writer writes again after
+          return;
+        }
+        idle_cv_.wait(lock, [&] { return !checkpoint_writing_; });
+      }
+      cp = CheckpointLocked();
+      if (cp <= checkpoint_written_) return;
+      const Clock::time_point due = last_checkpoint_write_ + std::chrono::milliseconds(settings_.checkpoint_after_ms);
+      if (!force && Clock::now() < due) {
+        if (checkpoint_timer_armed_ || stopped_) return;
+        checkpoint_timer_armed_ = true;
+        checkpoint_timer_->expires_at(due);
+        checkpoint_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+          if (ec) return;
+          auto self = weak.lock();
+          if (!self) return;
+          {
+            std::lock_guard<std::mutex> lock(self->mu_);
+            self->checkpoint_timer_armed_ = false;
+            if (self->stopped_) return;
+          }
+          self->MaybeCheckpoint(false);
+        });
+        return;
+      }
+      checkpoint_writing_ = true;
+      checkpoint_again_ = false;
+    }
+    const esdb::Status s = AppendCheckpoint(cp);  // without mu_
+    std::lock_guard<std::mutex> lock(mu_);
+    checkpoint_writing_ = false;
+    idle_cv_.notify_all();
+    last_checkpoint_write_ = Clock::now();
+    if (s.ok()) checkpoint_written_ = std::max(checkpoint_written_, cp);
+    if (!checkpoint_again_ || !s.ok()) return;
+    force = false;
   }
-  if (checkpoint_timer_armed_ || stopped_) return;
-  checkpoint_timer_armed_ = true;
-  checkpoint_timer_->expires_at(due);
-  checkpoint_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-    if (ec) return;
-    auto self = weak.lock();
-    if (!self) return;
-    std::lock_guard<std::mutex> lock(self->mu_);
-    self->checkpoint_timer_armed_ = false;
-    if (!self->stopped_) self->MaybeCheckpointLocked(false);
-  });
 }
 
-esdb::Status PersistentGroup::WriteCheckpointLocked(int64_t checkpoint) {
+esdb::Status PersistentGroup::AppendCheckpoint(int64_t checkpoint) {
   esdb::ProposedEvent p;
   p.event_type = "$checkpoint";
   p.data = nlohmann::json{{"checkpoint", checkpoint}}.dump();
@@ -480,19 +603,34 @@ esdb::Status PersistentGroup::WriteCheckpointLocked(int64_t checkpoint) {
   events.push_back(std::move(p));
   esdb::Result<esdb::AppendResult> r =
       store_->Append(checkpoint_stream_, esdb::ExpectedVersion::Any(), std::move(events));
-  last_checkpoint_write_ = Clock::now();
   if (!r.ok()) {
     logger_->error("group {}/{}: cannot write checkpoint {}: {}", stream_id_, group_, checkpoint,
                    r.status().ToString());
     return r.status();
   }
-  checkpoint_written_ = checkpoint;
+  std::lock_guard<std::mutex> lock(mu_);
+  checkpoint_written_ = std::max(checkpoint_written_, checkpoint);
+  last_checkpoint_write_ = Clock::now();
   return esdb::Status::OK();
 }
 
 esdb::Result<uint64_t> PersistentGroup::ReplayParked() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (stopped_) return esdb::Status::Cancelled("group '" + group_ + "' is stopping");
+  {
+    // One replay at a time (the second would replay the same messages).
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [&] { return !replaying_ || stopped_; });
+    if (stopped_) return esdb::Status::Cancelled("group '" + group_ + "' is stopping");
+    replaying_ = true;
+  }
+  struct Done {
+    PersistentGroup* g;
+    ~Done() {
+      std::lock_guard<std::mutex> lock(g->mu_);
+      g->replaying_ = false;
+      g->idle_cv_.notify_all();
+    }
+  } done{this};
+  // The parked stream is read without mu_.
   esdb::StreamMetadata md;
   esdb::Result<esdb::StreamMetadata> mr = store_->GetMetadata(parked_stream_);
   if (mr.ok()) {
@@ -515,20 +653,24 @@ esdb::Result<uint64_t> PersistentGroup::ReplayParked() {
     }
     for (const esdb::RecordedEvent& parked : r->events) {
       last_version = parked.version;
-      try {
-        nlohmann::json meta = nlohmann::json::parse(parked.metadata);
-        esdb::Result<esdb::RecordedEvent> original = store_->ReadEvent(
-            meta.at("$original_stream").get<std::string>(), meta.at("$original_version").get<int64_t>());
-        if (!original.ok()) {
-          logger_->warn("group {}/{}: parked event {} has no original any more: {}", stream_id_, group_,
-                        parked.event_id, original.status().ToString());
-          continue;
-        }
-        replay.push_back(Message{std::make_shared<const esdb::RecordedEvent>(std::move(original.value())), 0, true});
-      } catch (const std::exception& e) {
-        logger_->warn("group {}/{}: parked event {} has bad metadata: {}", stream_id_, group_, parked.event_id,
-                      e.what());
+      // A record that is not a parked copy (written by someone else) is
+      // reported and skipped; it is passed over by truncate_before below.
+      const nlohmann::json meta = nlohmann::json::parse(parked.metadata, nullptr, /*allow_exceptions=*/false);
+      const auto stream = meta.is_object() ? meta.find("$original_stream") : meta.end();
+      const auto version = meta.is_object() ? meta.find("$original_version") : meta.end();
+      if (stream == meta.end() || !stream->is_string() || version == meta.end() || !version->is_number_integer()) {
+        logger_->warn("group {}/{}: skipping record {} of {}: its metadata has no $original_stream/$original_version",
+                      stream_id_, group_, parked.version, parked_stream_);
+        continue;
       }
+      esdb::Result<esdb::RecordedEvent> original =
+          store_->ReadEvent(stream->get<std::string>(), version->get<int64_t>());
+      if (!original.ok()) {
+        logger_->warn("group {}/{}: parked event {} has no original any more: {}", stream_id_, group_,
+                      parked.event_id, original.status().ToString());
+        continue;
+      }
+      replay.push_back(Message{std::make_shared<const esdb::RecordedEvent>(std::move(original.value())), 0, true});
     }
     if (r->end_of_stream || r->events.empty()) break;
     from = r->next_version;
@@ -537,18 +679,24 @@ esdb::Result<uint64_t> PersistentGroup::ReplayParked() {
   md.truncate_before = last_version + 1;
   esdb::Status s = store_->SetMetadata(parked_stream_, md);
   if (!s.ok()) return s;  // nothing replayed: they stay parked
-  for (auto it = replay.rbegin(); it != replay.rend(); ++it) ready_.push_front(std::move(*it));
-  replayed_total_ += replay.size();
-  DispatchLocked();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = replay.rbegin(); it != replay.rend(); ++it) ready_.push_front(std::move(*it));
+    replayed_total_ += replay.size();
+  }
+  Pump();
   return static_cast<uint64_t>(replay.size());
 }
 
-void PersistentGroup::UpdateSettings(const esdb::GroupSettings& settings, std::optional<FilterMatcher> matcher) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const int64_t start_from = settings_.start_from;
-  settings_ = settings;
-  settings_.start_from = start_from;
-  matcher_ = std::move(matcher);
+void PersistentGroup::UpdateSettings(const esdb::GroupSettings& settings, std::optional<esdb::CompiledAllFilter> matcher) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t start_from = settings_.start_from;
+    settings_ = settings;
+    settings_.start_from = start_from;
+    matcher_ = std::move(matcher);
+    ++settings_generation_;
+  }
   PumpSoon();
 }
 
@@ -563,8 +711,16 @@ size_t PersistentGroup::consumer_count() const {
 }
 
 esdb::GroupInfo PersistentGroup::Info() {
-  std::lock_guard<std::mutex> lock(mu_);
   esdb::GroupInfo info;
+  // Store calls first, without mu_.
+  esdb::Result<int64_t> parked_version = store_->StreamVersion(parked_stream_);
+  if (parked_version.ok() && parked_version.value() >= 0) {
+    int64_t first = 0;
+    esdb::Result<esdb::StreamMetadata> md = store_->GetMetadata(parked_stream_);
+    if (md.ok()) first = md->truncate_before.value_or(0);
+    info.parked = static_cast<uint64_t>(std::max<int64_t>(0, parked_version.value() + 1 - first));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
   info.stream_id = stream_id_;
   info.group = group_;
   info.settings = settings_;
@@ -573,13 +729,6 @@ esdb::GroupInfo PersistentGroup::Info() {
   info.next_to_read = next_read_;
   info.in_flight = in_flight_.size();
   info.ready = ready_.size();
-  esdb::Result<int64_t> parked_version = store_->StreamVersion(parked_stream_);
-  if (parked_version.ok() && parked_version.value() >= 0) {
-    int64_t first = 0;
-    esdb::Result<esdb::StreamMetadata> md = store_->GetMetadata(parked_stream_);
-    if (md.ok()) first = md->truncate_before.value_or(0);
-    info.parked = static_cast<uint64_t>(std::max<int64_t>(0, parked_version.value() + 1 - first));
-  }
   info.delivered_total = delivered_total_;
   info.acked_total = acked_total_;
   info.nacked_total = nacked_total_;
@@ -599,14 +748,18 @@ void PersistentGroup::Stop(const esdb::Status& reason, bool write_checkpoint) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return;
-    if (write_checkpoint) MaybeCheckpointLocked(true);
     stopped_ = true;
+    idle_cv_.notify_all();
     timeout_timer_->cancel();
     checkpoint_timer_->cancel();
     for (auto& c : consumers_) channels.push_back(c->channel);
     consumers_.clear();
   }
   for (auto& ch : channels) ch->Close(reason);
+  // Parks queued before the stop, then the final checkpoint (both appends
+  // run without mu_; a checkpoint write already running is waited for).
+  FlushParks();
+  if (write_checkpoint) MaybeCheckpoint(true);
 }
 
 }  // namespace esdb_notification

@@ -7,12 +7,20 @@
 // and on stop. After a restart delivery resumes after the checkpoint, so
 // every message is delivered at least once.
 //
-// Thread-safe: one mutex serialises the state machine (API calls, timers,
-// store notifications). Store calls run under it; consumer handlers never do
-// (they run on their Channel's drain task), so a handler may call Ack/Nack.
+// Thread-safe: one mutex (mu_) serialises the state machine (API calls,
+// timers, store notifications). It is never held across a store call (reads
+// of the stream/$all, whose filter the store evaluates, checkpoint and park
+// appends, parked-stream reads) nor across a consumer handler: the state
+// needed is copied out, the call runs unlocked, and the result is applied
+// after re-checking the state (stopped, settings changed, a poke meanwhile).
+// At most one read, one checkpoint write and one replay run at a time
+// (flags under mu_; a second caller waits on idle_cv_ without the lock).
+// Consumer handlers run on their Channel's drain task, so a handler may call
+// Ack/Nack.
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -29,7 +37,7 @@
 #include "channel.h"
 #include "esdb/event_store.h"
 #include "esdb/subscriptions.h"
-#include "filter.h"
+#include "esdb/all_filter.h"
 
 namespace spdlog {
 class logger;
@@ -47,11 +55,16 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
 
   PersistentGroup(boost::asio::io_context& io, std::shared_ptr<esdb::EventStore> store,
                   std::shared_ptr<spdlog::logger> logger, std::string stream_id, std::string group,
-                  esdb::GroupSettings settings, std::optional<FilterMatcher> matcher);
+                  esdb::GroupSettings settings, std::optional<esdb::CompiledAllFilter> matcher);
 
   // Finds where to start: for a new group (`created`) from settings
   // (writing the first checkpoint), else from the persisted checkpoint.
-  esdb::Status Load(bool created);
+  // A persisted checkpoint that does not parse or is out of range is not
+  // fatal: the group starts from settings.start_from (from 0 when that is
+  // "end", so nothing after the lost checkpoint is skipped; messages may be
+  // delivered again), a new checkpoint is written, and `*problem` (when not
+  // null) says what was wrong. Errors: only failing store calls.
+  esdb::Status Load(bool created, std::string* problem = nullptr);
 
   // New events may be readable: read and dispatch on the io_context.
   // Never blocks (safe from the store's notification path).
@@ -73,7 +86,7 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
                                      const std::string& reason);
   esdb::Result<uint64_t> ReplayParked();
 
-  void UpdateSettings(const esdb::GroupSettings& settings, std::optional<FilterMatcher> matcher);
+  void UpdateSettings(const esdb::GroupSettings& settings, std::optional<esdb::CompiledAllFilter> matcher);
   esdb::GroupInfo Info();
   const std::string& stream_id() const { return stream_id_; }
   const std::string& group() const { return group_; }
@@ -105,22 +118,35 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
 
   int64_t KeyOf(const esdb::RecordedEvent& e) const;
   size_t ReadBatchLocked() const;
-  void FillLocked();
-  void DispatchLocked();
+  // Reads one page (no lock held during the read) into ready_. Waits for a
+  // read already running instead. False when there was nothing to do.
+  bool FillOnce();
+  // Hands ready_ to push consumers, reads more when wanted, then checkpoints
+  // if due. Call without mu_.
+  void Pump();
+  // Hands ready_ to push consumers (no store call).
+  void DispatchReadyLocked();
+  // Appends the messages ParkLocked queued, without mu_.
+  void FlushParks();
   Consumer* PickConsumerLocked();
   Consumer* FindConsumerLocked(uint64_t id);
   void MarkInFlightLocked(Message m, uint64_t consumer);
   // Removes the in-flight entry of `id` (fixing consumer counters) or the
   // ready entry; returns the message.
   std::optional<Message> TakeLocked(const std::string& id);
+  // TakeLocked for an ack/nack: counts it in `result` (processed or
+  // unknown) and gives the consumer it was in flight with (null: a pull).
+  std::optional<Message> TakeForReplyLocked(const std::string& id, esdb::AckResult* result, Consumer** consumer);
   void DoneLocked(const Message& m);
   void RetryLocked(Message m, bool count_retry);
   void ParkLocked(Message m, const std::string& reason);
   void ArmTimeoutLocked();
   void OnTimeout();
   int64_t CheckpointLocked() const;
-  void MaybeCheckpointLocked(bool force);
-  esdb::Status WriteCheckpointLocked(int64_t checkpoint);
+  // Writes the checkpoint when it moved and is due (or `force`), arming the
+  // timer otherwise. Call without mu_; the append runs unlocked.
+  void MaybeCheckpoint(bool force);
+  esdb::Status AppendCheckpoint(int64_t checkpoint);  // the store append only
   void PumpSoon();
 
   boost::asio::io_context& io_;
@@ -133,12 +159,20 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
   const std::string checkpoint_stream_;
 
   mutable std::mutex mu_;
+  std::condition_variable idle_cv_;  // filling_/checkpoint_writing_/replaying_ went false
   esdb::GroupSettings settings_;
-  std::optional<FilterMatcher> matcher_;
+  std::optional<esdb::CompiledAllFilter> matcher_;
+  uint64_t settings_generation_ = 0;  // bumped by UpdateSettings: a read with the old filter is dropped
   bool stopped_ = false;
   bool pump_scheduled_ = false;
   int64_t next_read_ = 0;   // next version/position to read
   bool at_head_ = false;    // the last read found nothing more
+  uint64_t pokes_ = 0;      // Poke count: a read that saw the head before a poke is not at the head
+  bool filling_ = false;    // a FillOnce read is running
+  bool checkpoint_writing_ = false;
+  bool checkpoint_again_ = false;  // a checkpoint was asked for during a write
+  bool replaying_ = false;
+  std::vector<std::pair<Message, std::string>> to_park_;  // (message, reason) queued by ParkLocked
   std::deque<Message> ready_;
   std::unordered_map<std::string, InFlight> in_flight_;
   std::set<int64_t> outstanding_;  // keys read and not yet done

@@ -6,6 +6,8 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "esdb/group_settings.h"
+
 namespace esdb_notification {
 namespace {
 
@@ -83,24 +85,6 @@ esdb::Status ValidateGroupName(const std::string& stream_id, const std::string& 
   return esdb::Status::OK();
 }
 
-esdb::Status ValidateSettings(const std::string& stream_id, const esdb::GroupSettings& s) {
-  if (s.start_from < esdb::kGroupStartFromEnd)
-    return esdb::Status::InvalidArgument("start_from must be >= 0 or -1 (end)");
-  if (s.max_retry < 0 || s.max_retry > 1000) return esdb::Status::InvalidArgument("max_retry must be in 0..1000");
-  if (s.message_timeout_ms < 1 || s.message_timeout_ms > 3600000)
-    return esdb::Status::InvalidArgument("message_timeout_ms must be in 1..3600000");
-  if (s.max_in_flight < 1 || s.max_in_flight > 100000)
-    return esdb::Status::InvalidArgument("max_in_flight must be in 1..100000");
-  if (s.checkpoint_after_ms < 0 || s.checkpoint_after_ms > 3600000)
-    return esdb::Status::InvalidArgument("checkpoint_after_ms must be in 0..3600000");
-  const esdb::AllFilter& f = s.filter;
-  const bool has_filter = !f.event_types.empty() || !f.stream_prefixes.empty() || !f.stream_regex.empty() ||
-                          f.include_system;
-  if (has_filter && stream_id != esdb::kAllStreamId)
-    return esdb::Status::InvalidArgument("filter applies to $all groups only, not to stream '" + stream_id + "'");
-  return esdb::Status::OK();
-}
-
 bool IsUuid(const std::string& s) {
   if (s.size() != 36) return false;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -126,43 +110,12 @@ esdb::Result<std::vector<std::string>> CanonicalIds(const std::vector<std::strin
   return out;
 }
 
-nlohmann::json SettingsToJson(const esdb::GroupSettings& s) {
-  return nlohmann::json{{"start_from", s.start_from},
-                        {"strategy", esdb::ConsumerStrategyName(s.strategy)},
-                        {"max_retry", s.max_retry},
-                        {"message_timeout_ms", s.message_timeout_ms},
-                        {"max_in_flight", s.max_in_flight},
-                        {"checkpoint_after_ms", s.checkpoint_after_ms},
-                        {"filter",
-                         {{"event_types", s.filter.event_types},
-                          {"stream_prefixes", s.filter.stream_prefixes},
-                          {"stream_regex", s.filter.stream_regex},
-                          {"include_system", s.filter.include_system}}}};
-}
-
-esdb::GroupSettings SettingsFromJson(const nlohmann::json& j) {
-  esdb::GroupSettings s;
-  s.start_from = j.at("start_from").get<int64_t>();
-  s.strategy = j.at("strategy").get<std::string>() == "dispatch_to_single" ? esdb::ConsumerStrategy::kDispatchToSingle
-                                                                           : esdb::ConsumerStrategy::kRoundRobin;
-  s.max_retry = j.at("max_retry").get<int>();
-  s.message_timeout_ms = j.at("message_timeout_ms").get<int64_t>();
-  s.max_in_flight = j.at("max_in_flight").get<size_t>();
-  s.checkpoint_after_ms = j.at("checkpoint_after_ms").get<int64_t>();
-  const nlohmann::json& f = j.at("filter");
-  s.filter.event_types = f.at("event_types").get<std::vector<std::string>>();
-  s.filter.stream_prefixes = f.at("stream_prefixes").get<std::vector<std::string>>();
-  s.filter.stream_regex = f.at("stream_regex").get<std::string>();
-  s.filter.include_system = f.at("include_system").get<bool>();
-  return s;
-}
-
-esdb::Result<std::optional<FilterMatcher>> GroupMatcher(const std::string& stream_id,
+esdb::Result<std::optional<esdb::CompiledAllFilter>> GroupMatcher(const std::string& stream_id,
                                                         const esdb::GroupSettings& settings) {
-  if (stream_id != esdb::kAllStreamId) return std::optional<FilterMatcher>();
-  esdb::Result<FilterMatcher> m = FilterMatcher::Make(settings.filter);
+  if (stream_id != esdb::kAllStreamId) return std::optional<esdb::CompiledAllFilter>();
+  esdb::Result<esdb::CompiledAllFilter> m = esdb::CompiledAllFilter::Compile(settings.filter);
   if (!m.ok()) return m.status();
-  return std::optional<FilterMatcher>(std::move(m.value()));
+  return std::optional<esdb::CompiledAllFilter>(std::move(m.value()));
 }
 
 }  // namespace
@@ -211,33 +164,84 @@ esdb::Status SubscriptionService::Start() {
   esdb::Result<esdb::ReadStreamResult> r = store_->ReadStream(req);
   if (!r.ok()) {
     if (r.status().code() == esdb::Code::kNotFound) return esdb::Status::OK();
-    return r.status();
+    return r.status();  // the store failed (not our data): retried by a restart
   }
   if (r->events.empty()) return esdb::Status::OK();
   std::lock_guard<std::mutex> admin(admin_mu_);
-  try {
-    const nlohmann::json doc = nlohmann::json::parse(r->events.front().data);
-    for (const nlohmann::json& g : doc.at("groups")) {
-      const std::string stream_id = g.at("stream").get<std::string>();
-      const std::string name = g.at("group").get<std::string>();
-      esdb::GroupSettings settings = SettingsFromJson(g.at("settings"));
-      esdb::Result<std::optional<FilterMatcher>> matcher = GroupMatcher(stream_id, settings);
-      if (!matcher.ok()) return matcher.status();
-      auto group = std::make_shared<PersistentGroup>(io_, store_, logger_, stream_id, name, settings,
-                                                     std::move(matcher.value()));
-      esdb::Status s = group->Load(/*created=*/false);
-      if (!s.ok()) return s;
-      group->Poke();
-      std::lock_guard<std::mutex> lock(groups_mu_);
-      groups_[{stream_id, name}] = std::move(group);
-    }
-  } catch (const std::exception& e) {
-    return esdb::Status::Corruption(std::string("group definitions in ") + kGroupConfigStream +
-                                    " do not parse: " + e.what());
+  // Stored state is checked as strictly as a request (the same validators):
+  // a record that does not load is reported and skipped, never fatal.
+  const esdb::RecordedEvent& record = r->events.front();
+  const std::string where = std::string(kGroupConfigStream) + "@" + std::to_string(record.version);
+  nlohmann::json doc = nlohmann::json::parse(record.data, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object() || !doc.contains("groups") || !doc["groups"].is_array()) {
+    ReportStoredStateProblem(where, "group definitions are not a JSON object with a \"groups\" array");
+    return esdb::Status::OK();
+  }
+  size_t index = 0;
+  for (const nlohmann::json& g : doc["groups"]) {
+    const std::string entry = where + " groups[" + std::to_string(index++) + "]";
+    esdb::Status s = LoadGroupLocked(g);
+    if (s.code() == esdb::Code::kIOError || s.code() == esdb::Code::kUnavailable || s.code() == esdb::Code::kCancelled)
+      return s;  // the store failed, not the record: keep the group, fail this start (retried)
+    if (!s.ok()) ReportStoredStateProblem(entry, s.message());
   }
   std::lock_guard<std::mutex> lock(groups_mu_);
   logger_->info("loaded {} persistent subscription group(s)", groups_.size());
   return esdb::Status::OK();
+}
+
+esdb::Status SubscriptionService::LoadGroupLocked(const nlohmann::json& g) {
+  if (!g.is_object()) return esdb::Status::InvalidArgument("group entry is not an object");
+  const auto stream_it = g.find("stream");
+  const auto name_it = g.find("group");
+  if (stream_it == g.end() || !stream_it->is_string() || name_it == g.end() || !name_it->is_string())
+    return esdb::Status::InvalidArgument("group entry needs string fields \"stream\" and \"group\"");
+  const std::string stream_id = stream_it->get<std::string>();
+  const std::string name = name_it->get<std::string>();
+  if (esdb::Status s = ValidateGroupName(stream_id, name); !s.ok()) return s;
+  const auto settings_it = g.find("settings");
+  esdb::Result<esdb::GroupSettings> settings =
+      esdb::GroupSettingsFromJson(settings_it == g.end() ? nlohmann::json() : *settings_it);
+  if (!settings.ok()) return esdb::Status::InvalidArgument("group '" + name + "' on '" + stream_id + "': " +
+                                                           settings.status().message());
+  if (esdb::Status s = esdb::ValidateGroupSettings(*settings, stream_id); !s.ok()) {
+    return esdb::Status::InvalidArgument("group '" + name + "' on '" + stream_id + "': " + s.message());
+  }
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    if (groups_.count({stream_id, name}))
+      return esdb::Status::AlreadyExists("group '" + name + "' on '" + stream_id + "' is defined twice");
+    if (groups_.size() >= options_.max_groups)
+      return esdb::Status::ResourceExhausted("group '" + name + "' on '" + stream_id + "' is beyond max_groups");
+  }
+  esdb::Result<std::optional<esdb::CompiledAllFilter>> matcher = GroupMatcher(stream_id, *settings);
+  if (!matcher.ok()) return matcher.status();
+  auto group = std::make_shared<PersistentGroup>(io_, store_, logger_, stream_id, name, *settings,
+                                                 std::move(matcher.value()));
+  std::string checkpoint_problem;
+  esdb::Status s = group->Load(/*created=*/false, &checkpoint_problem);
+  if (!s.ok()) return esdb::Status(s.code(), "group '" + name + "' on '" + stream_id + "': " + s.message());
+  if (!checkpoint_problem.empty()) {
+    ReportStoredStateProblem(CheckpointStreamName(stream_id, name), checkpoint_problem);
+  }
+  group->Poke();
+  std::lock_guard<std::mutex> lock(groups_mu_);
+  groups_[{stream_id, name}] = std::move(group);
+  return esdb::Status::OK();
+}
+
+void SubscriptionService::ReportStoredStateProblem(const std::string& where, const std::string& problem) {
+  logger_->error("stored state skipped: {}: {}", where, problem);
+  std::lock_guard<std::mutex> lock(problems_mu_);
+  if (stored_state_problems_.size() < kMaxReportedProblems) {
+    stored_state_problems_.push_back({{"where", where}, {"problem", problem}});
+  }
+  ++stored_state_problem_count_;
+}
+
+nlohmann::json SubscriptionService::StoredStateProblems() const {
+  std::lock_guard<std::mutex> lock(problems_mu_);
+  return stored_state_problems_;
 }
 
 void SubscriptionService::Stop(const esdb::Status& reason) {
@@ -292,7 +296,7 @@ esdb::Result<esdb::Subscription> SubscriptionService::SubscribeToAll(const esdb:
   if (esdb::Status s = CheckRunning(); !s.ok()) return s;
   if (esdb::Status s = ValidateLimits(request.limits); !s.ok()) return s;
   if (!handlers.on_events) return esdb::Status::InvalidArgument("on_events handler is required");
-  esdb::Result<FilterMatcher> matcher = FilterMatcher::Make(request.filter);
+  esdb::Result<esdb::CompiledAllFilter> matcher = esdb::CompiledAllFilter::Compile(request.filter);
   if (!matcher.ok()) return matcher.status();
   CatchUpSubscription::Params p;
   p.is_all = true;
@@ -470,7 +474,7 @@ esdb::Status SubscriptionService::SaveGroupsLocked() {
   {
     std::lock_guard<std::mutex> lock(groups_mu_);
     for (const auto& [key, group] : groups_) {
-      groups.push_back({{"stream", key.first}, {"group", key.second}, {"settings", SettingsToJson(group->settings())}});
+      groups.push_back({{"stream", key.first}, {"group", key.second}, {"settings", esdb::GroupSettingsToJson(group->settings())}});
     }
   }
   esdb::ProposedEvent p;
@@ -487,8 +491,8 @@ esdb::Status SubscriptionService::CreateGroup(const std::string& stream_id, cons
                                               const esdb::GroupSettings& settings) {
   if (esdb::Status s = CheckRunning(); !s.ok()) return s;
   if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
-  if (esdb::Status s = ValidateSettings(stream_id, settings); !s.ok()) return s;
-  esdb::Result<std::optional<FilterMatcher>> matcher = GroupMatcher(stream_id, settings);
+  if (esdb::Status s = esdb::ValidateGroupSettings(settings, stream_id); !s.ok()) return s;
+  esdb::Result<std::optional<esdb::CompiledAllFilter>> matcher = GroupMatcher(stream_id, settings);
   if (!matcher.ok()) return matcher.status();
   std::lock_guard<std::mutex> admin(admin_mu_);
   if (stopped_) return esdb::Status::Cancelled("the subscription service is stopping");
@@ -530,15 +534,15 @@ esdb::Status SubscriptionService::UpdateGroup(const std::string& stream_id, cons
                                               const esdb::GroupSettings& settings) {
   if (esdb::Status s = CheckRunning(); !s.ok()) return s;
   if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
-  if (esdb::Status s = ValidateSettings(stream_id, settings); !s.ok()) return s;
-  esdb::Result<std::optional<FilterMatcher>> matcher = GroupMatcher(stream_id, settings);
+  if (esdb::Status s = esdb::ValidateGroupSettings(settings, stream_id); !s.ok()) return s;
+  esdb::Result<std::optional<esdb::CompiledAllFilter>> matcher = GroupMatcher(stream_id, settings);
   if (!matcher.ok()) return matcher.status();
   std::lock_guard<std::mutex> admin(admin_mu_);
   auto found = FindGroup(stream_id, group);
   if (!found.ok()) return found.status();
   std::shared_ptr<PersistentGroup> g = found.value();
   const esdb::GroupSettings old = g->settings();
-  esdb::Result<std::optional<FilterMatcher>> old_matcher = GroupMatcher(stream_id, old);
+  esdb::Result<std::optional<esdb::CompiledAllFilter>> old_matcher = GroupMatcher(stream_id, old);
   g->UpdateSettings(settings, std::move(matcher.value()));
   if (esdb::Status s = SaveGroupsLocked(); !s.ok()) {
     g->UpdateSettings(old, old_matcher.ok() ? std::move(old_matcher.value()) : std::nullopt);
@@ -673,13 +677,20 @@ nlohmann::json SubscriptionService::Stats() {
     groups = groups_.size();
     for (auto& [key, g] : groups_) consumers += g->consumer_count();
   }
+  uint64_t problems = 0;
+  {
+    std::lock_guard<std::mutex> lock(problems_mu_);
+    problems = stored_state_problem_count_;
+  }
   return nlohmann::json{{"catch_up_subscriptions", subs},
                         {"groups", groups},
                         {"consumers", consumers},
                         {"events_delivered", counters_.events_delivered.load()},
                         {"subscribers_dropped", counters_.subscribers_dropped.load()},
                         {"catch_up_reads", counters_.catch_up_reads.load()},
-                        {"fanout_reads", fanout_reads_.load()}};
+                        {"fanout_reads", fanout_reads_.load()},
+                        {"stored_state_problems", problems},
+                        {"stored_state_skipped", StoredStateProblems()}};
 }
 
 }  // namespace esdb_notification

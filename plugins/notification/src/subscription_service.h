@@ -54,8 +54,16 @@ class SubscriptionService : public esdb::Subscriptions,
                       std::shared_ptr<spdlog::logger> logger, ServiceOptions options = {});
   ~SubscriptionService() override;
 
-  // Loads persisted groups. Call once before serving.
+  // Loads persisted groups. Call once before serving. A stored definition
+  // or checkpoint that does not parse or validate (the same checks as
+  // CreateGroup) is logged, listed in StoredStateProblems() and skipped (a
+  // skipped group is dropped from kGroupConfigStream at the next group
+  // change); only a failing store read fails Start.
   esdb::Status Start();
+  // The stored records Start skipped: [{"where": stream[@version][ entry],
+  // "problem": why}], at most kMaxReportedProblems. Also in Stats().
+  nlohmann::json StoredStateProblems() const;
+  static constexpr size_t kMaxReportedProblems = 100;
   // Ends every subscription (on_dropped with `reason`), writes group
   // checkpoints, cancels timers. Afterwards every call answers kCancelled.
   void Stop(const esdb::Status& reason);
@@ -107,6 +115,9 @@ class SubscriptionService : public esdb::Subscriptions,
   // Writes every group's definition to kGroupConfigStream. Requires admin_mu_.
   esdb::Status SaveGroupsLocked();
   esdb::Status CheckRunning() const;
+  // One entry of the stored definitions -> a running group. Requires admin_mu_.
+  esdb::Status LoadGroupLocked(const nlohmann::json& entry);
+  void ReportStoredStateProblem(const std::string& where, const std::string& problem);
 
   boost::asio::io_context& io_;
   const std::shared_ptr<esdb::EventStore> store_;
@@ -132,6 +143,10 @@ class SubscriptionService : public esdb::Subscriptions,
   std::mutex admin_mu_;
   std::mutex groups_mu_;  // guards groups_; never held across store calls
   std::map<GroupKey, std::shared_ptr<PersistentGroup>> groups_;
+
+  mutable std::mutex problems_mu_;
+  nlohmann::json stored_state_problems_ = nlohmann::json::array();
+  uint64_t stored_state_problem_count_ = 0;
 };
 
 }  // namespace esdb_notification

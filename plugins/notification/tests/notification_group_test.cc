@@ -1,6 +1,7 @@
 // Persistent subscription groups over the real store: strategies, ack,
 // nack retry/park/skip, timeouts, parking after max_retry, replay, and
 // resuming from the persisted checkpoint after the service is recreated.
+#include <condition_variable>
 #include <set>
 
 #include "test_env.h"
@@ -310,4 +311,135 @@ TEST_CASE("group admin: validation, exists, not found, update, delete drops cons
   env.Append("x", 2);
   REQUIRE(svc->CreateGroup("x", "g", esdb::GroupSettings{}).ok());
   CHECK(Versions(Pull(*svc, "x", "g", 2)) == std::vector<int64_t>{0, 1});
+}
+
+namespace {
+
+// An EventStore that forwards to another, except that ReadStream and
+// ReadAll wait at a gate while `closed` (to hold a group inside a read).
+class GatedStore : public esdb::EventStore {
+ public:
+  explicit GatedStore(esdb::EventStore& inner) : inner_(inner) {}
+
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  void Open() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = false;
+    }
+    cv_.notify_all();
+  }
+  // True once a read is waiting at the closed gate.
+  bool someone_waiting() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return waiting_ > 0;
+  }
+
+  esdb::Result<esdb::AppendResult> Append(const std::string& s, esdb::ExpectedVersion e,
+                                          std::vector<esdb::ProposedEvent> ev) override {
+    return inner_.Append(s, e, std::move(ev));
+  }
+  void AppendAsync(const std::string& s, esdb::ExpectedVersion e, std::vector<esdb::ProposedEvent> ev,
+                   esdb::AppendCallback done) override {
+    inner_.AppendAsync(s, e, std::move(ev), std::move(done));
+  }
+  esdb::Result<esdb::ReadStreamResult> ReadStream(const esdb::ReadStreamRequest& r) override {
+    Gate();
+    return inner_.ReadStream(r);
+  }
+  esdb::Result<esdb::ReadAllResult> ReadAll(const esdb::ReadAllRequest& r) override {
+    Gate();
+    return inner_.ReadAll(r);
+  }
+  esdb::Result<esdb::RecordedEvent> ReadEvent(const std::string& s, int64_t v) override { return inner_.ReadEvent(s, v); }
+  esdb::Result<int64_t> StreamVersion(const std::string& s) override { return inner_.StreamVersion(s); }
+  esdb::Result<esdb::ListStreamsResult> ListStreams(const std::string& a, uint64_t c) override {
+    return inner_.ListStreams(a, c);
+  }
+  uint64_t NextPosition() override { return inner_.NextPosition(); }
+  esdb::Status DeleteStream(const std::string& s, esdb::ExpectedVersion e, bool hard) override {
+    return inner_.DeleteStream(s, e, hard);
+  }
+  esdb::Result<esdb::StreamMetadata> GetMetadata(const std::string& s) override { return inner_.GetMetadata(s); }
+  esdb::Status SetMetadata(const std::string& s, const esdb::StreamMetadata& m) override {
+    return inner_.SetMetadata(s, m);
+  }
+  esdb::Status PutSnapshot(const esdb::Snapshot& s) override { return inner_.PutSnapshot(s); }
+  esdb::Result<esdb::Snapshot> GetSnapshot(const std::string& s, int64_t v) override { return inner_.GetSnapshot(s, v); }
+  esdb::Result<esdb::Snapshot> LatestSnapshot(const std::string& s) override { return inner_.LatestSnapshot(s); }
+  esdb::Status DeleteSnapshot(const std::string& s, int64_t v) override { return inner_.DeleteSnapshot(s, v); }
+  esdb::Result<std::vector<esdb::Snapshot>> ListSnapshots(const std::string& s) override {
+    return inner_.ListSnapshots(s);
+  }
+  esdb::Result<esdb::ScavengeResult> Scavenge() override { return inner_.Scavenge(); }
+  nlohmann::json Stats() override { return inner_.Stats(); }
+
+ private:
+  void Gate() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++waiting_;
+    cv_.wait(lock, [&] { return !closed_; });
+    --waiting_;
+  }
+
+  esdb::EventStore& inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool closed_ = false;
+  int waiting_ = 0;
+};
+
+// Runs `f` on a thread (kept in `threads`, joined by the caller once
+// nothing can wedge it any more); true when it returned within `limit`.
+bool ReturnsWithin(std::chrono::milliseconds limit, std::function<void()> f, std::vector<std::thread>& threads) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  threads.emplace_back([f = std::move(f), done] {
+    f();
+    *done = true;
+  });
+  return WaitFor([&] { return done->load(); }, limit);
+}
+
+}  // namespace
+
+TEST_CASE("no group lock is held across a store read: info, ack, nack and stop answer while a read waits") {
+  TestEnv env;
+  env.Append("orders", 3);
+  auto gated = std::make_shared<GatedStore>(env.store());
+  auto logger = std::make_shared<spdlog::logger>("gated", std::make_shared<spdlog::sinks::null_sink_mt>());
+  auto svc = std::make_shared<esdb_notification::SubscriptionService>(env.io(), gated, logger);
+  REQUIRE(svc->Start().ok());
+  esdb::GroupSettings settings;
+  settings.max_in_flight = 1;  // one in flight: the next pull must read again
+  REQUIRE(svc->CreateGroup("orders", "g", settings).ok());
+  auto first = svc->ReadNext("orders", "g", 1);
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 1);
+
+  // The group's next read waits at the gate (holding whatever it holds).
+  gated->Close();
+  env.Append("orders", 600);  // more than a page: the group has to read
+  std::thread puller([&] {
+    auto r = svc->Ack("orders", "g", {first->front().event->event_id});  // ack -> dispatch -> read
+    CHECK(r.ok());
+  });
+  REQUIRE(WaitFor([&] { return gated->someone_waiting(); }));
+
+  // None of these waits for that read.
+  std::vector<std::string> unknown = {"00000000-0000-0000-0000-000000000001"};
+  std::vector<std::thread> threads;
+  const auto limit = std::chrono::milliseconds(2000);
+  CHECK(ReturnsWithin(limit, [&] { CHECK(svc->GetGroupInfo("orders", "g").ok()); }, threads));
+  CHECK(ReturnsWithin(limit, [&] { CHECK(svc->Ack("orders", "g", unknown).ok()); }, threads));
+  CHECK(ReturnsWithin(
+      limit, [&] { CHECK(svc->Nack("orders", "g", unknown, esdb::NackAction::kRetry, "").ok()); }, threads));
+  const bool stopped_in_time =
+      ReturnsWithin(limit, [&] { svc->Stop(esdb::Status::Cancelled("test stops the service")); }, threads);
+  gated->Open();
+  puller.join();
+  for (auto& t : threads) t.join();
+  CHECK(stopped_in_time);
 }

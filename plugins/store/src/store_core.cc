@@ -8,8 +8,8 @@
 
 #include <spdlog/logger.h>
 
+#include "esdb/all_filter.h"
 #include "key_layout.h"
-#include "stream_regex.h"
 
 namespace esdb_store {
 namespace {
@@ -812,12 +812,8 @@ esdb::Result<esdb::ReadAllResult> StoreCore::ReadAll(const esdb::ReadAllRequest&
     return esdb::Status::InvalidArgument("read count " + std::to_string(request.count) + " exceeds max_read_count " +
                                          std::to_string(options_.max_read_count));
   }
-  std::optional<StreamRegex> regex;
-  if (!request.filter.stream_regex.empty()) {
-    auto compiled = StreamRegex::Compile(request.filter.stream_regex);
-    if (!compiled.ok()) return compiled.status();
-    regex = std::move(*compiled);
-  }
+  esdb::Result<esdb::CompiledAllFilter> filter = esdb::CompiledAllFilter::Compile(request.filter);
+  if (!filter.ok()) return filter.status();
   reads_.fetch_add(1);
   const int64_t now = NowUs();
   const bool forward = request.direction == esdb::Direction::kForward;
@@ -833,7 +829,6 @@ esdb::Result<esdb::ReadAllResult> StoreCore::ReadAll(const esdb::ReadAllRequest&
   result.next_position = request.from;
   // Visibility per stream, looked up once per read.
   std::unordered_map<std::string, Visibility> seen;
-  const auto& filter = request.filter;
   uint64_t scanned = 0;
   bool exhausted = false;
   std::string stream_key;
@@ -849,13 +844,7 @@ esdb::Result<esdb::ReadAllResult> StoreCore::ReadAll(const esdb::ReadAllRequest&
     int64_t created = 0;
     esdb::Status s = DecodeEventStream(it->value(), &stream, &created);
     if (!s.ok()) return esdb::Status::Corruption(s.message() + " at position " + std::to_string(pos));
-    bool pass = filter.include_system || stream.empty() || stream[0] != '$';
-    if (pass && !filter.stream_prefixes.empty()) {
-      pass = std::any_of(filter.stream_prefixes.begin(), filter.stream_prefixes.end(),
-                         [&](const std::string& p) { return HasPrefix(stream, p); });
-    }
-    if (pass && regex) pass = regex->Matches(stream);
-    if (pass) {
+    if (filter->MatchesStream(stream)) {
       stream_key.assign(stream);
       auto vit = seen.find(stream_key);
       if (vit == seen.end()) {
@@ -869,8 +858,7 @@ esdb::Result<esdb::ReadAllResult> StoreCore::ReadAll(const esdb::ReadAllRequest&
       // An event committed a moment ago may be ahead of the state read above; it is visible.
       const bool hidden = vis.tombstoned || (e.version <= vis.last_version && !vis.exists) ||
                           e.version < vis.first_visible || e.created_us < vis.min_created_us;
-      if (!hidden && (filter.event_types.empty() || std::find(filter.event_types.begin(), filter.event_types.end(),
-                                                               e.event_type) != filter.event_types.end())) {
+      if (!hidden && filter->MatchesType(e.event_type)) {
         e.position = pos;
         result.events.push_back(std::move(e));
       }

@@ -91,10 +91,12 @@ struct ReadStreamResult {
 };
 
 // Filters for $all. Empty vectors / regex mean "no filter on that".
+// Validated and matched by esdb::CompiledAllFilter (esdb/all_filter.h, the
+// esdb::filter library), which also gives the limits on each field.
 struct AllFilter {
   std::vector<std::string> event_types;      // exact event types, any of
   std::vector<std::string> stream_prefixes;  // stream id prefixes, any of
-  std::string stream_regex;                  // ECMAScript regex, must match the whole stream id
+  std::string stream_regex;                  // RE2 syntax, must match the whole stream id
   bool include_system = false;               // include streams starting with '$'
 };
 
