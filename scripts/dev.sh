@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential g++ cmake ninja-build pkg-config
           libboost-dev libboost-filesystem-dev libboost-system-dev
-          libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl)
+          libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl libssl-dev)
 
 install_missing() {
   local missing=()

@@ -28,6 +28,11 @@ TempDir::~TempDir() {
 
 fs::path TestLibrary(const std::string& file_name) { return fs::path(ESDB_TEST_PLUGIN_DIR) / file_name; }
 
+std::vector<std::string> PluginDirArgs() {
+  return {"--plugin-dir", (fs::path(ESDB_HOST_BIN).parent_path() / "plugins").string(), "--plugin-dir",
+          ESDB_TEST_PLUGIN_DIR};
+}
+
 nlohmann::json TestManifest(const std::string& name, const nlohmann::json& config, const nlohmann::json& patch) {
   nlohmann::json m = {{"name", name},
                       {"version", "1.0.0"},
