@@ -230,6 +230,8 @@ TEST_CASE("services: a consumer finds a provider that became ready earlier or la
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
   REQUIRE(host.control_plane().WaitSystemReady(10000));
+  // The recorder is a subscriber of its own: it may get the event a moment after the control plane.
+  REQUIRE(log.WaitFor("subsystem_ready", "consumer"));
   auto ready = log.Of("subsystem_ready");
   bool consumer_saw_provider = false;
   for (auto& e : ready) {

@@ -154,6 +154,10 @@ std::optional<int> HostProcess::Wait(int timeout_ms) {
     pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
       exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+      // Its last stdout lines may still be in the pipe: let the reader take
+      // them (EOF), so Lines() after Wait() has everything it printed.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(5), [&] { return eof_; });
       return exit_code_;
     }
     if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
