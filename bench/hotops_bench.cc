@@ -57,8 +57,12 @@ class Host {
     if (pid_ == 0) {
       dup2(out[1], 1);
       close(out[0]);
+      // Libraries load only from the plugin directories: the built-in ones and the synthetic plugin's.
+      const std::string bin_dir = std::filesystem::path(ESDB_HOST_BIN).parent_path().string();
+      const std::string builtins = bin_dir + "/plugins", bench = bin_dir + "/bench-plugins";
       execl(ESDB_HOST_BIN, ESDB_HOST_BIN, "--manifests", manifests.c_str(), "--data", data.c_str(), "--set",
-            "gateway.listen_port=0", "--print-events", "--log-level", "error", static_cast<char*>(nullptr));
+            "gateway.listen_port=0", "--print-events", "--log-level", "error", "--plugin-dir", builtins.c_str(),
+            "--plugin-dir", bench.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     close(out[1]);

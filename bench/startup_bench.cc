@@ -116,9 +116,11 @@ int main(int argc, char** argv) {
       }
       std::vector<double> par, seq;
       for (int r = 0; r < runs; ++r) {
-        par.push_back(TimeToReady({host, "--manifests", dir.string(), "--data", (work / "d").string(), "--log-level", "warn"}));
+        const std::string plugins = (bin_dir / "bench-plugins").string();
+        par.push_back(TimeToReady({host, "--manifests", dir.string(), "--data", (work / "d").string(), "--log-level", "warn",
+                                   "--plugin-dir", plugins}));
         seq.push_back(TimeToReady({host, "--manifests", dir.string(), "--data", (work / "d").string(), "--log-level", "warn",
-                                   "--sequential-start"}));
+                                   "--plugin-dir", plugins, "--sequential-start"}));
       }
       const double p = Median(par), s = Median(seq);
       std::printf("%-8d %-8d %-14.1f %-14.1f %-10d %-10.2f\n", n, d, p, s, n * d, p > 0 ? s / p : 0.0);

@@ -254,9 +254,75 @@ TEST_CASE("CancelOwnedBy removes exactly that owner's subscriptions", "[bus]") {
   Collector a, b;
   auto sa = bus.Subscribe(SubscribeOptions{}, a.Handler(), 7);
   auto sb = bus.Subscribe(SubscribeOptions{}, b.Handler(), 8);
-  CHECK(bus.CancelOwnedBy(7) == 1);
+  CHECK(bus.CancelOwnedBy(7).cancelled == 1);
   REQUIRE(bus.Publish(Make("t", "e"), {}, "x").ok());
   REQUIRE(b.WaitCount(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
   CHECK(a.Snapshot().empty());
+}
+
+TEST_CASE("cancelling a subscription whose handler never returns gives up after the removal deadline", "[bus]") {
+  constexpr int kTimeoutMs = 200;
+  EventBusImpl bus("n1", nullptr, 4, kTimeoutMs);
+  std::atomic<bool> in_handler{false}, release{false};
+  std::atomic<int> calls{0};
+  auto keep_alive = std::make_shared<int>(7);  // stands for the plugin library
+  EventBusImpl::Owner owner;
+  owner.id = 7;
+  owner.name = "subsystem stuck";
+  owner.keep_alive = keep_alive;
+  SubscribeOptions o;
+  o.name = "blocker";
+  auto sub = bus.Subscribe(o, [&](const EventPtr&) {
+    calls++;
+    in_handler = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // "forever" (until the test ends)
+  }, std::move(owner));
+  REQUIRE(sub.ok());
+  REQUIRE(bus.Publish(Make("t", "a"), {}, "x").ok());
+  while (!in_handler) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  // cancel() returns after the deadline instead of waiting for the handler.
+  const auto t0 = std::chrono::steady_clock::now();
+  sub.value().cancel();
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  CHECK(waited.count() >= kTimeoutMs - 5);
+  CHECK(waited.count() < kTimeoutMs + 2000);
+  // The owner's cancellation reports it as stuck, naming it, within its own deadline.
+  const auto left = bus.CancelOwnedBy(7, 50);
+  CHECK(left.cancelled == 0);
+  REQUIRE(left.stuck.size() == 1);
+  CHECK(left.stuck[0] == "'blocker' of subsystem stuck");
+  // No further delivery; the handler's keep-alive is held while it runs.
+  REQUIRE(bus.Publish(Make("t", "b"), {}, "x").ok());
+  CHECK(keep_alive.use_count() > 1);
+
+  // A second stuck subscription, still subscribed at shutdown: the shutdown
+  // returns after its deadline too, names it and leaves its thread behind.
+  std::atomic<bool> in_second{false};
+  SubscribeOptions o2;
+  o2.name = "late-blocker";
+  auto sub2 = bus.Subscribe(o2, [&](const EventPtr&) {
+    in_second = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }, kHostOwner);
+  REQUIRE(bus.Publish(Make("t", "c"), {}, "x").ok());
+  while (!in_second) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto t1 = std::chrono::steady_clock::now();
+  const auto result = bus.Shutdown(kTimeoutMs);
+  const auto shutdown_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1);
+  CHECK(shutdown_ms.count() < kTimeoutMs + 2000);
+  REQUIRE(result.stuck.size() == 1);
+  CHECK(result.stuck[0] == "'late-blocker' of host");
+  CHECK(bus.abandoned_threads() == 2);
+  CHECK(calls == 1);
+
+  // Let the handlers return so the test can end; the abandoned handlers are
+  // freed by their threads, releasing the keep-alive.
+  release = true;
+  for (int i = 0; i < 500 && keep_alive.use_count() > 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  CHECK(keep_alive.use_count() == 1);
+  // The abandoned threads use the bus until they return from run().
+  for (int i = 0; i < 500 && bus.running_threads() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  REQUIRE(bus.running_threads() == 0);
 }

@@ -1,5 +1,7 @@
 // esdb-host as a real process: --check, bad manifests, graceful SIGTERM,
 // and the default manifests.
+#include <chrono>
+
 #include <catch2/catch.hpp>
 
 #include "support/test_support.h"
@@ -12,6 +14,12 @@ using esdb::test::WriteFile;
 using esdb::test::WriteManifest;
 
 namespace {
+
+// `args` and the plugin directories of the build and the test plugins.
+std::vector<std::string> WithPluginDirs(std::vector<std::string> args) {
+  for (const auto& a : esdb::test::PluginDirArgs()) args.push_back(a);
+  return args;
+}
 
 std::string FailureError(HostProcess& host, const std::string& name) {
   auto e = host.WaitFor(
@@ -51,8 +59,8 @@ TEST_CASE("every bad manifest gets its own clear error and the rest of the syste
   never["start_timeout_ms"] = 300;
   WriteManifest(m, TestManifest("never_reports", {{"start", "never"}}, never));
 
-  HostProcess host({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events",
-                    "--node", "t1"});
+  HostProcess host(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(),
+                                   "--print-events", "--node", "t1"}));
   auto ready = host.WaitForEvent("system_ready");
   INFO(host.Stderr());
   REQUIRE(ready);
@@ -84,7 +92,8 @@ TEST_CASE("check mode exits 1 when the system does not become ready in time", "[
   const auto m = dir.path() / "manifests";
   std::filesystem::create_directories(m);
   WriteManifest(m, TestManifest("slowpoke", {{"start", "never"}}, {{"start_timeout_ms", 60000}}));
-  HostProcess host({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--check", "--timeout", "1"});
+  HostProcess host(
+      WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--check", "--timeout", "1"}));
   auto code = host.Wait(30000);
   REQUIRE(code.has_value());
   CHECK(*code == 1);
@@ -99,7 +108,7 @@ TEST_CASE("SIGTERM stops every subsystem gracefully and exits 0", "[process]") {
   const auto m = dir.path() / "manifests";
   std::filesystem::create_directories(m);
   for (const char* n : {"one", "two", "three"}) WriteManifest(m, TestManifest(n, {{"report_delay_ms", 10}}));
-  HostProcess host({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events"});
+  HostProcess host(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events"}));
   REQUIRE(host.WaitForEvent("system_ready"));
   CHECK(host.Terminate() == 0);
   for (const char* n : {"one", "two", "three"}) {
@@ -142,4 +151,26 @@ TEST_CASE("esdb-host --check on the default manifests: five subsystems ready", "
   CHECK(status["subsystems"].size() == 5);
   // Persistence opened its LevelDB in the data directory.
   CHECK(std::filesystem::exists(dir.path() / "data" / "persistence"));
+}
+
+TEST_CASE("SIGTERM with a bus handler that never returns: the host exits within its deadlines, naming the stuck part",
+          "[process][shutdown]") {
+  TempDir dir;
+  const auto m = dir.path() / "manifests";
+  std::filesystem::create_directories(m);
+  WriteManifest(m, TestManifest("stuck", {{"bus_handler", "block"}}, {{"stop_timeout_ms", 500}}));
+  WriteManifest(m, TestManifest("fine", {}));
+  HostProcess host(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events"}));
+  REQUIRE(host.WaitForEvent("system_ready"));
+  const auto t0 = std::chrono::steady_clock::now();
+  const int code = host.Terminate(30000);  // -1000: still running after 30 s (SIGKILLed)
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  const std::string log = host.Stderr();
+  INFO(log);
+  CHECK(code == 0);
+  // stop_timeout_ms for the subsystem, then the host's bounded bus shutdown (2 s).
+  CHECK(ms < 10000);
+  CHECK_THAT(log, Catch::Contains("bus subscription 'stuck-blocker' of subsystem stuck"));
+  CHECK_THAT(log, Catch::Contains("host stopped, leaving stuck parts behind"));
+  CHECK(host.WaitForEvent("subsystem_stopped", "fine", 1000));
 }

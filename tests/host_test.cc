@@ -29,7 +29,7 @@ esdb::host::HostOptions Options(const TempDir& dir) {
   esdb::host::HostOptions o;
   o.manifests_dir = dir.path() / "manifests";
   o.data_dir = dir.path() / "data";
-  o.plugin_dir = ESDB_TEST_PLUGIN_DIR;
+  o.plugin_dirs = {ESDB_TEST_PLUGIN_DIR};
   o.node = "test-node";
   o.log_level = "warn";
   std::filesystem::create_directories(o.manifests_dir);
@@ -230,6 +230,8 @@ TEST_CASE("services: a consumer finds a provider that became ready earlier or la
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
   REQUIRE(host.control_plane().WaitSystemReady(10000));
+  // The recorder is a subscriber of its own: it may get the event a moment after the control plane.
+  REQUIRE(log.WaitFor("subsystem_ready", "consumer"));
   auto ready = log.Of("subsystem_ready");
   bool consumer_saw_provider = false;
   for (auto& e : ready) {

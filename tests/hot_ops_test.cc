@@ -29,7 +29,7 @@ esdb::host::HostOptions Options(const TempDir& dir) {
   esdb::host::HostOptions o;
   o.manifests_dir = dir.path() / "manifests";
   o.data_dir = dir.path() / "data";
-  o.plugin_dir = ESDB_TEST_PLUGIN_DIR;
+  o.plugin_dirs = {ESDB_TEST_PLUGIN_DIR};
   o.node = "hot";
   o.log_level = "warn";
   std::filesystem::create_directories(o.manifests_dir);

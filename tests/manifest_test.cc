@@ -1,5 +1,9 @@
 // Manifest parsing: every field's type and range is checked, unknown fields
 // are refused, and each error names the file and the field.
+#include <sys/stat.h>
+
+#include <filesystem>
+
 #include <catch2/catch.hpp>
 
 #include "manifest.h"
@@ -14,14 +18,14 @@ nlohmann::json Good() {
           {"library", "libx.so"}, {"entry", "create_store"}};
 }
 std::string ErrorOf(const nlohmann::json& m) {
-  auto r = ParseManifestText(m.dump(), "/m/store.json", "/m", "/plugins", {});
+  auto r = ParseManifestText(m.dump(), "/m/store.json", "/m", {"/plugins"}, {});
   REQUIRE_FALSE(r.ok());
   return r.status().message();
 }
 }  // namespace
 
 TEST_CASE("a minimal manifest gets the documented defaults", "[manifest]") {
-  auto r = ParseManifestText(Good().dump(), "/m/store.json", "/m", "/plugins", {});
+  auto r = ParseManifestText(Good().dump(), "/m/store.json", "/m", {"/plugins"}, {});
   REQUIRE(r.ok());
   CHECK(r->library == "/plugins/libx.so");
   CHECK(r->critical);
@@ -36,7 +40,7 @@ TEST_CASE("a minimal manifest gets the documented defaults", "[manifest]") {
 TEST_CASE("library paths with a slash are relative to the manifest", "[manifest]") {
   auto m = Good();
   m["library"] = "../lib/libx.so";
-  auto r = ParseManifestText(m.dump(), "/etc/esdb/manifests/store.json", "/etc/esdb/manifests", "/plugins", {});
+  auto r = ParseManifestText(m.dump(), "/etc/esdb/manifests/store.json", "/etc/esdb/manifests", {"/plugins"}, {});
   REQUIRE(r.ok());
   CHECK(r->library == "/etc/esdb/lib/libx.so");
 }
@@ -46,7 +50,7 @@ TEST_CASE("config overrides from the command line replace keys", "[manifest]") {
   m["config"] = {{"port", 2113}, {"keep", true}};
   esdb::host::ConfigOverrides o;
   o["store"]["port"] = 0;
-  auto r = ParseManifestText(m.dump(), "f", "/m", "/p", o);
+  auto r = ParseManifestText(m.dump(), "f", "/m", {"/p"}, o);
   REQUIRE(r.ok());
   CHECK(r->config["port"] == 0);
   CHECK(r->config["keep"] == true);
@@ -83,10 +87,66 @@ TEST_CASE("bad manifests are refused with the file and field named", "[manifest]
 TEST_CASE("malformed JSON and missing files are reported with the path", "[manifest]") {
   esdb::test::TempDir dir;
   esdb::test::WriteFile(dir.path() / "bad.json", "{\"name\": \"x\",");
-  auto r = ParseManifestFile(dir.path() / "bad.json", "/p", {});
+  auto r = ParseManifestFile(dir.path() / "bad.json", {"/p"}, {});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains((dir.path() / "bad.json").string() + ": malformed JSON"));
-  auto missing = ParseManifestFile(dir.path() / "nope.json", "/p", {});
+  auto missing = ParseManifestFile(dir.path() / "nope.json", {"/p"}, {});
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(missing.status().message(), Catch::Contains("nope.json: cannot open manifest"));
+}
+
+TEST_CASE("manifest files are read only if regular and small, without blocking, and errors never quote them",
+          "[manifest]") {
+  using esdb::host::ReadManifestFile;
+  esdb::test::TempDir dir;
+  const auto d = dir.path();
+  // A FIFO with no writer: refused at once (opening it would block).
+  REQUIRE(mkfifo((d / "fifo.json").c_str(), 0600) == 0);
+  auto r = ReadManifestFile(d / "fifo.json", true);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("fifo.json: is a FIFO; a manifest must be a regular file"));
+  CHECK_THAT(ReadManifestFile("/dev/zero", true).status().message(), Catch::Contains("is a character device"));
+  CHECK_THAT(ReadManifestFile(d, true).status().message(), Catch::Contains("is a directory"));
+  esdb::test::WriteFile(d / "big.json", std::string(esdb::host::kMaxManifestBytes + 1, ' '));
+  CHECK_THAT(ReadManifestFile(d / "big.json", true).status().message(),
+             Catch::Contains("is larger than the manifest size limit of 1048576 bytes (1 MiB)"));
+  esdb::test::WriteFile(d / "max.json", std::string(esdb::host::kMaxManifestBytes, ' '));
+  CHECK(ReadManifestFile(d / "max.json", true).ok());
+  // Links: followed for the manifests directory's own files, refused where
+  // the caller resolved the path itself.
+  esdb::test::WriteFile(d / "real.json", "{}");
+  std::filesystem::create_symlink(d / "real.json", d / "link.json");
+  CHECK(ReadManifestFile(d / "link.json", true).ok());
+  CHECK_THAT(ReadManifestFile(d / "link.json", false).status().message(), Catch::Contains("is a symbolic link"));
+  // A parse error names line and column, never the text ("last read: '...'").
+  esdb::test::WriteFile(d / "secret.json", "{\"name\": \"x\",\n  SECRET-TOKEN-123: 1}");
+  auto p = ParseManifestFile(d / "secret.json", {"/p"}, {});
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("malformed JSON: parse error at line 2, column 3: syntax error"));
+  CHECK_THAT(p.status().message(), !Catch::Contains("SECRET") && !Catch::Contains("last read"));
+}
+
+TEST_CASE("add-by-path names a file inside the manifest directories, resolved, before anything is opened",
+          "[manifest]") {
+  using esdb::host::ResolveManifestPath;
+  esdb::test::TempDir dir;
+  const auto m = dir.path() / "manifests", extra = dir.path() / "extra";
+  std::filesystem::create_directories(m);
+  std::filesystem::create_directories(extra);
+  esdb::test::WriteFile(m / "a.json", "{}");
+  esdb::test::WriteFile(extra / "b.json", "{}");
+  esdb::test::WriteFile(dir.path() / "secret.json", "{}");
+  std::filesystem::create_symlink(dir.path() / "secret.json", m / "out.json");
+  const std::vector<std::filesystem::path> dirs = {m, extra};
+  CHECK(*ResolveManifestPath("a.json", dirs) == m / "a.json");
+  CHECK(*ResolveManifestPath((extra / "b.json").string(), dirs) == extra / "b.json");
+  CHECK(*ResolveManifestPath((m / "sub/../a.json").string(), dirs) == m / "a.json");
+  for (const std::string& bad : {std::string("../secret.json"), (dir.path() / "secret.json").string(),
+                                 std::string("/etc/passwd"), (m / "out.json").string(), m.string()}) {
+    INFO(bad);
+    auto r = ResolveManifestPath(bad, dirs);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.status().message(), Catch::Contains("is outside the manifest directories"));
+  }
+  CHECK(ResolveManifestPath("nope.json", dirs).status().code() == esdb::Code::kNotFound);
 }

@@ -23,8 +23,11 @@ bool Contains(const std::vector<std::string>& set, const std::string& value) {
 
 struct EventBusImpl::Subscriber {
   SubscribeOptions options;
+  std::shared_ptr<const void> keep_alive;  // declared before handler: outlives it
   EventHandler handler;
   OwnerId owner = kHostOwner;
+  std::string owner_name;
+  int remove_timeout_ms = -1;
 
   std::mutex mu;  // guards everything below
   std::condition_variable idle_cv;
@@ -36,13 +39,16 @@ struct EventBusImpl::Subscriber {
   uint64_t dropped = 0;
 
   bool Matches(const Event& e) const { return Contains(options.topics, e.topic) && Contains(options.types, e.type); }
+  std::string Describe() const {
+    return "'" + (options.name.empty() ? std::string("<unnamed>") : options.name) + "' of " + owner_name;
+  }
 };
 
 class EventBusImpl::Control : public SubscriptionControl {
  public:
   Control(EventBusImpl* bus, std::weak_ptr<Subscriber> sub) : bus_(bus), sub_(std::move(sub)) {}
   void cancel() override {
-    if (auto sub = sub_.lock()) bus_->Remove(sub);
+    if (auto sub = sub_.lock()) bus_->Remove(sub, bus_->RemoveDeadline(sub->remove_timeout_ms));
   }
 
  private:
@@ -50,31 +56,74 @@ class EventBusImpl::Control : public SubscriptionControl {
   std::weak_ptr<Subscriber> sub_;
 };
 
-EventBusImpl::EventBusImpl(std::string node, std::shared_ptr<spdlog::logger> log, int threads)
-    : node_(std::move(node)), log_(std::move(log)), work_(io_.get_executor()) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
+EventBusImpl::EventBusImpl(std::string node, std::shared_ptr<spdlog::logger> log, int threads, int remove_timeout_ms)
+    : node_(std::move(node)), log_(std::move(log)), work_(io_.get_executor()), remove_timeout_ms_(remove_timeout_ms) {
+  for (int i = 0; i < threads; ++i) {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    thread_done_.push_back(done);
+    threads_.emplace_back([this, done] {
+      io_.run();
+      done->store(true);
+    });
+  }
 }
 
 EventBusImpl::~EventBusImpl() { Shutdown(); }
 
-void EventBusImpl::Shutdown() {
-  if (shut_down_.exchange(true)) return;
+std::chrono::steady_clock::time_point EventBusImpl::RemoveDeadline(int timeout_ms) const {
+  return std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? remove_timeout_ms_ : timeout_ms);
+}
+
+size_t EventBusImpl::running_threads() const {
+  return static_cast<size_t>(
+      std::count_if(thread_done_.begin(), thread_done_.end(), [](const auto& d) { return !d->load(); }));
+}
+
+EventBusImpl::CancelResult EventBusImpl::Shutdown(int timeout_ms) {
+  CancelResult result;
+  if (shut_down_.exchange(true)) return result;
+  const auto deadline = RemoveDeadline(timeout_ms);
   std::vector<std::shared_ptr<Subscriber>> subs;
   {
     std::lock_guard<std::mutex> lock(mu_);
     subs = subscribers_;
   }
   // Deliver what was published before the shutdown (bounded), then cancel.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  const auto deliver_until = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(2));
   for (auto& s : subs) {
     std::unique_lock<std::mutex> lock(s->mu);
-    s->idle_cv.wait_until(lock, deadline, [&] { return s->cancelled || (s->queue.empty() && !s->running); });
+    s->idle_cv.wait_until(lock, deliver_until, [&] { return s->cancelled || (s->queue.empty() && !s->running); });
   }
-  for (auto& s : subs) Remove(s);
+  for (auto& s : subs) {
+    ++result.cancelled;
+    if (!Remove(s, deadline)) result.stuck.push_back(s->Describe());
+  }
   work_.reset();
   io_.stop();
-  for (auto& t : threads_) t.join();
+  // After stop() a thread returns from run() once its current handler does;
+  // an idle one at once (a short grace even when the removals used up the
+  // deadline, so only threads inside a handler are left behind).
+  const auto join_until = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+  for (;;) {
+    const bool all_done = std::all_of(thread_done_.begin(), thread_done_.end(), [](const auto& d) { return d->load(); });
+    if (all_done || std::chrono::steady_clock::now() >= join_until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    if (!threads_[i].joinable()) continue;
+    if (thread_done_[i]->load()) {
+      threads_[i].join();
+    } else {
+      threads_[i].detach();  // inside a handler that does not return: left behind
+      abandoned_threads_.fetch_add(1);
+    }
+  }
+  if (abandoned_threads_.load() > 0 && log_) {
+    log_->error("event bus: {} delivery thread(s) still inside a handler after the shutdown deadline; left running",
+                abandoned_threads_.load());
+  }
   threads_.clear();
+  return result;
 }
 
 Status EventBusImpl::Publish(Event event, const PublishOptions& options, const std::string& source) {
@@ -123,7 +172,7 @@ void EventBusImpl::Enqueue(const std::shared_ptr<Subscriber>& sub, const EventPt
   if (cancel_it) {
     // Removal takes mu_, which our caller holds: do it from a bus thread.
     boost::asio::post(io_, [this, sub] {
-      Remove(sub);
+      Remove(sub, RemoveDeadline(-1));
       Event e;
       e.type = "subscriber_dropped";
       e.topic = "bus";
@@ -156,11 +205,17 @@ void EventBusImpl::Drain(const std::shared_ptr<Subscriber>& sub) {
       if (log_) log_->error("bus subscriber '{}' threw on {}", sub->options.name, event->type);
     }
     delivered_.fetch_add(1, std::memory_order_relaxed);
-    EventHandler doomed;  // set when the handler cancelled its own subscription
+    // Set when the subscription was cancelled meanwhile (by the handler
+    // itself, or given up on while it ran); `keep` goes after `doomed`.
+    std::shared_ptr<const void> keep;
+    EventHandler doomed;
     {
       std::lock_guard<std::mutex> lock(sub->mu);
       sub->running = false;
-      if (sub->cancelled) doomed = std::move(sub->handler);
+      if (sub->cancelled) {
+        doomed = std::move(sub->handler);
+        keep = std::move(sub->keep_alive);
+      }
       sub->idle_cv.notify_all();
     }
   }
@@ -168,14 +223,17 @@ void EventBusImpl::Drain(const std::shared_ptr<Subscriber>& sub) {
   boost::asio::post(io_, [this, sub] { Drain(sub); });
 }
 
-Result<Subscription> EventBusImpl::Subscribe(const SubscribeOptions& options, EventHandler handler, OwnerId owner) {
+Result<Subscription> EventBusImpl::Subscribe(const SubscribeOptions& options, EventHandler handler, Owner owner) {
   if (!handler) return Status::InvalidArgument("subscription handler is empty");
   if (options.queue_limit == 0) return Status::InvalidArgument("subscription queue_limit must be > 0");
   if (shut_down_) return Status::Cancelled("event bus is shut down");
   auto sub = std::make_shared<Subscriber>();
   sub->options = options;
+  sub->keep_alive = std::move(owner.keep_alive);
   sub->handler = std::move(handler);
-  sub->owner = owner;
+  sub->owner = owner.id;
+  sub->owner_name = std::move(owner.name);
+  sub->remove_timeout_ms = owner.remove_timeout_ms;
 
   std::lock_guard<std::mutex> lock(mu_);
   if (options.replay_retained) {
@@ -187,36 +245,79 @@ Result<Subscription> EventBusImpl::Subscribe(const SubscribeOptions& options, Ev
   return Subscription(std::make_shared<Control>(this, sub));
 }
 
-void EventBusImpl::Remove(const std::shared_ptr<Subscriber>& sub) {
+bool EventBusImpl::Remove(const std::shared_ptr<Subscriber>& sub, std::chrono::steady_clock::time_point deadline) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), sub), subscribers_.end());
   }
+  std::shared_ptr<const void> keep;  // released after `doomed`
   EventHandler doomed;
+  bool idle = true;
   {
     std::unique_lock<std::mutex> lock(sub->mu);
     sub->cancelled = true;
     sub->queue.clear();
     // Inside the handler itself (it cancelled its own subscription): Drain
-    // frees the handler once it returns. Otherwise wait until it is idle.
+    // frees the handler once it returns. Otherwise wait until it is idle,
+    // but not forever: a handler blocked for good (a deadlock in a plugin)
+    // must not block whoever cancels (a stopping subsystem, the host's
+    // shutdown). Drain frees such a handler if it ever returns.
     const bool from_handler = sub->running && sub->running_thread == std::this_thread::get_id();
     if (!from_handler) {
-      sub->idle_cv.wait(lock, [&] { return !sub->running; });
-      doomed = std::move(sub->handler);
+      idle = sub->idle_cv.wait_until(lock, deadline, [&] { return !sub->running; });
+      if (idle) {
+        doomed = std::move(sub->handler);
+        keep = std::move(sub->keep_alive);
+      }
     }
   }
+  if (!idle) {
+    if (log_) {
+      log_->error("bus subscription {}: its handler is still running at the removal deadline (stuck?); giving up "
+                  "on it: no further events, and its code stays loaded until it returns",
+                  sub->Describe());
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    abandoned_.push_back(sub);
+  }
   // `doomed` (plugin code) is destroyed here, outside our locks.
+  return idle;
 }
 
-size_t EventBusImpl::CancelOwnedBy(OwnerId owner) {
+EventBusImpl::CancelResult EventBusImpl::CancelOwnedBy(OwnerId owner, int timeout_ms) {
   std::vector<std::shared_ptr<Subscriber>> mine;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& s : subscribers_)
       if (s->owner == owner) mine.push_back(s);
   }
-  for (auto& s : mine) Remove(s);
-  return mine.size();
+  const auto deadline = RemoveDeadline(timeout_ms);
+  CancelResult result;
+  for (auto& s : mine) {
+    ++result.cancelled;
+    if (!Remove(s, deadline)) result.stuck.push_back(s->Describe());
+  }
+  // Given up on earlier (e.g. by the subsystem's own cancel) and still running.
+  std::vector<std::shared_ptr<Subscriber>> abandoned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    abandoned = abandoned_;
+  }
+  std::vector<std::shared_ptr<Subscriber>> idle;
+  for (const auto& s : abandoned) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (!s->running) {
+      idle.push_back(s);
+    } else if (s->owner == owner &&
+               std::find(mine.begin(), mine.end(), s) == mine.end()) {
+      result.stuck.push_back(s->Describe());
+    }
+  }
+  if (!idle.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& s : idle) abandoned_.erase(std::remove(abandoned_.begin(), abandoned_.end(), s), abandoned_.end());
+  }
+  return result;
 }
 
 std::vector<EventPtr> EventBusImpl::Retained(const std::string& topic) const {

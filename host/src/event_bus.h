@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -34,21 +35,57 @@ inline constexpr OwnerId kHostOwner = 0;
 
 class EventBusImpl {
  public:
-  EventBusImpl(std::string node, std::shared_ptr<spdlog::logger> log, int threads = 4);
+  // `remove_timeout_ms`: how long cancelling a subscription waits for its
+  // running handler before giving up on it (see Remove).
+  EventBusImpl(std::string node, std::shared_ptr<spdlog::logger> log, int threads = 4, int remove_timeout_ms = 10000);
   ~EventBusImpl();
   EventBusImpl(const EventBusImpl&) = delete;
   EventBusImpl& operator=(const EventBusImpl&) = delete;
 
   // Publishes with `source` used when event.source is empty.
   Status Publish(Event event, const PublishOptions& options, const std::string& source);
-  Result<Subscription> Subscribe(const SubscribeOptions& options, EventHandler handler, OwnerId owner);
+  // Who a subscription belongs to.
+  struct Owner {
+    OwnerId id = kHostOwner;
+    std::string name = "host";  // names it in logs (a subsystem's name)
+    // Held until the handler has been destroyed: the plugin library whose
+    // code the handler is, so a handler still running when its subscription
+    // is given up on keeps its code mapped.
+    std::shared_ptr<const void> keep_alive;
+    // How long cancel() waits for a running handler; -1: the bus's default.
+    int remove_timeout_ms = -1;
+  };
+  Result<Subscription> Subscribe(const SubscribeOptions& options, EventHandler handler, Owner owner);
+  Result<Subscription> Subscribe(const SubscribeOptions& options, EventHandler handler, OwnerId owner) {
+    Owner o;
+    o.id = owner;
+    if (owner != kHostOwner) o.name = "owner " + std::to_string(owner);
+    return Subscribe(options, std::move(handler), std::move(o));
+  }
   std::vector<EventPtr> Retained(const std::string& topic) const;
 
-  // Cancels every subscription of `owner`; returns how many were active.
-  size_t CancelOwnedBy(OwnerId owner);
+  // What CancelOwnedBy and Shutdown did.
+  struct CancelResult {
+    size_t cancelled = 0;             // subscriptions that were active
+    // "'<subscription>' of <owner name>" for each whose handler did not return
+    // in time (including ones given up on earlier whose handler still runs).
+    std::vector<std::string> stuck;
+  };
 
-  // Stops the delivery threads after cancelling every subscription.
-  void Shutdown();
+  // Cancels every subscription of `owner`, waiting up to `timeout_ms`
+  // (default: remove_timeout_ms) in all for running handlers.
+  CancelResult CancelOwnedBy(OwnerId owner, int timeout_ms = -1);
+
+  // Cancels every subscription and stops the delivery threads, waiting at
+  // most `timeout_ms` in all (default: remove_timeout_ms). A thread still
+  // inside a handler then is left running (logged, named); the bus must
+  // then never be destroyed (the process exits instead). Returns the
+  // subscriptions given up on. Idempotent.
+  CancelResult Shutdown(int timeout_ms = -1);
+  // Threads left inside a handler by Shutdown (0 after a clean one).
+  size_t abandoned_threads() const { return abandoned_threads_.load(); }
+  // Delivery threads that have not returned yet (abandoned ones included).
+  size_t running_threads() const;
 
   // {"published", "delivered", "dropped", "subscribers"}.
   nlohmann::json Stats() const;
@@ -61,7 +98,12 @@ class EventBusImpl {
   friend class Control;
 
   void Drain(const std::shared_ptr<Subscriber>& sub);
-  void Remove(const std::shared_ptr<Subscriber>& sub);
+  // Ends delivery to `sub`. Waits until `deadline` for a running handler to
+  // return; false if it did not (the subscription is then abandoned: it is
+  // logged, no further event is delivered, and the handler is destroyed by
+  // the bus thread running it when it returns).
+  bool Remove(const std::shared_ptr<Subscriber>& sub, std::chrono::steady_clock::time_point deadline);
+  std::chrono::steady_clock::time_point RemoveDeadline(int timeout_ms) const;
   void Enqueue(const std::shared_ptr<Subscriber>& sub, const EventPtr& event);
   std::vector<EventPtr> RetainedLocked(const std::string& topic) const;
 
@@ -70,9 +112,13 @@ class EventBusImpl {
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::vector<std::thread> threads_;
+  std::vector<std::shared_ptr<std::atomic<bool>>> thread_done_;  // one per thread: its run() returned
+  const int remove_timeout_ms_;
+  std::atomic<size_t> abandoned_threads_{0};
 
   mutable std::mutex mu_;  // guards subscribers_ and retained_
   std::vector<std::shared_ptr<Subscriber>> subscribers_;
+  std::vector<std::shared_ptr<Subscriber>> abandoned_;  // given up on by Remove; pruned once idle
   struct RetainedEvent {
     uint64_t seq = 0;  // publish order, for replay in order
     EventPtr event;

@@ -32,6 +32,14 @@ class HostAdmin : public esdb::AdminService {
 };
 
 namespace {
+// How long the shutdown waits for queued control handlers, then for the
+// control threads' current ones.
+constexpr int kControlDrainMs = 5000;
+// How long the shutdown waits for the bus (host subscriptions, delivery
+// threads) and for library unloading. Subsystems have their own deadlines
+// (stop_timeout_ms) before this.
+constexpr int kBusShutdownMs = 2000;
+
 std::string HostName() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == 0) return "node1";
@@ -63,11 +71,17 @@ std::shared_ptr<spdlog::sinks::sink> SharedSink() {
 
 Host::Host(HostOptions options) : options_(std::move(options)) {
   if (options_.node.empty()) options_.node = HostName();
-  if (options_.plugin_dir.empty()) options_.plugin_dir = DefaultPluginDir();
+  if (options_.plugin_dirs.empty()) options_.plugin_dirs = {DefaultPluginDir()};
   log_ = MakeLogger("host");
 }
 
-Host::~Host() { Shutdown(); }
+Host::~Host() {
+  if (!Shutdown()) {
+    // Threads are still inside plugin code and use these: never destroyed.
+    (void)bus_.release();
+    (void)watcher_.release();
+  }
+}
 
 std::shared_ptr<spdlog::logger> Host::MakeLogger(const std::string& name) const {
   // Not registered in spdlog's registry: plugins share it and must not collide.
@@ -110,13 +124,22 @@ Status Host::Start() {
   if (!s.ok()) return s;
   control_work_ = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
       control_io_.get_executor());
-  for (int i = 0; i < 2; ++i) control_threads_.emplace_back([this] { control_io_.run(); });
+  for (int i = 0; i < 2; ++i) {
+    control_running_.fetch_add(1);
+    control_threads_.emplace_back([this] {
+      control_io_.run();
+      control_running_.fetch_sub(1);
+    });
+  }
+  std::string plugin_dirs;
+  for (const auto& d : options_.plugin_dirs) plugin_dirs += (plugin_dirs.empty() ? "" : ", ") + d.string();
   log_->info("control system started (node {}, data {}, plugins {})", options_.node, options_.data_dir.string(),
-             options_.plugin_dir.string());
+             plugin_dirs);
 
   env_.bus = bus_.get();
   env_.registry = registry_.get();
   env_.reaper = &reaper_;
+  env_.plugin_dirs = options_.plugin_dirs;
   env_.node = options_.node;
   env_.data_root = std::filesystem::absolute(options_.data_dir);
   env_.log = log_;
@@ -129,7 +152,7 @@ Status Host::Start() {
   std::vector<std::pair<std::string, Status>> rejected;
   std::map<std::string, std::string> seen;
   for (const auto& f : *files) {
-    auto m = ParseManifestFile(f, options_.plugin_dir, options_.overrides);
+    auto m = ParseManifestFile(f, options_.plugin_dirs, options_.overrides);
     if (!m.ok()) {
       rejected.emplace_back(f.string(), m.status());
       continue;
@@ -234,19 +257,44 @@ Result<std::string> Host::AddFromRequest(const nlohmann::json& request, const st
   }
   const bool has_path = request.contains("path"), has_inline = request.contains("manifest");
   if (has_path == has_inline) return Status::InvalidArgument("give exactly one of \"path\" or \"manifest\"");
-  Result<Manifest> m = Status::Internal("unset");
   if (has_path) {
     if (!request["path"].is_string()) return Status::InvalidArgument("field 'path' must be a string");
-    std::filesystem::path p = request["path"].get<std::string>();
-    if (p.is_relative()) p = options_.manifests_dir / p;
-    m = ParseManifestFile(p, options_.plugin_dir, options_.overrides);
-  } else {
-    if (!request["manifest"].is_object()) return Status::InvalidArgument("field 'manifest' must be an object");
-    m = ParseManifestText(request["manifest"].dump(), "inline manifest", options_.manifests_dir, options_.plugin_dir,
-                          options_.overrides);
+    // Only metadata here (the caller may be an I/O thread): where the file
+    // is and what it is. Reading and parsing it run on a control thread;
+    // their outcome is reported on the bus under the operation id.
+    auto file = ResolveManifestPath(request["path"].get<std::string>(), ManifestDirs());
+    if (!file.ok()) return file.status();
+    Status kind = StatManifestFile(*file);  // a FIFO, device, directory or too big: refused now
+    if (!kind.ok()) return kind;
+    {
+      std::lock_guard<std::mutex> lock(subsystems_mu_);
+      if (shut_down_) return Status::Unavailable("the host is stopping");
+    }
+    const std::string op = correlation_id.empty() ? NewUuid() : correlation_id;
+    boost::asio::post(control_io_, [this, file = *file, op] { AddFromFile(file, op); });
+    return op;
   }
+  if (!request["manifest"].is_object()) return Status::InvalidArgument("field 'manifest' must be an object");
+  auto m = ParseManifestText(request["manifest"].dump(), "inline manifest", options_.manifests_dir, options_.plugin_dirs,
+                             options_.overrides);
   if (!m.ok()) return m.status();
   return AddSubsystem(std::move(m.value()), correlation_id);
+}
+
+std::vector<std::filesystem::path> Host::ManifestDirs() const {
+  std::vector<std::filesystem::path> dirs = {options_.manifests_dir};
+  dirs.insert(dirs.end(), options_.extra_manifest_dirs.begin(), options_.extra_manifest_dirs.end());
+  return dirs;
+}
+
+void Host::AddFromFile(const std::filesystem::path& file, const std::string& correlation_id) {
+  auto m = ParseManifestFile(file, options_.plugin_dirs, options_.overrides, /*follow_links=*/false);
+  if (!m.ok()) {
+    RejectManifest(file.string(), m.status(), correlation_id);
+    return;
+  }
+  auto added = AddSubsystem(std::move(m.value()), correlation_id);
+  if (!added.ok()) RejectManifest(file.string(), added.status(), correlation_id);
 }
 
 Result<std::string> Host::RemoveSubsystem(const std::string& name, const std::string& correlation_id) {
@@ -264,8 +312,9 @@ Result<std::string> Host::RemoveSubsystem(const std::string& name, const std::st
   EventBusImpl* bus = bus_.get();
   Reaper* reaper = &reaper_;
   sub->Shutdown(
-      [bus, reaper, name, op, sub] {
-        reaper->Flush();  // the library is released by now unless something still holds it
+      [bus, reaper, name, op, sub, log = log_] {
+        // The library is released by now unless something still holds it.
+        if (!reaper->Flush(kBusShutdownMs)) log->error("unloading the library of {} is stuck; going on", name);
         Event e;
         e.type = event_types::kSubsystemRemoved;
         e.topic = topics::kLifecycle;
@@ -288,9 +337,9 @@ Result<std::string> Host::ReloadSubsystem(const std::string& name, const std::st
   Result<Manifest> m = Status::Internal("unset");
   const std::string file = current["manifest"].value("file", "");
   if (!file.empty() && std::filesystem::exists(file)) {
-    m = ParseManifestFile(file, options_.plugin_dir, options_.overrides);  // the manifest may have changed too
+    m = ParseManifestFile(file, options_.plugin_dirs, options_.overrides);  // the manifest may have changed too
   } else {
-    m = ParseManifestText(current["manifest"].dump(), "manifest of " + name, options_.manifests_dir, options_.plugin_dir,
+    m = ParseManifestText(current["manifest"].dump(), "manifest of " + name, options_.manifests_dir, options_.plugin_dirs,
                           {});
     if (m.ok()) m->library = current["manifest"].value("library", "");
   }
@@ -326,7 +375,7 @@ void Host::OnManifestFile(const std::filesystem::path& file, bool changed) {
     if (owner) (void)RemoveSubsystem(owner->name(), "");
     return;
   }
-  auto m = ParseManifestFile(abs, options_.plugin_dir, options_.overrides);
+  auto m = ParseManifestFile(abs, options_.plugin_dirs, options_.overrides);
   if (!m.ok()) {
     RejectManifest(abs.string(), m.status(), "");
     return;
@@ -345,9 +394,9 @@ void Host::LaunchSequentially(size_t index) {
   launch_order_[index]->Launch([this, index] { LaunchSequentially(index + 1); });
 }
 
-void Host::Shutdown() {
+bool Host::Shutdown() {
   std::lock_guard<std::mutex> guard(shutdown_mu_);
-  if (shut_down_ || !started_) return;
+  if (shut_down_ || !started_) return stuck_.empty();
   std::vector<std::shared_ptr<ManagedSubsystem>> all;
   {
     std::lock_guard<std::mutex> lock(subsystems_mu_);
@@ -362,36 +411,50 @@ void Host::Shutdown() {
     struct Countdown {
       std::mutex mu;
       std::condition_variable cv;
-      size_t remaining = 0;
+      std::set<std::string> remaining;
     };
     auto countdown = std::make_shared<Countdown>();
-    countdown->remaining = all.size();
+    for (auto& sub : all) countdown->remaining.insert(sub->name());
     for (auto& sub : all) {
-      sub->Shutdown([countdown] {
+      sub->Shutdown([countdown, name = sub->name()] {
         std::lock_guard<std::mutex> lock(countdown->mu);
-        --countdown->remaining;
+        countdown->remaining.erase(name);
         countdown->cv.notify_all();
       });
     }
     std::unique_lock<std::mutex> lock(countdown->mu);
     if (!countdown->cv.wait_for(lock, std::chrono::milliseconds(options_.stop_deadline_ms),
-                                [&] { return countdown->remaining == 0; })) {
-      log_->error("{} subsystems did not stop within {} ms", countdown->remaining, options_.stop_deadline_ms);
+                                [&] { return countdown->remaining.empty(); })) {
+      for (const auto& name : countdown->remaining) stuck_.push_back("subsystem " + name);
+      log_->error("subsystems did not stop within {} ms: {}", options_.stop_deadline_ms,
+                  nlohmann::json(countdown->remaining).dump());
     }
   }
   if (control_work_) {
     // Let cancelled timers' handlers run (they hold generations and so
     // libraries), then stop; a bounded wait in case something re-arms.
     control_work_.reset();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kControlDrainMs);
     while (!control_io_.stopped() && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     control_io_.stop();
-    for (auto& t : control_threads_) t.join();
+    // A control thread returns once its current handler does; one that
+    // does not (blocked in plugin code) is left behind.
+    while (std::chrono::steady_clock::now() < deadline + std::chrono::milliseconds(kControlDrainMs) &&
+           control_running_.load() > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (control_running_.load() > 0) {
+      stuck_.push_back(std::to_string(control_running_.load()) + " control thread(s)");
+      log_->error("{} control thread(s) did not return; left running", control_running_.load());
+      for (auto& t : control_threads_) t.detach();
+    } else {
+      for (auto& t : control_threads_) t.join();
+    }
     control_threads_.clear();
   }
-  watcher_.reset();
+  if (stuck_.empty()) watcher_.reset();  // else a control thread may still use it
   all.clear();
   {
     std::lock_guard<std::mutex> lock(subsystems_mu_);
@@ -400,9 +463,24 @@ void Host::Shutdown() {
   }
   if (registry_) registry_->WithdrawAllOf(kHostOwner);
   if (control_plane_) control_plane_->Stop();
-  if (bus_) bus_->Shutdown();
-  reaper_.Flush();
-  log_->info("host stopped");
+  if (bus_) {
+    const auto bus_result = bus_->Shutdown(kBusShutdownMs);
+    for (const auto& s : bus_result.stuck) stuck_.push_back("bus subscription " + s);
+    if (bus_->abandoned_threads() > 0) stuck_.push_back(std::to_string(bus_->abandoned_threads()) + " bus thread(s)");
+  }
+  if (!reaper_.Flush(kBusShutdownMs)) {
+    stuck_.push_back("library unloading");
+    log_->error("unloading plugin libraries did not finish within {} ms", kBusShutdownMs);
+  }
+  if (stuck_.empty()) {
+    log_->info("host stopped");
+  } else {
+    std::string which;
+    for (const auto& s : stuck_) which += (which.empty() ? "" : "; ") + s;
+    log_->error("host stopped, leaving stuck parts behind (their libraries stay loaded): {}", which);
+  }
+  log_->flush();
+  return stuck_.empty();
 }
 
 }  // namespace esdb::host

@@ -2,6 +2,7 @@
 // from the manifests, all started at once.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -30,9 +31,16 @@ class logger;
 namespace esdb::host {
 
 struct HostOptions {
-  std::filesystem::path manifests_dir = "manifests";
+  std::filesystem::path manifests_dir = "manifests";  // read at start and watched
+  // Further directories from which the admin service may add a manifest by
+  // path (not watched). Add-by-path takes only files inside manifests_dir
+  // or one of these.
+  std::vector<std::filesystem::path> extra_manifest_dirs;
   std::filesystem::path data_dir = "data";
-  std::filesystem::path plugin_dir;  // default: <dir of the executable>/plugins
+  // The only directories plugin libraries are loaded from (see
+  // CheckLibraryFile); bare library names are looked up in them in order.
+  // Default: {<dir of the executable>/plugins} (or the installed one).
+  std::vector<std::filesystem::path> plugin_dirs;
   std::string node;                  // default: the machine's host name
   std::string log_level = "info";
   ConfigOverrides overrides;
@@ -55,8 +63,14 @@ class Host {
   Status Start();
 
   // Stops every subsystem in parallel (each within its stop deadline),
-  // releases the libraries and stops the bus. Idempotent.
-  void Shutdown();
+  // releases the libraries and stops the bus. Every wait has a deadline:
+  // whatever does not finish in time (a subsystem, a bus handler, a thread,
+  // an unload) is logged by name and left behind, its library kept mapped.
+  // Returns true if nothing was left behind; otherwise the process should
+  // exit without destroying the host (threads still use it). Idempotent.
+  bool Shutdown();
+  // What the shutdown left behind (empty after a clean one).
+  const std::vector<std::string>& stuck() const { return stuck_; }
 
   // Hot operations (also offered as the "esdb.admin/1" service). Each
   // returns the operation id (= correlation_id of the events it causes).
@@ -78,6 +92,8 @@ class Host {
   void LaunchSequentially(size_t index);
   void OnManifestFile(const std::filesystem::path& file, bool changed);
   void RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id);
+  void AddFromFile(const std::filesystem::path& file, const std::string& correlation_id);
+  std::vector<std::filesystem::path> ManifestDirs() const;
   std::shared_ptr<ManagedSubsystem> Find(const std::string& name) const;
 
   HostOptions options_;
@@ -89,6 +105,7 @@ class Host {
   boost::asio::io_context control_io_;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> control_work_;
   std::vector<std::thread> control_threads_;
+  std::atomic<int> control_running_{0};
   SupervisorEnv env_;
   mutable std::mutex subsystems_mu_;
   std::map<std::string, std::shared_ptr<ManagedSubsystem>> subsystems_;
@@ -98,6 +115,7 @@ class Host {
   std::mutex shutdown_mu_;
   bool started_ = false;
   bool shut_down_ = false;
+  std::vector<std::string> stuck_;  // see stuck()
 };
 
 }  // namespace esdb::host

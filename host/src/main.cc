@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -17,8 +18,13 @@ namespace {
 const char* kUsage = R"(usage: esdb-host [options]
   --manifests DIR      manifest directory (default ./manifests)
   --data DIR           data directory (default ./data)
-  --plugin-dir DIR     where bare library names are found (default <dir of esdb-host>/plugins,
-                       or <prefix>/lib/esdb/plugins for an installed host)
+  --plugin-dir DIR     the only directories plugin libraries load from (repeatable; bare library
+                       names are looked up in them in order). Default <dir of esdb-host>/plugins,
+                       or <prefix>/lib/esdb/plugins for an installed host. A library must be a
+                       regular file inside one of them, owned by this user or root, and neither it
+                       nor a directory on its path writable by group or others
+  --manifest-dir DIR   a further directory from which the admin API may add manifests by path
+                       (repeatable; not watched; --manifests is always allowed)
   --node NAME          node name (default: host name)
   --log-level LEVEL    trace|debug|info|warn|error|critical|off (default info)
   --print-events       print every bus event as one JSON line on stdout
@@ -59,7 +65,12 @@ std::optional<std::string> ParseArgs(int argc, char** argv, Args* args) {
       args->host.data_dir = v;
     } else if (flag == "--plugin-dir") {
       if ((err = value(&v))) return err;
-      args->host.plugin_dir = v;
+      if (v.empty()) return std::string("--plugin-dir must not be empty");
+      args->host.plugin_dirs.push_back(v);
+    } else if (flag == "--manifest-dir") {
+      if ((err = value(&v))) return err;
+      if (v.empty()) return std::string("--manifest-dir must not be empty");
+      args->host.extra_manifest_dirs.push_back(v);
     } else if (flag == "--node") {
       if ((err = value(&v))) return err;
       if (v.empty()) return std::string("--node must not be empty");
@@ -103,6 +114,16 @@ std::optional<std::string> ParseArgs(int argc, char** argv, Args* args) {
   return std::nullopt;
 }
 
+// After a shutdown that left stuck threads behind (Host::Shutdown logged
+// which), exits at once with `code`: destroying the host or running static
+// destructors could pull memory or code from under those threads.
+void ExitAfter(bool clean, int code) {
+  if (clean) return;
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(code);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -139,7 +160,7 @@ int main(int argc, char** argv) {
   esdb::Status s = host.Start();
   if (!s.ok()) {
     host.logger()->critical("cannot start: {}", s.ToString());
-    host.Shutdown();
+    ExitAfter(host.Shutdown(), 1);
     return 1;
   }
 
@@ -147,17 +168,20 @@ int main(int argc, char** argv) {
     const bool ready = host.control_plane().WaitSystemReady(args.timeout_s * 1000);
     nlohmann::json status = host.control_plane().Status();
     status["ready"] = ready;
-    host.Shutdown();  // first, so the status is the last line of stdout
-    std::lock_guard<std::mutex> lock(out_mu);
-    const std::string line = status.dump() + "\n";
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fflush(stdout);
+    const bool clean = host.Shutdown();  // first, so the status is the last line of stdout
+    {
+      std::lock_guard<std::mutex> lock(out_mu);
+      const std::string line = status.dump() + "\n";
+      std::fwrite(line.data(), 1, line.size(), stdout);
+      std::fflush(stdout);
+    }
+    ExitAfter(clean, ready ? 0 : 1);
     return ready ? 0 : 1;
   }
 
   int sig = 0;
   sigwait(&signals, &sig);
   host.logger()->info("signal {} received; stopping", sig);
-  host.Shutdown();
+  ExitAfter(host.Shutdown(), 0);
   return 0;
 }

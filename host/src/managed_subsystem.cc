@@ -127,7 +127,7 @@ void ManagedSubsystem::StartAttempt() {
   Publish(event_types::kSubsystemStarting, {{"attempt", attempts_}, {"version", manifest_.version}});
 
   if (!library_) {
-    auto lib = PluginLibrary::Load(manifest_, env_->reaper);
+    auto lib = PluginLibrary::Load(manifest_, env_->reaper, env_->plugin_dirs);
     if (!lib.ok()) {
       Failure("load", lib.status(), /*give_up=*/true);
       return;
@@ -172,7 +172,8 @@ std::shared_ptr<ManagedSubsystem::Generation> ManagedSubsystem::NewGeneration(co
         boost::asio::post(strand, [weak, gen_id, ready, details, why] {
           if (auto self = weak.lock()) self->OnReport(gen_id, ready, details, why);
         });
-      });
+      },
+      manifest.stop_timeout_ms);
   return gen;
 }
 
@@ -336,11 +337,23 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
         log->error("subsystem {} Stop() threw: {}", name, ExceptionText(std::current_exception()));
       }
     }
-    const size_t leftover = bus->CancelOwnedBy(gen->id);
-    if (leftover > 0) log->warn("subsystem {} left {} bus subscriptions; cancelled", name, leftover);
+    const auto leftover = bus->CancelOwnedBy(gen->id, stop_timeout_ms);
+    if (leftover.cancelled > 0) log->warn("subsystem {} left {} bus subscriptions; cancelled", name, leftover.cancelled);
+    bool stuck = false;
+    if (!leftover.stuck.empty()) {
+      std::string which;
+      for (const auto& s : leftover.stuck) which += (which.empty() ? "" : ", ") + s;
+      log->error("subsystem {}: bus handler of subscription {} does not return (stuck); leaving it behind, its "
+                 "library stays loaded",
+                 name, which);
+      stuck = true;
+    }
     if (!gen->context->StopIo(std::min(stop_timeout_ms, kIoDrainMs))) {
       log->error("subsystem {} has an io handler that does not return; its library stays loaded", name);
-      new std::shared_ptr<Generation>(gen);  // deliberately leaked: the stuck thread still uses it
+      stuck = true;
+    }
+    if (stuck) {
+      new std::shared_ptr<Generation>(gen);  // deliberately leaked: a stuck thread still uses it
     } else {
       gen->instance.reset();
       gen->context.reset();
@@ -465,14 +478,19 @@ void ManagedSubsystem::Reload(Manifest manifest, std::string correlation_id,
     }
     self->correlation_id_ = correlation_id;
     // A fresh copy of the build, so dlopen maps it anew.
-    auto copy = CopyForLoading(manifest.library, self->env_->data_root / ".plugin-cache", self->generation_ + 1);
+    // The original passes the plugin-directory checks before it is copied;
+    // the copy (made by the host into its private cache) is checked there,
+    // and a sha256 pin is verified on the copy's bytes: what dlopen maps.
+    const auto cache_dir = self->env_->data_root / ".plugin-cache";
+    const std::string where = manifest.file.empty() ? manifest.name : manifest.file.string();
+    auto copy = CopyForLoading(manifest.library, cache_dir, self->generation_ + 1, self->env_->plugin_dirs, where);
     if (!copy.ok()) {
       done(copy.status());
       return;
     }
     Manifest load_manifest = manifest;
     load_manifest.library = copy.value();
-    auto lib = PluginLibrary::Load(load_manifest, self->env_->reaper);
+    auto lib = PluginLibrary::Load(load_manifest, self->env_->reaper, {cache_dir});
     std::error_code ec;
     std::filesystem::remove(copy.value(), ec);  // the mapping outlives the file
     if (!lib.ok()) {
@@ -541,7 +559,7 @@ void ManagedSubsystem::PromoteCandidate(const nlohmann::json& details) {
   ScheduleHealthCheck();
   auto finish = [self = shared_from_this()] {
     // The old library goes now (if nothing else holds it).
-    self->env_->reaper->Flush();
+    (void)self->env_->reaper->Flush(self->manifest_.stop_timeout_ms);  // a stuck unload must not block the strand
     self->Publish(event_types::kSubsystemReloaded, {{"old_version", self->old_version_},
                                                     {"new_version", self->manifest_.version},
                                                     {"generation", self->generation_},

@@ -36,6 +36,7 @@ struct SupervisorEnv {
   EventBusImpl* bus = nullptr;
   ServiceRegistryImpl* registry = nullptr;
   Reaper* reaper = nullptr;
+  std::vector<std::filesystem::path> plugin_dirs;  // where libraries may be loaded from
   std::string node;
   std::filesystem::path data_root;
   std::shared_ptr<spdlog::logger> log;                 // the host's logger

@@ -1,6 +1,13 @@
 #include "manifest.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -131,7 +138,7 @@ Status ParseHealth(const nlohmann::json& v, const std::string& origin, HealthPol
 }
 
 Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string& origin, const fs::path& base_dir,
-                                   const fs::path& plugin_dir, const ConfigOverrides& overrides) {
+                                   const std::vector<fs::path>& plugin_dirs, const ConfigOverrides& overrides) {
   if (!doc.is_object()) {
     return Status::InvalidArgument(origin + ": a manifest must be a JSON object, got " + TypeName(doc));
   }
@@ -154,7 +161,15 @@ Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string&
   m.api_minor = static_cast<uint32_t>(std::stoul(match[2]));
   ESDB_RETURN_IF_ERROR(r.String("library", true, &m.library_field));
   if (m.library_field.find('/') == std::string::npos) {
-    m.library = fs::absolute(plugin_dir / m.library_field).lexically_normal();
+    fs::path dir = plugin_dirs.empty() ? fs::path(".") : plugin_dirs.front();
+    for (const auto& d : plugin_dirs) {
+      std::error_code ec;
+      if (fs::exists(d / m.library_field, ec)) {
+        dir = d;
+        break;
+      }
+    }
+    m.library = fs::absolute(dir / m.library_field).lexically_normal();
   } else {
     fs::path p(m.library_field);
     m.library = (p.is_absolute() ? p : fs::absolute(base_dir / p)).lexically_normal();
@@ -179,6 +194,14 @@ Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string&
   if (const auto* v = r.Raw("health")) {
     if (!v->is_object()) return r.Error("health", std::string("must be an object, got ") + TypeName(*v));
     ESDB_RETURN_IF_ERROR(ParseHealth(*v, origin, &m.health));
+  }
+  ESDB_RETURN_IF_ERROR(r.String("sha256", false, &m.sha256));
+  if (!m.sha256.empty()) {
+    std::transform(m.sha256.begin(), m.sha256.end(), m.sha256.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (m.sha256.size() != 64 || m.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return r.Error("sha256", "must be the library's SHA-256 as 64 hex digits");
+    }
   }
   if (const auto* v = r.Raw("config")) {
     if (!v->is_object()) return r.Error("config", std::string("must be an object, got ") + TypeName(*v));
@@ -218,11 +241,12 @@ nlohmann::json Manifest::ToJson() const {
             {"failure_threshold", health.failure_threshold}}},
           {"unloadable", unloadable},
           {"reload_strategy", reload_strategy},
+          {"sha256", sha256},
           {"config", config}};
 }
 
 Result<Manifest> ParseManifestText(const std::string& text, const std::string& origin, const fs::path& base_dir,
-                                   const fs::path& plugin_dir, const ConfigOverrides& overrides) {
+                                   const std::vector<fs::path>& plugin_dirs, const ConfigOverrides& overrides) {
   nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) {
     // Parse again with exceptions on, only to get the position of the error.
@@ -231,20 +255,124 @@ Result<Manifest> ParseManifestText(const std::string& text, const std::string& o
       nlohmann::json ignored = nlohmann::json::parse(text);
       (void)ignored;
     } catch (const nlohmann::json::parse_error& e) {
-      why = std::string("malformed JSON: ") + e.what();
+      // "[json.exception.parse_error.101] parse error at line L, column C:
+      // syntax error ...; last read: '<text>'": keep the position and the
+      // kind of error, never the text read (it may be any file's content).
+      std::string what = e.what();
+      if (const auto at = what.find("] "); what.rfind("[json.exception.", 0) == 0 && at != std::string::npos) {
+        what.erase(0, at + 2);
+      }
+      if (const auto last = what.find("; last read:"); last != std::string::npos) what.erase(last);
+      why = "malformed JSON: " + what;
     }
     return Status::InvalidArgument(origin + ": " + why);
   }
-  return ParseManifestJson(doc, origin, base_dir, plugin_dir, overrides);
+  return ParseManifestJson(doc, origin, base_dir, plugin_dirs, overrides);
 }
 
-Result<Manifest> ParseManifestFile(const fs::path& file, const fs::path& plugin_dir, const ConfigOverrides& overrides) {
+namespace {
+
+std::string TooBig(const std::string& name) {
+  return name + ": is larger than the manifest size limit of " + std::to_string(kMaxManifestBytes) + " bytes (1 MiB)";
+}
+
+// A regular file within the size limit.
+Status CheckManifestKind(const struct stat& st, const std::string& name) {
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    return Status::InvalidArgument(name + ": is " + std::string(kind) + "; a manifest must be a regular file");
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxManifestBytes) return Status::InvalidArgument(TooBig(name));
+  return Status::OK();
+}
+
+}  // namespace
+
+Status StatManifestFile(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    return Status::InvalidArgument(file.string() + ": cannot stat manifest: " + std::strerror(errno));
+  }
+  return CheckManifestKind(st, file.string());
+}
+
+Result<std::string> ReadManifestFile(const fs::path& file, bool follow_links) {
+  const std::string name = file.string();
+  const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | (follow_links ? 0 : O_NOFOLLOW));
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ELOOP) return Status::InvalidArgument(name + ": is a symbolic link; name the manifest file itself");
+    if (err == ENOENT) return Status::NotFound(name + ": cannot open manifest: no such file");
+    return Status::InvalidArgument(name + ": cannot open manifest: " + std::strerror(err));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Status::IOError(name + ": cannot stat manifest: " + std::strerror(errno));
+  Status kind = CheckManifestKind(st, name);
+  if (!kind.ok()) return kind;
+  std::string text(kMaxManifestBytes + 1, '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::IOError(name + ": cannot read manifest: " + std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got > kMaxManifestBytes) return Status::InvalidArgument(TooBig(name));  // it grew meanwhile
+  text.resize(got);
+  return text;
+}
+
+Result<fs::path> ResolveManifestPath(const std::string& path, const std::vector<fs::path>& manifest_dirs) {
+  if (manifest_dirs.empty()) return Status::FailedPrecondition("no manifest directory is configured");
+  fs::path p(path);
+  if (p.is_relative()) p = manifest_dirs.front() / p;
+  p = fs::absolute(p).lexically_normal();
+  std::string dirs;
+  std::vector<fs::path> lexical, real;
+  for (const auto& d : manifest_dirs) {
+    dirs += (dirs.empty() ? "" : ", ") + d.string();
+    lexical.push_back(fs::absolute(d).lexically_normal());
+    std::error_code ec;
+    const fs::path r = fs::canonical(d, ec);
+    if (!ec) real.push_back(r);
+  }
+  auto below_any = [](const std::vector<fs::path>& bases, const fs::path& f) {
+    for (const auto& b : bases) {
+      const fs::path rel = f.lexically_relative(b);
+      if (!rel.empty() && rel != "." && *rel.begin() != "..") return true;
+    }
+    return false;
+  };
+  const std::string outside = path + ": is outside the manifest directories (" + dirs +
+                              "); a manifest is added by path only from inside one of them";
+  // Before touching the file at all: no oracle for files elsewhere.
+  if (!below_any(lexical, p) && !below_any(real, p)) return Status::InvalidArgument(outside);
+  std::error_code ec;
+  const fs::path resolved = fs::canonical(p, ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return Status::NotFound(p.string() + ": cannot open manifest: no such file");
+    return Status::InvalidArgument(p.string() + ": cannot open manifest: " + ec.message());
+  }
+  if (!below_any(real, resolved)) return Status::InvalidArgument(outside + " (it resolves to a file elsewhere)");
+  return resolved;
+}
+
+Result<Manifest> ParseManifestFile(const fs::path& file, const std::vector<fs::path>& plugin_dirs,
+                                   const ConfigOverrides& overrides, bool follow_links) {
   const fs::path abs = fs::absolute(file).lexically_normal();
-  std::ifstream in(abs, std::ios::binary);
-  if (!in) return Status::NotFound(abs.string() + ": cannot open manifest");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  auto m = ParseManifestText(buf.str(), abs.string(), abs.parent_path(), plugin_dir, overrides);
+  auto text = ReadManifestFile(abs, follow_links);
+  if (!text.ok()) return text.status();
+  auto m = ParseManifestText(*text, abs.string(), abs.parent_path(), plugin_dirs, overrides);
   if (m.ok()) m->file = abs;
   return m;
 }

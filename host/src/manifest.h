@@ -50,6 +50,7 @@ struct Manifest {
   HealthPolicy health;
   bool unloadable = true;
   std::string reload_strategy = "overlap";  // or "stop_first"
+  std::string sha256;              // optional pin: lower-case hex SHA-256 of the library file
   nlohmann::json config = nlohmann::json::object();
 
   std::string ApiVersionString() const { return std::to_string(api_major) + "." + std::to_string(api_minor); }
@@ -59,15 +60,40 @@ struct Manifest {
 // Config overrides from the command line: subsystem name -> key -> value.
 using ConfigOverrides = std::map<std::string, std::map<std::string, nlohmann::json>>;
 
-// Parses and validates one manifest file. `plugin_dir` resolves bare library
-// file names; a library path with a '/' is relative to the manifest's dir.
-Result<Manifest> ParseManifestFile(const std::filesystem::path& file, const std::filesystem::path& plugin_dir,
-                                   const ConfigOverrides& overrides);
+// The largest manifest file read (errors name it).
+inline constexpr size_t kMaxManifestBytes = 1 << 20;
+
+// Reads a manifest file without ever blocking on it or echoing it: opened
+// non-blocking (O_NOFOLLOW unless `follow_links`), and only if fstat says it
+// is a regular file of at most kMaxManifestBytes (a FIFO, device or
+// directory is refused at once). Errors name the file and the rule.
+Result<std::string> ReadManifestFile(const std::filesystem::path& file, bool follow_links);
+
+// The same checks from the file's metadata only (stat; nothing opened).
+Status StatManifestFile(const std::filesystem::path& file);
+
+// Where an admin request may name a manifest file: `path` (relative paths
+// are under the first of `manifest_dirs`) must lie inside one of
+// `manifest_dirs`, lexically and after resolving symlinks. Only metadata is
+// looked at (no open, no read). Returns the resolved real path.
+Result<std::filesystem::path> ResolveManifestPath(const std::string& path,
+                                                  const std::vector<std::filesystem::path>& manifest_dirs);
+
+// Parses and validates one manifest file (read with ReadManifestFile).
+// A bare library file name is looked up in `plugin_dirs` (the first that
+// has it, else the first); a library path with a '/' is relative to the
+// manifest's dir.
+Result<Manifest> ParseManifestFile(const std::filesystem::path& file,
+                                   const std::vector<std::filesystem::path>& plugin_dirs,
+                                   const ConfigOverrides& overrides, bool follow_links = true);
 
 // Same for a manifest given as JSON text; `origin` names it in errors and
-// `base_dir` resolves a relative library path.
+// `base_dir` resolves a relative library path. Errors quote no part of
+// `text` beyond field names and values of a well-formed manifest (a JSON
+// syntax error gives the line and column only).
 Result<Manifest> ParseManifestText(const std::string& text, const std::string& origin,
-                                   const std::filesystem::path& base_dir, const std::filesystem::path& plugin_dir,
+                                   const std::filesystem::path& base_dir,
+                                   const std::vector<std::filesystem::path>& plugin_dirs,
                                    const ConfigOverrides& overrides);
 
 // The *.json files of `dir`, sorted by name (links followed).

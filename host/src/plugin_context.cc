@@ -9,7 +9,7 @@ namespace esdb::host {
 PluginContext::PluginContext(std::string name, std::string node, nlohmann::json config,
                              std::filesystem::path data_dir, std::shared_ptr<spdlog::logger> logger, int threads,
                              EventBusImpl* bus, ServiceRegistryImpl* registry, OwnerId owner, LibraryRef library,
-                             ReportFunction report)
+                             ReportFunction report, int stop_timeout_ms)
     : name_(std::move(name)),
       node_(std::move(node)),
       config_(std::move(config)),
@@ -17,7 +17,7 @@ PluginContext::PluginContext(std::string name, std::string node, nlohmann::json 
       logger_(std::move(logger)),
       work_(std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           io_.get_executor())),
-      bus_facade_(bus, name_, owner),
+      bus_facade_(bus, name_, owner, library, stop_timeout_ms),
       registry_facade_(registry, name_, owner, library),
       report_(std::move(report)) {
   for (int i = 0; i < threads; ++i) {

@@ -28,7 +28,8 @@ class PluginContext : public esdb::Context {
  public:
   PluginContext(std::string name, std::string node, nlohmann::json config, std::filesystem::path data_dir,
                 std::shared_ptr<spdlog::logger> logger, int threads, EventBusImpl* bus,
-                ServiceRegistryImpl* registry, OwnerId owner, LibraryRef library, ReportFunction report);
+                ServiceRegistryImpl* registry, OwnerId owner, LibraryRef library, ReportFunction report,
+                int stop_timeout_ms = 10000);
   ~PluginContext() override;
 
   const std::string& Name() const override { return name_; }
@@ -50,7 +51,15 @@ class PluginContext : public esdb::Context {
  private:
   class ScopedBus : public EventBus {
    public:
-    ScopedBus(EventBusImpl* bus, std::string source, OwnerId owner) : bus_(bus), source_(std::move(source)), owner_(owner) {}
+    // `stop_timeout_ms` bounds how long cancelling one of its subscriptions
+    // waits for a running handler; `library` stays mapped while one runs.
+    ScopedBus(EventBusImpl* bus, std::string source, OwnerId owner, LibraryRef library, int stop_timeout_ms)
+        : bus_(bus), source_(std::move(source)) {
+      owner_.id = owner;
+      owner_.name = "subsystem " + source_;
+      owner_.keep_alive = std::move(library);
+      owner_.remove_timeout_ms = stop_timeout_ms;
+    }
     Status Publish(Event event, const PublishOptions& options) override { return bus_->Publish(std::move(event), options, source_); }
     Result<Subscription> Subscribe(const SubscribeOptions& options, EventHandler handler) override {
       return bus_->Subscribe(options, std::move(handler), owner_);
@@ -60,7 +69,7 @@ class PluginContext : public esdb::Context {
    private:
     EventBusImpl* bus_;
     std::string source_;
-    OwnerId owner_;
+    EventBusImpl::Owner owner_;
   };
 
   class ScopedRegistry : public ServiceRegistry {

@@ -1,13 +1,145 @@
 #include "plugin_library.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <system_error>
 
+#include <openssl/evp.h>
+
 #include "esdb/version.h"
 
 namespace esdb::host {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string Octal(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// Whether `path` lies strictly below `dir` (both absolute and normal).
+bool Below(const fs::path& dir, const fs::path& path) {
+  const fs::path rel = path.lexically_relative(dir);
+  return !rel.empty() && rel != "." && *rel.begin() != "..";
+}
+
+// One running SHA-256 (OpenSSL EVP).
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(const void* data, size_t n) { EVP_DigestUpdate(ctx_, data, n); }
+  std::string HexDigest() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_, md, &len);
+    static const char* kHex = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < len; ++i) {
+      out += kHex[md[i] >> 4];
+      out += kHex[md[i] & 0xf];
+    }
+    return out;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+}  // namespace
+
+std::string Sha256Hex(const std::string& bytes) {
+  Sha256 h;
+  h.Update(bytes.data(), bytes.size());
+  return h.HexDigest();
+}
+
+Result<std::string> Sha256OfFile(const fs::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return Status::IOError("cannot open " + file.string() + ": " + std::strerror(errno));
+  Sha256 h;
+  std::string buf(1 << 20, '\0');
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return Status::IOError("cannot read " + file.string() + ": " + std::strerror(err));
+    }
+    if (n == 0) break;
+    h.Update(buf.data(), static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return h.HexDigest();
+}
+
+Status CheckLibraryFile(const fs::path& library, const std::vector<fs::path>& allowed_dirs, const std::string& where) {
+  const std::string prefix = where + ": field 'library': " + library.string();
+  auto broken = [&](const std::string& rule) { return Status::FailedPrecondition(prefix + ": " + rule); };
+  std::error_code ec;
+  const fs::path real = fs::canonical(library, ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return Status::NotFound(prefix + " does not exist");
+    return Status::NotFound(prefix + " cannot be resolved: " + ec.message());
+  }
+  fs::path base;
+  std::string dirs;
+  for (const auto& dir : allowed_dirs) {
+    dirs += (dirs.empty() ? "" : ", ") + dir.string();
+    std::error_code dec;
+    const fs::path d = fs::canonical(dir, dec);
+    if (!dec && Below(d, real)) {
+      base = d;
+      break;
+    }
+  }
+  const std::string really = real == library ? "" : " (resolved: " + real.string() + ")";
+  if (base.empty()) {
+    return broken("is outside the plugin directories" + really + "; libraries are loaded only from inside " +
+                  (dirs.empty() ? std::string("a --plugin-dir") : dirs) + " (--plugin-dir)");
+  }
+  const uid_t me = ::geteuid();
+  struct stat st {};
+  if (::stat(real.c_str(), &st) != 0) return broken(std::string("cannot stat") + really + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return broken("is not a regular file" + really);
+  if (st.st_uid != me && st.st_uid != 0) {
+    return broken("is owned by uid " + std::to_string(st.st_uid) + really + ", not by the host's user (uid " +
+                  std::to_string(me) + ") or root");
+  }
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    return broken("is writable by group or others (mode " + Octal(st.st_mode) + ")" + really +
+                  "; a plugin library must be writable only by its owner");
+  }
+  for (fs::path d = real.parent_path();; d = d.parent_path()) {
+    struct stat ds {};
+    if (::stat(d.c_str(), &ds) != 0) return broken("cannot stat directory " + d.string() + ": " + std::strerror(errno));
+    if (ds.st_uid != me && ds.st_uid != 0) {
+      return broken("directory " + d.string() + " is owned by uid " + std::to_string(ds.st_uid) +
+                    ", not by the host's user (uid " + std::to_string(me) + ") or root");
+    }
+    const bool above_base = d != base && !Below(base, d);
+    const bool sticky_root = ds.st_uid == 0 && (ds.st_mode & S_ISVTX);
+    if ((ds.st_mode & (S_IWGRP | S_IWOTH)) && !(above_base && sticky_root)) {
+      return broken("directory " + d.string() + " is writable by group or others (mode " + Octal(ds.st_mode) +
+                    "); no directory on a plugin library's path may be");
+    }
+    if (d == d.root_path() || d.parent_path() == d) break;
+  }
+  return Status::OK();
+}
 
 Reaper::Reaper() : thread_([this] { Run(); }) {}
 
@@ -35,9 +167,14 @@ void Reaper::Release(std::unique_ptr<boost::dll::shared_library> lib, bool unloa
   cv_.notify_all();
 }
 
-void Reaper::Flush() {
+bool Reaper::Flush(int timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+  auto idle = [&] { return queue_.empty() && !busy_; };
+  if (timeout_ms < 0) {
+    cv_.wait(lock, idle);
+    return true;
+  }
+  return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), idle);
 }
 
 size_t Reaper::pinned() const {
@@ -62,11 +199,19 @@ void Reaper::Run() {
   }
 }
 
-Result<std::shared_ptr<PluginLibrary>> PluginLibrary::Load(const Manifest& m, Reaper* reaper) {
+Result<std::shared_ptr<PluginLibrary>> PluginLibrary::Load(const Manifest& m, Reaper* reaper,
+                                                           const std::vector<fs::path>& allowed_dirs) {
   const std::string where = m.file.empty() ? m.name : m.file.string();
-  std::error_code fs_ec;
-  if (!std::filesystem::exists(m.library, fs_ec)) {
-    return Status::NotFound(where + ": library " + m.library.string() + " does not exist");
+  // Nothing of the library runs (constructors do, in dlopen) before these.
+  Status allowed = CheckLibraryFile(m.library, allowed_dirs, where);
+  if (!allowed.ok()) return allowed;
+  if (!m.sha256.empty()) {
+    auto digest = Sha256OfFile(m.library);
+    if (!digest.ok()) return Status::IOError(where + ": field 'sha256': " + digest.status().message());
+    if (*digest != m.sha256) {
+      return Status::FailedPrecondition(where + ": field 'sha256': library " + m.library.string() + " has SHA-256 " +
+                                        *digest + ", the manifest pins " + m.sha256 + "; not loaded");
+    }
   }
   auto lib = std::make_unique<boost::dll::shared_library>();
   boost::dll::fs::error_code ec;
@@ -123,7 +268,11 @@ PluginLibrary::~PluginLibrary() {
 namespace esdb::host {
 
 Result<std::filesystem::path> CopyForLoading(const std::filesystem::path& library,
-                                             const std::filesystem::path& cache_dir, int generation) {
+                                             const std::filesystem::path& cache_dir, int generation,
+                                             const std::vector<std::filesystem::path>& allowed_dirs,
+                                             const std::string& where) {
+  Status allowed = CheckLibraryFile(library, allowed_dirs, where);
+  if (!allowed.ok()) return allowed;
   std::ifstream in(library, std::ios::binary | std::ios::ate);
   if (!in) return Status::NotFound("library " + library.string() + " does not exist or cannot be read");
   // One read, not a character at a time: libraries are tens of MB (ASan builds: ~100 MB).
@@ -132,24 +281,30 @@ Result<std::filesystem::path> CopyForLoading(const std::filesystem::path& librar
   if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
     return Status::IOError("cannot read library " + library.string());
   }
-  uint64_t hash = 1469598103934665603ULL;  // FNV-1a 64
-  for (unsigned char c : bytes) {
-    hash ^= c;
-    hash *= 1099511628211ULL;
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  const std::string hex = Sha256Hex(bytes).substr(0, 16);
   std::error_code ec;
-  std::filesystem::create_directories(cache_dir, ec);
+  fs::create_directories(cache_dir, ec);
   if (ec) return Status::IOError("cannot create " + cache_dir.string() + ": " + ec.message());
+  fs::permissions(cache_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (ec) return Status::IOError("cannot make " + cache_dir.string() + " private: " + ec.message());
   const auto target = cache_dir / (library.stem().string() + "." + hex + ".g" + std::to_string(generation) + ".so");
   const auto tmp = target.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) return Status::IOError("cannot write " + tmp);
+  ::unlink(tmp.c_str());  // a leftover of an interrupted copy
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0700);
+  if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
+  bool ok = ::fchmod(fd, 0700) == 0;  // whatever the umask
+  for (size_t done = 0; ok && done < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) ok = false;
+    else done += static_cast<size_t>(n);
   }
-  std::filesystem::rename(tmp, target, ec);
+  if (::close(fd) != 0) ok = false;
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    return Status::IOError("cannot write " + tmp);
+  }
+  fs::rename(tmp, target, ec);
   if (ec) return Status::IOError("cannot rename " + tmp + ": " + ec.message());
   return target;
 }

@@ -28,8 +28,10 @@ class Reaper {
   ~Reaper();  // unloads whatever is left
   // Takes ownership; unloads soon (or never, if !unloadable).
   void Release(std::unique_ptr<boost::dll::shared_library> lib, bool unloadable);
-  // Waits until everything released so far is unloaded.
-  void Flush();
+  // Waits until everything released so far is unloaded, at most
+  // `timeout_ms` (< 0: without a limit); false if that was not enough (an
+  // unload stuck in a library's static destructors).
+  bool Flush(int timeout_ms = -1);
   // Libraries kept mapped on purpose (unloadable: false).
   size_t pinned() const;
 
@@ -44,12 +46,31 @@ class Reaper {
   std::thread thread_;
 };
 
+// Whether `library` may be loaded, checked before anything of it is (no
+// dlopen, no read): its real path (symlinks resolved) lies inside one of
+// `allowed_dirs`; it is a regular file owned by the host's user or root and
+// not writable by group or others; every directory from the allowed
+// directory down to it is owned likewise and not writable by group or
+// others; the allowed directory's ancestors likewise, except that a
+// root-owned sticky directory (/tmp) may be writable by all. Errors (not
+// found: NotFound; a rule broken: FailedPrecondition) begin with `where`,
+// then the manifest field, the path and the rule.
+Status CheckLibraryFile(const std::filesystem::path& library, const std::vector<std::filesystem::path>& allowed_dirs,
+                        const std::string& where);
+
+// Lower-case hex SHA-256 (OpenSSL's EVP).
+std::string Sha256Hex(const std::string& bytes);
+Result<std::string> Sha256OfFile(const std::filesystem::path& file);
+
 // A loaded, checked plugin library.
 class PluginLibrary {
  public:
-  // Loads `manifest.library`, checks the exported API version against the
-  // manifest and the host, and resolves the factory. Errors name the file.
-  static Result<std::shared_ptr<PluginLibrary>> Load(const Manifest& manifest, Reaper* reaper);
+  // Checks `manifest.library` (CheckLibraryFile against `allowed_dirs`; the
+  // manifest's sha256 pin, if any, on the file's bytes), then loads it,
+  // checks the exported API version against the manifest and the host, and
+  // resolves the factory. Errors name the manifest and the file.
+  static Result<std::shared_ptr<PluginLibrary>> Load(const Manifest& manifest, Reaper* reaper,
+                                                     const std::vector<std::filesystem::path>& allowed_dirs);
 
   ~PluginLibrary();
   esdb::SubsystemFactory* factory() const { return factory_; }
@@ -71,10 +92,15 @@ class PluginLibrary {
 
 using LibraryRef = std::shared_ptr<PluginLibrary>;
 
-// Copies `library` to `cache_dir`/<stem>.<content hash>.g<generation>.so so
+// Copies `library` (first checked with CheckLibraryFile against
+// `allowed_dirs`) to `cache_dir`/<stem>.<SHA-256 prefix>.g<generation>.so so
 // that dlopen maps a new build instead of handing back the old mapping
-// (dlopen of an already loaded path returns the existing one).
+// (dlopen of an already loaded path returns the existing one). The cache
+// directory is made private (0700) and the copy is not writable by group or
+// others, so it passes CheckLibraryFile against {cache_dir}.
 Result<std::filesystem::path> CopyForLoading(const std::filesystem::path& library,
-                                             const std::filesystem::path& cache_dir, int generation);
+                                             const std::filesystem::path& cache_dir, int generation,
+                                             const std::vector<std::filesystem::path>& allowed_dirs,
+                                             const std::string& where);
 
 }  // namespace esdb::host

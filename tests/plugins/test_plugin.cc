@@ -10,9 +10,13 @@
 //   ready_details       object passed to ReportReady
 //   echo_server         true: serve a TCP echo on 127.0.0.1:<ephemeral> from ctx.Io()
 //                       (ready details carry "port")
+//   bus_handler         "block": subscribe (as "<name>-blocker") to the lifecycle topic with a
+//                       handler that takes a plugin mutex and never returns; Stop() cancels it
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -46,6 +50,17 @@ class TestSubsystem : public esdb::Subsystem {
       ctx.ReportFailed(esdb::Status::Unavailable("test plugin told to report failure"));
       return esdb::Status::OK();
     }
+    if (cfg.value("bus_handler", "") == "block") {
+      esdb::SubscribeOptions opts;
+      opts.topics = {esdb::topics::kLifecycle};
+      opts.name = ctx.Name() + "-blocker";
+      auto sub = ctx.Bus().Subscribe(opts, [this](const esdb::EventPtr&) {
+        std::unique_lock<std::mutex> lock(block_mu_);
+        block_cv_.wait(lock, [] { return false; });  // a deadlock, as a plugin bug would make it
+      });
+      if (!sub.ok()) return sub.status();
+      blocker_sub_ = std::move(sub.value());
+    }
     required_ = cfg.value("require", "");
     if (!required_.empty()) {
       esdb::SubscribeOptions opts;
@@ -78,6 +93,7 @@ class TestSubsystem : public esdb::Subsystem {
   esdb::Status Stop() override {
     stopping_ = true;
     services_sub_.cancel();
+    blocker_sub_.cancel();
     if (timer_) timer_->cancel();
     if (acceptor_) {
       // Close on the io thread: sockets are not thread-safe.
@@ -147,6 +163,9 @@ class TestSubsystem : public esdb::Subsystem {
   esdb::Context* ctx_ = nullptr;
   std::string required_;
   esdb::Subscription services_sub_;
+  esdb::Subscription blocker_sub_;
+  std::mutex block_mu_;
+  std::condition_variable block_cv_;
   std::unique_ptr<boost::asio::steady_timer> timer_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::thread fail_thread_;

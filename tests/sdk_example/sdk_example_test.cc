@@ -242,8 +242,11 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
     }
     WriteFile(manifests / entry.path().filename(), builtin.dump(2));
   }
+  // The host loads libraries only from its plugin directories: the
+  // installed one and, for the example, the example's build directory.
   HostProcess host({"--manifests", manifests.string(), "--data", (work.path() / "data").string(), "--set",
-                    "gateway.listen_port=0", "--print-events", "--log-level", "warn"},
+                    "gateway.listen_port=0", "--print-events", "--log-level", "warn", "--plugin-dir",
+                    (prefix / ESDB_INSTALL_LIBDIR / "esdb/plugins").string(), "--plugin-dir", build.string()},
                    (prefix / "bin/esdb-host").string());
   {
     const auto ready = host.WaitForEvent("system_ready", "", 60000);

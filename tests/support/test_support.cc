@@ -28,6 +28,11 @@ TempDir::~TempDir() {
 
 fs::path TestLibrary(const std::string& file_name) { return fs::path(ESDB_TEST_PLUGIN_DIR) / file_name; }
 
+std::vector<std::string> PluginDirArgs() {
+  return {"--plugin-dir", (fs::path(ESDB_HOST_BIN).parent_path() / "plugins").string(), "--plugin-dir",
+          ESDB_TEST_PLUGIN_DIR};
+}
+
 nlohmann::json TestManifest(const std::string& name, const nlohmann::json& config, const nlohmann::json& patch) {
   nlohmann::json m = {{"name", name},
                       {"version", "1.0.0"},
@@ -149,6 +154,10 @@ std::optional<int> HostProcess::Wait(int timeout_ms) {
     pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
       exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+      // Its last stdout lines may still be in the pipe: let the reader take
+      // them (EOF), so Lines() after Wait() has everything it printed.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(5), [&] { return eof_; });
       return exit_code_;
     }
     if (std::chrono::steady_clock::now() > deadline) return std::nullopt;

@@ -31,6 +31,10 @@ class TempDir {
 // Absolute path of a test library built into the test plugin dir.
 std::filesystem::path TestLibrary(const std::string& file_name);
 
+// esdb-host arguments that allow loading the built-in plugins (the build's
+// bin/plugins, where bare library names are found) and the test plugins.
+std::vector<std::string> PluginDirArgs();
+
 // A manifest for the configurable test plugin; `patch` is merged over it
 // (merge_patch semantics; a null removes a field).
 nlohmann::json TestManifest(const std::string& name, const nlohmann::json& config = nlohmann::json::object(),

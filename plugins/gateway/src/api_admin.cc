@@ -96,6 +96,13 @@ class OutcomeTracker {
   std::optional<json> Observe(const esdb::Event& e) {
     const std::string name = e.data.value("name", "");
     if (op_ == Op::kAdd && name_.empty() && e.type == esdb::event_types::kSubsystemAdded) name_ = name;
+    // An add by path is read and parsed by the host after it was accepted:
+    // a manifest it refuses ends the operation (named after the file).
+    if (op_ == Op::kAdd && name_.empty() && e.type == esdb::event_types::kSubsystemFailed &&
+        e.data.value("phase", "") == "manifest") {
+      name_ = name;
+      return Failed(e);
+    }
     if (name_.empty() || name != name_) return std::nullopt;
     const bool failed = e.type == esdb::event_types::kSubsystemFailed;
     switch (op_) {
@@ -321,8 +328,11 @@ void RunOperation(ServerState* st, boost::asio::io_context* io, Request& req, Re
   auto started = call(*admin, correlation_id);
   if (!started.ok()) {
     if (waiter) waiter->Abandon();
-    if (op == Op::kAdd && started.status().code() == esdb::Code::kNotFound) {
-      return reply(BadField("path", started.status().message()));  // the manifest file, not a plugin, is missing
+    // The manifest file, not a plugin, is missing; or (an add by path, the
+    // only kind with `name_after`) the host refused the path itself.
+    const esdb::Code code = started.status().code();
+    if (op == Op::kAdd && (code == esdb::Code::kNotFound || (name_after && code == esdb::Code::kInvalidArgument))) {
+      return reply(BadField("path", started.status().message()));
     }
     return reply(AdminError(started.status(), name));
   }

@@ -46,7 +46,9 @@ class AdminHost {
                                       manifests_ / (p + ".json"));
     }
     std::vector<std::string> args = {"--manifests", manifests_.string(), "--data", (dir_.path() / "data").string(),
-                                     "--set", "gateway.listen_port=0", "--print-events", "--log-level", "error"};
+                                     "--set", "gateway.listen_port=0", "--print-events", "--log-level", "error",
+                                     "--manifest-dir", extra_.string()};
+    for (const auto& a : esdb::test::PluginDirArgs()) args.push_back(a);
     for (const auto& s : sets) {
       args.push_back("--set");
       args.push_back(s);

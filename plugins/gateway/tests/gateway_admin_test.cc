@@ -3,6 +3,7 @@
 // afterwards: /proc/<pid>/maps), reload with a changed build, a reload whose
 // new build fails, the gateway reloading itself, the auth matrix, bad bodies.
 // The plugins added are the host tests' configurable test plugin.
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -87,10 +88,13 @@ TEST_CASE("admin API: add by path and inline, list, reload a changed build, remo
   CHECK(svc["manifest"]["file"] == svc_file.string());
   CHECK(Http(port, "GET", "/admin/plugins").Json()["plugins"].size() == 2);
 
-  // The same name again: 409.
-  r = Post(port, "/admin/plugins", {{"path", svc_file.string()}});
-  REQUIRE(r.status == 409);
-  CHECK(r.Json()["error"] == "already_exists");
+  // The same name again: the host reads the file after accepting the add
+  // (never on the gateway's I/O thread), then refuses it.
+  r = Post(port, "/admin/plugins?wait=true", {{"path", svc_file.string()}});
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["outcome"] == "failed");
+  CHECK(r.Json()["phase"] == "manifest");
+  CHECK_THAT(r.Json()["error"].get<std::string>(), Catch::Contains("a subsystem named 'svc' is already loaded"));
 
   // Reload with a changed build: another library, another version.
   WriteManifest(host.extra_dir(),
@@ -253,7 +257,8 @@ TEST_CASE("admin API: auth matrix and bad bodies", "[admin]") {
            {"/admin/plugins", R"({"paths": "a.json"})", 400, "paths", "unknown field 'paths'"},
            {"/admin/plugins", R"({"path": 5})", 400, "path", "non-empty string"},
            {"/admin/plugins", R"({"path": ""})", 400, "path", "non-empty string"},
-           {"/admin/plugins", R"({"path": "/nonexistent/x.json"})", 400, "path", "/nonexistent/x.json: cannot open"},
+           {"/admin/plugins", R"({"path": "/nonexistent/x.json"})", 400, "path",
+            "/nonexistent/x.json: is outside the manifest directories"},
            {"/admin/plugins", R"({"manifest": "x"})", 400, "manifest", "must be a JSON object"},
            {"/admin/plugins", bad_threads, 400, "", "inline manifest: field 'threads'"},
            {"/admin/plugins", taken, 409, "", "already loaded"},
@@ -379,5 +384,106 @@ TEST_CASE("esdb plugins list|add|reload|remove", "[admin][cli]") {
   CHECK_THAT(r.err, Catch::Contains("add of broken failed (load)"));
   r = Cli(host.dir(), port, "plugins");
   CHECK(r.code == 2);
+  REQUIRE(host.Stop() == 0);
+}
+
+// Issue 9, finding 4: an admin client could make the host dlopen any .so
+// (its constructor ran before the load was refused).
+TEST_CASE("admin API: a manifest naming a library outside the plugin directories is refused, never loaded",
+          "[admin][security]") {
+  esdb::test::TempDir outside;
+  const auto lib = outside.path() / "libx.so";
+  std::filesystem::copy_file(ESDB_TEST_MARKER_LIB, lib);
+  const auto marker = outside.path() / "marker";
+  setenv("ESDB_TEST_MARKER", marker.c_str(), 1);  // the host inherits it
+  AdminHost host({}, {R"(gateway.tokens=[{"token":"a","role":"admin"}])"});
+  unsetenv("ESDB_TEST_MARKER");
+  const std::map<std::string, std::string> admin = {{"Authorization", "Bearer a"}};
+  const std::string up = std::filesystem::relative(lib, host.manifests_dir()).string();  // ../../esdb-test-XXXXXX/libx.so
+  REQUIRE(up.rfind("../", 0) == 0);
+  for (const std::string& library : {lib.string(), up}) {
+    INFO(library);
+    auto r = Post(host.port(), "/admin/plugins?wait=true",
+                  {{"manifest", TestManifest("evil", {}, {{"library", library}})}}, admin);
+    REQUIRE(r.status == 200);
+    CHECK(r.Json()["outcome"] == "failed");
+    CHECK(r.Json()["phase"] == "load");
+    CHECK_THAT(r.Json()["error"].get<std::string>(),
+               Catch::Contains("field 'library'") && Catch::Contains("is outside the plugin directories"));
+  }
+  CHECK_FALSE(std::filesystem::exists(marker));
+  CHECK_FALSE(host.Mapped("libx.so"));
+  REQUIRE(host.Stop() == 0);
+}
+
+// Issue 9, finding 5: {"path": ...} read any file, synchronously, on a
+// gateway I/O thread (a FIFO blocked it for good) and echoed its content.
+TEST_CASE("admin API: add by path takes only regular files inside the manifest directories, never blocks, never echoes",
+          "[admin][security]") {
+  AdminHost host;
+  const uint16_t port = host.port();
+  const auto extra = host.extra_dir();
+  auto timed_post = [&](const json& body, long* ms, const std::string& target = "/admin/plugins") {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = Post(port, target, body);
+    *ms = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+    return r;
+  };
+  long ms = 0;
+
+  // A FIFO inside a manifest directory: refused at once, without opening it.
+  const auto fifo = extra / "fifo.json";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  auto r = timed_post({{"path", fifo.string()}}, &ms);
+  CHECK(ms < 2000);
+  REQUIRE(r.status == 400);
+  CHECK_THAT(r.Json()["message"].get<std::string>(), Catch::Contains("is a FIFO; a manifest must be a regular file"));
+  CHECK(Http(port, "GET", "/health/live").status == 200);
+
+  // Files outside the manifest directories are not looked at: no content,
+  // no existence oracle.
+  const std::string secret = "SECRET-7d1f2c-do-not-echo";
+  esdb::test::WriteFile(host.dir() / "secret.json", secret + "\n");
+  for (const std::string& path : {(host.dir() / "secret.json").string(), std::string("/etc/shadow"),
+                                  std::string("/dev/zero"), std::string("../secret.json")}) {
+    INFO(path);
+    r = timed_post({{"path", path}}, &ms);
+    CHECK(ms < 2000);
+    REQUIRE(r.status == 400);
+    CHECK_THAT(r.body, Catch::Contains("is outside the manifest directories") && !Catch::Contains(secret) &&
+                           !Catch::Contains("root:"));
+  }
+  // A symlink inside that resolves outside (to a device, to the secret).
+  std::filesystem::create_symlink("/dev/zero", extra / "zero.json");
+  std::filesystem::create_symlink(host.dir() / "secret.json", extra / "secret.json");
+  for (const char* name : {"zero.json", "secret.json"}) {
+    r = timed_post({{"path", (extra / name).string()}}, &ms);
+    CHECK(ms < 2000);
+    REQUIRE(r.status == 400);
+    CHECK_THAT(r.body, Catch::Contains("resolves to a file elsewhere") && !Catch::Contains(secret));
+  }
+  // A directory; a file over the size limit.
+  std::filesystem::create_directories(extra / "dir.json");
+  r = Post(port, "/admin/plugins", {{"path", (extra / "dir.json").string()}});
+  REQUIRE(r.status == 400);
+  CHECK_THAT(r.body, Catch::Contains("is a directory"));
+  esdb::test::WriteFile(extra / "big.json", std::string(2 << 20, ' '));
+  r = timed_post({{"path", (extra / "big.json").string()}}, &ms);
+  CHECK(ms < 2000);
+  REQUIRE(r.status == 400);
+  CHECK_THAT(r.body, Catch::Contains("is larger than the manifest size limit of 1048576 bytes"));
+
+  // Inside, readable, not JSON: the parse error gives line and column, never the text.
+  esdb::test::WriteFile(extra / "notjson.json", "\n  " + secret + " and more\n");
+  r = Post(port, "/admin/plugins?wait=true", {{"path", (extra / "notjson.json").string()}});
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["outcome"] == "failed");
+  CHECK(r.Json()["phase"] == "manifest");
+  CHECK_THAT(r.Json()["error"].get<std::string>(),
+             Catch::Contains("malformed JSON: parse error at line 2, column") && !Catch::Contains(secret));
+  CHECK_THAT(r.body, !Catch::Contains("SECRET"));
+
+  CHECK(Http(port, "GET", "/health/live").status == 200);
   REQUIRE(host.Stop() == 0);
 }

@@ -25,10 +25,27 @@ class AdminService {
  public:
   virtual ~AdminService() = default;
 
-  // request: {"path": "<manifest file>"} (relative paths are resolved
-  // against the manifests directory) or {"manifest": {...inline...}}.
-  // Errors: InvalidArgument (bad manifest, naming file and field),
-  // AlreadyExists (a subsystem of that name is loaded).
+  // request: {"path": "<manifest file>"} or {"manifest": {...inline...}}.
+  //
+  // A path (relative: under the manifests directory) must resolve, symlinks
+  // included, to a regular file of at most 1 MiB inside the manifests
+  // directory or one of the host's further manifest directories
+  // (--manifest-dir). The call looks only at the path and the file's
+  // metadata (it never opens or reads the file, so it does not block and is
+  // fine on an I/O thread): InvalidArgument (outside, not a regular file,
+  // too big), NotFound (no such file). The file is then read and parsed on
+  // a host thread; a manifest refused then (malformed, bad field, a name
+  // already loaded) ends the operation with subsystem_failed {phase:
+  // "manifest"} carrying the operation id. Error texts never quote the
+  // file's content.
+  //
+  // An inline manifest is checked at once: InvalidArgument (bad manifest,
+  // naming the field), AlreadyExists (a subsystem of that name is loaded).
+  //
+  // Either way the library is checked before it is loaded (the plugin
+  // directories, permissions, an optional sha256 pin; see README.md
+  // "Where libraries load from"); a refused one ends the operation with
+  // subsystem_failed {phase: "load"}.
   virtual Result<std::string> AddPlugin(const nlohmann::json& request, const std::string& correlation_id) = 0;
 
   // Stops admitting work, stops, drains and releases the library.
