@@ -58,7 +58,8 @@ class Host {
       dup2(out[1], 1);
       close(out[0]);
       execl(ESDB_HOST_BIN, ESDB_HOST_BIN, "--manifests", manifests.c_str(), "--data", data.c_str(), "--set",
-            "gateway.listen_port=0", "--print-events", "--log-level", "error", static_cast<char*>(nullptr));
+            "gateway.listen_port=0", "--set", "gateway.insecure_admin=true",  // dev mode, deliberately: reloads
+            "--print-events", "--log-level", "error", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(out[1]);
