@@ -61,8 +61,9 @@ class Host {
       const std::string bin_dir = std::filesystem::path(ESDB_HOST_BIN).parent_path().string();
       const std::string builtins = bin_dir + "/plugins", bench = bin_dir + "/bench-plugins";
       execl(ESDB_HOST_BIN, ESDB_HOST_BIN, "--manifests", manifests.c_str(), "--data", data.c_str(), "--set",
-            "gateway.listen_port=0", "--print-events", "--log-level", "error", "--plugin-dir", builtins.c_str(),
-            "--plugin-dir", bench.c_str(), static_cast<char*>(nullptr));
+            "gateway.listen_port=0", "--set", "gateway.insecure_admin=true",  // dev mode, deliberately: reloads
+            "--print-events", "--log-level", "error", "--plugin-dir", builtins.c_str(), "--plugin-dir",
+            bench.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     close(out[1]);

@@ -78,7 +78,9 @@ uint16_t StartHost(const std::string& data, const std::string& manifests, const 
   const uint16_t port = FreePort();
   std::vector<std::string> args = {ESDB_HOST_BIN, "--manifests", manifests, "--data", data,
                                    "--set", "gateway.listen_port=" + std::to_string(port),
-                                   "--set", "gateway.max_connections=4096", "--log-level", "warn"};
+                                   "--set", "gateway.max_connections=4096",
+                                   // dev mode, deliberately: /metrics without a token on this throwaway host
+                                   "--set", "gateway.insecure_admin=true", "--log-level", "warn"};
   args.insert(args.end(), extra.begin(), extra.end());
   const std::string log = std::filesystem::path(data).parent_path() / "host.log";
   g_pid = fork();

@@ -1,6 +1,10 @@
 // esdb: a command-line client of the gateway's HTTP API.
 //
 //   esdb [--url URL] [--token T] [--json] COMMAND ...
+//     --token T, or the environment variable ESDB_TOKEN (preferred: a command
+//     line is visible to every local user): sent as "Authorization: Bearer T".
+//     Admin commands (status, plugins, sub create) need a token with the
+//     admin role unless the gateway runs in dev mode (insecure_admin).
 //     append STREAM [--expected V] [FILE|-]   events: a JSON array (or one object)
 //     read STREAM|'$all' [--from N] [--count N] [--backward] [--event-type T] [--prefix P]
 //     tail STREAM|'$all' [--from N]           follow the SSE subscription
@@ -65,7 +69,8 @@ struct Options {
             << "  sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... "
                "[--action retry|park|skip]\n"
             << "  plugins list | plugins add MANIFEST_FILE|- [--wait] | plugins remove NAME [--wait] | "
-               "plugins reload NAME [--wait] [--timeout-ms N]\n";
+               "plugins reload NAME [--wait] [--timeout-ms N]\n"
+            << "The token may come from the environment variable ESDB_TOKEN instead of --token.\n";
   std::exit(2);
 }
 

@@ -149,7 +149,7 @@ class OutcomeTracker {
 
  private:
   json Done(const char* outcome, const esdb::Event& e) const {
-    json out = {{"completed", true}, {"outcome", outcome}, {"name", name_}, {"event", esdb::EventToJson(e)}};
+    json out = {{"completed", true}, {"outcome", outcome}, {"name", name_}, {"event", RedactSecrets(esdb::EventToJson(e))}};
     if (e.data.contains("version")) out["version"] = e.data["version"];
     return out;
   }
@@ -447,7 +447,7 @@ void ReloadPlugin(ServerState* st, boost::asio::io_context* io, Request& req, Re
 void ListPlugins(ServerState* st, Request&, Reply reply) {
   auto admin = AdminOrReply(*st, reply);
   if (!admin) return;
-  reply(JsonResponse(200, {{"plugins", admin->ListPlugins()}}));
+  reply(JsonResponse(200, {{"plugins", RedactSecrets(admin->ListPlugins())}}));  // never echo a token
 }
 
 void GetPlugin(ServerState* st, Request& req, Reply reply) {
@@ -456,7 +456,7 @@ void GetPlugin(ServerState* st, Request& req, Reply reply) {
   if (!admin) return;
   auto p = FindPlugin(*admin, name);
   if (!p) return reply(ErrorResponse(404, "not_found", "no subsystem named '" + name + "'", {{"name", name}}));
-  reply(JsonResponse(200, *p));
+  reply(JsonResponse(200, RedactSecrets(*p)));
 }
 
 }  // namespace

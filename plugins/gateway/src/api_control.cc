@@ -43,8 +43,9 @@ void AddControlRoutes(ServerState& state) {
   r.Add("GET", "/control/status", Role::kAdmin, [st](Request&, Reply reply) {
     const auto& control = st->deps.control;
     if (!control) return reply(NoControl());
-    nlohmann::json status = control->Status();
+    nlohmann::json status = RedactSecrets(control->Status());  // subsystems' details may carry config
     status["circuits"] = st->circuits.Status();  // the gateway's own breakers (circuits.h)
+    status["gateway_auth"] = st->auth.Describe();  // says so when in dev mode (insecure_admin)
     reply(JsonResponse(200, status));
   });
 

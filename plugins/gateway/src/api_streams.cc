@@ -1,6 +1,7 @@
 // Stream routes: append, read a stream, read $all, list streams, stream
 // metadata, delete.
 #include "api_common.h"
+#include "auth.h"
 #include "esdb/all_filter.h"
 #include "event_json.h"
 #include "json_util.h"
@@ -51,16 +52,14 @@ namespace {
 
 Response BadRequest(const Status& s) { return ErrorResponse(400, "invalid_argument", s.message()); }
 
-json EventsToJson(const std::vector<esdb::RecordedEvent>& events) {
-  json arr = json::array();
-  for (const auto& e : events) arr.push_back(RecordedEventToJson(e));
-  return arr;
-}
-
-// Refuses writes to $all.
-bool RejectAll(const std::string& stream, const Reply& reply) {
+// Refuses writes to $all, and to any other system stream without the admin role.
+bool RejectWrite(const Request& req, const std::string& stream, const Reply& reply) {
   if (stream == esdb::kAllStreamId) {
     reply(ErrorResponse(400, "invalid_argument", "$all is read-only: it is every stream's events in commit order"));
+    return true;
+  }
+  if (auto refusal = SystemStreamWriteRefusal(req.role, req.principal, stream)) {
+    reply(std::move(*refusal));
     return true;
   }
   return false;
@@ -68,7 +67,7 @@ bool RejectAll(const std::string& stream, const Reply& reply) {
 
 void Append(ServerState* st, Request& req, Reply reply) {
   const std::string stream = req.Param("stream");
-  if (RejectAll(stream, reply)) return;
+  if (RejectWrite(req, stream, reply)) return;
   auto expected = ParseExpectedVersion(req.Header("es-expectedversion"));
   if (!expected.ok()) {
     return reply(ErrorResponse(400, "bad_expected_version", expected.status().message()));
@@ -137,12 +136,12 @@ void ReadStream(ServerState* st, Request& req, Reply reply) {
     return reply(ErrorResponse(404, "not_found", "stream '" + rs.stream_id + "' does not exist",
                                {{"stream", rs.stream_id}}));
   }
-  reply(JsonResponse(200, {{"stream", rs.stream_id},
-                           {"direction", rs.direction == esdb::Direction::kForward ? "forward" : "backward"},
-                           {"events", EventsToJson(r->events)},
-                           {"lastVersion", r->last_version},
-                           {"nextVersion", r->next_version},
-                           {"endOfStream", r->end_of_stream}}));
+  const json page = {{"stream", rs.stream_id},
+                     {"direction", rs.direction == esdb::Direction::kForward ? "forward" : "backward"},
+                     {"lastVersion", r->last_version},
+                     {"nextVersion", r->next_version},
+                     {"endOfStream", r->end_of_stream}};
+  reply(JsonTextResponse(200, DumpWithRaw(page, "events", RecordedEventsJson(r->events))));
 }
 
 void ReadEvent(ServerState* st, Request& req, Reply reply) {
@@ -153,7 +152,7 @@ void ReadEvent(ServerState* st, Request& req, Reply reply) {
   if (!store) return;
   auto r = store->ReadEvent(stream, *version);
   if (!r.ok()) return reply(StatusResponse(r.status(), {{"stream", stream}, {"version", *version}}));
-  reply(JsonResponse(200, RecordedEventToJson(*r)));
+  reply(JsonTextResponse(200, RecordedEventJson(*r)));
 }
 
 }  // namespace
@@ -207,10 +206,10 @@ void ReadAll(ServerState* st, Request& req, Reply reply) {
   if (!store) return;
   auto r = store->ReadAll(ra);
   if (!r.ok()) return reply(StatusResponse(r.status()));
-  reply(JsonResponse(200, {{"direction", ra.direction == esdb::Direction::kForward ? "forward" : "backward"},
-                           {"events", EventsToJson(r->events)},
-                           {"nextPosition", r->next_position},
-                           {"endOfAll", r->end_of_all}}));
+  const json page = {{"direction", ra.direction == esdb::Direction::kForward ? "forward" : "backward"},
+                     {"nextPosition", r->next_position},
+                     {"endOfAll", r->end_of_all}};
+  reply(JsonTextResponse(200, DumpWithRaw(page, "events", RecordedEventsJson(r->events))));
 }
 
 void ListStreams(ServerState* st, Request& req, Reply reply) {
@@ -285,7 +284,7 @@ void GetMetadata(ServerState* st, Request& req, Reply reply) {
 
 void PutMetadata(ServerState* st, Request& req, Reply reply) {
   const std::string stream = req.Param("stream");
-  if (RejectAll(stream, reply)) return;
+  if (RejectWrite(req, stream, reply)) return;
   auto body = ParseJsonBody(req.body, "request body");
   if (!body.ok()) return reply(BadRequest(body.status()));
   auto m = MetadataFromJson(*body);
@@ -299,7 +298,7 @@ void PutMetadata(ServerState* st, Request& req, Reply reply) {
 
 void DeleteStream(ServerState* st, Request& req, Reply reply) {
   const std::string stream = req.Param("stream");
-  if (RejectAll(stream, reply)) return;
+  if (RejectWrite(req, stream, reply)) return;
   bool hard = false;
   if (auto h = req.Query("hard")) {
     if (*h != "true" && *h != "false") {

@@ -33,7 +33,7 @@ esdb::SubscriptionHandlers CatchUpHandlers(std::weak_ptr<SseSink> weak, bool by_
     if (!sink) return;
     for (const auto& e : events) {
       const std::string id = by_position ? std::to_string(e->position) : std::to_string(e->version);
-      if (!sink->Send(SseMessage(id, "", Dump(RecordedEventToJson(*e))))) return;
+      if (!sink->Send(SseMessage(id, "", RecordedEventJson(*e)))) return;
     }
   };
   h.on_caught_up = [weak] {
@@ -208,10 +208,8 @@ void DeleteGroup(ServerState* st, Request& req, Reply reply) {
   reply(std::move(res));
 }
 
-json MessageToJson(const esdb::PersistentMessage& m) {
-  json j = RecordedEventToJson(*m.event);
-  j["retryCount"] = m.retry_count;
-  return j;
+std::string MessageJson(const esdb::PersistentMessage& m) {
+  return RecordedEventJson(*m.event, "\"retryCount\":" + std::to_string(m.retry_count));
 }
 
 void ReadNext(ServerState* st, Request& req, Reply reply) {
@@ -226,9 +224,13 @@ void ReadNext(ServerState* st, Request& req, Reply reply) {
   if (!subs) return;
   auto r = subs->ReadNext(stream, group, count);
   if (!r.ok()) return reply(StatusResponse(r.status(), {{"stream", stream}, {"group", group}}));
-  json arr = json::array();
-  for (const auto& m : *r) arr.push_back(MessageToJson(m));
-  reply(JsonResponse(200, {{"messages", arr}}));
+  std::string messages = "[";
+  for (const auto& m : *r) {
+    if (messages.size() > 1) messages += ',';
+    messages += MessageJson(m);
+  }
+  messages += ']';
+  reply(JsonTextResponse(200, DumpWithRaw(json::object(), "messages", messages)));
 }
 
 // Event ids from the body {"ids": [...]} and/or ?ids=a,b (either form).
@@ -339,7 +341,7 @@ void ConsumeGroup(ServerState* st, Request& req, Reply reply) {
           auto sink = weak.lock();
           if (!sink) return;
           for (const auto& m : messages) {
-            if (!sink->Send(SseMessage(m.event->event_id, "", Dump(MessageToJson(m))))) return;
+            if (!sink->Send(SseMessage(m.event->event_id, "", MessageJson(m)))) return;
           }
         };
         o.on_dropped = [weak](const Status& why) {

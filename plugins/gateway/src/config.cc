@@ -161,6 +161,9 @@ esdb::Result<GatewayConfig> ParseConfig(const json& config) {
     } else if (key == "insecure") {
       if (!value.is_boolean()) return WrongType(key, "true or false");
       c.insecure = value.get<bool>();
+    } else if (key == "insecure_admin") {
+      if (!value.is_boolean()) return WrongType(key, "true or false");
+      c.insecure_admin = value.get<bool>();
     } else if (key == "tokens") {
       if (!value.is_array()) return WrongType(key, "an array of {token, role, name}");
       for (size_t i = 0; i < value.size(); ++i) {
@@ -173,6 +176,10 @@ esdb::Result<GatewayConfig> ParseConfig(const json& config) {
       return Status::InvalidArgument("gateway config: unknown key '" + key + "'");
     }
     if (!s.ok()) return s;
+  }
+  if (c.insecure_admin && !c.tokens.empty()) {
+    return Status::InvalidArgument(
+        "gateway config: 'insecure_admin' (every client is admin without a token) contradicts 'tokens'; remove one");
   }
   return c;
 }
@@ -187,6 +194,23 @@ Status CheckSecurity(const GatewayConfig& config) {
                                       " without tokens; configure \"tokens\" or set \"insecure\": true");
   }
   return Status::OK();
+}
+
+std::vector<std::string> SecurityWarnings(const GatewayConfig& config) {
+  std::vector<std::string> out;
+  if (config.insecure_admin) {
+    out.push_back("INSECURE DEV MODE (\"insecure_admin\": true): every client that can connect to " +
+                  config.listen_address +
+                  " is admin without a token and can load code into this process through /admin/plugins; "
+                  "configure \"tokens\" instead outside development");
+  }
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(config.listen_address, ec);
+  if (config.insecure && config.tokens.empty() && !ec && !address.is_loopback()) {
+    out.push_back("\"insecure\": true: listening on " + config.listen_address +
+                  " without tokens; data routes are open to every client that can connect");
+  }
+  return out;
 }
 
 }  // namespace esdb_gateway

@@ -54,8 +54,15 @@ struct GatewayConfig {
 
   CircuitConfig circuit_breaker;
 
-  std::vector<TokenConfig> tokens;  // empty = no authentication (everyone is admin)
+  // Empty: no token is checked; data routes (read, write) are open to every
+  // client that can connect, and admin routes are refused unless
+  // insecure_admin. Otherwise every non-public route needs a token.
+  std::vector<TokenConfig> tokens;
   bool insecure = false;            // allow a non-loopback address without tokens
+  // Dev mode: with no tokens, every client is admin (may load code through
+  // /admin/plugins). Logged as a warning at start-up and shown in
+  // /control/status; an error together with tokens.
+  bool insecure_admin = false;
 };
 
 // Parses `config` (the manifest's config object). Errors name the key.
@@ -63,5 +70,9 @@ esdb::Result<GatewayConfig> ParseConfig(const nlohmann::json& config);
 
 // Refuses a non-loopback listen address without tokens unless insecure.
 esdb::Status CheckSecurity(const GatewayConfig& config);
+
+// The start-up warnings `config` deserves (insecure_admin, insecure); each
+// is logged once when the gateway starts. Empty when none.
+std::vector<std::string> SecurityWarnings(const GatewayConfig& config);
 
 }  // namespace esdb_gateway

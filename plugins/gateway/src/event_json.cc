@@ -34,18 +34,33 @@ int MaxDepth(const std::string& text, int limit) {
   return max_depth;
 }
 
+// The checks before any parse: not empty, not nested too deep.
+Status CheckShape(const std::string& text, const std::string& what) {
+  if (text.empty()) return Status::InvalidArgument(what + " is empty; expected JSON");
+  if (MaxDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return Status::InvalidArgument(what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 esdb::Result<json> ParseJsonBody(const std::string& body, const std::string& what) {
-  if (body.empty()) return Status::InvalidArgument(what + " is empty; expected JSON");
-  if (MaxDepth(body, kMaxJsonDepth) > kMaxJsonDepth) {
-    return Status::InvalidArgument(what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  }
+  Status shape = CheckShape(body, what);
+  if (!shape.ok()) return shape;
   try {
     return json::parse(body);
   } catch (const json::exception& e) {
     return Status::InvalidArgument(what + " is not valid JSON: " + e.what());
   }
+}
+
+Status CheckJsonText(const std::string& text, const std::string& what) {
+  Status shape = CheckShape(text, what);
+  if (!shape.ok()) return shape;
+  if (json::accept(text)) return Status::OK();
+  auto parsed = ParseJsonBody(text, what);  // only to name the fault
+  return parsed.ok() ? Status::InvalidArgument(what + " is not valid JSON") : parsed.status();
 }
 
 esdb::Result<esdb::ExpectedVersion> ParseExpectedVersion(const std::string& header) {
@@ -89,63 +104,98 @@ bool IsJsonContentType(const std::string& ct) {
   return base == "application/json" || (base.size() > 5 && base.substr(base.size() - 5) == "+json");
 }
 
+namespace {
+
+// At most `limit` bytes of a client's JSON text, for an error message.
+std::string Excerpt(std::string_view text, size_t limit = 64) {
+  if (text.size() <= limit) return std::string(text);
+  return std::string(text.substr(0, limit)) + "...";
+}
+
+// The event fields, as bits of the set of those seen.
+enum Field : unsigned { kEventId = 1, kEventType = 2, kContentType = 4, kData = 8, kMetadata = 16 };
+
+}  // namespace
+
 esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& body, size_t max_events,
                                                            const std::string& traceparent) {
-  auto parsed = ParseJsonBody(body, "request body");
-  if (!parsed.ok()) return parsed.status();
-  const json& arr = *parsed;
-  if (!arr.is_array()) {
-    return Status::InvalidArgument("request body must be a JSON array of events {eventId?, eventType, data, metadata?}");
-  }
-  if (arr.empty()) return Status::InvalidArgument("request body has no events");
-  if (arr.size() > max_events) {
-    return Status::ResourceExhausted("append has " + std::to_string(arr.size()) +
+  Status valid = CheckJsonText(body, "request body");
+  if (!valid.ok()) return valid;
+  // Spans of the client's text: `data` and `metadata` are stored as sent.
+  std::vector<std::string_view> items;
+  const bool is_array = ForEachJsonElement(body, [&](std::string_view item) {
+    items.push_back(item);
+    return items.size() <= max_events;
+  });
+  if (items.size() > max_events) {
+    return Status::ResourceExhausted("append has more than " + std::to_string(max_events) +
                                      " events; max_events_per_append is " + std::to_string(max_events));
   }
+  if (!is_array) {
+    return Status::InvalidArgument("request body must be a JSON array of events {eventId?, eventType, data, metadata?}");
+  }
+  if (items.empty()) return Status::InvalidArgument("request body has no events");
   std::vector<esdb::ProposedEvent> events;
-  events.reserve(arr.size());
-  for (size_t i = 0; i < arr.size(); ++i) {
+  events.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
     const auto where = [i] { return "event [" + std::to_string(i) + "]"; };  // only for errors
-    const json& item = arr[i];
-    if (!item.is_object()) return Status::InvalidArgument(where() + " must be an object");
+    if (items[i].front() != '{') return Status::InvalidArgument(where() + " must be an object");
     esdb::ProposedEvent e;
-    const json* data = nullptr;
-    const json* metadata = nullptr;
-    for (const auto& [key, value] : item.items()) {
-      if (key == "eventId") {
-        if (!value.is_string() || !IsUuid(value.get_ref<const std::string&>())) {
-          return Status::InvalidArgument(where() + ": eventId must be a UUID string (8-4-4-4-12 hex), got " +
-                                         Dump(value));
-        }
-        e.event_id = value.get_ref<const std::string&>();
-      } else if (key == "eventType") {
-        if (!value.is_string() || value.get_ref<const std::string&>().empty()) {
-          return Status::InvalidArgument(where() + ": eventType must be a non-empty string");
-        }
-        e.event_type = value.get_ref<const std::string&>();
-      } else if (key == "contentType") {
-        if (!value.is_string() || value.get_ref<const std::string&>().empty()) {
-          return Status::InvalidArgument(where() + ": contentType must be a non-empty string");
-        }
-        e.content_type = value.get_ref<const std::string&>();
-      } else if (key == "data") {
-        data = &value;
-      } else if (key == "metadata") {
-        metadata = &value;
-      } else {
-        return Status::InvalidArgument(where() + ": unknown field '" + key +
-                                       "' (allowed: eventId, eventType, data, metadata, contentType)");
+    std::string_view data, metadata;
+    unsigned seen = 0;
+    Status error;
+    // A string field: decoded, non-empty.
+    auto text_field = [&](const std::string& key, std::string_view value, std::string* out) {
+      std::optional<std::string> s = JsonStringValue(value);
+      if (!s || s->empty()) {
+        error = Status::InvalidArgument(where() + ": " + key + " must be a non-empty string");
+        return false;
       }
-    }
+      *out = std::move(*s);
+      return true;
+    };
+    ForEachJsonMember(items[i], [&](const std::string& key, std::string_view value) {
+      unsigned field;
+      if (key == "eventId") field = kEventId;
+      else if (key == "eventType") field = kEventType;
+      else if (key == "contentType") field = kContentType;
+      else if (key == "data") field = kData;
+      else if (key == "metadata") field = kMetadata;
+      else {
+        error = Status::InvalidArgument(where() + ": unknown field '" + key +
+                                        "' (allowed: eventId, eventType, data, metadata, contentType)");
+        return false;
+      }
+      if (seen & field) {
+        error = Status::InvalidArgument(where() + ": field '" + key + "' appears more than once");
+        return false;
+      }
+      seen |= field;
+      switch (field) {
+        case kEventId:
+          if (!text_field(key, value, &e.event_id) || !IsUuid(e.event_id)) {
+            error = Status::InvalidArgument(where() + ": eventId must be a UUID string (8-4-4-4-12 hex), got " +
+                                            Excerpt(value));
+            return false;
+          }
+          return true;
+        case kEventType: return text_field(key, value, &e.event_type);
+        case kContentType: return text_field(key, value, &e.content_type);
+        case kData: data = value; return true;
+        default: metadata = value; return true;
+      }
+    });
+    if (!error.ok()) return error;
     if (e.event_type.empty()) return Status::InvalidArgument(where() + ": eventType is required");
-    if (data == nullptr) return Status::InvalidArgument(where() + ": data is required (any JSON value)");
+    if (!(seen & kData)) return Status::InvalidArgument(where() + ": data is required (any JSON value)");
     if (IsJsonContentType(e.content_type)) {
-      e.data = Dump(*data);
+      e.data.assign(data);
     } else {
-      if (!data->is_string()) {
+      std::optional<std::string> text = JsonStringValue(data);
+      if (!text) {
         return Status::InvalidArgument(where() + ": contentType '" + e.content_type + "' needs data as a string");
       }
-      e.data = data->get_ref<const std::string&>();
+      e.data = std::move(*text);
     }
     e.metadata = MetadataWithTrace(metadata, traceparent);
     events.push_back(std::move(e));
@@ -153,13 +203,14 @@ esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& bo
   return events;
 }
 
-json PayloadToJson(const std::string& bytes, const std::string& content_type) {
-  if (bytes.empty()) return nullptr;
-  if (IsJsonContentType(content_type)) {
-    json j = json::parse(bytes, nullptr, false);
-    if (!j.is_discarded()) return j;
+void AppendPayloadJson(std::string* out, const std::string& bytes, const std::string& content_type) {
+  if (bytes.empty()) {
+    *out += "null";
+  } else if (IsJsonContentType(content_type) && json::accept(bytes)) {
+    *out += bytes;  // the writer's own text (validated when it was appended)
+  } else {
+    AppendJsonString(out, bytes);
   }
-  return bytes;
 }
 
 std::string AppendResultJson(const esdb::AppendResult& r) {
@@ -183,17 +234,45 @@ std::string FormatTimestamp(int64_t micros) {
   return buf;
 }
 
-json RecordedEventToJson(const esdb::RecordedEvent& e) {
-  return json{{"stream", e.stream_id},
-              {"version", e.version},
-              {"position", e.position},
-              {"id", e.event_id},
-              {"type", e.event_type},
-              {"contentType", e.content_type},
-              {"created", FormatTimestamp(e.created_us)},
-              {"createdUs", e.created_us},
-              {"data", PayloadToJson(e.data, e.content_type)},
-              {"metadata", PayloadToJson(e.metadata, "application/json")}};
+std::string RecordedEventJson(const esdb::RecordedEvent& e, std::string_view extra_members) {
+  std::string out;
+  out.reserve(224 + e.data.size() + e.metadata.size() + e.stream_id.size() + e.event_type.size());
+  out += "{\"contentType\":";
+  AppendJsonString(&out, e.content_type);
+  out += ",\"created\":\"";
+  out += FormatTimestamp(e.created_us);
+  out += "\",\"createdUs\":";
+  out += std::to_string(e.created_us);
+  out += ",\"data\":";
+  AppendPayloadJson(&out, e.data, e.content_type);
+  out += ",\"id\":";
+  AppendJsonString(&out, e.event_id);
+  out += ",\"metadata\":";
+  AppendPayloadJson(&out, e.metadata, "application/json");
+  out += ",\"position\":";
+  out += std::to_string(e.position);
+  out += ",\"stream\":";
+  AppendJsonString(&out, e.stream_id);
+  out += ",\"type\":";
+  AppendJsonString(&out, e.event_type);
+  out += ",\"version\":";
+  out += std::to_string(e.version);
+  if (!extra_members.empty()) {
+    out += ',';
+    out += extra_members;
+  }
+  out += '}';
+  return out;
+}
+
+std::string RecordedEventsJson(const std::vector<esdb::RecordedEvent>& events) {
+  std::string out = "[";
+  for (const auto& e : events) {
+    if (out.size() > 1) out += ',';
+    out += RecordedEventJson(e);
+  }
+  out += ']';
+  return out;
 }
 
 }  // namespace esdb_gateway

@@ -32,6 +32,7 @@ class GatewaySubsystem : public esdb::Subsystem {
     if (!config.ok()) return Fail(config.status());
     esdb::Status s = CheckSecurity(*config);
     if (!s.ok()) return Fail(s);
+    for (const std::string& warning : SecurityWarnings(*config)) ctx.Logger()->warn("gateway: {}", warning);
 
     tracker_ = std::make_shared<ServiceTracker>(&ctx.Services());
     esdb::SubscribeOptions options;

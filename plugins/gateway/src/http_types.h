@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -77,6 +78,13 @@ struct Response {
   // text/event-stream); body is ignored.
   std::shared_ptr<StreamSource> stream;
 };
+
+// Whether a request's body framing is one the gateway reads: a
+// Transfer-Encoding other than exactly "chunked" (one header, one coding)
+// is 501, Transfer-Encoding together with Content-Length is 400 (RFC 9112
+// 6.1, 6.3: ambiguous framing smuggles requests). nullopt when fine.
+std::optional<Response> CheckBodyFraming(std::string_view transfer_encoding, size_t transfer_encoding_headers,
+                                         bool has_content_length);
 
 // Completes a request; call exactly once, from any thread.
 using Reply = std::function<void(Response)>;

@@ -1,5 +1,7 @@
 #include "json_util.h"
 
+#include <cctype>
+
 namespace esdb_gateway {
 
 std::string Dump(const nlohmann::json& j) {
@@ -91,6 +93,179 @@ bool IsValidUtf8(const std::string& s) {
     i += len;
   }
   return true;
+}
+
+// --- Secrets -----------------------------------------------------------------
+
+bool IsSecretKey(std::string_view key) {
+  std::string lower(key);
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* word : {"token", "secret", "passw", "credential", "key"}) {
+    if (lower.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+namespace {
+
+constexpr const char* kRedacted = "<redacted>";
+
+void Redact(nlohmann::json& j, bool secret) {
+  if (j.is_object()) {
+    for (auto& member : j.items()) {
+      const std::string& key = member.key();
+      if (secret && (key == "name" || key == "role" || key == "roles")) continue;
+      Redact(member.value(), secret || IsSecretKey(key));
+    }
+  } else if (j.is_array()) {
+    for (auto& value : j) Redact(value, secret);
+  } else if (secret && (j.is_string() || j.is_number())) {
+    j = kRedacted;
+  }
+}
+
+}  // namespace
+
+nlohmann::json RedactSecrets(const nlohmann::json& j) {
+  nlohmann::json out = j;
+  Redact(out, false);
+  return out;
+}
+
+// --- Raw JSON text -------------------------------------------------------------
+
+namespace {
+
+// The byte at `i`, or '\0' past the end.
+char At(std::string_view t, size_t i) { return i < t.size() ? t[i] : '\0'; }
+
+// The end of the string token starting at `pos` (a '"'), or npos.
+size_t StringEnd(std::string_view t, size_t pos) {
+  for (size_t i = pos + 1; i < t.size(); ++i) {
+    if (t[i] == '\\') ++i;
+    else if (t[i] == '"') return i + 1;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+size_t SkipJsonWhitespace(std::string_view t, size_t pos) {
+  while (pos < t.size() && (t[pos] == ' ' || t[pos] == '\t' || t[pos] == '\n' || t[pos] == '\r')) ++pos;
+  return pos;
+}
+
+size_t JsonValueEnd(std::string_view t, size_t pos) {
+  constexpr size_t npos = std::string_view::npos;
+  const char c = At(t, pos);
+  if (c == '"') return StringEnd(t, pos);
+  if (c == '{' || c == '[') {
+    size_t depth = 0;
+    for (size_t i = pos; i < t.size();) {
+      const char ch = t[i];
+      if (ch == '"') {
+        i = StringEnd(t, i);
+        if (i == npos) return npos;
+        continue;
+      }
+      if (ch == '{' || ch == '[') {
+        ++depth;
+      } else if (ch == '}' || ch == ']') {
+        if (--depth == 0) return i + 1;
+      }
+      ++i;
+    }
+    return npos;
+  }
+  size_t i = pos;
+  while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']' && t[i] != ' ' && t[i] != '\t' && t[i] != '\n' &&
+         t[i] != '\r' && t[i] != ':') {
+    ++i;
+  }
+  return i == pos ? npos : i;
+}
+
+std::optional<std::string> JsonStringValue(std::string_view token) {
+  if (token.size() < 2 || token.front() != '"' || StringEnd(token, 0) != token.size()) return std::nullopt;
+  const std::string_view inner = token.substr(1, token.size() - 2);
+  if (inner.find('\\') == std::string_view::npos) return std::string(inner);
+  nlohmann::json decoded = nlohmann::json::parse(token, nullptr, false);
+  if (!decoded.is_string()) return std::nullopt;
+  return decoded.get<std::string>();
+}
+
+bool ForEachJsonMember(std::string_view t, const std::function<bool(const std::string&, std::string_view)>& fn) {
+  constexpr size_t npos = std::string_view::npos;
+  size_t i = SkipJsonWhitespace(t, 0);
+  if (At(t, i) != '{') return false;
+  i = SkipJsonWhitespace(t, i + 1);
+  if (At(t, i) == '}') return true;
+  for (;;) {
+    if (At(t, i) != '"') return false;
+    const size_t key_end = StringEnd(t, i);
+    if (key_end == npos) return false;
+    std::optional<std::string> key = JsonStringValue(t.substr(i, key_end - i));
+    if (!key) return false;
+    i = SkipJsonWhitespace(t, key_end);
+    if (At(t, i) != ':') return false;
+    i = SkipJsonWhitespace(t, i + 1);
+    const size_t value_end = JsonValueEnd(t, i);
+    if (value_end == npos) return false;
+    if (!fn(*key, t.substr(i, value_end - i))) return false;
+    i = SkipJsonWhitespace(t, value_end);
+    if (At(t, i) == '}') return true;
+    if (At(t, i) != ',') return false;
+    i = SkipJsonWhitespace(t, i + 1);
+  }
+}
+
+bool ForEachJsonElement(std::string_view t, const std::function<bool(std::string_view)>& fn) {
+  constexpr size_t npos = std::string_view::npos;
+  size_t i = SkipJsonWhitespace(t, 0);
+  if (At(t, i) != '[') return false;
+  i = SkipJsonWhitespace(t, i + 1);
+  if (At(t, i) == ']') return true;
+  for (;;) {
+    const size_t value_end = JsonValueEnd(t, i);
+    if (value_end == npos) return false;
+    if (!fn(t.substr(i, value_end - i))) return false;
+    i = SkipJsonWhitespace(t, value_end);
+    if (At(t, i) == ']') return true;
+    if (At(t, i) != ',') return false;
+    i = SkipJsonWhitespace(t, i + 1);
+  }
+}
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
+      *out += Dump(nlohmann::json(std::string(s)));  // escapes, non-ASCII, invalid UTF-8
+      return;
+    }
+  }
+  *out += '"';
+  *out += s;
+  *out += '"';
+}
+
+Response JsonTextResponse(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+std::string DumpWithRaw(const nlohmann::json& obj, std::string_view key, std::string_view raw) {
+  std::string out = Dump(obj);
+  out.pop_back();  // '}'
+  if (out.size() > 1) out += ',';
+  out += '"';
+  out += key;  // a literal of ours: nothing to escape
+  out += "\":";
+  out += raw;
+  out += '}';
+  return out;
 }
 
 }  // namespace esdb_gateway

@@ -48,12 +48,15 @@ RouteMatch Router::Match(const std::string& method, const std::vector<std::strin
       m.route = &r;
       m.params = std::move(params);
       m.allowed_methods.clear();
+      m.role = r.role;
       return m;
     }
+    if (m.allowed_methods.empty() || r.role < m.role) m.role = r.role;
     if (std::find(m.allowed_methods.begin(), m.allowed_methods.end(), r.method) == m.allowed_methods.end()) {
       m.allowed_methods.push_back(r.method);
     }
   }
+  if (m.allowed_methods.empty()) m.role = Role::kRead;
   return m;
 }
 

@@ -29,6 +29,11 @@ struct RouteMatch {
   const Route* route = nullptr;                // null: no route for this method
   std::map<std::string, std::string> params;
   std::vector<std::string> allowed_methods;    // when the path matches other methods only (405)
+  // The role a caller needs before learning anything about this request's
+  // route: the matched route's; with only other methods matching, the least
+  // of theirs (405 and Allow are for callers who may use the path); with no
+  // path matching, kRead (an unknown path is 404 for authenticated callers only).
+  Role role = Role::kRead;
 };
 
 class Router {

@@ -52,7 +52,7 @@ class ServerState {
   ServerState(GatewayConfig config, ServerDeps deps)
       : config(std::move(config)),
         deps(std::move(deps)),
-        auth(this->config.tokens),
+        auth(this->config.tokens, this->config.insecure_admin),
         circuits(this->config.circuit_breaker, this->deps.bus) {}
 
   const GatewayConfig config;

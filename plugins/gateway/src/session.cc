@@ -190,6 +190,12 @@ void Session::OnHeader(beast::error_code ec) {
   if (phase_ == Phase::kClosed) return;
   if (ec) return FailRead(ec);
   auto& req = parser_->get();
+  const beast::string_view te = req[http::field::transfer_encoding];
+  if (auto bad = CheckBodyFraming(std::string_view(te.data(), te.size()), req.count(http::field::transfer_encoding),
+                                  req.count(http::field::content_length) > 0)) {
+    request_.route = "unparsed";
+    return Write(std::move(*bad), true);  // the body's end is unknown: answer and close
+  }
   // curl and others wait for "100 Continue" before sending a large body.
   if (parser_->content_length().value_or(0) > 0 && !parser_->is_done() &&
       beast::iequals(req[http::field::expect], "100-continue")) {
@@ -267,7 +273,9 @@ void Session::Dispatch() {
   auto& req = parser_->get();
   request_.method = std::string(req.method_string());
   request_.target = std::string(req.target());
+  size_t authorization_headers = 0;
   for (const auto& field : req) {
+    if (field.name() == http::field::authorization) ++authorization_headers;
     request_.headers[Lower(std::string(field.name_string()))] = std::string(field.value());
   }
   request_.body = std::move(req.body());
@@ -310,6 +318,15 @@ void Session::Dispatch() {
   }
 
   RouteMatch match = state_->router.Match(request_.method, request_.segments);
+  // Who asks, and may they: before a 404 or 405 tells anything about the routes.
+  const Identity who = state_->auth.Authenticate(request_.Header("authorization"), authorization_headers);
+  request_.role = who.role;
+  request_.principal = who.name;
+  if (auto refusal = state_->auth.Refusal(who, match.role)) {
+    if (match.route != nullptr) request_.route = match.route->name;
+    else request_.route = "unmatched";
+    return reply(std::move(*refusal));
+  }
   if (match.route == nullptr) {
     request_.route = "unmatched";
     if (!match.allowed_methods.empty()) {
@@ -328,24 +345,6 @@ void Session::Dispatch() {
   request_.route = route.name;
   request_.params = std::move(match.params);
 
-  const Identity who = state_->auth.Authenticate(request_.Header("authorization"));
-  request_.role = who.role;
-  request_.principal = who.name;
-  if (route.role > Role::kNone && state_->auth.enabled()) {
-    if (!who.valid) {
-      Response r = ErrorResponse(401, "unauthenticated",
-                                 who.presented ? "the bearer token is not valid"
-                                               : "this route needs an Authorization: Bearer <token> header");
-      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"esdb\"");
-      return reply(std::move(r));
-    }
-    if (who.role < route.role) {
-      return reply(ErrorResponse(403, "permission_denied",
-                                 std::string("this route needs the '") + RoleName(route.role) +
-                                     "' role; token '" + who.name + "' has '" + RoleName(who.role) + "'",
-                                 {{"required_role", RoleName(route.role)}}));
-    }
-  }
   if (route.circuit != nullptr) {
     // Before the handler: a refused call never reaches the callee.
     CircuitTicket ticket = route.circuit->Admit(std::string_view(request_.trace.trace_id.data(), 32));

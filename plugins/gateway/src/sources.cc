@@ -10,7 +10,20 @@ std::string SseMessage(const std::string& id, const std::string& event, const st
   if (!id.empty()) m += "id: " + id + "\n";
   if (!event.empty()) m += "event: " + event + "\n";
   m += "data: ";
-  m += data;
+  // A line break ends an SSE field: each line of `data` becomes its own
+  // "data:" line, which the client joins with "\n" (JSON text kept as
+  // written may contain line breaks between tokens).
+  for (size_t i = 0; i < data.size(); ++i) {
+    const size_t brk = data.find_first_of("\r\n", i);
+    if (brk == std::string::npos) {
+      m.append(data, i, std::string::npos);
+      break;
+    }
+    m.append(data, i, brk - i);
+    m += "\ndata: ";
+    i = brk;
+    if (data[brk] == '\r' && brk + 1 < data.size() && data[brk + 1] == '\n') ++i;
+  }
   m += "\n\n";
   return m;
 }
@@ -20,7 +33,7 @@ void BusEventSource::Start(std::shared_ptr<SseSink> sink) {
   auto result = bus_->Subscribe(options_, [weak](const esdb::EventPtr& e) {
     auto s = weak.lock();
     if (!s) return;
-    s->Send(SseMessage(e->id, e->type, Dump(esdb::EventToJson(*e))));
+    s->Send(SseMessage(e->id, e->type, Dump(RedactSecrets(esdb::EventToJson(*e)))));
   });
   std::lock_guard<std::mutex> lock(mu_);
   if (!result.ok()) {

@@ -14,7 +14,8 @@
 
 namespace esdb_gateway {
 
-// Formats one SSE message; `data` is a single line of JSON.
+// Formats one SSE message; each line of `data` (JSON text) is one "data:"
+// line, so a client joining them with "\n" gets `data` back ("\r" as "\n").
 std::string SseMessage(const std::string& id, const std::string& event, const std::string& data);
 
 // Bus events (e.g. lifecycle) as SSE: id = bus event id, event = type,

@@ -108,23 +108,27 @@ TraceContext StartTrace(std::string_view header, size_t count, TraceIdGenerator&
   return t;
 }
 
-std::string MetadataWithTrace(const nlohmann::json* metadata, const std::string& traceparent) {
-  const bool absent = metadata == nullptr || metadata->is_null();
-  if (traceparent.empty()) return absent ? std::string() : Dump(*metadata);
-  if (absent) return "{\"" + std::string(kTraceMetadataKey) + "\":\"" + traceparent + "\"}";
-  std::string dumped = Dump(*metadata);
-  if (!metadata->is_object() || metadata->contains(kTraceMetadataKey)) return dumped;
-  // Splice the key in front rather than copying the caller's object (key
-  // order carries no meaning in JSON).
-  std::string out;
-  out.reserve(dumped.size() + traceparent.size() + 20);
-  out += "{\"";
+std::string MetadataWithTrace(std::string_view metadata, const std::string& traceparent) {
+  const bool absent = metadata.empty() || metadata == "null";
+  if (traceparent.empty()) return absent ? std::string() : std::string(metadata);
+  std::string out = "{\"";
   out += kTraceMetadataKey;
   out += "\":\"";
   out += traceparent;
   out += '"';
-  if (dumped.size() > 2) out += ',';
-  out.append(dumped, 1, std::string::npos);
+  if (absent) return out + "}";
+  if (metadata.front() != '{') return std::string(metadata);
+  bool has_members = false, has_trace = false;
+  ForEachJsonMember(metadata, [&](const std::string& key, std::string_view) {
+    has_members = true;
+    has_trace = key == kTraceMetadataKey;
+    return !has_trace;
+  });
+  if (has_trace) return std::string(metadata);
+  // Splice the key in front, keeping the caller's text (key order carries
+  // no meaning in JSON).
+  if (has_members) out += ',';
+  out.append(metadata.substr(1));
   return out;
 }
 

@@ -74,13 +74,14 @@ struct TraceContext {
 // (`count` = how many traceparent headers came), else starts a new one.
 TraceContext StartTrace(std::string_view header, size_t count, TraceIdGenerator& ids);
 
-// The metadata bytes to store for an event whose metadata is `metadata`
-// (null when absent), with kTraceMetadataKey = `traceparent` merged in:
+// The metadata bytes to store for an event whose metadata is the client's
+// JSON text `metadata` ("" when absent), with kTraceMetadataKey =
+// `traceparent` merged in, the client's text otherwise kept byte for byte:
 // absent or null metadata becomes {"$traceparent": ...}; an object gets the
 // key unless it already has one (the caller's value wins); any other JSON
 // value (array, string, number, bool) is stored unchanged, without a trace.
 // An empty `traceparent` stores the metadata unchanged. "" for absent/null
 // metadata without a trace.
-std::string MetadataWithTrace(const nlohmann::json* metadata, const std::string& traceparent);
+std::string MetadataWithTrace(std::string_view metadata, const std::string& traceparent);
 
 }  // namespace esdb_gateway

@@ -30,11 +30,17 @@ inline std::vector<std::string> MappedFiles(pid_t pid, const std::string& fragme
   return out;
 }
 
+// Dev mode, deliberately, for the tests of admin operations (the auth tests
+// give tokens or keep the default, where admin routes are refused).
+inline const std::string kDevMode = "gateway.insecure_admin=true";
+
 class AdminHost {
  public:
   // `builtins`: the built-in plugins whose manifests go into the manifests
-  // directory besides the gateway's. `sets`: extra --set arguments.
-  explicit AdminHost(const std::vector<std::string>& builtins = {}, const std::vector<std::string>& sets = {}) {
+  // directory besides the gateway's. `sets`: extra --set arguments, e.g.
+  // kDevMode or "gateway.tokens=[...]". `log_level`: the host's.
+  explicit AdminHost(const std::vector<std::string>& builtins = {}, const std::vector<std::string>& sets = {},
+                     const std::string& log_level = "error") {
     manifests_ = dir_.path() / "manifests";
     extra_ = dir_.path() / "extra";
     std::filesystem::create_directories(manifests_);
@@ -46,7 +52,7 @@ class AdminHost {
                                       manifests_ / (p + ".json"));
     }
     std::vector<std::string> args = {"--manifests", manifests_.string(), "--data", (dir_.path() / "data").string(),
-                                     "--set", "gateway.listen_port=0", "--print-events", "--log-level", "error",
+                                     "--set", "gateway.listen_port=0", "--print-events", "--log-level", log_level,
                                      "--manifest-dir", extra_.string()};
     for (const auto& a : esdb::test::PluginDirArgs()) args.push_back(a);
     for (const auto& s : sets) {

@@ -32,11 +32,11 @@ HttpResult Post(uint16_t port, const std::string& target, const json& body, std:
 
 // GET /admin/plugins/{name}, polled until `pred` holds (bounded).
 json PluginWhen(uint16_t port, const std::string& name, const std::function<bool(const json&)>& pred,
-                int timeout_ms = 10000) {
+                int timeout_ms = 10000, const std::map<std::string, std::string>& headers = {}) {
   json last;
   const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < end) {
-    auto r = Http(port, "GET", "/admin/plugins/" + name);
+    auto r = Http(port, "GET", "/admin/plugins/" + name, "", headers);
     last = r.Json();
     if (r.status == 200 && pred(last)) return last;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -49,7 +49,7 @@ std::string Lib(const char* file) { return TestLibrary(file).string(); }
 }  // namespace
 
 TEST_CASE("admin API: add by path and inline, list, reload a changed build, remove and unmap", "[admin]") {
-  AdminHost host;
+  AdminHost host({}, {kDevMode});
   const uint16_t port = host.port();
   const std::string lib_a = Lib("libesdb_test_plugin.so"), lib_b = Lib("libesdb_test_plugin_b.so"),
                     lib_c = Lib("libesdb_test_plugin_pinned.so");
@@ -154,7 +154,7 @@ TEST_CASE("admin API: add by path and inline, list, reload a changed build, remo
 }
 
 TEST_CASE("admin API: failed starts and reloads report their reason; the old build keeps serving", "[admin]") {
-  AdminHost host;
+  AdminHost host({}, {kDevMode});
   const uint16_t port = host.port();
   const std::string lib_a = Lib("libesdb_test_plugin.so"), lib_b = Lib("libesdb_test_plugin_b.so");
 
@@ -278,7 +278,7 @@ TEST_CASE("admin API: auth matrix and bad bodies", "[admin]") {
 }
 
 TEST_CASE("admin API: the gateway reloading itself answers 202 at once and comes back on a new port", "[admin]") {
-  AdminHost host;
+  AdminHost host({}, {kDevMode});
   const uint16_t port = host.port();
   auto r = Http(port, "POST", "/admin/plugins/gateway/reload?wait=true");
   REQUIRE(r.status == 202);
@@ -300,7 +300,7 @@ TEST_CASE("admin API: the gateway reloading itself answers 202 at once and comes
 
 TEST_CASE("admin routes without the host's admin service answer 503 naming it; data 503s carry Retry-After",
           "[admin]") {
-  TestServer ts;  // no host: no esdb.admin/1, no store
+  TestServer ts(json{{"insecure_admin", true}});  // no host: no esdb.admin/1, no store
   for (auto [method, target] : std::vector<std::pair<std::string, std::string>>{
            {"GET", "/admin/plugins"}, {"DELETE", "/admin/plugins/x"}, {"POST", "/admin/plugins/x/reload"}}) {
     INFO(method << " " << target);
@@ -316,6 +316,9 @@ TEST_CASE("admin routes without the host's admin service answer 503 naming it; d
 
 namespace {
 
+// The admin token of the CLI test's host.
+const std::string kCliToken = "cli-admin-token";
+
 struct CliResult {
   int code = -1;
   std::string out, err;
@@ -328,11 +331,14 @@ std::string ReadAll(const std::filesystem::path& p) {
   return s.str();
 }
 
-// Runs the esdb CLI with `args` (shell-quoted by the caller) and `input` on stdin.
-CliResult Cli(const std::filesystem::path& dir, uint16_t port, const std::string& args, const std::string& input = "") {
+// Runs the esdb CLI with `args` (shell-quoted by the caller) and `input` on
+// stdin; `token` (if any) in the environment variable ESDB_TOKEN.
+CliResult Cli(const std::filesystem::path& dir, uint16_t port, const std::string& args, const std::string& input = "",
+              const std::string& token = kCliToken) {
   const auto in = dir / "cli.in", out = dir / "cli.out", err = dir / "cli.err";
   std::ofstream(in) << input;
-  const std::string cmd = std::string(ESDB_CLI_BIN) + " --url http://127.0.0.1:" + std::to_string(port) + " " + args +
+  const std::string cmd = (token.empty() ? std::string("env -u ESDB_TOKEN ") : "ESDB_TOKEN=" + token + " ") +
+                          std::string(ESDB_CLI_BIN) + " --url http://127.0.0.1:" + std::to_string(port) + " " + args +
                           " < " + in.string() + " > " + out.string() + " 2> " + err.string();
   const int status = std::system(cmd.c_str());
   CliResult r;
@@ -345,7 +351,7 @@ CliResult Cli(const std::filesystem::path& dir, uint16_t port, const std::string
 }  // namespace
 
 TEST_CASE("esdb plugins list|add|reload|remove", "[admin][cli]") {
-  AdminHost host;
+  AdminHost host({}, {R"(gateway.tokens=[{"token":")" + kCliToken + R"(","role":"admin"}])"});
   const uint16_t port = host.port();
   const std::string lib_a = Lib("libesdb_test_plugin.so");
   const auto file = host.extra_dir() / "cli.json";
@@ -372,7 +378,15 @@ TEST_CASE("esdb plugins list|add|reload|remove", "[admin][cli]") {
   r = Cli(host.dir(), port, "plugins add -", TestManifest("cli2", {}, {{"library", lib_a}}).dump());
   CHECK(r.code == 0);
   CHECK_THAT(r.out, Catch::Contains("add of cli2 accepted (operation "));
-  CHECK(PluginWhen(port, "cli2", [](const json& p) { return p["state"] == "ready"; })["state"] == "ready");
+  CHECK(PluginWhen(port, "cli2", [](const json& p) { return p["state"] == "ready"; }, 10000,
+                   {{"Authorization", "Bearer " + kCliToken}})["state"] == "ready");
+
+  // The token: --token wins over ESDB_TOKEN; without one the host refuses.
+  r = Cli(host.dir(), port, "--token " + kCliToken + " plugins list", "", "wrong");
+  CHECK(r.code == 0);
+  r = Cli(host.dir(), port, "plugins list", "", "");
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("HTTP 401"));
 
   // Errors: an unknown plugin, a failed outcome.
   r = Cli(host.dir(), port, "plugins reload nope");
@@ -420,7 +434,7 @@ TEST_CASE("admin API: a manifest naming a library outside the plugin directories
 // gateway I/O thread (a FIFO blocked it for good) and echoed its content.
 TEST_CASE("admin API: add by path takes only regular files inside the manifest directories, never blocks, never echoes",
           "[admin][security]") {
-  AdminHost host;
+  AdminHost host({}, {kDevMode});
   const uint16_t port = host.port();
   const auto extra = host.extra_dir();
   auto timed_post = [&](const json& body, long* ms, const std::string& target = "/admin/plugins") {
@@ -485,5 +499,55 @@ TEST_CASE("admin API: add by path takes only regular files inside the manifest d
   CHECK_THAT(r.body, !Catch::Contains("SECRET"));
 
   CHECK(Http(port, "GET", "/health/live").status == 200);
+  REQUIRE(host.Stop() == 0);
+}
+
+// --- issue 9 -------------------------------------------------------------------
+
+TEST_CASE("default config: tokenless admin is refused and loads nothing", "[admin][auth]") {
+  AdminHost host;  // no tokens, no dev mode: what a fresh install runs
+  const uint16_t port = host.port();
+  const std::string lib = Lib("libesdb_test_plugin.so");
+  auto r = Post(port, "/admin/plugins?wait=true", {{"manifest", TestManifest("intruder", {}, {{"library", lib}})}});
+  CHECK(r.status == 403);
+  CHECK(r.Json()["required_role"] == "admin");
+  CHECK_THAT(r.Json().value("message", ""), Catch::Contains("insecure_admin"));
+  CHECK_FALSE(host.Mapped(lib));  // no constructor of it ran in the host
+  for (auto [method, target] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/admin/plugins"}, {"POST", "/admin/plugins/gateway/reload"}, {"DELETE", "/admin/plugins/gateway"},
+           {"GET", "/control/status"}, {"GET", "/metrics"}}) {
+    INFO(method << " " << target);
+    CHECK(Http(port, method, target).status == 403);
+  }
+  CHECK(Http(port, "GET", "/health/live").status == 200);
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("dev mode (insecure_admin): a loud warning at start-up, shown in /control/status", "[admin][auth]") {
+  AdminHost host({}, {kDevMode}, "warn");
+  const uint16_t port = host.port();
+  auto r = Http(port, "GET", "/control/status");
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["gateway_auth"]["mode"] == "insecure_admin");
+  CHECK(Http(port, "GET", "/admin/plugins").status == 200);
+  CHECK_THAT(host.process().Stderr(), Catch::Contains("INSECURE DEV MODE") && Catch::Contains("insecure_admin"));
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("admin routes never echo configured secrets", "[admin][auth]") {
+  const std::string secret = "s3cr3t-admin-token-0123456789";
+  AdminHost host({}, {R"(gateway.tokens=[{"token":")" + secret + R"(","role":"admin","name":"ops"}])"});
+  const uint16_t port = host.port();
+  const std::map<std::string, std::string> admin{{"Authorization", "Bearer " + secret}};
+  for (const std::string target : {"/admin/plugins", "/admin/plugins/gateway", "/control/status"}) {
+    INFO(target);
+    auto r = Http(port, "GET", target, "", admin);
+    REQUIRE(r.status == 200);
+    CHECK(r.body.find(secret) == std::string::npos);
+  }
+  const json gw = Http(port, "GET", "/admin/plugins/gateway", "", admin).Json();
+  CHECK(gw["manifest"]["config"]["tokens"][0]["token"] == "<redacted>");
+  CHECK(gw["manifest"]["config"]["tokens"][0]["name"] == "ops");
+  CHECK(gw["manifest"]["config"]["listen_port"] == 0);
   REQUIRE(host.Stop() == 0);
 }

@@ -13,6 +13,9 @@ using nlohmann::json;
 
 namespace {
 
+// Dev mode, deliberately, for tests that use admin routes without a token.
+const std::string kDevMode = "gateway.insecure_admin=true";
+
 json Events(int n, const std::string& type = "thing_happened") {
   json arr = json::array();
   for (int i = 0; i < n; ++i) arr.push_back({{"eventType", type}, {"data", {{"i", i}}}});
@@ -29,7 +32,7 @@ HttpResult Append(uint16_t port, const std::string& stream, const json& events, 
 
 TEST_CASE("e2e: streams, $all, metadata, deletion and snapshots through a real host") {
   TempDir dir;
-  HostProcess host(dir.path());
+  HostProcess host(dir.path(), {kDevMode});  // reads /metrics and hard-deletes without a token
   const uint16_t port = host.port();
   REQUIRE(Http(port, "GET", "/health/live").status == 200);
   REQUIRE(host.WaitReady());
@@ -195,7 +198,7 @@ TEST_CASE("e2e: SSE catch-up then live under concurrent appends, no gap, no dupl
 TEST_CASE("e2e: persistent group: next, ack, timeout redelivery, park, replay, restart resume") {
   TempDir dir;
   {
-    HostProcess host(dir.path());
+    HostProcess host(dir.path(), {kDevMode});  // creates groups (admin) without a token
     const uint16_t port = host.port();
     REQUIRE(host.WaitReady());
     REQUIRE(Append(port, "jobs", Events(3)).status == 201);
@@ -256,7 +259,7 @@ TEST_CASE("e2e: persistent group: next, ack, timeout redelivery, park, replay, r
   }
   {
     // After a restart, unacked messages are delivered again (at-least-once).
-    HostProcess host(dir.path());
+    HostProcess host(dir.path(), {kDevMode});
     const uint16_t port = host.port();
     REQUIRE(host.WaitReady());
     std::set<int64_t> versions;
@@ -373,4 +376,102 @@ TEST_CASE("e2e: a response bigger than the socket takes at once arrives whole to
   http::read(s, buffer, live);
   REQUIRE(live.result_int() == 200);
   REQUIRE(host.Stop() == 0);
+}
+
+// --- issue 9 -------------------------------------------------------------------
+
+TEST_CASE("e2e: event data and metadata come back byte for byte: big numbers, key order, whitespace") {
+  TempDir dir;
+  HostProcess host(dir.path(), {R"(gateway.tokens=[{"token":"a","role":"admin"}])"});
+  const std::map<std::string, std::string> a{{"Authorization", "Bearer a"}};
+  const uint16_t port = host.port();
+  REQUIRE(host.WaitReady());
+  // What nlohmann::json would change: integers beyond 64 bits (to doubles),
+  // 1.0 / 1E+2 / -0 (reformatted), key order (sorted), whitespace, escapes.
+  const std::string data =
+      "{\"big\": 123456789012345678901234567890, \"b\": 1.0, \"a\": 1E+2,\n  \"neg\": -0, "
+      "\"u64plus\": 18446744073709551617, \"s\": \"caf\\u00e9 \\\"q\\\"\", \"arr\": [ 1 , 2 ]}";
+  const std::string metadata = "{ \"z\": 340282366920938463463374607431768211457, \"y\": [] }";
+  const std::string body = "[{\"eventType\": \"t\", \"data\": " + data + ", \"metadata\": " + metadata + "}]";
+  REQUIRE(Http(port, "POST", "/streams/rt", body, a).status == 201);
+  const std::string want_data = "\"data\":" + data, want_meta = "\"metadata\":" + metadata;
+
+  for (const std::string target : {"/streams/rt", "/streams/rt/0", "/streams/$all?stream_prefix=rt"}) {
+    INFO(target);
+    auto r = Http(port, "GET", target, "", a);
+    REQUIRE(r.status == 200);
+    CHECK(r.body.find(want_data) != std::string::npos);
+    CHECK(r.body.find(want_meta) != std::string::npos);
+    REQUIRE(r.Json().is_object());  // still one valid JSON document
+  }
+  // SSE: the client joins the data lines back into the same text.
+  SseReader sse(port, "/streams/rt/subscribe?from=0", a);
+  REQUIRE(sse.ReadHeader() == 200);
+  auto m = sse.Next();
+  CHECK(m["data"].find(want_data) != std::string::npos);
+  CHECK(json::parse(m["data"], nullptr, false).is_object());
+  // A persistent group's messages.
+  REQUIRE(Http(port, "PUT", "/subscriptions/rt/g", R"({"start_from": 0})", a).status == 201);
+  auto next = Http(port, "GET", "/subscriptions/rt/g/next?count=1", "", a);
+  REQUIRE(next.status == 200);
+  CHECK(next.body.find(want_data) != std::string::npos);
+  CHECK(next.Json()["messages"][0]["retryCount"] == 0);
+
+  // A traceparent is spliced into the metadata; the rest stays as sent.
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  REQUIRE(Http(port, "POST", "/streams/rt", body, {{"traceparent", tp}, {"Authorization", "Bearer a"}}).status == 201);
+  auto traced = Http(port, "GET", "/streams/rt/1", "", a);
+  CHECK(traced.body.find("\"metadata\":{\"$traceparent\":\"" + tp + "\", \"z\": 340282366920938463463374607431768211457, \"y\": [] }") !=
+        std::string::npos);
+
+  // Snapshots too.
+  const std::string snap = "{\"n\": 123456789012345678901234567890, \"k\": 1.50}";
+  REQUIRE(Http(port, "PUT", "/snapshots/rt/1", snap, a).status == 201);
+  CHECK(Http(port, "GET", "/snapshots/rt/latest", "", a).body.find("\"data\":" + snap) != std::string::npos);
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("e2e: writes to $-streams need the admin role over HTTP") {
+  TempDir dir;
+  HostProcess host(dir.path(), {R"(gateway.tokens=[{"token":"w","role":"write","name":"writer"},{"token":"a","role":"admin"}])"});
+  const uint16_t port = host.port();
+  REQUIRE(host.WaitReady());
+  const std::map<std::string, std::string> w{{"Authorization", "Bearer w"}}, a{{"Authorization", "Bearer a"}};
+  const std::string ev = Events(1).dump();
+  struct Row {
+    std::string method, target, body;
+    int admin;  // the admin token's answer (0: not tried); a write token always gets 403
+  };
+  for (const Row& row : std::vector<Row>{
+           // notification's own state: not even admin is asked to write garbage there here
+           {"POST", "/streams/$persistent-config", R"([{"eventType":"group_saved","data":{"garbage":true}}])", 0},
+           {"POST", "/streams/$checkpoint-x", ev, 201},
+           {"POST", "/streams/%24parked-x", ev, 201},
+           {"PUT", "/streams/$parked-x/metadata", R"({"maxCount": 1})", 200},
+           {"PUT", "/snapshots/$checkpoint-x/0", "{}", 201},
+           {"DELETE", "/snapshots/$checkpoint-x/0", "", 204},
+           {"DELETE", "/streams/$checkpoint-x", "", 204},
+       }) {
+    INFO(row.method << " " << row.target);
+    auto r = Http(port, row.method, row.target, row.body, w);
+    CHECK(r.status == 403);
+    CHECK(r.Json()["rule"] == "system_stream");
+    CHECK(r.Json()["required_role"] == "admin");
+    CHECK_THAT(r.Json().value("message", ""), Catch::Contains("system stream") && Catch::Contains("'writer'"));
+    if (row.admin != 0) CHECK(Http(port, row.method, row.target, row.body, a).status == row.admin);
+  }
+  // Nothing a write token sent reached the store; ordinary streams are unaffected.
+  CHECK(Http(port, "GET", "/streams/$persistent-config", "", a).body.find("garbage") == std::string::npos);
+  CHECK(Http(port, "POST", "/streams/ordinary", ev, w).status == 201);
+  REQUIRE(host.Stop() == 0);
+
+  // Without tokens (the default), local clients have the write role: same rule.
+  TempDir dir2;
+  HostProcess local(dir2.path());
+  REQUIRE(local.WaitReady());
+  auto r = Http(local.port(), "POST", "/streams/$persistent-config", ev);
+  CHECK(r.status == 403);
+  CHECK(r.Json()["rule"] == "system_stream");
+  CHECK(Http(local.port(), "POST", "/streams/ordinary", ev).status == 201);
+  REQUIRE(local.Stop() == 0);
 }

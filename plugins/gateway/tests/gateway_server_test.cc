@@ -12,8 +12,14 @@
 using namespace gwtest;
 using nlohmann::json;
 
+namespace {
+// Dev mode, deliberately: these tests exercise admin routes (/control,
+// /metrics) without tokens; the auth tests below use tokens or the default.
+const json kDevMode = {{"insecure_admin", true}};
+}  // namespace
+
 TEST_CASE("health, readiness and status follow the control service") {
-  TestServer ts;
+  TestServer ts(kDevMode);
   auto live = Http(ts.port(), "GET", "/health/live");
   REQUIRE(live.status == 200);
   REQUIRE(live.Json()["status"] == "live");
@@ -236,7 +242,7 @@ TEST_CASE("connection limit: the connection beyond the limit gets 503") {
 }
 
 TEST_CASE("metrics render request counts, latency histograms and subsystem states") {
-  TestServer ts;
+  TestServer ts(kDevMode);
   Http(ts.port(), "GET", "/health/live");
   Http(ts.port(), "GET", "/nope");
   auto m = Http(ts.port(), "GET", "/metrics");
@@ -266,7 +272,7 @@ void PublishLifecycle(TestBus& bus, const std::string& type, const std::string& 
 }  // namespace
 
 TEST_CASE("/control/events streams retained then live bus events; stop ends the stream") {
-  TestServer ts(json{{"sse_heartbeat_ms", 100}});
+  TestServer ts(json{{"sse_heartbeat_ms", 100}, {"insecure_admin", true}});
   PublishLifecycle(ts.bus, "subsystem_ready", "persistence", true);
   SseReader sse(ts.port(), "/control/events");
   REQUIRE(sse.ReadHeader() == 200);
@@ -290,7 +296,7 @@ TEST_CASE("/control/events streams retained then live bus events; stop ends the 
 }
 
 TEST_CASE("a slow SSE consumer is disconnected with a reason; others are unaffected") {
-  TestServer ts(json{{"sse_buffer_messages", 16}});
+  TestServer ts(json{{"sse_buffer_messages", 16}, {"insecure_admin", true}});
   SseReader slow(ts.port(), "/control/events?topic=spam");
   REQUIRE(slow.ReadHeader() == 200);
   for (int i = 0; i < 200 && ts.bus.subscriber_count() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -313,7 +319,7 @@ TEST_CASE("a slow SSE consumer is disconnected with a reason; others are unaffec
 }
 
 TEST_CASE("SSE subscriber limit answers 503") {
-  TestServer ts(json{{"max_sse_subscribers", 1}});
+  TestServer ts(json{{"max_sse_subscribers", 1}, {"insecure_admin", true}});
   SseReader first(ts.port(), "/control/events");
   REQUIRE(first.ReadHeader() == 200);
   SseReader second(ts.port(), "/control/events");
@@ -357,7 +363,7 @@ TEST_CASE("binding a port in use fails with a message naming the address") {
 }
 
 TEST_CASE("every response carries a traceresponse: the caller's trace continued, or a new one") {
-  TestServer ts;
+  TestServer ts(kDevMode);
   const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
   auto r = Http(ts.port(), "GET", "/health/live", "", {{"traceparent", "00-" + trace + "-00f067aa0ba902b7-01"}});
   REQUIRE(r.status == 200);
@@ -401,7 +407,7 @@ TEST_CASE("every response carries a traceresponse: the caller's trace continued,
 }
 
 TEST_CASE("circuit state is in /control/status and /metrics") {
-  TestServer ts;
+  TestServer ts(kDevMode);
   auto status = Http(ts.port(), "GET", "/control/status").Json();
   CHECK(status["circuits"]["store_write"]["state"] == "closed");
   CHECK(status["circuits"]["notification"]["settings"]["failure_threshold"] == 5);
@@ -412,4 +418,123 @@ TEST_CASE("circuit state is in /control/status and /metrics") {
   status = Http(ts.port(), "GET", "/control/status").Json();
   CHECK(status["circuits"]["store_read"]["state"] == "closed");
   CHECK(status["circuits"]["store_read"]["counts"]["ignored"] == 6);
+}
+
+// --- issue 9: auth defaults, header and framing checks, redaction ----------
+
+TEST_CASE("default config: admin routes are refused without a token; data routes stay open on loopback") {
+  TestServer ts;  // no tokens, no dev mode
+  for (auto [method, target] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/control/status"}, {"GET", "/metrics"}, {"GET", "/admin/plugins"},
+           {"POST", "/admin/plugins"}, {"DELETE", "/admin/plugins/x"}, {"PUT", "/subscriptions/s/g"}}) {
+    INFO(method << " " << target);
+    auto r = Http(ts.port(), method, target, R"({"manifest": {"name": "x"}})");
+    CHECK(r.status == 403);
+    CHECK(r.Json()["required_role"] == "admin");
+    CHECK_THAT(r.Json().value("message", ""), Catch::Contains("tokens") && Catch::Contains("insecure_admin"));
+  }
+  SseReader events(ts.port(), "/control/events");
+  CHECK(events.ReadHeader() == 403);
+  // Data routes: past auth (503: no store in this harness).
+  CHECK(Http(ts.port(), "GET", "/streams/x").status == 503);
+  CHECK(Http(ts.port(), "POST", "/streams/x", R"([{"eventType":"a","data":1}])").status == 503);
+  CHECK(Http(ts.port(), "GET", "/health/live").status == 200);
+}
+
+TEST_CASE("dev mode (insecure_admin) makes every client admin and says so in /control/status") {
+  TestServer ts(kDevMode);
+  auto r = Http(ts.port(), "GET", "/control/status");
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["gateway_auth"]["mode"] == "insecure_admin");
+  CHECK_THAT(r.Json()["gateway_auth"].value("warning", ""), Catch::Contains("every client is admin"));
+  CHECK(Http(ts.port(), "GET", "/metrics").status == 200);
+}
+
+TEST_CASE("duplicate Authorization headers are refused with 400") {
+  TestServer with_tokens(json{{"tokens", {{{"token", "admin-secret"}, {"role", "admin"}}}}});
+  TestServer local;
+  for (uint16_t port : {with_tokens.port(), local.port()}) {
+    for (const std::string target : {"/streams/x", "/health/live", "/control/status"}) {
+      INFO(port << " " << target);
+      const std::string raw = RawExchange(port,
+                                          "GET " + target +
+                                              " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\n"
+                                              "Authorization: Bearer admin-secret\r\n\r\n",
+                                          false);
+      CHECK(StatusOf(raw) == 400);
+      CHECK(raw.find("more than one Authorization header") != std::string::npos);
+    }
+  }
+  // One header is fine.
+  CHECK(Http(with_tokens.port(), "GET", "/control/status", "", {{"Authorization", "Bearer admin-secret"}}).status ==
+        200);
+}
+
+TEST_CASE("authentication comes before 404 and 405: unauthenticated callers learn nothing about routes") {
+  TestServer ts(json{{"tokens",
+                      {{{"token", "reader-secret"}, {"role", "read"}}, {{"token", "admin-secret"}, {"role", "admin"}}}}});
+  const std::map<std::string, std::string> reader{{"Authorization", "Bearer reader-secret"}},
+      admin{{"Authorization", "Bearer admin-secret"}};
+  auto r = Http(ts.port(), "PUT", "/admin/plugins");
+  CHECK(r.status == 401);
+  CHECK(r.headers.count("allow") == 0);
+  CHECK(Http(ts.port(), "PUT", "/admin/plugins", "", reader).status == 403);
+  CHECK(Http(ts.port(), "PUT", "/admin/plugins", "", admin).status == 405);
+  CHECK(Http(ts.port(), "PATCH", "/streams/x").status == 401);
+  r = Http(ts.port(), "PATCH", "/streams/x", "", reader);
+  CHECK(r.status == 405);
+  CHECK(r.headers["allow"].find("POST") != std::string::npos);
+  CHECK(Http(ts.port(), "GET", "/admin/shell").status == 401);
+  CHECK(Http(ts.port(), "GET", "/admin/shell", "", reader).status == 404);
+  CHECK(Http(ts.port(), "BREW", "/health/live").status == 405);  // public path: nothing to hide
+  // Without tokens, admin paths are refused whatever the method.
+  TestServer local;
+  CHECK(Http(local.port(), "PUT", "/admin/plugins").status == 403);
+  CHECK(Http(local.port(), "PATCH", "/streams/x").status == 405);
+}
+
+TEST_CASE("Transfer-Encoding other than exactly chunked is 501; with Content-Length it is 400") {
+  TestServer ts;
+  const std::string head = "POST /streams/s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+  const std::string body = R"([{"eventType":"a","data":1}])";
+  auto chunked = [&](const std::string& b) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx", b.size());
+    return std::string(size) + "\r\n" + b + "\r\n0\r\n\r\n";
+  };
+  struct Case {
+    std::string name, bytes;
+    int status;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"gzip, chunked", head + "Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked(body), 501},
+           {"two codings in two headers",
+            head + "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(body), 501},
+           {"identity", head + "Transfer-Encoding: identity\r\n\r\n" + body, 501},
+           {"chunked and Content-Length",
+            head + "Transfer-Encoding: chunked\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                chunked(body),
+            400},
+           {"exactly chunked", head + "Transfer-Encoding: chunked\r\n\r\n" + chunked(body), 503},  // past framing
+       }) {
+    INFO(c.name);
+    const std::string raw = RawExchange(ts.port(), c.bytes, false);
+    CHECK(StatusOf(raw) == c.status);
+    CHECK(Http(ts.port(), "GET", "/health/live").status == 200);
+  }
+}
+
+TEST_CASE("/control/status never echoes secrets from subsystems' details") {
+  TestServer ts(json{{"tokens", {{{"token", "admin-secret"}, {"role", "admin"}}}}});
+  ts.control->extra_details = {{"api_key", "k-123-secret"},
+                               {"tokens", {{{"token", "t-456-secret"}, {"name", "ops"}, {"role", "admin"}}}},
+                               {"port", 2113}};
+  auto r = Http(ts.port(), "GET", "/control/status", "", {{"Authorization", "Bearer admin-secret"}});
+  REQUIRE(r.status == 200);
+  CHECK(r.body.find("k-123-secret") == std::string::npos);
+  CHECK(r.body.find("t-456-secret") == std::string::npos);
+  const json details = r.Json()["subsystems"]["gateway"]["details"];
+  CHECK(details["api_key"] == "<redacted>");
+  CHECK(details["tokens"][0]["name"] == "ops");
+  CHECK(details["port"] == 2113);
 }

@@ -13,6 +13,7 @@
 #include "json_util.h"
 #include "response_wire.h"
 #include "router.h"
+#include "sources.h"
 #include "url.h"
 
 using namespace esdb_gateway;
@@ -67,9 +68,13 @@ TEST_CASE("Router matches literals before parameters and reports 405") {
   m = r.Match("PATCH", {"streams", "x"});
   REQUIRE(m.route == nullptr);
   REQUIRE(m.allowed_methods == std::vector<std::string>{"GET", "POST"});
+  REQUIRE(m.role == Role::kRead);  // the least of GET's and POST's
   m = r.Match("GET", {"nothing"});
   REQUIRE(m.route == nullptr);
   REQUIRE(m.allowed_methods.empty());
+  REQUIRE(m.role == Role::kRead);
+  r.Add("GET", "/admin/plugins", Role::kAdmin, [&](Request&, Reply) {});
+  REQUIRE(r.Match("PUT", {"admin", "plugins"}).role == Role::kAdmin);
 }
 
 TEST_CASE("ParseConfig applies defaults and names bad keys") {
@@ -117,7 +122,8 @@ TEST_CASE("CheckSecurity refuses a public address without tokens unless insecure
 
 TEST_CASE("Authenticator maps bearer tokens to roles") {
   Authenticator open({});
-  REQUIRE(open.Authenticate("").role == Role::kAdmin);
+  REQUIRE(open.Authenticate("").role == Role::kWrite);  // no tokens: data routes only
+  REQUIRE(Authenticator({}, true).Authenticate("").role == Role::kAdmin);  // dev mode
   Authenticator auth({{"r-token", "reader", Role::kRead}, {"a-token", "ops", Role::kAdmin}});
   auto id = auth.Authenticate("");
   REQUIRE_FALSE(id.valid);
@@ -286,4 +292,174 @@ TEST_CASE("AppendResultJson is what Dump gives the same object") {
                     {"idempotent", r.idempotent}};
     REQUIRE(AppendResultJson(r) == Dump(j));
   }
+}
+
+// --- issue 9 -------------------------------------------------------------------
+
+TEST_CASE("insecure_admin is a boolean and contradicts tokens; it warns") {
+  auto c = ParseConfig({{"insecure_admin", true}});
+  REQUIRE(c.ok());
+  REQUIRE(c->insecure_admin);
+  REQUIRE(SecurityWarnings(*c).size() == 1);
+  REQUIRE(SecurityWarnings(*c)[0].find("INSECURE DEV MODE") != std::string::npos);
+  REQUIRE(SecurityWarnings(GatewayConfig{}).empty());
+  auto bad = ParseConfig({{"insecure_admin", "yes"}});
+  REQUIRE(bad.status().message().find("insecure_admin") != std::string::npos);
+  bad = ParseConfig({{"insecure_admin", true}, {"tokens", {{{"token", "t"}, {"role", "admin"}}}}});
+  REQUIRE_FALSE(bad.ok());
+  REQUIRE(bad.status().message().find("contradicts 'tokens'") != std::string::npos);
+}
+
+TEST_CASE("Authenticator::Refusal: 400 duplicate header, 401 no token, 403 weak role, admin needs a token") {
+  Authenticator local({});
+  Identity who = local.Authenticate("");
+  REQUIRE_FALSE(local.Refusal(who, Role::kWrite));
+  auto r = local.Refusal(who, Role::kAdmin);
+  REQUIRE(r);
+  REQUIRE(r->status == 403);
+  REQUIRE_FALSE(Authenticator({}, true).Refusal(Authenticator({}, true).Authenticate(""), Role::kAdmin));
+  REQUIRE(local.Refusal(local.Authenticate("", 2), Role::kNone)->status == 400);
+
+  Authenticator auth({{"r", "reader", Role::kRead}});
+  REQUIRE(auth.Refusal(auth.Authenticate(""), Role::kRead)->status == 401);
+  REQUIRE(auth.Refusal(auth.Authenticate("Bearer nope"), Role::kRead)->status == 401);
+  REQUIRE(auth.Refusal(auth.Authenticate("Bearer r"), Role::kWrite)->status == 403);
+  REQUIRE_FALSE(auth.Refusal(auth.Authenticate("Bearer r"), Role::kRead));
+  REQUIRE_FALSE(auth.Refusal(auth.Authenticate(""), Role::kNone));
+  REQUIRE(auth.Refusal(auth.Authenticate("Bearer r", 2), Role::kNone)->status == 400);
+  REQUIRE(auth.Describe()["mode"] == "tokens");
+  REQUIRE(local.Describe()["admin_routes"] == "refused");
+}
+
+TEST_CASE("system streams: writes need admin") {
+  REQUIRE(IsSystemStream("$persistent-config"));
+  REQUIRE_FALSE(IsSystemStream("orders$"));
+  REQUIRE_FALSE(IsSystemStream(""));
+  REQUIRE_FALSE(SystemStreamWriteRefusal(Role::kWrite, "w", "orders"));
+  REQUIRE_FALSE(SystemStreamWriteRefusal(Role::kAdmin, "a", "$checkpoint-x"));
+  auto r = SystemStreamWriteRefusal(Role::kWrite, "w", "$checkpoint-x");
+  REQUIRE(r);
+  REQUIRE(r->status == 403);
+  REQUIRE(json::parse(r->body)["rule"] == "system_stream");
+}
+
+TEST_CASE("RedactSecrets hides values under secret-named keys, keeps names and roles") {
+  const json in = {{"name", "gateway"},
+                   {"config",
+                    {{"listen_port", 2113},
+                     {"tokens", {{{"token", "t1"}, {"role", "admin"}, {"name", "ops"}}, "bare-token"}},
+                     {"db", {{"Password", "pw"}, {"user", "u"}}},
+                     {"tls", {{"key_file", "/k.pem"}, {"cert_file", "/c.pem"}}},
+                     {"client_secret", {{"nested", {{"deep", "s"}}}}},
+                     {"api_key", 12345},
+                     {"flag", true}}}};
+  const json out = RedactSecrets(in);
+  const json& c = out["config"];
+  CHECK(c["listen_port"] == 2113);
+  CHECK(c["tokens"][0]["token"] == "<redacted>");
+  CHECK(c["tokens"][0]["role"] == "admin");
+  CHECK(c["tokens"][0]["name"] == "ops");
+  CHECK(c["tokens"][1] == "<redacted>");
+  CHECK(c["db"]["Password"] == "<redacted>");
+  CHECK(c["db"]["user"] == "u");
+  CHECK(c["tls"]["key_file"] == "<redacted>");
+  CHECK(c["tls"]["cert_file"] == "/c.pem");
+  CHECK(c["client_secret"]["nested"]["deep"] == "<redacted>");
+  CHECK(c["api_key"] == "<redacted>");
+  CHECK(c["flag"] == true);
+  CHECK(out["name"] == "gateway");
+}
+
+TEST_CASE("raw JSON walkers: members, elements, value ends, strings") {
+  const std::string obj = R"( { "a" : [1, {"x": "}"}] , "b\u0063":"q\"r", "n": -1.5e3 ,"t":true} )";
+  std::vector<std::pair<std::string, std::string>> members;
+  REQUIRE(ForEachJsonMember(obj, [&](const std::string& k, std::string_view v) {
+    members.emplace_back(k, std::string(v));
+    return true;
+  }));
+  REQUIRE(members == std::vector<std::pair<std::string, std::string>>{
+                         {"a", R"([1, {"x": "}"}])"}, {"bc", R"("q\"r")"}, {"n", "-1.5e3"}, {"t", "true"}});
+  REQUIRE(*JsonStringValue(R"("q\"r")") == "q\"r");
+  REQUIRE(*JsonStringValue(R"("plain")") == "plain");
+  REQUIRE_FALSE(JsonStringValue("5"));
+  REQUIRE_FALSE(JsonStringValue(R"("open)"));
+  std::vector<std::string> elements;
+  REQUIRE(ForEachJsonElement("[ 1 ,\"a\", [] ,{}]", [&](std::string_view v) {
+    elements.emplace_back(v);
+    return true;
+  }));
+  REQUIRE(elements == std::vector<std::string>{"1", "\"a\"", "[]", "{}"});
+  REQUIRE(ForEachJsonElement("[]", [](std::string_view) { return false; }));
+  // Malformed or truncated text: false, never a read past the end.
+  for (const char* bad : {"", "{", "{\"a\"", "{\"a\":", "{\"a\":1", "{\"a\":1,", "[", "[1,", "{\"a\" 1}", "[\"\\"}) {
+    INFO(bad);
+    CHECK_FALSE(ForEachJsonMember(bad, [](const std::string&, std::string_view) { return true; }));
+    CHECK_FALSE(ForEachJsonElement(bad, [](std::string_view) { return true; }));
+  }
+  CHECK(JsonValueEnd("{\"a\":[1,2]} tail", 0) == 11);
+  CHECK(JsonValueEnd("\"abc", 0) == std::string_view::npos);
+  CHECK(DumpWithRaw(json::object(), "e", "[1]") == R"({"e":[1]})");
+  CHECK(DumpWithRaw({{"a", 1}}, "e", "[1]") == R"({"a":1,"e":[1]})");
+  std::string s;
+  AppendJsonString(&s, "plain");
+  AppendJsonString(&s, "q\"\n\xff");
+  CHECK(s == "\"plain\"" + Dump(json("q\"\n\xff")));
+}
+
+TEST_CASE("ParseEvents keeps data and metadata as the client's text; fields appear once") {
+  const std::string data = "{\"b\": 123456789012345678901234567890,\n \"a\": 1.0}";
+  auto ok = ParseEvents("[ {\"eventType\":\"a\", \"data\" : " + data + " , \"metadata\": [ 1E2 ] } ]", 10);
+  REQUIRE(ok.ok());
+  CHECK((*ok)[0].data == data);
+  CHECK((*ok)[0].metadata == "[ 1E2 ]");
+  auto escaped = ParseEvents(R"([{"eventType":"caf\u00e9","data":"x\ny","contentType":"text/plain"}])", 10);
+  REQUIRE(escaped.ok());
+  CHECK((*escaped)[0].event_type == "caf\xc3\xa9");
+  CHECK((*escaped)[0].data == "x\ny");  // a non-JSON payload is stored decoded
+  auto dup = ParseEvents(R"([{"eventType":"a","data":1,"data":2}])", 10);
+  REQUIRE_FALSE(dup.ok());
+  CHECK(dup.status().message().find("'data' appears more than once") != std::string::npos);
+  auto many = ParseEvents("[1,2,3,4]", 2);
+  CHECK(many.status().code() == esdb::Code::kResourceExhausted);
+  CHECK(ParseEvents(R"([{"eventType":"a","data":null,"metadata":null}])", 1)->front().metadata.empty());
+}
+
+TEST_CASE("RecordedEventJson writes stored JSON bytes as they are, anything else as a string") {
+  esdb::RecordedEvent e;
+  e.stream_id = "s\"1";
+  e.event_type = "t";
+  e.event_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+  e.content_type = "application/json";
+  e.data = "{\"n\": 123456789012345678901234567890}";
+  e.metadata = "";
+  std::string j = RecordedEventJson(e, "\"retryCount\":2");
+  CHECK(j.find("\"data\":{\"n\": 123456789012345678901234567890}") != std::string::npos);
+  CHECK(j.find("\"metadata\":null") != std::string::npos);
+  const json parsed = json::parse(j);
+  CHECK(parsed["stream"] == "s\"1");
+  CHECK(parsed["retryCount"] == 2);
+  e.data = "{not json";
+  CHECK(json::parse(RecordedEventJson(e))["data"] == "{not json");
+  e.content_type = "text/plain";
+  e.data = "[1]";
+  CHECK(json::parse(RecordedEventJson(e))["data"] == "[1]");
+  CHECK(RecordedEventsJson({}) == "[]");
+  CHECK(json::parse(RecordedEventsJson({e, e})).size() == 2);
+}
+
+TEST_CASE("CheckBodyFraming: only exactly chunked, never with Content-Length") {
+  CHECK_FALSE(CheckBodyFraming("", 0, true));
+  CHECK_FALSE(CheckBodyFraming("chunked", 1, false));
+  CHECK_FALSE(CheckBodyFraming(" Chunked ", 1, false));
+  CHECK(CheckBodyFraming("chunked", 1, true)->status == 400);
+  CHECK(CheckBodyFraming("gzip, chunked", 1, false)->status == 501);
+  CHECK(CheckBodyFraming("chunked", 2, false)->status == 501);
+  CHECK(CheckBodyFraming("chunked, chunked", 1, false)->status == 501);
+  CHECK(CheckBodyFraming("identity", 1, false)->status == 501);
+}
+
+TEST_CASE("SseMessage writes each line of data as its own data: line") {
+  CHECK(SseMessage("1", "", "{\"a\":1}") == "id: 1\ndata: {\"a\":1}\n\n");
+  CHECK(SseMessage("", "e", "{\"a\":\n1,\r\n\"b\":\r2}") == "event: e\ndata: {\"a\":\ndata: 1,\ndata: \"b\":\ndata: 2}\n\n");
+  CHECK(SseMessage("", "", "x\n") == "data: x\ndata: \n\n");
 }

@@ -165,7 +165,9 @@ class SseReader {
         std::string field = line.substr(0, colon);
         std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
         if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-        msg[field] = value;
+        // Several data lines make one value, joined with "\n" (the SSE spec).
+        if (field == "data" && msg.count("data")) msg[field] += "\n" + value;
+        else msg[field] = value;
       }
       if (!msg.empty()) return msg;
     }

@@ -69,7 +69,8 @@ TEST_CASE("e2e: the store_write circuit opens on real I/O errors and closes afte
       {"restart", {{"max_restarts", 10}, {"max_seconds", 30}, {"backoff_initial_ms", 50}, {"backoff_max_ms", 400}}}};
   HostProcess host(dir.path(),
                    {R"(gateway.circuit_breaker={"failure_threshold":3,"window_ms":10000,"open_ms":1000,)"
-                    R"("half_open_probes":1})"},
+                    R"("half_open_probes":1})",
+                    "gateway.insecure_admin=true"},  // dev mode, deliberately: /control and /metrics without a token
                    options);
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
@@ -214,7 +215,7 @@ TEST_CASE("e2e: the store_write circuit opens on real I/O errors and closes afte
 
 TEST_CASE("e2e: a traceparent goes into event metadata, onto events_appended, and comes back as traceresponse") {
   TempDir dir;
-  HostProcess host(dir.path());
+  HostProcess host(dir.path(), {"gateway.insecure_admin=true"});  // dev mode: /control/events without a token
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   SseReader bus(port, "/control/events?topic=store&replay=false");

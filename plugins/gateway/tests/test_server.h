@@ -22,6 +22,7 @@ namespace gwtest {
 class FakeControl : public esdb::ControlService {
  public:
   std::atomic<bool> ready{false};
+  nlohmann::json extra_details = nlohmann::json::object();  // the gateway's "details"; set before requests
   bool SystemReady() const override { return ready.load(); }
   nlohmann::json Status() const override {
     nlohmann::json not_ready = ready.load() ? nlohmann::json::array() : nlohmann::json::array({"store", "persistence"});
@@ -30,7 +31,7 @@ class FakeControl : public esdb::ControlService {
             {"expected", {"store", "persistence", "gateway"}},
             {"not_ready", not_ready},
             {"subsystems",
-             {{"gateway", {{"state", "ready"}, {"since_us", 1}, {"restarts", 0}}},
+             {{"gateway", {{"state", "ready"}, {"since_us", 1}, {"restarts", 0}, {"details", extra_details}}},
               {"store", {{"state", ready.load() ? "ready" : "starting"}, {"since_us", 1}, {"restarts", 2}}}}}};
   }
 };

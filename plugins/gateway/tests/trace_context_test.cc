@@ -114,11 +114,8 @@ TEST_CASE("TraceIdGenerator: ids are lower-case hex and distinct") {
 
 TEST_CASE("the trace is merged into event metadata without clobbering the caller's") {
   const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
-  auto merged = [&](const std::string& metadata_json) {
-    const json m = json::parse(metadata_json);
-    return MetadataWithTrace(&m, tp);
-  };
-  CHECK(json::parse(MetadataWithTrace(nullptr, tp)) == json{{"$traceparent", tp}});
+  auto merged = [&](const std::string& metadata_json) { return MetadataWithTrace(metadata_json, tp); };
+  CHECK(json::parse(MetadataWithTrace("", tp)) == json{{"$traceparent", tp}});
   CHECK(json::parse(merged("null")) == json{{"$traceparent", tp}});
   CHECK(json::parse(merged("{}")) == json{{"$traceparent", tp}});
   CHECK(json::parse(merged(R"({"user":"ann","n":[1,{"a":null}]})")) ==
@@ -128,10 +125,14 @@ TEST_CASE("the trace is merged into event metadata without clobbering the caller
   CHECK(merged("[1,2]") == "[1,2]");
   CHECK(merged("\"text\"") == "\"text\"");
   CHECK(merged("7") == "7");
-  // Without a trace, metadata is stored as before.
-  const json obj = {{"k", 1}};
-  CHECK(MetadataWithTrace(&obj, "") == R"({"k":1})");
-  CHECK(MetadataWithTrace(nullptr, "").empty());
+  // The caller's text is kept byte for byte around the spliced key.
+  CHECK(merged("{ \"big\": 123456789012345678901234567890 }") ==
+        "{\"$traceparent\":\"" + tp + "\", \"big\": 123456789012345678901234567890 }");
+  CHECK(merged("{ }") == "{\"$traceparent\":\"" + tp + "\" }");
+  // Without a trace, metadata is stored as sent.
+  CHECK(MetadataWithTrace(R"({"k": 1.0})", "") == R"({"k": 1.0})");
+  CHECK(MetadataWithTrace("", "").empty());
+  CHECK(MetadataWithTrace("null", "").empty());
 
   // Through the append body parser.
   auto events = ParseEvents(
