@@ -67,7 +67,7 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket, size_t
         state_->metrics.open_connections.load() >= static_cast<int64_t>(state_->config.max_connections);
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    std::make_shared<Session>(std::move(socket), state_, state_->funnels[io_index])->Run(reject);
+    MakeSession(std::move(socket), state_, state_->funnels[io_index], nullptr)->Run(reject);
   }
   Accept();
 }
