@@ -84,10 +84,11 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
               std::shared_ptr<ssl::context> tls);
   ~SessionImpl() override;
 
-  void Run(bool reject) override;
+  void Run(bool health_only) override;
   void Shutdown() override;
   void ForceClose() override;
   void Deliver(Response response) override;
+  void OnPressure() override;
 
   // SseSink.
   bool Send(std::string message) override;
@@ -106,10 +107,14 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
     if constexpr (kTls) return stream_;
     else return Socket();
   }
-  // Serves (or, with `reject`, refuses) once the connection is set up.
-  void Begin(bool reject);
+  // Serves once the connection is set up.
+  void Begin(bool health_only);
   // TLS only: the server handshake, then Begin.
-  void Handshake(bool reject);
+  void Handshake(bool health_only);
+  // How long an idle connection waits for its next request now.
+  std::chrono::milliseconds IdleTimeout() const;
+  // Under sse_mu_: `delta` more (or fewer) bytes buffered for this client.
+  void CountSse(int64_t delta);
   void WaitForRequest();
   void ArmIdleTimer();
   void ReadHeader();
@@ -152,7 +157,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   // itself while the connection keeps being used.
   boost::asio::steady_timer idle_timer_;
   bool idle_timer_armed_ = false;
+  std::chrono::steady_clock::time_point idle_deadline_;  // of the armed wait
   std::chrono::steady_clock::time_point idle_since_;
+  bool health_only_ = false;  // see Session::Run
   uint64_t id_ = 0;
   Phase phase_ = Phase::kIdle;
 
@@ -177,6 +184,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   bool sse_closed_ = false;        // no more messages accepted
   bool sse_end_after_flush_ = false;
   std::string sse_writing_;
+  // Bytes in sse_queue_ plus sse_writing_ while its write runs (counted in
+  // metrics.sse_buffered_bytes too); under sse_mu_.
+  int64_t sse_bytes_ = 0;
 };
 
 template <class Stream>
@@ -210,45 +220,36 @@ Stream SessionImpl<Stream>::OpenStream(tcp::socket socket, ssl::context* tls) {
 }
 
 template <class Stream>
-void SessionImpl<Stream>::Run(bool reject) {
+void SessionImpl<Stream>::Run(bool health_only) {
   id_ = state_->AddSession(this->weak_from_this());
-  net::dispatch(ex_, [self = this->shared_from_this(), reject] {
+  net::dispatch(ex_, [self = this->shared_from_this(), health_only] {
     if constexpr (kTls) {
       self->phase_ = Phase::kHandshake;
-      self->Handshake(reject);
+      self->Handshake(health_only);
     } else {
-      self->Begin(reject);
+      self->Begin(health_only);
     }
   });
 }
 
 template <class Stream>
-void SessionImpl<Stream>::Begin(bool reject) {
-  if (reject) {
-    state_->metrics.CountLimit("connections");
-    request_.route = "rejected";
-    started_ = std::chrono::steady_clock::now();
-    Write(ErrorResponse(503, "too_many_connections",
-                        "connection limit reached (max_connections=" + std::to_string(state_->config.max_connections) +
-                            ")"),
-          true);
-    return;
-  }
+void SessionImpl<Stream>::Begin(bool health_only) {
+  health_only_ = health_only;
   WaitForRequest();
 }
 
 template <class Stream>
-void SessionImpl<Stream>::Handshake(bool reject) {
+void SessionImpl<Stream>::Handshake(bool health_only) {
   if constexpr (kTls) {
     // The handshake is part of the first request: bounded by read_timeout_ms
     // (tcp_stream closes the socket when it expires).
     Tcp().expires_after(std::chrono::milliseconds(state_->config.read_timeout_ms));
-    stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this(), reject](beast::error_code ec) {
+    stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this(), health_only](beast::error_code ec) {
       if (self->phase_ == Phase::kClosed) return;
       self->Tcp().expires_never();
       if (!ec) {
         self->phase_ = Phase::kIdle;
-        return self->Begin(reject);
+        return self->Begin(health_only);
       }
       self->state_->metrics.CountLimit("tls_handshake");
       if (ec.category() == net::error::get_ssl_category() && ERR_GET_REASON(ec.value()) == SSL_R_HTTP_REQUEST) {
@@ -286,6 +287,13 @@ void SessionImpl<Stream>::ForceClose() {
   });
 }
 
+template <class Stream>
+void SessionImpl<Stream>::OnPressure() {
+  net::post(ex_, [self = this->shared_from_this()] {
+    if (self->phase_ == Phase::kIdle) self->ArmIdleTimer();
+  });
+}
+
 // --- request loop -----------------------------------------------------------
 
 template <class Stream>
@@ -306,16 +314,26 @@ void SessionImpl<Stream>::WaitForRequest() {
 }
 
 template <class Stream>
+std::chrono::milliseconds SessionImpl<Stream>::IdleTimeout() const {
+  const bool pressed = health_only_ || state_->UnderPressure();
+  return std::chrono::milliseconds(pressed ? state_->config.pressure_idle_timeout_ms : state_->config.idle_timeout_ms);
+}
+
+template <class Stream>
 void SessionImpl<Stream>::ArmIdleTimer() {
-  if (idle_timer_armed_) return;  // fires at the old deadline and re-arms for the current one
+  const auto deadline = idle_since_ + IdleTimeout();
+  // An armed wait that fires no later re-arms itself for the current
+  // deadline then (so a busy connection costs no timer operation per request).
+  if (idle_timer_armed_ && idle_deadline_ <= deadline) return;
   idle_timer_armed_ = true;
-  const auto timeout = std::chrono::milliseconds(state_->config.idle_timeout_ms);
-  idle_timer_.expires_at(idle_since_ + timeout);
-  idle_timer_.async_wait([self = this->shared_from_this(), timeout](beast::error_code ec) {
+  idle_deadline_ = deadline;
+  idle_timer_.expires_at(deadline);  // cancels a later wait (pressure): it completes with operation_aborted
+  idle_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+    if (ec == net::error::operation_aborted) return;  // replaced by an earlier deadline, or closed
     self->idle_timer_armed_ = false;
     // Busy now: the next wait for a request arms it again.
     if (ec || self->phase_ != Phase::kIdle) return;
-    if (std::chrono::steady_clock::now() < self->idle_since_ + timeout) return self->ArmIdleTimer();
+    if (std::chrono::steady_clock::now() < self->idle_since_ + self->IdleTimeout()) return self->ArmIdleTimer();
     self->DoClose(false);  // idle timeout: nothing to answer
   });
 }
@@ -481,6 +499,14 @@ void SessionImpl<Stream>::Dispatch() {
   }
   request_.segments = std::move(target->segments);
   request_.query = std::move(target->query);
+  if (health_only_ && !(request_.method == "GET" && request_.segments.size() == 2 && request_.segments[0] == "health")) {
+    request_.route = "rejected";
+    state_->metrics.CountLimit("connections");
+    return reply(ErrorResponse(503, "too_many_connections",
+                               "connection limit reached (max_connections=" +
+                                   std::to_string(state_->config.max_connections) +
+                                   "); beyond it only GET /health/live and /health/ready are served"));
+  }
   for (const auto& s : request_.segments) {
     if (!IsValidUtf8(s)) {
       request_.route = "unmatched";
@@ -570,7 +596,7 @@ void SessionImpl<Stream>::Write(Response r, bool close) {
   // Requests that never parsed (408, 413, 431...) get a trace here.
   if (!request_.trace.started()) request_.trace = StartTrace({}, 0, state_->trace_ids);
   r.headers.emplace_back("traceresponse", request_.trace.Header());
-  const bool keep = keep_alive_ && !close && !state_->draining.load() && r.status < 500 && r.status != 408 &&
+  const bool keep = keep_alive_ && !close && !health_only_ && !state_->draining.load() && r.status < 500 && r.status != 408 &&
                     r.status != 413 && r.status != 431;
   out_.clear();
   AppendResponseWire(r, http_version_ == 10 ? 10 : 11, keep, head_, &out_);
@@ -627,6 +653,7 @@ void SessionImpl<Stream>::StartStream(std::shared_ptr<StreamSource> source) {
         "HTTP/1.1 200 OK\r\nServer: esdb\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         "X-Accel-Buffering: no\r\ntraceresponse: " + request_.trace.Header() +
         "\r\nConnection: close\r\n\r\n: stream open\n\n");
+    CountSse(static_cast<int64_t>(sse_queue_.back().size()));
     sse_write_scheduled_ = true;
   }
   source_ = std::move(source);
@@ -649,21 +676,46 @@ void SessionImpl<Stream>::WatchPeer() {
 }
 
 template <class Stream>
+void SessionImpl<Stream>::CountSse(int64_t delta) {
+  sse_bytes_ += delta;
+  state_->metrics.sse_buffered_bytes.fetch_add(delta);
+}
+
+template <class Stream>
 bool SessionImpl<Stream>::Send(std::string message) {
   std::lock_guard<std::mutex> lock(sse_mu_);
   if (sse_closed_) return false;
-  if (sse_queue_.size() >= state_->config.sse_buffer_messages) {
+  const GatewayConfig& cfg = state_->config;
+  const int64_t size = static_cast<int64_t>(message.size());
+  const int64_t queued = sse_bytes_ - static_cast<int64_t>(sse_writing_.size());  // not yet being written
+  const char* limit = nullptr;
+  std::string why;
+  if (sse_queue_.size() >= cfg.sse_buffer_messages) {
+    limit = "sse_buffer_messages";
+    why = "more than " + std::to_string(cfg.sse_buffer_messages) + " messages buffered (sse_buffer_messages)";
+  } else if (sse_bytes_ > 0 && sse_bytes_ + size > static_cast<int64_t>(cfg.sse_buffer_bytes)) {
+    limit = "sse_buffer_bytes";
+    why = "more than " + std::to_string(cfg.sse_buffer_bytes) + " bytes buffered (sse_buffer_bytes)";
+  } else if (queued >= static_cast<int64_t>(cfg.sse_buffer_bytes / 4) &&
+             state_->metrics.sse_buffered_bytes.load() + size > static_cast<int64_t>(cfg.sse_total_buffer_bytes)) {
+    limit = "sse_total_buffer_bytes";
+    why = "the SSE buffers of all clients are full (sse_total_buffer_bytes=" +
+          std::to_string(cfg.sse_total_buffer_bytes) + ") and this client is " + std::to_string(queued) +
+          " bytes behind";
+  }
+  if (limit != nullptr) {
     // Slow consumer: drop what it has not read and tell it why.
     state_->metrics.sse_dropped_slow.fetch_add(1);
-    state_->metrics.CountLimit("sse_buffer");
+    state_->metrics.CountLimit(limit);
     sse_closed_ = true;
     sse_end_after_flush_ = true;
     sse_queue_.clear();
-    sse_queue_.push_back(SseCloseMessage("slow consumer: more than " +
-                                         std::to_string(state_->config.sse_buffer_messages) +
-                                         " messages buffered (sse_buffer_messages); resume with Last-Event-ID"));
+    CountSse(-queued);
+    sse_queue_.push_back(SseCloseMessage("slow consumer: " + why + "; resume with Last-Event-ID"));
+    CountSse(static_cast<int64_t>(sse_queue_.back().size()));
   } else {
     sse_queue_.push_back(std::move(message));
+    CountSse(size);
   }
   if (!sse_write_scheduled_) {
     sse_write_scheduled_ = true;
@@ -679,6 +731,7 @@ void SessionImpl<Stream>::Close(const std::string& reason) {
   sse_closed_ = true;
   sse_end_after_flush_ = true;
   sse_queue_.push_back(SseCloseMessage(reason));
+  CountSse(static_cast<int64_t>(sse_queue_.back().size()));
   if (!sse_write_scheduled_) {
     sse_write_scheduled_ = true;
     net::post(ex_, [self = this->shared_from_this()] { self->PumpSse(); });
@@ -691,6 +744,7 @@ void SessionImpl<Stream>::PumpSse() {
   bool end = false;
   {
     std::lock_guard<std::mutex> lock(sse_mu_);
+    CountSse(-static_cast<int64_t>(sse_writing_.size()));  // written
     sse_writing_.clear();
     while (!sse_queue_.empty() && sse_writing_.size() < kMaxSseWriteBytes) {
       sse_writing_ += sse_queue_.front();
@@ -740,6 +794,7 @@ void SessionImpl<Stream>::DoClose(bool graceful) {
     std::lock_guard<std::mutex> lock(sse_mu_);
     sse_closed_ = true;
     sse_queue_.clear();
+    CountSse(-sse_bytes_);  // a write still running keeps sse_writing_ until it ends, uncounted
   }
   if (counted_stream_) {
     counted_stream_ = false;

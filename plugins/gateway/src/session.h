@@ -38,9 +38,10 @@ class Session : public SseSink {
   ~Session() override = default;
 
   // Starts serving (for TLS: the handshake first, bounded by
-  // read_timeout_ms). With `reject`, answers 503 (too many connections)
-  // and closes.
-  virtual void Run(bool reject) = 0;
+  // read_timeout_ms). With `health_only` (a connection beyond
+  // max_connections, in the health reserve): serves one request, GET
+  // /health/* only (anything else 503 too_many_connections), then closes.
+  virtual void Run(bool health_only) = 0;
   // Graceful stop: an idle connection closes now, a busy one after its
   // current response, a stream ends with a close message. Any thread.
   virtual void Shutdown() = 0;
@@ -49,6 +50,10 @@ class Session : public SseSink {
   // The reply to the request being handled, from the funnel: continues on
   // the session's strand (at once when it is free). An io thread only.
   virtual void Deliver(Response response) = 0;
+  // The server is under connection pressure: an idle connection waits
+  // pressure_idle_timeout_ms at most (closing now if it has been idle that
+  // long). Any thread.
+  virtual void OnPressure() = 0;
 };
 
 // A session on `socket` (which must use a strand executor); `funnel` is the
