@@ -114,6 +114,27 @@ Status ParseCircuitConfig(const json& value, CircuitConfig* c) {
   return Status::OK();
 }
 
+Status ParseTlsConfig(const json& value, TlsConfig* t) {
+  if (!value.is_object()) return WrongType("tls", "an object {cert_file, key_file, chain_file, min_version}");
+  for (const auto& [key, v] : value.items()) {
+    const std::string path = "tls." + key;
+    if (key == "cert_file" || key == "key_file" || key == "chain_file") {
+      if (!v.is_string() || v.get<std::string>().empty()) return WrongType(path, "a non-empty file path");
+      (key == "cert_file" ? t->cert_file : key == "key_file" ? t->key_file : t->chain_file) = v.get<std::string>();
+    } else if (key == "min_version") {
+      if (v == "1.2") t->min_version = 12;
+      else if (v == "1.3") t->min_version = 13;
+      else return WrongType(path, "\"1.2\" or \"1.3\"");
+    } else {
+      return Status::InvalidArgument("gateway config: unknown key '" + path +
+                                     "' (allowed: cert_file, key_file, chain_file, min_version)");
+    }
+  }
+  if (t->cert_file.empty()) return Status::InvalidArgument("gateway config: 'tls.cert_file' is required");
+  if (t->key_file.empty()) return Status::InvalidArgument("gateway config: 'tls.key_file' is required");
+  return Status::OK();
+}
+
 }  // namespace
 
 esdb::Result<GatewayConfig> ParseConfig(const json& config) {
@@ -142,8 +163,14 @@ esdb::Result<GatewayConfig> ParseConfig(const json& config) {
       s = ReadInt(value, key, 1, 1000000, &c.max_read_count);
     } else if (key == "max_connections") {
       s = ReadInt(value, key, 1, 1000000, &c.max_connections);
+    } else if (key == "health_reserved_connections") {
+      s = ReadInt(value, key, 0, 10000, &c.health_reserved_connections);
     } else if (key == "idle_timeout_ms") {
       s = ReadInt(value, key, 10, 86400000, &c.idle_timeout_ms);
+    } else if (key == "pressure_idle_timeout_ms") {
+      s = ReadInt(value, key, 10, 86400000, &c.pressure_idle_timeout_ms);
+    } else if (key == "pressure_connections_percent") {
+      s = ReadInt(value, key, 1, 100, &c.pressure_connections_percent);
     } else if (key == "read_timeout_ms") {
       s = ReadInt(value, key, 10, 3600000, &c.read_timeout_ms);
     } else if (key == "write_timeout_ms") {
@@ -152,12 +179,18 @@ esdb::Result<GatewayConfig> ParseConfig(const json& config) {
       s = ReadInt(value, key, 0, 1000000, &c.max_sse_subscribers);
     } else if (key == "sse_buffer_messages") {
       s = ReadInt(value, key, 1, 10000000, &c.sse_buffer_messages);
+    } else if (key == "sse_buffer_bytes") {
+      s = ReadInt(value, key, 1024, int64_t{1} << 40, &c.sse_buffer_bytes);
+    } else if (key == "sse_total_buffer_bytes") {
+      s = ReadInt(value, key, 1024, int64_t{1} << 40, &c.sse_total_buffer_bytes);
     } else if (key == "sse_heartbeat_ms") {
       s = ReadInt(value, key, 10, 3600000, &c.sse_heartbeat_ms);
     } else if (key == "drain_timeout_ms") {
       s = ReadInt(value, key, 0, 600000, &c.drain_timeout_ms);
     } else if (key == "circuit_breaker") {
       s = ParseCircuitConfig(value, &c.circuit_breaker);
+    } else if (key == "tls") {
+      s = ParseTlsConfig(value, &c.tls);
     } else if (key == "insecure") {
       if (!value.is_boolean()) return WrongType(key, "true or false");
       c.insecure = value.get<bool>();
@@ -188,10 +221,14 @@ Status CheckSecurity(const GatewayConfig& config) {
   boost::system::error_code ec;
   auto address = boost::asio::ip::make_address(config.listen_address, ec);
   if (ec) return Status::InvalidArgument("gateway: bad listen_address '" + config.listen_address + "'");
-  if (!address.is_loopback() && config.tokens.empty() && !config.insecure) {
+  if (address.is_loopback() || config.insecure) return Status::OK();
+  std::string missing;
+  if (!config.tls.enabled()) missing = "TLS (\"tls\": {cert_file, key_file})";
+  if (config.tokens.empty()) missing += std::string(missing.empty() ? "" : " and ") + "tokens (\"tokens\")";
+  if (!missing.empty()) {
     return Status::FailedPrecondition("gateway: refusing to listen on non-loopback address " +
-                                      config.listen_address +
-                                      " without tokens; configure \"tokens\" or set \"insecure\": true");
+                                      config.listen_address + " without " + missing +
+                                      "; configure them or set \"insecure\": true");
   }
   return Status::OK();
 }

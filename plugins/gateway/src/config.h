@@ -33,6 +33,17 @@ struct CircuitConfig {
   CircuitBreakerOptions options;
 };
 
+// The "tls" object: HTTPS on the listener (absent: plain HTTP). PEM files,
+// read at start and again, for new connections, when they change on disk
+// (checked at most once a second when a connection arrives).
+struct TlsConfig {
+  std::string cert_file;   // required: the certificate, optionally followed by its chain
+  std::string key_file;    // required: its private key, unencrypted
+  std::string chain_file;  // optional: intermediate certificates kept apart from cert_file
+  int min_version = 12;    // "1.2" (12) or "1.3" (13); older versions are never offered
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 // Every knob of the gateway, with its default.
 struct GatewayConfig {
   std::string listen_address = "127.0.0.1";
@@ -43,22 +54,35 @@ struct GatewayConfig {
   uint32_t max_header_bytes = 16u << 10;  // request line + headers; 431 beyond
   size_t max_events_per_append = 10000;   // events in one POST; 413 beyond
   size_t max_read_count = 10000;          // `count` of a read; 400 beyond
-  size_t max_connections = 1024;          // open connections; 503 then close beyond
+  size_t max_connections = 1024;          // open data connections; 503 then close beyond
+  // Connections beyond max_connections that may still ask GET /health/*
+  // (one request each, then close; anything else 503). Beyond both: closed
+  // at accept.
+  size_t health_reserved_connections = 8;
   int64_t idle_timeout_ms = 60000;        // keep-alive wait for the next request
+  // Under pressure (open connections >= pressure_connections_percent of
+  // max_connections) idle keep-alive connections close after
+  // pressure_idle_timeout_ms instead of idle_timeout_ms.
+  int64_t pressure_idle_timeout_ms = 2000;
+  int pressure_connections_percent = 80;
   int64_t read_timeout_ms = 10000;        // a whole request, first byte to last (slowloris)
   int64_t write_timeout_ms = 10000;       // one response write
   size_t max_sse_subscribers = 256;       // concurrent SSE streams; 503 beyond
   size_t sse_buffer_messages = 4096;      // queued SSE messages per client before it is dropped
+  size_t sse_buffer_bytes = 4u << 20;     // queued SSE bytes per client before it is dropped
+  size_t sse_total_buffer_bytes = 64u << 20;  // queued SSE bytes of all clients: a client with a backlog is
+                                              // dropped when its next message would pass this
   int64_t sse_heartbeat_ms = 15000;       // ": heartbeat" comment interval
   int64_t drain_timeout_ms = 5000;        // graceful stop: wait for in-flight requests
 
   CircuitConfig circuit_breaker;
+  TlsConfig tls;
 
   // Empty: no token is checked; data routes (read, write) are open to every
   // client that can connect, and admin routes are refused unless
   // insecure_admin. Otherwise every non-public route needs a token.
   std::vector<TokenConfig> tokens;
-  bool insecure = false;            // allow a non-loopback address without tokens
+  bool insecure = false;            // allow a non-loopback address without TLS or tokens
   // Dev mode: with no tokens, every client is admin (may load code through
   // /admin/plugins). Logged as a warning at start-up and shown in
   // /control/status; an error together with tokens.
@@ -68,7 +92,8 @@ struct GatewayConfig {
 // Parses `config` (the manifest's config object). Errors name the key.
 esdb::Result<GatewayConfig> ParseConfig(const nlohmann::json& config);
 
-// Refuses a non-loopback listen address without tokens unless insecure.
+// Refuses a non-loopback listen address without both TLS and tokens unless
+// insecure; the error names what is missing.
 esdb::Status CheckSecurity(const GatewayConfig& config);
 
 // The start-up warnings `config` deserves (insecure_admin, insecure); each

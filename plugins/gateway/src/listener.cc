@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "session.h"
+#include "tls.h"
 
 namespace esdb_gateway {
 
@@ -63,13 +64,39 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket, size_t
     boost::system::error_code ignored;
     socket.close(ignored);
   } else {
-    const bool reject =
-        state_->metrics.open_connections.load() >= static_cast<int64_t>(state_->config.max_connections);
+    const GatewayConfig& cfg = state_->config;
+    const auto open = static_cast<size_t>(std::max<int64_t>(0, state_->metrics.open_connections.load()));
     boost::system::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    std::make_shared<Session>(std::move(socket), state_, state_->funnels[io_index])->Run(reject);
+    if (open >= cfg.max_connections + cfg.health_reserved_connections) {
+      state_->metrics.CountLimit("connections");
+      if (!state_->tls) {
+        static const std::string kFull =
+            "HTTP/1.1 503 Service Unavailable\r\nServer: esdb\r\nContent-Type: application/json\r\n"
+            "Connection: close\r\nContent-Length: 69\r\n\r\n"
+            "{\"error\":\"too_many_connections\",\"message\":\"connection limit reached\"}";
+        socket.non_blocking(true, ignored);
+        socket.write_some(net::buffer(kFull), ignored);
+      }
+      socket.close(ignored);
+    } else {
+      socket.set_option(tcp::no_delay(true), ignored);
+      MakeSession(std::move(socket), state_, state_->funnels[io_index],
+                  state_->tls ? state_->tls->ForNewConnection() : nullptr)
+          ->Run(open >= cfg.max_connections);
+      if (state_->UnderPressure()) SweepIdle();
+    }
   }
   Accept();
+}
+
+void Listener::SweepIdle() {
+  const auto now = std::chrono::steady_clock::now();
+  const auto interval =
+      std::max<std::chrono::milliseconds>(std::chrono::milliseconds(50),
+                                          std::chrono::milliseconds(state_->config.pressure_idle_timeout_ms / 4));
+  if (now - last_sweep_ < interval) return;
+  last_sweep_ = now;
+  for (auto& session : state_->LiveSessions()) session->OnPressure();
 }
 
 void Listener::Close(std::chrono::milliseconds timeout) {

@@ -1,7 +1,8 @@
 // Accepts connections and hands each to a new Session on its own strand,
-// spreading sessions round-robin over the server's io_contexts. Over
-// max_connections, the connection still gets a Session that answers 503 and
-// closes, so the client learns why.
+// spreading sessions round-robin over the server's io_contexts (with TLS,
+// on the certificate current at accept). Beyond max_connections a
+// connection gets a health-only Session (health_reserved_connections of
+// them); beyond those it is closed at once (plain HTTP: after a 503).
 #pragma once
 
 #include <memory>
@@ -36,6 +37,10 @@ class Listener : public std::enable_shared_from_this<Listener> {
   void Accept();
   // `io_index`: which of the ios (and funnels) the socket belongs to.
   void OnAccept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket, size_t io_index);
+  // Under pressure: tells every session, at most every
+  // pressure_idle_timeout_ms / 4 (50 ms at least), so idle ones shorten
+  // their wait.
+  void SweepIdle();
 
   const std::vector<boost::asio::io_context*> ios_;
   size_t next_io_ = 0;  // on strand_
@@ -45,6 +50,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
   boost::asio::steady_timer retry_timer_;
   boost::asio::ip::tcp::endpoint local_;
   bool closed_ = false;
+  std::chrono::steady_clock::time_point last_sweep_;  // on strand_
 };
 
 }  // namespace esdb_gateway

@@ -113,6 +113,9 @@ std::string Metrics::Render(const nlohmann::json& store_stats, const nlohmann::j
   os << "# TYPE esdb_http_sse_streams gauge\nesdb_http_sse_streams " << sse_streams.load() << "\n";
   os << "# TYPE esdb_http_sse_dropped_slow_total counter\nesdb_http_sse_dropped_slow_total "
      << sse_dropped_slow.load() << "\n";
+  os << "# TYPE esdb_http_sse_buffered_bytes gauge\nesdb_http_sse_buffered_bytes " << sse_buffered_bytes.load()
+     << "\n";
+  os << "# TYPE esdb_http_tls_reloads_total counter\nesdb_http_tls_reloads_total " << tls_reloads.load() << "\n";
   os << "# TYPE esdb_http_events_appended_total counter\nesdb_http_events_appended_total " << events_appended.load()
      << "\n";
   os << "# TYPE esdb_http_request_body_bytes_total counter\nesdb_http_request_body_bytes_total "

@@ -29,6 +29,8 @@ class Metrics {
   std::atomic<uint64_t> accepted_connections{0};
   std::atomic<int64_t> sse_streams{0};
   std::atomic<uint64_t> sse_dropped_slow{0};
+  std::atomic<int64_t> sse_buffered_bytes{0};    // SSE bytes queued or being written, all clients
+  std::atomic<uint64_t> tls_reloads{0};          // TLS files reloaded after a change
   std::atomic<uint64_t> events_appended{0};      // through this gateway
   std::atomic<uint64_t> bytes_received{0};       // request bodies
 

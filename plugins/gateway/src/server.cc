@@ -7,6 +7,7 @@
 #include "listener.h"
 #include "reply_funnel.h"
 #include "session.h"
+#include "tls.h"
 
 namespace esdb_gateway {
 
@@ -110,6 +111,11 @@ esdb::Status Server::Start() {
   boost::system::error_code ec;
   const auto address = net::ip::make_address(state_->config.listen_address, ec);
   if (ec) return esdb::Status::InvalidArgument("gateway: bad listen_address '" + state_->config.listen_address + "'");
+  if (state_->config.tls.enabled() && !state_->tls) {
+    auto tls = TlsContext::Load(state_->config.tls, state_->deps.logger, &state_->metrics.tls_reloads);
+    if (!tls.ok()) return tls.status();
+    state_->tls = std::move(tls.value());
+  }
   listener_ = std::make_shared<Listener>(ios_, state_);
   esdb::Status s = listener_->Open({address, state_->config.listen_port});
   if (!s.ok()) {

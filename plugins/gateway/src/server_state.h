@@ -34,6 +34,7 @@ namespace esdb_gateway {
 
 class ReplyFunnel;
 class Session;
+class TlsContext;
 
 // The services the gateway uses, each possibly absent. The getters are
 // called per request and must be thread-safe.
@@ -67,6 +68,17 @@ class ServerState {
   // before the server starts, read-only afterwards.
   std::vector<std::shared_ptr<ReplyFunnel>> funnels;
   std::atomic<size_t> sse_streams{0};
+  // Set by Server::Start before the first accept, read-only afterwards;
+  // null: plain HTTP.
+  std::shared_ptr<TlsContext> tls;
+
+  // True while the open connections are at or above
+  // pressure_connections_percent of max_connections: idle keep-alive
+  // connections then wait pressure_idle_timeout_ms at most.
+  bool UnderPressure() const {
+    return static_cast<uint64_t>(metrics.open_connections.load()) * 100 >=
+           static_cast<uint64_t>(config.max_connections) * static_cast<uint64_t>(config.pressure_connections_percent);
+  }
 
   std::shared_ptr<esdb::EventStore> Store() const { return deps.store ? deps.store() : nullptr; }
   std::shared_ptr<esdb::Subscriptions> Subs() const { return deps.subscriptions ? deps.subscriptions() : nullptr; }

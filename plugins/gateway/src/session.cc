@@ -1,15 +1,33 @@
 #include "session.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <type_traits>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include "json_util.h"
@@ -22,6 +40,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+namespace ssl = net::ssl;
 
 namespace {
 
@@ -55,46 +74,202 @@ void RecordOutcome(const ReplyState& rs, const Response& r) {
 
 }  // namespace
 
-Session::Session(tcp::socket socket, std::shared_ptr<ServerState> state, std::shared_ptr<ReplyFunnel> funnel)
+template <class Stream>
+class SessionImpl final : public Session, public std::enable_shared_from_this<SessionImpl<Stream>> {
+ public:
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  // See MakeSession.
+  SessionImpl(tcp::socket socket, std::shared_ptr<ServerState> state, std::shared_ptr<ReplyFunnel> funnel,
+              std::shared_ptr<ssl::context> tls);
+  ~SessionImpl() override;
+
+  void Run(bool health_only) override;
+  void Shutdown() override;
+  void ForceClose() override;
+  void Deliver(Response response) override;
+  void OnPressure() override;
+
+  // SseSink.
+  bool Send(std::string message) override;
+  void Close(const std::string& reason) override;
+
+ private:
+  enum class Phase { kHandshake, kIdle, kReading, kHandling, kWriting, kStreaming, kClosed };
+
+  static Stream OpenStream(tcp::socket socket, ssl::context* tls);
+  // The TCP layer (timeouts, close) and its socket.
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+  tcp::socket& Socket() { return Tcp().socket(); }
+  // What a request's bytes are read from: the bare socket for plain
+  // connections (no tcp_stream timer bookkeeping), the TLS stream otherwise.
+  auto& ReadLayer() {
+    if constexpr (kTls) return stream_;
+    else return Socket();
+  }
+  // Serves once the connection is set up.
+  void Begin(bool health_only);
+  // TLS only: the server handshake, then Begin.
+  void Handshake(bool health_only);
+  // How long an idle connection waits for its next request now.
+  std::chrono::milliseconds IdleTimeout() const;
+  // Under sse_mu_: `delta` more (or fewer) bytes buffered for this client.
+  void CountSse(int64_t delta);
+  void WaitForRequest();
+  void ArmIdleTimer();
+  void ReadHeader();
+  void OnHeader(boost::beast::error_code ec);
+  void ReadBody();
+  // Feeds what is buffered to the parser, up to the end of the header
+  // (`header_only`) or of the message. need_more is not an error.
+  void ParseBuffered(bool header_only, boost::beast::error_code& ec);
+  void ArmReadDeadline();
+  void OnBody(boost::beast::error_code ec);
+  void FailRead(boost::beast::error_code ec);
+  void Dispatch();
+  void Finish(Response response);
+  void Write(Response response, bool close);
+  void OnWrite(bool close, boost::beast::error_code ec);
+  void StartStream(std::shared_ptr<StreamSource> source);
+  void WatchPeer();
+  void PumpSse();
+  void ScheduleHeartbeat();
+  // Ends the connection. `graceful`: half-close and drain what the peer
+  // still sends (so it reads our error response instead of a reset).
+  void DoClose(bool graceful);
+  void Linger();
+
+  const std::shared_ptr<ServerState> state_;
+  const std::shared_ptr<ReplyFunnel> funnel_;
+  const std::shared_ptr<ssl::context> tls_;  // null for plain; kept alive for the stream
+  const boost::asio::any_io_executor ex_;
+  Stream stream_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  boost::asio::steady_timer heartbeat_;
+  // The whole-request deadline. A separate timer, not the stream's expiry,
+  // because tcp_stream closes the socket on expiry and we want to answer 408.
+  boost::asio::steady_timer read_deadline_;
+  bool read_deadline_armed_ = false;
+  uint64_t read_generation_ = 0;  // which request an armed deadline belongs to
+  bool read_timed_out_ = false;
+  // The idle timeout: fires at most once per idle_timeout_ms and re-arms
+  // itself while the connection keeps being used.
+  boost::asio::steady_timer idle_timer_;
+  bool idle_timer_armed_ = false;
+  std::chrono::steady_clock::time_point idle_deadline_;  // of the armed wait
+  std::chrono::steady_clock::time_point idle_since_;
+  bool health_only_ = false;  // see Session::Run
+  uint64_t id_ = 0;
+  Phase phase_ = Phase::kIdle;
+
+  // The request being served.
+  Request request_;
+  bool keep_alive_ = true;
+  bool head_ = false;
+  unsigned http_version_ = 11;
+  std::chrono::steady_clock::time_point started_;
+  std::shared_ptr<void> response_;  // the 100 Continue being written
+  std::string out_;                 // the response being written (AppendResponseWire)
+  std::array<char, 4096> scratch_;  // discarded input (SSE watch, lingering close)
+  size_t lingered_bytes_ = 0;
+
+  // SSE state. The queue is fed from any thread under sse_mu_.
+  std::shared_ptr<StreamSource> source_;
+  uint64_t source_id_ = 0;
+  bool counted_stream_ = false;
+  std::mutex sse_mu_;
+  std::deque<std::string> sse_queue_;
+  bool sse_write_scheduled_ = false;
+  bool sse_closed_ = false;        // no more messages accepted
+  bool sse_end_after_flush_ = false;
+  std::string sse_writing_;
+  // Bytes in sse_queue_ plus sse_writing_ while its write runs (counted in
+  // metrics.sse_buffered_bytes too); under sse_mu_.
+  int64_t sse_bytes_ = 0;
+};
+
+template <class Stream>
+SessionImpl<Stream>::SessionImpl(tcp::socket socket, std::shared_ptr<ServerState> state,
+                                 std::shared_ptr<ReplyFunnel> funnel, std::shared_ptr<ssl::context> tls)
     : state_(std::move(state)),
       funnel_(std::move(funnel)),
+      tls_(std::move(tls)),
       ex_(socket.get_executor()),
-      stream_(std::move(socket)),
+      stream_(OpenStream(std::move(socket), tls_.get())),
       heartbeat_(ex_),
       read_deadline_(ex_),
       idle_timer_(ex_) {
   // Only for the first, synchronous attempt of each response write (Write).
   beast::error_code ec;
-  stream_.socket().non_blocking(true, ec);
+  Socket().non_blocking(true, ec);
   state_->metrics.open_connections.fetch_add(1);
   state_->metrics.accepted_connections.fetch_add(1);
 }
 
-Session::~Session() {
+template <class Stream>
+SessionImpl<Stream>::~SessionImpl() {
   state_->metrics.open_connections.fetch_sub(1);
   if (id_ != 0) state_->RemoveSession(id_);
 }
 
-void Session::Run(bool reject) {
-  id_ = state_->AddSession(weak_from_this());
-  net::dispatch(ex_, [self = shared_from_this(), reject] {
-    if (reject) {
-      self->state_->metrics.CountLimit("connections");
-      self->request_.route = "rejected";
-      self->started_ = std::chrono::steady_clock::now();
-      self->Write(ErrorResponse(503, "too_many_connections",
-                                "connection limit reached (max_connections=" +
-                                    std::to_string(self->state_->config.max_connections) + ")"),
-                  true);
-      return;
+template <class Stream>
+Stream SessionImpl<Stream>::OpenStream(tcp::socket socket, ssl::context* tls) {
+  if constexpr (kTls) return Stream(std::move(socket), *tls);
+  else return Stream(std::move(socket));
+}
+
+template <class Stream>
+void SessionImpl<Stream>::Run(bool health_only) {
+  id_ = state_->AddSession(this->weak_from_this());
+  net::dispatch(ex_, [self = this->shared_from_this(), health_only] {
+    if constexpr (kTls) {
+      self->phase_ = Phase::kHandshake;
+      self->Handshake(health_only);
+    } else {
+      self->Begin(health_only);
     }
-    self->WaitForRequest();
   });
 }
 
-void Session::Shutdown() {
-  net::post(ex_, [self = shared_from_this()] {
-    if (self->phase_ == Phase::kIdle) {
+template <class Stream>
+void SessionImpl<Stream>::Begin(bool health_only) {
+  health_only_ = health_only;
+  WaitForRequest();
+}
+
+template <class Stream>
+void SessionImpl<Stream>::Handshake(bool health_only) {
+  if constexpr (kTls) {
+    // The handshake is part of the first request: bounded by read_timeout_ms
+    // (tcp_stream closes the socket when it expires).
+    Tcp().expires_after(std::chrono::milliseconds(state_->config.read_timeout_ms));
+    stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this(), health_only](beast::error_code ec) {
+      if (self->phase_ == Phase::kClosed) return;
+      self->Tcp().expires_never();
+      if (!ec) {
+        self->phase_ = Phase::kIdle;
+        return self->Begin(health_only);
+      }
+      self->state_->metrics.CountLimit("tls_handshake");
+      if (ec.category() == net::error::get_ssl_category() && ERR_GET_REASON(ec.value()) == SSL_R_HTTP_REQUEST) {
+        // Plain HTTP to the TLS port: say so in plain HTTP, then close.
+        static const std::string kPlainToTls =
+            "HTTP/1.1 400 Bad Request\r\nServer: esdb\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            "Content-Length: 85\r\n\r\n"
+            "{\"error\":\"bad_request\",\"message\":\"this port speaks HTTPS; plain HTTP is not served\"}\n";
+        beast::error_code ignored;
+        self->Socket().write_some(net::buffer(kPlainToTls), ignored);
+      }
+      self->DoClose(false);
+    });
+  }
+}
+
+template <class Stream>
+void SessionImpl<Stream>::Shutdown() {
+  net::post(ex_, [self = this->shared_from_this()] {
+    if (self->phase_ == Phase::kIdle || self->phase_ == Phase::kHandshake) {
       self->DoClose(false);
     } else if (self->phase_ == Phase::kStreaming) {
       self->Close("server stopping");
@@ -103,17 +278,26 @@ void Session::Shutdown() {
   });
 }
 
-void Session::ForceClose() {
-  net::post(ex_, [self = shared_from_this()] {
+template <class Stream>
+void SessionImpl<Stream>::ForceClose() {
+  net::post(ex_, [self = this->shared_from_this()] {
     self->DoClose(false);
     beast::error_code ec;
-    self->stream_.socket().close(ec);
+    self->Socket().close(ec);
+  });
+}
+
+template <class Stream>
+void SessionImpl<Stream>::OnPressure() {
+  net::post(ex_, [self = this->shared_from_this()] {
+    if (self->phase_ == Phase::kIdle) self->ArmIdleTimer();
   });
 }
 
 // --- request loop -----------------------------------------------------------
 
-void Session::WaitForRequest() {
+template <class Stream>
+void SessionImpl<Stream>::WaitForRequest() {
   phase_ = Phase::kIdle;
   if (state_->draining.load()) return DoClose(false);
   if (buffer_.size() > 0) return ReadHeader();  // pipelined request already here
@@ -121,7 +305,7 @@ void Session::WaitForRequest() {
   // arrives the whole request is bounded by the read timeout.
   idle_since_ = std::chrono::steady_clock::now();
   ArmIdleTimer();
-  stream_.socket().async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+  ReadLayer().async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
     if (self->phase_ == Phase::kClosed) return;
     if (ec) return self->DoClose(false);  // peer gone: nothing to answer
     self->buffer_.commit(n);
@@ -129,21 +313,33 @@ void Session::WaitForRequest() {
   });
 }
 
-void Session::ArmIdleTimer() {
-  if (idle_timer_armed_) return;  // fires at the old deadline and re-arms for the current one
+template <class Stream>
+std::chrono::milliseconds SessionImpl<Stream>::IdleTimeout() const {
+  const bool pressed = health_only_ || state_->UnderPressure();
+  return std::chrono::milliseconds(pressed ? state_->config.pressure_idle_timeout_ms : state_->config.idle_timeout_ms);
+}
+
+template <class Stream>
+void SessionImpl<Stream>::ArmIdleTimer() {
+  const auto deadline = idle_since_ + IdleTimeout();
+  // An armed wait that fires no later re-arms itself for the current
+  // deadline then (so a busy connection costs no timer operation per request).
+  if (idle_timer_armed_ && idle_deadline_ <= deadline) return;
   idle_timer_armed_ = true;
-  const auto timeout = std::chrono::milliseconds(state_->config.idle_timeout_ms);
-  idle_timer_.expires_at(idle_since_ + timeout);
-  idle_timer_.async_wait([self = shared_from_this(), timeout](beast::error_code ec) {
+  idle_deadline_ = deadline;
+  idle_timer_.expires_at(deadline);  // cancels a later wait (pressure): it completes with operation_aborted
+  idle_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+    if (ec == net::error::operation_aborted) return;  // replaced by an earlier deadline, or closed
     self->idle_timer_armed_ = false;
     // Busy now: the next wait for a request arms it again.
     if (ec || self->phase_ != Phase::kIdle) return;
-    if (std::chrono::steady_clock::now() < self->idle_since_ + timeout) return self->ArmIdleTimer();
+    if (std::chrono::steady_clock::now() < self->idle_since_ + self->IdleTimeout()) return self->ArmIdleTimer();
     self->DoClose(false);  // idle timeout: nothing to answer
   });
 }
 
-void Session::ReadHeader() {
+template <class Stream>
+void SessionImpl<Stream>::ReadHeader() {
   phase_ = Phase::kReading;
   started_ = std::chrono::steady_clock::now();
   request_ = Request{};
@@ -158,10 +354,11 @@ void Session::ReadHeader() {
   if (parser_->is_header_done()) return OnHeader({});
   ArmReadDeadline();
   http::async_read_header(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+                          [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
 }
 
-void Session::ParseBuffered(bool header_only, beast::error_code& ec) {
+template <class Stream>
+void SessionImpl<Stream>::ParseBuffered(bool header_only, beast::error_code& ec) {
   while (buffer_.size() > 0 && !(header_only ? parser_->is_header_done() : parser_->is_done())) {
     const size_t used = parser_->put(buffer_.data(), ec);
     buffer_.consume(used);
@@ -173,20 +370,22 @@ void Session::ParseBuffered(bool header_only, beast::error_code& ec) {
   }
 }
 
-void Session::ArmReadDeadline() {
-  stream_.expires_never();  // no stale write timeout on the reads that follow
+template <class Stream>
+void SessionImpl<Stream>::ArmReadDeadline() {
+  Tcp().expires_never();  // no stale write timeout on the reads that follow
   if (read_deadline_armed_) return;
   read_deadline_armed_ = true;
   read_deadline_.expires_at(started_ + std::chrono::milliseconds(state_->config.read_timeout_ms));
-  read_deadline_.async_wait([self = shared_from_this(), generation = read_generation_](beast::error_code ec) {
+  read_deadline_.async_wait([self = this->shared_from_this(), generation = read_generation_](beast::error_code ec) {
     if (ec || self->phase_ != Phase::kReading || self->read_generation_ != generation) return;
     self->read_timed_out_ = true;
     beast::error_code ignored;
-    self->stream_.socket().cancel(ignored);
+    self->Socket().cancel(ignored);
   });
 }
 
-void Session::OnHeader(beast::error_code ec) {
+template <class Stream>
+void SessionImpl<Stream>::OnHeader(beast::error_code ec) {
   if (phase_ == Phase::kClosed) return;
   if (ec) return FailRead(ec);
   auto& req = parser_->get();
@@ -201,7 +400,7 @@ void Session::OnHeader(beast::error_code ec) {
       beast::iequals(req[http::field::expect], "100-continue")) {
     auto cont = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
     response_ = cont;
-    net::async_write(stream_, net::buffer(*cont), [self = shared_from_this()](beast::error_code wec, size_t) {
+    net::async_write(stream_, net::buffer(*cont), [self = this->shared_from_this()](beast::error_code wec, size_t) {
       self->response_.reset();
       if (self->phase_ == Phase::kClosed) return;
       if (wec) return self->DoClose(false);
@@ -212,24 +411,27 @@ void Session::OnHeader(beast::error_code ec) {
   ReadBody();
 }
 
-void Session::ReadBody() {
+template <class Stream>
+void SessionImpl<Stream>::ReadBody() {
   beast::error_code ec;
   ParseBuffered(false, ec);
   if (ec) return FailRead(ec);
   if (parser_->is_done()) return Dispatch();
   ArmReadDeadline();
-  http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+  http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
     self->OnBody(ec);
   });
 }
 
-void Session::OnBody(beast::error_code ec) {
+template <class Stream>
+void SessionImpl<Stream>::OnBody(beast::error_code ec) {
   if (phase_ == Phase::kClosed) return;
   if (ec) return FailRead(ec);
   Dispatch();
 }
 
-void Session::FailRead(beast::error_code ec) {
+template <class Stream>
+void SessionImpl<Stream>::FailRead(beast::error_code ec) {
   const auto& cfg = state_->config;
   request_.route = "unparsed";
   if (read_deadline_armed_) {
@@ -264,7 +466,8 @@ void Session::FailRead(beast::error_code ec) {
   Write(std::move(r), true);
 }
 
-void Session::Dispatch() {
+template <class Stream>
+void SessionImpl<Stream>::Dispatch() {
   phase_ = Phase::kHandling;
   if (read_deadline_armed_) {
     read_deadline_armed_ = false;
@@ -288,7 +491,7 @@ void Session::Dispatch() {
   parser_.reset();
   state_->metrics.bytes_received.fetch_add(request_.body.size());
 
-  auto self = shared_from_this();
+  auto self = this->shared_from_this();
   auto rs = std::make_shared<ReplyState>();
   rs->trace = request_.trace;
   Reply reply = [self, rs](Response r) {
@@ -304,6 +507,14 @@ void Session::Dispatch() {
   }
   request_.segments = std::move(target->segments);
   request_.query = std::move(target->query);
+  if (health_only_ && !(request_.method == "GET" && request_.segments.size() == 2 && request_.segments[0] == "health")) {
+    request_.route = "rejected";
+    state_->metrics.CountLimit("connections");
+    return reply(ErrorResponse(503, "too_many_connections",
+                               "connection limit reached (max_connections=" +
+                                   std::to_string(state_->config.max_connections) +
+                                   "); beyond it only GET /health/live and /health/ready are served"));
+  }
   for (const auto& s : request_.segments) {
     if (!IsValidUtf8(s)) {
       request_.route = "unmatched";
@@ -363,17 +574,20 @@ void Session::Dispatch() {
   }
 }
 
-void Session::Deliver(Response response) {
-  net::dispatch(ex_, [self = shared_from_this(), r = std::move(response)]() mutable { self->Finish(std::move(r)); });
+template <class Stream>
+void SessionImpl<Stream>::Deliver(Response response) {
+  net::dispatch(ex_, [self = this->shared_from_this(), r = std::move(response)]() mutable { self->Finish(std::move(r)); });
 }
 
-void Session::Finish(Response response) {
+template <class Stream>
+void SessionImpl<Stream>::Finish(Response response) {
   if (phase_ != Phase::kHandling) return;  // closed meanwhile
   if (response.stream) return StartStream(std::move(response.stream));
   Write(std::move(response), false);
 }
 
-void Session::Write(Response r, bool close) {
+template <class Stream>
+void SessionImpl<Stream>::Write(Response r, bool close) {
   phase_ = Phase::kWriting;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   state_->metrics.ObserveRequest(request_.route.empty() ? "unmatched" : request_.route, r.status, seconds);
@@ -381,24 +595,29 @@ void Session::Write(Response r, bool close) {
   // Requests that never parsed (408, 413, 431...) get a trace here.
   if (!request_.trace.started()) request_.trace = StartTrace({}, 0, state_->trace_ids);
   r.headers.emplace_back("traceresponse", request_.trace.Header());
-  const bool keep = keep_alive_ && !close && !state_->draining.load() && r.status < 500 && r.status != 408 &&
+  const bool keep = keep_alive_ && !close && !health_only_ && !state_->draining.load() && r.status < 500 && r.status != 408 &&
                     r.status != 413 && r.status != 431;
   out_.clear();
   AppendResponseWire(r, http_version_ == 10 ? 10 : 11, keep, head_, &out_);
-  // Usually the socket takes the whole response now: no timer, no handler.
-  beast::error_code ec;
-  const size_t sent = stream_.socket().write_some(net::buffer(out_), ec);
-  if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
-  if (ec || sent == out_.size()) return OnWrite(!keep, ec);
-  stream_.expires_after(std::chrono::milliseconds(state_->config.write_timeout_ms));
+  // Plain: usually the socket takes the whole response now: no timer, no
+  // handler. TLS: the record layer needs the asynchronous write.
+  size_t sent = 0;
+  if constexpr (!kTls) {
+    beast::error_code ec;
+    sent = Socket().write_some(net::buffer(out_), ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
+    if (ec || sent == out_.size()) return OnWrite(!keep, ec);
+  }
+  Tcp().expires_after(std::chrono::milliseconds(state_->config.write_timeout_ms));
   net::async_write(stream_, net::buffer(out_.data() + sent, out_.size() - sent),
-                   [self = shared_from_this(), keep](beast::error_code wec, size_t) {
-                     self->stream_.expires_never();  // reads that follow have their own deadline
+                   [self = this->shared_from_this(), keep](beast::error_code wec, size_t) {
+                     self->Tcp().expires_never();  // reads that follow have their own deadline
                      self->OnWrite(!keep, wec);
                    });
 }
 
-void Session::OnWrite(bool close, beast::error_code ec) {
+template <class Stream>
+void SessionImpl<Stream>::OnWrite(bool close, beast::error_code ec) {
   if (phase_ == Phase::kClosed) return;
   if (ec) return DoClose(false);
   if (close) return DoClose(true);
@@ -407,7 +626,8 @@ void Session::OnWrite(bool close, beast::error_code ec) {
 
 // --- Server-Sent Events -----------------------------------------------------
 
-void Session::StartStream(std::shared_ptr<StreamSource> source) {
+template <class Stream>
+void SessionImpl<Stream>::StartStream(std::shared_ptr<StreamSource> source) {
   const size_t limit = state_->config.max_sse_subscribers;
   if (state_->draining.load()) {
     return Write(ErrorResponse(503, "unavailable", "server is stopping"), true);
@@ -425,73 +645,105 @@ void Session::StartStream(std::shared_ptr<StreamSource> source) {
   state_->metrics.ObserveRequest(request_.route, 200, seconds);
 
   phase_ = Phase::kStreaming;
-  stream_.expires_never();
+  Tcp().expires_never();
   {
     std::lock_guard<std::mutex> lock(sse_mu_);
     sse_queue_.push_back(
         "HTTP/1.1 200 OK\r\nServer: esdb\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         "X-Accel-Buffering: no\r\ntraceresponse: " + request_.trace.Header() +
         "\r\nConnection: close\r\n\r\n: stream open\n\n");
+    CountSse(static_cast<int64_t>(sse_queue_.back().size()));
     sse_write_scheduled_ = true;
   }
   source_ = std::move(source);
   source_id_ = state_->AddSource(source_);
-  source_->Start(std::static_pointer_cast<SseSink>(shared_from_this()));
+  source_->Start(std::static_pointer_cast<SseSink>(this->shared_from_this()));
   PumpSse();
   WatchPeer();
   ScheduleHeartbeat();
 }
 
-void Session::WatchPeer() {
+template <class Stream>
+void SessionImpl<Stream>::WatchPeer() {
   // A streaming client sends nothing more; a read completing means it went
   // away (or misbehaves), either way the stream ends.
-  stream_.socket().async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
+  ReadLayer().async_read_some(net::buffer(scratch_), [self = this->shared_from_this()](beast::error_code ec, size_t) {
     if (self->phase_ != Phase::kStreaming) return;
     if (ec) return self->DoClose(false);
     self->WatchPeer();
   });
 }
 
-bool Session::Send(std::string message) {
+template <class Stream>
+void SessionImpl<Stream>::CountSse(int64_t delta) {
+  sse_bytes_ += delta;
+  state_->metrics.sse_buffered_bytes.fetch_add(delta);
+}
+
+template <class Stream>
+bool SessionImpl<Stream>::Send(std::string message) {
   std::lock_guard<std::mutex> lock(sse_mu_);
   if (sse_closed_) return false;
-  if (sse_queue_.size() >= state_->config.sse_buffer_messages) {
+  const GatewayConfig& cfg = state_->config;
+  const int64_t size = static_cast<int64_t>(message.size());
+  const int64_t queued = sse_bytes_ - static_cast<int64_t>(sse_writing_.size());  // not yet being written
+  const char* limit = nullptr;
+  std::string why;
+  if (sse_queue_.size() >= cfg.sse_buffer_messages) {
+    limit = "sse_buffer_messages";
+    why = "more than " + std::to_string(cfg.sse_buffer_messages) + " messages buffered (sse_buffer_messages)";
+  } else if (sse_bytes_ > 0 && sse_bytes_ + size > static_cast<int64_t>(cfg.sse_buffer_bytes)) {
+    limit = "sse_buffer_bytes";
+    why = "more than " + std::to_string(cfg.sse_buffer_bytes) + " bytes buffered (sse_buffer_bytes)";
+  } else if (queued >= static_cast<int64_t>(cfg.sse_buffer_bytes / 4) &&
+             state_->metrics.sse_buffered_bytes.load() + size > static_cast<int64_t>(cfg.sse_total_buffer_bytes)) {
+    limit = "sse_total_buffer_bytes";
+    why = "the SSE buffers of all clients are full (sse_total_buffer_bytes=" +
+          std::to_string(cfg.sse_total_buffer_bytes) + ") and this client is " + std::to_string(queued) +
+          " bytes behind";
+  }
+  if (limit != nullptr) {
     // Slow consumer: drop what it has not read and tell it why.
     state_->metrics.sse_dropped_slow.fetch_add(1);
-    state_->metrics.CountLimit("sse_buffer");
+    state_->metrics.CountLimit(limit);
     sse_closed_ = true;
     sse_end_after_flush_ = true;
     sse_queue_.clear();
-    sse_queue_.push_back(SseCloseMessage("slow consumer: more than " +
-                                         std::to_string(state_->config.sse_buffer_messages) +
-                                         " messages buffered (sse_buffer_messages); resume with Last-Event-ID"));
+    CountSse(-queued);
+    sse_queue_.push_back(SseCloseMessage("slow consumer: " + why + "; resume with Last-Event-ID"));
+    CountSse(static_cast<int64_t>(sse_queue_.back().size()));
   } else {
     sse_queue_.push_back(std::move(message));
+    CountSse(size);
   }
   if (!sse_write_scheduled_) {
     sse_write_scheduled_ = true;
-    net::post(ex_, [self = shared_from_this()] { self->PumpSse(); });
+    net::post(ex_, [self = this->shared_from_this()] { self->PumpSse(); });
   }
   return !sse_closed_;
 }
 
-void Session::Close(const std::string& reason) {
+template <class Stream>
+void SessionImpl<Stream>::Close(const std::string& reason) {
   std::lock_guard<std::mutex> lock(sse_mu_);
   if (sse_closed_) return;
   sse_closed_ = true;
   sse_end_after_flush_ = true;
   sse_queue_.push_back(SseCloseMessage(reason));
+  CountSse(static_cast<int64_t>(sse_queue_.back().size()));
   if (!sse_write_scheduled_) {
     sse_write_scheduled_ = true;
-    net::post(ex_, [self = shared_from_this()] { self->PumpSse(); });
+    net::post(ex_, [self = this->shared_from_this()] { self->PumpSse(); });
   }
 }
 
-void Session::PumpSse() {
+template <class Stream>
+void SessionImpl<Stream>::PumpSse() {
   if (phase_ != Phase::kStreaming) return;
   bool end = false;
   {
     std::lock_guard<std::mutex> lock(sse_mu_);
+    CountSse(-static_cast<int64_t>(sse_writing_.size()));  // written
     sse_writing_.clear();
     while (!sse_queue_.empty() && sse_writing_.size() < kMaxSseWriteBytes) {
       sse_writing_ += sse_queue_.front();
@@ -504,17 +756,18 @@ void Session::PumpSse() {
   }
   if (end) return DoClose(false);
   if (sse_writing_.empty()) return;
-  stream_.expires_after(std::chrono::milliseconds(state_->config.write_timeout_ms));
-  net::async_write(stream_, net::buffer(sse_writing_), [self = shared_from_this()](beast::error_code ec, size_t) {
+  Tcp().expires_after(std::chrono::milliseconds(state_->config.write_timeout_ms));
+  net::async_write(stream_, net::buffer(sse_writing_), [self = this->shared_from_this()](beast::error_code ec, size_t) {
     if (self->phase_ != Phase::kStreaming) return;
     if (ec) return self->DoClose(false);
     self->PumpSse();
   });
 }
 
-void Session::ScheduleHeartbeat() {
+template <class Stream>
+void SessionImpl<Stream>::ScheduleHeartbeat() {
   heartbeat_.expires_after(std::chrono::milliseconds(state_->config.sse_heartbeat_ms));
-  heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  heartbeat_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     if (ec || self->phase_ != Phase::kStreaming) return;
     self->Send(": heartbeat\n\n");
     self->ScheduleHeartbeat();
@@ -523,7 +776,8 @@ void Session::ScheduleHeartbeat() {
 
 // --- closing ----------------------------------------------------------------
 
-void Session::DoClose(bool graceful) {
+template <class Stream>
+void SessionImpl<Stream>::DoClose(bool graceful) {
   if (phase_ == Phase::kClosed) return;
   const bool was_streaming = phase_ == Phase::kStreaming;
   phase_ = Phase::kClosed;
@@ -539,6 +793,7 @@ void Session::DoClose(bool graceful) {
     std::lock_guard<std::mutex> lock(sse_mu_);
     sse_closed_ = true;
     sse_queue_.clear();
+    CountSse(-sse_bytes_);  // a write still running keeps sse_writing_ until it ends, uncounted
   }
   if (counted_stream_) {
     counted_stream_ = false;
@@ -549,23 +804,40 @@ void Session::DoClose(bool graceful) {
   if (graceful && !was_streaming) {
     // Half-close and read what the peer still sends, so it gets our
     // response instead of a reset caused by unread input.
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(kLingerTime);
+    // (TLS: without close_notify; the response was complete, and what is
+    // read is discarded undecrypted.)
+    Socket().shutdown(tcp::socket::shutdown_send, ec);
+    Tcp().expires_after(kLingerTime);
     return Linger();
   }
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream_.close();
+  Socket().shutdown(tcp::socket::shutdown_both, ec);
+  Tcp().close();
 }
 
-void Session::Linger() {
-  stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+template <class Stream>
+void SessionImpl<Stream>::Linger() {
+  Tcp().async_read_some(net::buffer(scratch_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
     self->lingered_bytes_ += n;
     if (ec || self->lingered_bytes_ > kMaxLingerBytes) {
-      self->stream_.close();
+      self->Tcp().close();
       return;
     }
     self->Linger();
   });
+}
+
+}  // namespace esdb_gateway
+
+namespace esdb_gateway {
+
+std::shared_ptr<Session> MakeSession(tcp::socket socket, std::shared_ptr<ServerState> state,
+                                     std::shared_ptr<ReplyFunnel> funnel, std::shared_ptr<ssl::context> tls) {
+  if (tls) {
+    return std::make_shared<SessionImpl<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), std::move(state),
+                                                                               std::move(funnel), std::move(tls));
+  }
+  return std::make_shared<SessionImpl<beast::tcp_stream>>(std::move(socket), std::move(state), std::move(funnel),
+                                                          nullptr);
 }
 
 }  // namespace esdb_gateway

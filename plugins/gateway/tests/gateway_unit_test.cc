@@ -103,21 +103,62 @@ TEST_CASE("ParseConfig applies defaults and names bad keys") {
   REQUIRE(bad.status().message().find("tokens[0].token") != std::string::npos);
 }
 
-TEST_CASE("CheckSecurity refuses a public address without tokens unless insecure") {
+TEST_CASE("CheckSecurity refuses a public address without TLS and tokens unless insecure") {
   GatewayConfig c;
   REQUIRE(CheckSecurity(c).ok());
   c.listen_address = "0.0.0.0";
   auto s = CheckSecurity(c);
   REQUIRE_FALSE(s.ok());
   REQUIRE(s.message().find("0.0.0.0") != std::string::npos);
+  REQUIRE(s.message().find("TLS") != std::string::npos);
+  REQUIRE(s.message().find("tokens") != std::string::npos);
   c.insecure = true;
   REQUIRE(CheckSecurity(c).ok());
   c.insecure = false;
   c.tokens.push_back({"secret", "ops", Role::kAdmin});
+  s = CheckSecurity(c);  // tokens alone: they would cross the network in clear text
+  REQUIRE_FALSE(s.ok());
+  REQUIRE(s.message().find("TLS") != std::string::npos);
+  REQUIRE(s.message().find("tokens (") == std::string::npos);
+  c.tls.cert_file = "/x.crt";
+  c.tls.key_file = "/x.key";
   REQUIRE(CheckSecurity(c).ok());
+  c.tokens.clear();  // TLS alone: anyone could write
+  s = CheckSecurity(c);
+  REQUIRE_FALSE(s.ok());
+  REQUIRE(s.message().find("tokens") != std::string::npos);
   c.listen_address = "::1";
-  c.tokens.clear();
   REQUIRE(CheckSecurity(c).ok());
+}
+
+TEST_CASE("config: tls and connection/SSE limit keys") {
+  auto c = ParseConfig({{"tls", {{"cert_file", "/a.crt"}, {"key_file", "/a.key"}, {"min_version", "1.3"}}},
+                        {"health_reserved_connections", 2},
+                        {"pressure_idle_timeout_ms", 300},
+                        {"pressure_connections_percent", 50},
+                        {"sse_buffer_bytes", 1 << 20},
+                        {"sse_total_buffer_bytes", 8 << 20}});
+  REQUIRE(c.ok());
+  REQUIRE(c->tls.enabled());
+  REQUIRE(c->tls.min_version == 13);
+  REQUIRE(c->health_reserved_connections == 2);
+  REQUIRE(c->pressure_idle_timeout_ms == 300);
+  REQUIRE(c->pressure_connections_percent == 50);
+  REQUIRE(c->sse_buffer_bytes == (1u << 20));
+  REQUIRE(c->sse_total_buffer_bytes == (8u << 20));
+  REQUIRE_FALSE(ParseConfig(json::object())->tls.enabled());
+  auto bad = ParseConfig({{"tls", {{"cert_file", "/a.crt"}}}});
+  REQUIRE(bad.status().message().find("tls.key_file") != std::string::npos);
+  bad = ParseConfig({{"tls", {{"cert_file", "/a.crt"}, {"key_file", "/a.key"}, {"min_version", "1.1"}}}});
+  REQUIRE(bad.status().message().find("tls.min_version") != std::string::npos);
+  bad = ParseConfig({{"tls", {{"cert_file", "/a.crt"}, {"key_file", "/a.key"}, {"ciphers", "NULL"}}}});
+  REQUIRE(bad.status().message().find("tls.ciphers") != std::string::npos);
+  bad = ParseConfig({{"tls", "yes"}});
+  REQUIRE(bad.status().message().find("'tls'") != std::string::npos);
+  bad = ParseConfig({{"pressure_connections_percent", 0}});
+  REQUIRE(bad.status().message().find("pressure_connections_percent") != std::string::npos);
+  bad = ParseConfig({{"sse_buffer_bytes", 10}});
+  REQUIRE(bad.status().message().find("sse_buffer_bytes") != std::string::npos);
 }
 
 TEST_CASE("Authenticator maps bearer tokens to roles") {
