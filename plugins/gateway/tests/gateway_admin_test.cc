@@ -415,10 +415,11 @@ TEST_CASE("admin API: a manifest naming a library outside the plugin directories
   const std::map<std::string, std::string> admin = {{"Authorization", "Bearer a"}};
   const std::string up = std::filesystem::relative(lib, host.manifests_dir()).string();  // ../../esdb-test-XXXXXX/libx.so
   REQUIRE(up.rfind("../", 0) == 0);
+  int n = 0;
   for (const std::string& library : {lib.string(), up}) {
     INFO(library);
     auto r = Post(host.port(), "/admin/plugins?wait=true",
-                  {{"manifest", TestManifest("evil", {}, {{"library", library}})}}, admin);
+                  {{"manifest", TestManifest("evil" + std::to_string(++n), {}, {{"library", library}})}}, admin);
     REQUIRE(r.status == 200);
     CHECK(r.Json()["outcome"] == "failed");
     CHECK(r.Json()["phase"] == "load");

@@ -56,7 +56,11 @@ class SubscriptionControl {
   virtual ~SubscriptionControl() = default;
   // Stops delivery. When it returns, the handler is not running and will not
   // run again (unless called from inside the handler itself, where it only
-  // prevents further calls). Idempotent; thread-safe.
+  // prevents further calls) — or, if the handler is still running after the
+  // subscriber's stop_timeout_ms (a handler that never returns), the host
+  // logs it, gives up waiting and returns; the handler then gets no further
+  // events, is destroyed when it returns, and the plugin's library stays
+  // loaded until then. Idempotent; thread-safe.
   virtual void cancel() = 0;
 };
 
