@@ -1,6 +1,8 @@
 // esdb: a command-line client of the gateway's HTTP API.
 //
-//   esdb [--url URL] [--token T] [--json] COMMAND ...
+//   esdb [--url http(s)://HOST:PORT] [--cacert FILE] [--token T] [--json] COMMAND ...
+//     (https: the server's certificate is verified against --cacert, or the
+//      system's trusted CAs without it, and its name against HOST)
 //     --token T, or the environment variable ESDB_TOKEN (preferred: a command
 //     line is visible to every local user): sent as "Authorization: Bearer T".
 //     Admin commands (status, plugins, sub create) need a token with the
@@ -33,6 +35,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -43,6 +46,7 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
+namespace ssl = net::ssl;
 using nlohmann::json;
 
 namespace {
@@ -51,6 +55,8 @@ struct Options {
   std::string host = "127.0.0.1";
   std::string port = "2113";
   std::string token;
+  bool tls = false;    // https:// URL
+  std::string cacert;  // --cacert: trust only this PEM file
   bool json_out = false;
   std::vector<std::string> args;               // positional
   std::map<std::string, std::string> flags;    // --name value / --name (="")
@@ -58,7 +64,7 @@ struct Options {
 
 [[noreturn]] void Usage(const std::string& why) {
   std::cerr << "esdb: " << why << "\n"
-            << "usage: esdb [--url http://HOST:PORT] [--token T] [--json] COMMAND ...\n"
+            << "usage: esdb [--url http(s)://HOST:PORT] [--cacert FILE] [--token T] [--json] COMMAND ...\n"
             << "  append STREAM [--expected V] [FILE|-]\n"
             << "  read STREAM|'$all' [--from N] [--count N] [--backward] [--event-type T] [--prefix P]\n"
             << "  tail STREAM|'$all' [--from N]\n"
@@ -91,19 +97,27 @@ Options Parse(int argc, char** argv) {
       }
       if (name == "url") {
         std::string url = value;
-        if (url.rfind("http://", 0) != 0) Usage("--url must start with http://");
-        url = url.substr(7);
+        if (url.rfind("http://", 0) == 0) {
+          url = url.substr(7);
+        } else if (url.rfind("https://", 0) == 0) {
+          o.tls = true;
+          url = url.substr(8);
+        } else {
+          Usage("--url must start with http:// or https://");
+        }
         if (const size_t slash = url.find('/'); slash != std::string::npos) url = url.substr(0, slash);
         const size_t colon = url.rfind(':');
         if (colon == std::string::npos) {
           o.host = url;
-          o.port = "80";
+          o.port = o.tls ? "443" : "80";
         } else {
           o.host = url.substr(0, colon);
           o.port = url.substr(colon + 1);
         }
       } else if (name == "token") {
         o.token = value;
+      } else if (name == "cacert") {
+        o.cacert = value;
       } else if (name == "json") {
         o.json_out = true;
       } else {
@@ -134,6 +148,32 @@ class Client {
       std::cerr << "esdb: cannot connect to " << o.host << ":" << o.port << ": " << ec.message() << "\n";
       std::exit(1);
     }
+    if (o.tls) {
+      tls_ctx_.emplace(ssl::context::tls_client);
+      SSL_CTX_set_min_proto_version(tls_ctx_->native_handle(), TLS1_2_VERSION);
+      if (o.cacert.empty()) tls_ctx_->set_default_verify_paths(ec);
+      else tls_ctx_->load_verify_file(o.cacert, ec);
+      if (ec) {
+        std::cerr << "esdb: cannot load CA certificates " << o.cacert << ": " << ec.message() << "\n";
+        std::exit(1);
+      }
+      tls_ctx_->set_verify_mode(ssl::verify_peer);
+      tls_ctx_->set_verify_callback(ssl::rfc2818_verification(o.host));
+      tls_.emplace(socket_, *tls_ctx_);
+      SSL_set_tlsext_host_name(tls_->native_handle(), o.host.c_str());
+      tls_->handshake(ssl::stream_base::client, ec);
+      if (ec) {
+        std::cerr << "esdb: TLS handshake with " << o.host << ":" << o.port << " failed: " << ec.message() << "\n";
+        std::exit(1);
+      }
+    }
+  }
+
+  // Runs `f` on the connection's stream (TLS or plain).
+  template <class F>
+  decltype(auto) WithStream(F&& f) {
+    if (tls_) return f(*tls_);
+    return f(socket_);
   }
 
   Reply Call(const std::string& method, const std::string& target, const std::string& body = "",
@@ -149,10 +189,12 @@ class Client {
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;
     req.prepare_payload();
-    http::write(socket_, req);
     http::response_parser<http::string_body> parser;
     parser.body_limit(1u << 30);
-    http::read(socket_, buffer_, parser);
+    WithStream([&](auto& stream) {
+      http::write(stream, req);
+      http::read(stream, buffer_, parser);
+    });
     return {static_cast<int>(parser.get().result_int()), parser.get().body()};
   }
 
@@ -161,13 +203,13 @@ class Client {
     std::string req = "GET " + target + " HTTP/1.1\r\nHost: " + o_.host + "\r\nAccept: text/event-stream\r\n";
     if (!o_.token.empty()) req += "Authorization: Bearer " + o_.token + "\r\n";
     req += "\r\n";
-    net::write(socket_, net::buffer(req));
+    WithStream([&](auto& stream) { net::write(stream, net::buffer(req)); });
     std::string raw;
     std::array<char, 16384> buf;
     beast::error_code ec;
     bool header_done = false;
     for (;;) {
-      size_t n = socket_.read_some(net::buffer(buf), ec);
+      size_t n = WithStream([&](auto& stream) { return stream.read_some(net::buffer(buf), ec); });
       raw.append(buf.data(), n);
       if (!header_done) {
         const size_t end = raw.find("\r\n\r\n");
@@ -207,6 +249,8 @@ class Client {
   const Options& o_;
   net::io_context io_;
   tcp::socket socket_;
+  std::optional<ssl::context> tls_ctx_;
+  std::optional<ssl::stream<tcp::socket&>> tls_;  // over socket_, for https
   beast::flat_buffer buffer_;
 };
 

@@ -112,7 +112,7 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   // TLS only: the server handshake, then Begin.
   void Handshake(bool health_only);
   // How long an idle connection waits for its next request now.
-  std::chrono::milliseconds IdleTimeout() const;
+  std::chrono::milliseconds IdleTimeout();
   // Under sse_mu_: `delta` more (or fewer) bytes buffered for this client.
   void CountSse(int64_t delta);
   void WaitForRequest();
@@ -160,6 +160,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   std::chrono::steady_clock::time_point idle_deadline_;  // of the armed wait
   std::chrono::steady_clock::time_point idle_since_;
   bool health_only_ = false;  // see Session::Run
+  // This idle period saw pressure: it keeps the short timeout even when
+  // closing idle connections brings the count below the mark.
+  bool pressed_ = false;
   uint64_t id_ = 0;
   Phase phase_ = Phase::kIdle;
 
@@ -314,9 +317,9 @@ void SessionImpl<Stream>::WaitForRequest() {
 }
 
 template <class Stream>
-std::chrono::milliseconds SessionImpl<Stream>::IdleTimeout() const {
-  const bool pressed = health_only_ || state_->UnderPressure();
-  return std::chrono::milliseconds(pressed ? state_->config.pressure_idle_timeout_ms : state_->config.idle_timeout_ms);
+std::chrono::milliseconds SessionImpl<Stream>::IdleTimeout() {
+  pressed_ = pressed_ || health_only_ || state_->UnderPressure();
+  return std::chrono::milliseconds(pressed_ ? state_->config.pressure_idle_timeout_ms : state_->config.idle_timeout_ms);
 }
 
 template <class Stream>
@@ -341,6 +344,7 @@ void SessionImpl<Stream>::ArmIdleTimer() {
 template <class Stream>
 void SessionImpl<Stream>::ReadHeader() {
   phase_ = Phase::kReading;
+  pressed_ = false;
   started_ = std::chrono::steady_clock::now();
   request_ = Request{};
   parser_.emplace();

@@ -220,7 +220,7 @@ TEST_CASE("slowloris: a request that trickles in gets 408 and the connection clo
   REQUIRE(Http(ts.port(), "GET", "/health/live").status == 200);
 }
 
-TEST_CASE("connection limit: the connection beyond the limit gets 503") {
+TEST_CASE("connection limit: beyond the limit a data request gets 503, a health check 200") {
   TestServer ts(json{{"max_connections", 2}});
   net::io_context io;
   tcp::socket a(io), b(io);
@@ -230,9 +230,10 @@ TEST_CASE("connection limit: the connection beyond the limit gets 503") {
   for (int i = 0; i < 200 && ts.server().state().metrics.open_connections.load() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  const std::string raw = RawExchange(ts.port(), "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n", false);
+  const std::string raw = RawExchange(ts.port(), "GET /streams/x HTTP/1.1\r\nHost: x\r\n\r\n", false);
   REQUIRE(StatusOf(raw) == 503);
   REQUIRE(raw.find("max_connections") != std::string::npos);
+  REQUIRE(StatusOf(RawExchange(ts.port(), "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n", false)) == 200);
   a.close();
   b.close();
   for (int i = 0; i < 200 && ts.server().state().metrics.open_connections.load() > 0; ++i) {

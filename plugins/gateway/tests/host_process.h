@@ -84,17 +84,19 @@ class HostProcess {
     // Read event lines until the gateway says where it listens.
     char* line = nullptr;
     size_t cap = 0;
+    std::string failures;  // subsystem_failed events: why the host did not come up
     while (getline(&line, &cap, out_) > 0) {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_object() && j.value("type", "") == "gateway_listening") {
         port_ = j["data"]["port"].get<uint16_t>();
         break;
       }
+      if (j.is_object() && j.value("type", "") == "subsystem_failed") failures += line;
     }
     free(line);
     if (port_ == 0) {
       Stop();
-      throw std::runtime_error("esdb-host exited before gateway_listening");
+      throw std::runtime_error("esdb-host exited before gateway_listening; " + failures);
     }
     // Keep draining stdout so the host never blocks on a full pipe.
     drain_ = std::thread([f = out_] {

@@ -1,0 +1,210 @@
+// Cases tagged [.][unfinished] do not pass yet (see the h-gwtls report); run them with
+// gateway_transport_e2e_test "[unfinished]".
+// Resource limits through a real esdb-host (issue 9, finding 7): health and
+// readiness answer while the data connections are at their limit, idle
+// keep-alive connections close sooner under pressure, and SSE subscribers
+// that do not read are bounded by buffered bytes, not only messages.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "host_process.h"
+
+using namespace gwtest;
+using nlohmann::json;
+
+namespace {
+
+// The host's resident set (VmRSS of /proc/PID/status), bytes.
+int64_t RssBytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+// A connected socket that sends nothing.
+std::unique_ptr<tcp::socket> IdleConnection(net::io_context& io, uint16_t port) {
+  auto s = std::make_unique<tcp::socket>(io);
+  s->connect({net::ip::make_address("127.0.0.1"), port});
+  return s;
+}
+
+// Waits up to `timeout_s` for the server to close `s`; true when it did.
+bool ClosedByServer(tcp::socket& s, int timeout_s) {
+  SetTimeouts(s, timeout_s);
+  std::array<char, 256> buf;
+  // recv(2) itself: Asio's synchronous read polls without the socket timeout.
+  const ssize_t n = ::recv(s.native_handle(), buf.data(), buf.size(), 0);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+// True when `s` is still open: nothing to read and no EOF right now.
+bool StillOpen(tcp::socket& s) {
+  beast::error_code ec;
+  s.non_blocking(true, ec);
+  std::array<char, 16> buf;
+  s.read_some(net::buffer(buf), ec);
+  const bool open = ec == net::error::would_block || ec == net::error::try_again;
+  s.non_blocking(false, ec);
+  return open;
+}
+
+}  // namespace
+
+TEST_CASE("limits: at max_connections idle connections, /health answers and idle ones close under pressure") {
+  TempDir dir;
+  HostProcess host(dir.path(), {"gateway.max_connections=8", "gateway.pressure_idle_timeout_ms=500"});
+  const uint16_t port = host.port();
+  REQUIRE(host.WaitReady());
+  net::io_context io;
+
+  // Below the pressure mark an idle keep-alive connection keeps the normal
+  // idle timeout (60 s).
+  auto calm = IdleConnection(io, port);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  REQUIRE(StillOpen(*calm));
+
+  // Fill every data connection with an idle client.
+  std::vector<std::unique_ptr<tcp::socket>> idle;
+  idle.push_back(std::move(calm));
+  while (idle.size() < 8) idle.push_back(IdleConnection(io, port));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted
+
+  // Liveness and readiness still answer.
+  REQUIRE(Http(port, "GET", "/health/live").status == 200);
+  REQUIRE(Http(port, "GET", "/health/ready").status == 200);
+
+  // The idle clients are closed within about pressure_idle_timeout_ms, not
+  // idle_timeout_ms.
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& s : idle) REQUIRE(ClosedByServer(*s, 10));
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  INFO("idle connections closed after " << waited << " s");
+  REQUIRE(waited < 5.0);
+
+  // Room again: data requests are served.
+  REQUIRE(Http(port, "GET", "/streams/nothing-here").status == 404);
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("limits: beyond max_connections a data request gets 503, health 200, each on its own connection") {
+  TempDir dir;
+  // A long pressure timeout, so the idle connections stay for the test.
+  HostProcess host(dir.path(), {"gateway.max_connections=4", "gateway.pressure_idle_timeout_ms=60000"});
+  const uint16_t port = host.port();
+  REQUIRE(host.WaitReady());
+  net::io_context io;
+  std::vector<std::unique_ptr<tcp::socket>> idle;
+  while (idle.size() < 4) idle.push_back(IdleConnection(io, port));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+
+  auto r = Http(port, "GET", "/streams/x");
+  REQUIRE(r.status == 503);
+  REQUIRE(r.Json()["error"] == "too_many_connections");
+  REQUIRE(r.headers["connection"] == "close");
+  r = Http(port, "GET", "/health/live");
+  REQUIRE(r.status == 200);
+  REQUIRE(r.headers["connection"] == "close");  // a reserved slot serves one request
+  auto metrics = Http(port, "GET", "/metrics");  // also 503: only /health/* is reserved
+  REQUIRE(metrics.status == 503);
+  idle.clear();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  metrics = Http(port, "GET", "/metrics");
+  REQUIRE(metrics.status == 200);
+  REQUIRE(metrics.body.find("esdb_http_limit_hits_total{limit=\"connections\"} 2") != std::string::npos);
+  REQUIRE(host.Stop() == 0);
+}
+
+TEST_CASE("limits: non-reading SSE subscribers and 1 MB events: dropped by buffered bytes, RSS bounded, "
+          "a reading subscriber gets everything", "[.][unfinished]") {
+  TempDir dir;
+  constexpr int64_t kTotal = 16 << 20;
+  HostProcess host(dir.path(), {"gateway.sse_total_buffer_bytes=" + std::to_string(kTotal)});
+  const uint16_t port = host.port();
+  REQUIRE(host.WaitReady());
+  constexpr int kSlow = 20, kEvents = 40;
+  const std::string blob(900 * 1000, 'x');
+  // Warm the store's write path and caches with events of the same size first.
+  for (int i = 0; i < 4; ++i) {
+    REQUIRE(Http(port, "POST", "/streams/warm", json::array({{{"eventType", "big"}, {"data", {{"b", blob}}}}}).dump())
+                .status == 201);
+  }
+  const int64_t rss_before = RssBytes(host.pid());
+  REQUIRE(rss_before > 0);
+
+  std::vector<std::unique_ptr<SseReader>> slow;
+  for (int i = 0; i < kSlow; ++i) {
+    slow.push_back(std::make_unique<SseReader>(port, "/streams/$all/subscribe?stream_prefix=big-"));
+    REQUIRE(slow.back()->ReadHeader() == 200);
+  }
+  SseReader fast(port, "/streams/$all/subscribe?stream_prefix=big-");
+  REQUIRE(fast.ReadHeader() == 200);
+  std::atomic<int> fast_events{0};
+  std::string fast_end;
+  std::thread reader([&] {
+    while (fast_events < kEvents) {
+      auto m = fast.Next();
+      if (m.empty() || m["event"] == "close") {
+        fast_end = m.empty() ? "eof" : m["data"];
+        return;
+      }
+      if (m["event"] == "big") ++fast_events;
+    }
+  });
+
+  int64_t peak = rss_before;
+  for (int i = 0; i < kEvents; ++i) {
+    json events = json::array({{{"eventType", "big"}, {"data", {{"b", blob}, {"i", i}}}}});
+    REQUIRE(Http(port, "POST", "/streams/big-" + std::to_string(i % 4), events.dump()).status == 201);
+    peak = std::max(peak, RssBytes(host.pid()));
+  }
+  reader.join();
+  for (int i = 0; i < 10; ++i) {  // deliveries still in flight
+    peak = std::max(peak, RssBytes(host.pid()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const double grew_mb = (peak - rss_before) / 1048576.0;
+  UNSCOPED_INFO("RSS before " << rss_before / 1048576.0 << " MB, peak " << peak / 1048576.0 << " MB, grew "
+                              << grew_mb << " MB; " << kSlow << " non-reading subscribers, " << kEvents
+                              << " events of 0.9 MB, sse_total_buffer_bytes 16 MiB");
+  std::printf("sse-bytes: RSS before %.1f MB, peak %.1f MB (+%.1f MB)\n", rss_before / 1048576.0, peak / 1048576.0,
+              grew_mb);
+  // Without a byte bound each subscriber queues every event: 20 x 36 MB.
+  // With it: the total budget, plus a bounded overshoot (see README), plus
+  // the store's and the fast reader's share.
+  CHECK(grew_mb < 16 + 64);
+
+  // The fast reader got every event and was not dropped.
+  CHECK(fast_events.load() == kEvents);
+  CHECK(fast_end.empty());
+
+  // Each slow subscriber, reading now, finds what was buffered, then the
+  // close event naming the byte limit.
+  int dropped = 0;
+  for (auto& s : slow) {
+    for (;;) {
+      auto m = s->Next();
+      if (m.empty()) break;
+      if (m["event"] == "close") {
+        const std::string reason = json::parse(m["data"])["reason"];
+        INFO(reason);
+        CHECK(reason.find("slow consumer") != std::string::npos);
+        CHECK(reason.find("_buffer_bytes") != std::string::npos);
+        ++dropped;
+        break;
+      }
+    }
+  }
+  CHECK(dropped == kSlow);
+  auto metrics = Http(port, "GET", "/metrics").body;
+  CHECK(metrics.find("esdb_http_sse_buffered_bytes ") != std::string::npos);
+  CHECK((metrics.find("limit=\"sse_buffer_bytes\"") != std::string::npos ||
+         metrics.find("limit=\"sse_total_buffer_bytes\"") != std::string::npos));
+  REQUIRE(host.Stop() == 0);
+}
