@@ -1,4 +1,4 @@
-// Cases tagged [.][unfinished] do not pass yet (see the h-gwtls report); run them with
+// Cases tagged [.][unfinished] do not pass yet (README, TLS: not finished); run them with
 // gateway_transport_e2e_test "[unfinished]".
 // Resource limits through a real esdb-host (issue 9, finding 7): health and
 // readiness answer while the data connections are at their limit, idle

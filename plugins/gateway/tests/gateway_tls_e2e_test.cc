@@ -1,4 +1,4 @@
-// Cases tagged [.][unfinished] do not pass yet (see the h-gwtls report); run them with
+// Cases tagged [.][unfinished] do not pass yet (README, TLS: not finished); run them with
 // gateway_transport_e2e_test "[unfinished]".
 // HTTPS through a real esdb-host: certificates made by the test (Debian's
 // openssl command line), the gateway configured with tls.cert_file and
