@@ -1,5 +1,5 @@
 // Event JSON (plugins/gateway/src/event_json.cc): an append body through
-// ParseEvents, then what a read would send back (RecordedEventToJson), and
+// ParseEvents, then what a read would send back (RecordedEventJson), and
 // the ES-ExpectedVersion header. Invariants: a parsed event has a type, a
 // UUID or no id, and JSON data/metadata that parse again; serializing it
 // never throws; an expected version prints back to one that parses equal.
@@ -60,7 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     r.data = e.data;
     r.metadata = e.metadata;
     r.created_us = created_us;
-    const std::string out = Dump(RecordedEventToJson(r));
+    const std::string out = RecordedEventJson(r);
     FUZZ_CHECK(ParsesAsJson(out));
   }
   return 0;

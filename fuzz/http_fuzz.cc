@@ -171,7 +171,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   client.assign(net::local::stream_protocol(), fds[1]);
   // Not owning: the server outlives the session (the loop below waits for it).
   std::shared_ptr<ServerState> state_ptr(std::shared_ptr<ServerState>(), &server->state());
-  std::make_shared<Session>(std::move(server_socket), state_ptr, server->state().funnels.front())->Run(false);
+  MakeSession(std::move(server_socket), state_ptr, server->state().funnels.front(), nullptr)->Run(false);
 
   net::async_write(client, net::buffer(input), [&client](boost::beast::error_code, size_t) {
     boost::beast::error_code ignored;

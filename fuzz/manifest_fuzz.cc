@@ -23,7 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!v.is_discarded()) overrides[subsystem][key] = std::move(v);
   }
   const std::string text = in.ConsumeRemainingBytesAsString();
-  auto m = esdb::host::ParseManifestText(text, "fuzz.json", "/nonexistent/manifests", "/nonexistent/plugins",
+  auto m = esdb::host::ParseManifestText(text, "fuzz.json", "/nonexistent/manifests",
+                                         std::vector<std::filesystem::path>{"/nonexistent/plugins"},
                                          overrides);
   if (!m.ok()) {
     FUZZ_CHECK(!m.status().message().empty());

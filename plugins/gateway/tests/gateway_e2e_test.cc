@@ -419,9 +419,12 @@ TEST_CASE("e2e: event data and metadata come back byte for byte: big numbers, ke
 
   // A traceparent is spliced into the metadata; the rest stays as sent.
   const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-  REQUIRE(Http(port, "POST", "/streams/rt", body, {{"traceparent", tp}, {"Authorization", "Bearer a"}}).status == 201);
+  auto appended = Http(port, "POST", "/streams/rt", body, {{"traceparent", tp}, {"Authorization", "Bearer a"}});
+  REQUIRE(appended.status == 201);
+  const std::string tr = appended.headers["traceresponse"];  // the caller's trace, the gateway's span
+  REQUIRE(tr.rfind(tp.substr(0, 36), 0) == 0);
   auto traced = Http(port, "GET", "/streams/rt/1", "", a);
-  CHECK(traced.body.find("\"metadata\":{\"$traceparent\":\"" + tp + "\", \"z\": 340282366920938463463374607431768211457, \"y\": [] }") !=
+  CHECK(traced.body.find("\"metadata\":{\"$traceparent\":\"" + tr + "\", \"z\": 340282366920938463463374607431768211457, \"y\": [] }") !=
         std::string::npos);
 
   // Snapshots too.
