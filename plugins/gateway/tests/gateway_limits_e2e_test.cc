@@ -96,7 +96,8 @@ TEST_CASE("limits: at max_connections idle connections, /health answers and idle
 TEST_CASE("limits: beyond max_connections a data request gets 503, health 200, each on its own connection") {
   TempDir dir;
   // A long pressure timeout, so the idle connections stay for the test.
-  HostProcess host(dir.path(), {"gateway.max_connections=4", "gateway.pressure_idle_timeout_ms=60000"});
+  HostProcess host(dir.path(), {"gateway.max_connections=4", "gateway.pressure_idle_timeout_ms=60000",
+                               "gateway.insecure_admin=true"});  // /metrics is admin
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   net::io_context io;
