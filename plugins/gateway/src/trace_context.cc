@@ -1,5 +1,6 @@
 #include "trace_context.h"
 
+#include <algorithm>
 #include <random>
 
 #include "json_util.h"
@@ -109,7 +110,13 @@ TraceContext StartTrace(std::string_view header, size_t count, TraceIdGenerator&
 }
 
 std::string MetadataWithTrace(std::string_view metadata, const std::string& traceparent) {
-  const bool absent = metadata.empty() || metadata == "null";
+  // The value without the JSON whitespace around it (a caller may pass any
+  // valid JSON text, e.g. "\n {..} ").
+  std::string_view value = metadata.substr(std::min(SkipJsonWhitespace(metadata, 0), metadata.size()));
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t' || value.back() == '\n' || value.back() == '\r')) {
+    value.remove_suffix(1);
+  }
+  const bool absent = value.empty() || value == "null";
   if (traceparent.empty()) return absent ? std::string() : std::string(metadata);
   std::string out = "{\"";
   out += kTraceMetadataKey;
@@ -117,9 +124,9 @@ std::string MetadataWithTrace(std::string_view metadata, const std::string& trac
   out += traceparent;
   out += '"';
   if (absent) return out + "}";
-  if (metadata.front() != '{') return std::string(metadata);
+  if (value.front() != '{') return std::string(metadata);
   bool has_members = false, has_trace = false;
-  ForEachJsonMember(metadata, [&](const std::string& key, std::string_view) {
+  ForEachJsonMember(value, [&](const std::string& key, std::string_view) {
     has_members = true;
     has_trace = key == kTraceMetadataKey;
     return !has_trace;
@@ -128,7 +135,7 @@ std::string MetadataWithTrace(std::string_view metadata, const std::string& trac
   // Splice the key in front, keeping the caller's text (key order carries
   // no meaning in JSON).
   if (has_members) out += ',';
-  out.append(metadata.substr(1));
+  out.append(value.substr(1));
   return out;
 }
 

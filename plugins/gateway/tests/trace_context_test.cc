@@ -129,6 +129,9 @@ TEST_CASE("the trace is merged into event metadata without clobbering the caller
   CHECK(merged("{ \"big\": 123456789012345678901234567890 }") ==
         "{\"$traceparent\":\"" + tp + "\", \"big\": 123456789012345678901234567890 }");
   CHECK(merged("{ }") == "{\"$traceparent\":\"" + tp + "\" }");
+  // JSON whitespace around the value (found by the trace_context fuzzer).
+  CHECK(json::parse(merged("\n\t{\"a\":1} \r\n")) == json{{"a", 1}, {"$traceparent", tp}});
+  CHECK(json::parse(merged(" null ")) == json{{"$traceparent", tp}});
   // Without a trace, metadata is stored as sent.
   CHECK(MetadataWithTrace(R"({"k": 1.0})", "") == R"({"k": 1.0})");
   CHECK(MetadataWithTrace("", "").empty());
