@@ -1,5 +1,7 @@
 // esdb-host as a real process: --check, bad manifests, graceful SIGTERM,
 // and the default manifests.
+#include <signal.h>
+
 #include <chrono>
 
 #include <catch2/catch.hpp>
@@ -117,6 +119,31 @@ TEST_CASE("SIGTERM stops every subsystem gracefully and exits 0", "[process]") {
   }
   CHECK(host.WaitForEvent("system_stopping", "", 1000));
   CHECK_FALSE(host.WaitForEvent("system_degraded", "", 10));
+}
+
+TEST_CASE("SIGHUP re-reads the manifests directory: added, changed and deleted files; the host keeps running",
+          "[process]") {
+  TempDir dir;
+  const auto m = dir.path() / "manifests";
+  std::filesystem::create_directories(m);
+  WriteManifest(m, TestManifest("one", {}));
+  HostProcess host(WithPluginDirs(
+      {"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events", "--no-watch"}));
+  REQUIRE(host.WaitForEvent("system_ready"));
+  WriteManifest(m, TestManifest("two", {}));
+  WriteFile(m / "broken.json", "{\"name\": ");
+  // Not watched: nothing happens until the signal.
+  CHECK_FALSE(host.WaitForEvent("subsystem_starting", "two", 300));
+  REQUIRE(::kill(host.pid(), SIGHUP) == 0);
+  CHECK(host.WaitForEvent("subsystem_ready", "two", 10000));
+  CHECK_THAT(FailureError(host, "broken"), Catch::Contains("broken.json"));
+  // A second SIGHUP with nothing changed does nothing to the running ones.
+  std::filesystem::remove(m / "broken.json");
+  std::filesystem::remove(m / "one.json");
+  REQUIRE(::kill(host.pid(), SIGHUP) == 0);
+  CHECK(host.WaitForEvent("subsystem_removed", "one", 10000));
+  CHECK_FALSE(host.WaitForEvent("subsystem_stopping", "two", 300));
+  CHECK(host.Terminate() == 0);
 }
 
 TEST_CASE("bad command lines are refused with the option named", "[process]") {

@@ -389,6 +389,30 @@ void Host::OnManifestFile(const std::filesystem::path& file, bool changed) {
   if (!added.ok()) RejectManifest(abs.string(), added.status(), "");
 }
 
+void Host::RescanManifests() {
+  boost::asio::post(control_io_, [this] {
+    std::vector<std::filesystem::path> gone;
+    {
+      std::lock_guard<std::mutex> lock(subsystems_mu_);
+      if (shut_down_) return;
+      const auto dir = (std::filesystem::absolute(options_.manifests_dir) / "x").lexically_normal().parent_path();
+      for (const auto& [name, sub] : subsystems_) {
+        const std::filesystem::path file = sub->Describe()["manifest"].value("file", "");
+        std::error_code ec;
+        if (file.parent_path() == dir && !std::filesystem::exists(file, ec)) gone.push_back(file);
+      }
+    }
+    log_->info("re-reading manifests in {}", options_.manifests_dir.string());
+    for (const auto& f : gone) OnManifestFile(f, false);
+    auto files = ListManifestFiles(options_.manifests_dir);
+    if (!files.ok()) {
+      log_->error("cannot re-read manifests: {}", files.status().ToString());
+      return;
+    }
+    for (const auto& f : *files) OnManifestFile(f, true);
+  });
+}
+
 void Host::LaunchSequentially(size_t index) {
   if (index >= launch_order_.size()) return;
   launch_order_[index]->Launch([this, index] { LaunchSequentially(index + 1); });

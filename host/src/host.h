@@ -79,6 +79,11 @@ class Host {
   Result<std::string> RemoveSubsystem(const std::string& name, const std::string& correlation_id);
   Result<std::string> ReloadSubsystem(const std::string& name, const std::string& correlation_id);
   nlohmann::json ListSubsystems() const;
+  // Re-reads the manifests directory as the watcher would see it (SIGHUP):
+  // new files are added, changed ones reloaded, subsystems whose file is
+  // gone removed, rejected files reported. Runs on a control thread; returns
+  // at once. Nothing else is re-read. No-op after Shutdown().
+  void RescanManifests();
 
   EventBusImpl& bus() { return *bus_; }
   ControlPlane& control_plane() { return *control_plane_; }

@@ -1,5 +1,5 @@
 // esdb-host: the process. Parses the command line, runs the Host, and
-// stops it gracefully on SIGINT/SIGTERM.
+// stops it gracefully on SIGINT/SIGTERM; SIGHUP re-reads the manifests directory.
 #include <signal.h>
 
 #include <cstdio>
@@ -34,6 +34,7 @@ const char* kUsage = R"(usage: esdb-host [options]
   --set NAME.KEY=JSON  override key KEY of subsystem NAME's config (repeatable);
                        a value that is not JSON is taken as a string
   --sequential-start   start subsystems one after another (for benchmarks)
+  --no-watch           do not watch --manifests for changes; SIGHUP still re-reads it
   --help               this text
 )";
 
@@ -87,6 +88,8 @@ std::optional<std::string> ParseArgs(int argc, char** argv, Args* args) {
       args->check = true;
     } else if (flag == "--sequential-start") {
       args->host.sequential_start = true;
+    } else if (flag == "--no-watch") {
+      args->host.watch_manifests = false;
     } else if (flag == "--timeout") {
       if ((err = value(&v))) return err;
       try {
@@ -138,6 +141,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::mutex out_mu;
@@ -180,7 +184,11 @@ int main(int argc, char** argv) {
   }
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    host.RescanManifests();  // SIGHUP: the manifests directory, nothing else
+  }
   host.logger()->info("signal {} received; stopping", sig);
   ExitAfter(host.Shutdown(), 0);
   return 0;
