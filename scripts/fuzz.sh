@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The libFuzzer targets of fuzz/ (docs/FUZZING.md).
 #   scripts/fuzz.sh build                  configure and build them into build-fuzz/ (clang, ASan+UBSan)
-#   scripts/fuzz.sh run [SECONDS]          build, then run every target for SECONDS each (default 20)
+#   scripts/fuzz.sh run [SECONDS]          build, then run every target for SECONDS each (default 20),
+#                                          as many at once as there are cores
 #   scripts/fuzz.sh TARGET [SECONDS] [libFuzzer flags...]
 #                                          build, then run one target ("http" or "http_fuzz")
 # A run fails (exit 1) on any crash, sanitizer report, leak, timeout or
 # out-of-memory, and names the reproducer file. Seeds are read from
 # fuzz/corpus/<name>/ (never written); what a run discovers goes to
 # build-fuzz/fuzz-out/<name>/corpus, findings to build-fuzz/fuzz-out/<name>/artifacts.
+# FUZZ_BUILD_DIR=DIR uses another build tree (scripts/dev.sh test: the
+# sanitized build, configured with -DESDB_FUZZ=ON); FUZZ_SKIP_BUILD=1 runs what
+# is built there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +19,11 @@ BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 DEFAULT_SECONDS=20
 
 build() {
+  if [ "${FUZZ_SKIP_BUILD:-0}" = 1 ]; then return 0; fi
   local launcher=()
   if command -v ccache >/dev/null && [ -z "${CI:-}" ]; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
-  cmake -S . -B "$BUILD_DIR" -G Ninja -DESDB_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ \
-    -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" "${launcher[@]}" >/dev/null
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DESDB_FUZZ=ON -DESDB_FUZZ_ONLY=ON -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -O1" "${launcher[@]}" >/dev/null
   cmake --build "$BUILD_DIR" -j"$(nproc 2>/dev/null || echo 2)"
 }
 
@@ -68,9 +73,24 @@ case "${1:-}" in
   run)
     seconds=${2:-$DEFAULT_SECONDS}
     build
-    passed=0 failed=0
+    # One fuzzer per core; each one's report is printed when it ends, whole.
+    parallel=$(nproc 2>/dev/null || echo 2)
+    report_dir=$(mktemp -d)
+    trap 'rm -rf "$report_dir"' EXIT
+    passed=0 failed=0 running=0
+    collect() {  # waits for one finished run and prints its report
+      wait -n || true
+      running=$((running - 1))
+    }
     for t in $(targets); do
-      if run_one "$t" "$seconds"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+      [ "$running" -ge "$parallel" ] && collect
+      (if run_one "$t" "$seconds" >"$report_dir/$t.out" 2>&1; then touch "$report_dir/$t.ok"; fi
+       cat "$report_dir/$t.out") &
+      running=$((running + 1))
+    done
+    while [ "$running" -gt 0 ]; do collect; done
+    for t in $(targets); do
+      if [ -e "$report_dir/$t.ok" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
     done
     echo "fuzz: $passed passed, $failed failed"
     [ "$failed" -eq 0 ]

@@ -91,12 +91,18 @@ class HostProcess {
         port_ = j["data"]["port"].get<uint16_t>();
         break;
       }
-      if (j.is_object() && j.value("type", "") == "subsystem_failed") failures += line;
+      if (j.is_object() && j.value("type", "") == "subsystem_failed") {
+        failures += line;
+        // The gateway cannot come up (or something gave up for good): the
+        // host keeps running degraded, so stop waiting for the port.
+        const auto& data = j["data"];
+        if (data.value("name", "") == "gateway" || data.value("final", false)) break;
+      }
     }
     free(line);
     if (port_ == 0) {
       Stop();
-      throw std::runtime_error("esdb-host exited before gateway_listening; " + failures);
+      throw std::runtime_error("the gateway did not come up (no gateway_listening); " + failures);
     }
     // Keep draining stdout so the host never blocks on a full pipe.
     drain_ = std::thread([f = out_] {
