@@ -92,6 +92,11 @@ esdb::Result<std::shared_ptr<ssl::context>> Build(const TlsConfig& c) {
     if (!s.ok()) return s;
   }
   if (SSL_CTX_use_PrivateKey_file(native, c.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL 3 already compares the key with the certificate here.
+    const unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+      return FileError("key_file", c.key_file, "does not match tls.cert_file " + c.cert_file + ": " + OpenSslError());
+    }
     return FileError("key_file", c.key_file, "not a usable unencrypted PEM private key: " + OpenSslError());
   }
   if (SSL_CTX_check_private_key(native) != 1) {

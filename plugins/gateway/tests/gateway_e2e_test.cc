@@ -195,6 +195,27 @@ TEST_CASE("e2e: SSE catch-up then live under concurrent appends, no gap, no dupl
   REQUIRE(host.Stop() == 0);
 }
 
+TEST_CASE("e2e: on a fresh store, live subscribers get the very first event") {
+  // The notification service once announced a non-existent event 0 at start
+  // on an empty store, and its fan-out then skipped the first real append.
+  TempDir dir;
+  HostProcess host(dir.path());
+  const uint16_t port = host.port();
+  REQUIRE(host.WaitReady());
+  SseReader all(port, "/streams/$all/subscribe");
+  SseReader stream(port, "/streams/first/subscribe");
+  REQUIRE(all.ReadHeader() == 200);
+  REQUIRE(stream.ReadHeader() == 200);
+  REQUIRE(all.Next()["event"] == "caught-up");
+  REQUIRE(stream.Next()["event"] == "caught-up");
+  REQUIRE(Append(port, "first", Events(1)).status == 201);
+  auto m = all.Next();
+  CHECK(m["id"] == "0");
+  m = stream.Next();
+  CHECK(m["id"] == "0");
+  REQUIRE(host.Stop() == 0);
+}
+
 TEST_CASE("e2e: persistent group: next, ack, timeout redelivery, park, replay, restart resume") {
   TempDir dir;
   {

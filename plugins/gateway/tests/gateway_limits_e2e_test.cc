@@ -1,5 +1,3 @@
-// Cases tagged [.][unfinished] do not pass yet (README, TLS: not finished); run them with
-// gateway_transport_e2e_test "[unfinished]".
 // Resource limits through a real esdb-host (issue 9, finding 7): health and
 // readiness answer while the data connections are at their limit, idle
 // keep-alive connections close sooner under pressure, and SSE subscribers
@@ -122,15 +120,23 @@ TEST_CASE("limits: beyond max_connections a data request gets 503, health 200, e
   REQUIRE(host.Stop() == 0);
 }
 
-TEST_CASE("limits: non-reading SSE subscribers and 1 MB events: dropped by buffered bytes, RSS bounded, "
-          "a reading subscriber gets everything", "[.][unfinished]") {
+namespace {
+
+// One run of the SSE byte-budget scenario: a host with
+// sse_total_buffer_bytes `total`, `slow` subscribers that never read after
+// the header, one that reads everything, and kEvents events of 0.9 MB on
+// streams its filter matches. Checks who got what; returns how much the
+// host's RSS grew (MB) over its warmed-up size.
+constexpr int kSseEvents = 40;
+constexpr double kSseEventMb = 0.9;
+
+double SseBudgetRun(int64_t total, int slow_count) {
   TempDir dir;
-  constexpr int64_t kTotal = 16 << 20;
-  HostProcess host(dir.path(), {"gateway.sse_total_buffer_bytes=" + std::to_string(kTotal)});
+  HostProcess host(dir.path(), {"gateway.sse_total_buffer_bytes=" + std::to_string(total),
+                                "gateway.insecure_admin=true"});  // /metrics is admin
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
-  constexpr int kSlow = 20, kEvents = 40;
-  const std::string blob(900 * 1000, 'x');
+  const std::string blob(static_cast<size_t>(kSseEventMb * 1000 * 1000), 'x');
   // Warm the store's write path and caches with events of the same size first.
   for (int i = 0; i < 4; ++i) {
     REQUIRE(Http(port, "POST", "/streams/warm", json::array({{{"eventType", "big"}, {"data", {{"b", blob}}}}}).dump())
@@ -140,7 +146,7 @@ TEST_CASE("limits: non-reading SSE subscribers and 1 MB events: dropped by buffe
   REQUIRE(rss_before > 0);
 
   std::vector<std::unique_ptr<SseReader>> slow;
-  for (int i = 0; i < kSlow; ++i) {
+  for (int i = 0; i < slow_count; ++i) {
     slow.push_back(std::make_unique<SseReader>(port, "/streams/$all/subscribe?stream_prefix=big-"));
     REQUIRE(slow.back()->ReadHeader() == 200);
   }
@@ -149,18 +155,19 @@ TEST_CASE("limits: non-reading SSE subscribers and 1 MB events: dropped by buffe
   std::atomic<int> fast_events{0};
   std::string fast_end;
   std::thread reader([&] {
-    while (fast_events < kEvents) {
+    while (fast_events < kSseEvents) {
       auto m = fast.Next();
       if (m.empty() || m["event"] == "close") {
         fast_end = m.empty() ? "eof" : m["data"];
         return;
       }
-      if (m["event"] == "big") ++fast_events;
+      // A stream event is an unnamed SSE message; its type is in the data.
+      if (m["event"].empty() && json::parse(m["data"])["type"] == "big") ++fast_events;
     }
   });
 
   int64_t peak = rss_before;
-  for (int i = 0; i < kEvents; ++i) {
+  for (int i = 0; i < kSseEvents; ++i) {
     json events = json::array({{{"eventType", "big"}, {"data", {{"b", blob}, {"i", i}}}}});
     REQUIRE(Http(port, "POST", "/streams/big-" + std::to_string(i % 4), events.dump()).status == 201);
     peak = std::max(peak, RssBytes(host.pid()));
@@ -171,18 +178,11 @@ TEST_CASE("limits: non-reading SSE subscribers and 1 MB events: dropped by buffe
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const double grew_mb = (peak - rss_before) / 1048576.0;
-  UNSCOPED_INFO("RSS before " << rss_before / 1048576.0 << " MB, peak " << peak / 1048576.0 << " MB, grew "
-                              << grew_mb << " MB; " << kSlow << " non-reading subscribers, " << kEvents
-                              << " events of 0.9 MB, sse_total_buffer_bytes 16 MiB");
-  std::printf("sse-bytes: RSS before %.1f MB, peak %.1f MB (+%.1f MB)\n", rss_before / 1048576.0, peak / 1048576.0,
-              grew_mb);
-  // Without a byte bound each subscriber queues every event: 20 x 36 MB.
-  // With it: the total budget, plus a bounded overshoot (see README), plus
-  // the store's and the fast reader's share.
-  CHECK(grew_mb < 16 + 64);
+  std::printf("sse-bytes: %d non-reading subscribers: RSS before %.1f MB, peak %.1f MB (+%.1f MB)\n", slow_count,
+              rss_before / 1048576.0, peak / 1048576.0, grew_mb);
 
   // The fast reader got every event and was not dropped.
-  CHECK(fast_events.load() == kEvents);
+  CHECK(fast_events.load() == kSseEvents);
   CHECK(fast_end.empty());
 
   // Each slow subscriber, reading now, finds what was buffered, then the
@@ -202,10 +202,39 @@ TEST_CASE("limits: non-reading SSE subscribers and 1 MB events: dropped by buffe
       }
     }
   }
-  CHECK(dropped == kSlow);
-  auto metrics = Http(port, "GET", "/metrics").body;
-  CHECK(metrics.find("esdb_http_sse_buffered_bytes ") != std::string::npos);
-  CHECK((metrics.find("limit=\"sse_buffer_bytes\"") != std::string::npos ||
-         metrics.find("limit=\"sse_total_buffer_bytes\"") != std::string::npos));
+  CHECK(dropped == slow_count);
+  if (slow_count > 0) {
+    auto metrics = Http(port, "GET", "/metrics").body;
+    CHECK(metrics.find("esdb_http_sse_buffered_bytes ") != std::string::npos);
+    CHECK((metrics.find("limit=\"sse_buffer_bytes\"") != std::string::npos ||
+           metrics.find("limit=\"sse_total_buffer_bytes\"") != std::string::npos));
+  }
   REQUIRE(host.Stop() == 0);
+  return grew_mb;
+}
+
+}  // namespace
+
+TEST_CASE("limits: non-reading SSE subscribers and 1 MB events: dropped by buffered bytes, RSS bounded, "
+          "a reading subscriber gets everything") {
+#ifdef ESDB_SANITIZED_BUILD
+  // Under ASan the host's RSS is mostly quarantine and shadow memory, and
+  // it is too slow to fill the buffers before write_timeout_ms closes them.
+  WARN("skipped in the sanitized build: it measures the host's RSS");
+  return;
+#endif
+  constexpr int64_t kTotal = 16 << 20;
+  constexpr int kSlow = 20;
+  // What the store, the reading subscriber and the allocator cost alone...
+  const double alone = SseBudgetRun(kTotal, 0);
+  // ... and what twenty subscribers that never read add to it. Without a
+  // byte bound each would queue every event (20 x 36 MB = 720 MB). With
+  // it, the README's bound: the total budget, plus per subscriber a quarter
+  // of sse_buffer_bytes (4 MiB) it may keep, the write in flight and one
+  // message (each at most one 0.9 MB event here).
+  const double with_slow = SseBudgetRun(kTotal, kSlow);
+  const double bound = kTotal / 1048576.0 + kSlow * (1.0 + 2 * kSseEventMb);
+  UNSCOPED_INFO("RSS grew " << alone << " MB with one reading subscriber, " << with_slow << " MB with " << kSlow
+                            << " non-reading ones too; bound on the difference " << bound << " MB");
+  CHECK(with_slow - alone < bound);
 }

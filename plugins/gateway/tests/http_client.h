@@ -2,6 +2,8 @@
 // loopback connection per call), plus raw-bytes exchanges for hostile input.
 #pragma once
 
+#include <poll.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -35,6 +37,44 @@ inline void SetTimeouts(tcp::socket& s, int seconds) {
   setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
+
+// True when `fd` becomes readable within `ms`; else `ec` says timed_out.
+// asio's blocking reads ignore SO_RCVTIMEO (after EAGAIN they poll again
+// without a limit), so every read of these helpers waits here first.
+inline bool WaitReadable(int fd, int ms, beast::error_code& ec) {
+  pollfd p{fd, POLLIN, 0};
+  const int r = ::poll(&p, 1, ms);
+  if (r > 0) return true;
+  ec = r == 0 ? beast::error_code(net::error::timed_out) : beast::error_code(errno, boost::system::system_category());
+  return false;
+}
+
+// A blocking stream over a connected socket whose reads give up after
+// `seconds` (see WaitReadable); for Beast's synchronous http::read.
+class TimedSocket {
+ public:
+  TimedSocket(tcp::socket& s, int seconds) : s_(s), ms_(seconds * 1000) {}
+  template <class Buffers>
+  size_t read_some(const Buffers& b, beast::error_code& ec) {
+    if (!WaitReadable(s_.native_handle(), ms_, ec)) return 0;
+    return s_.read_some(b, ec);
+  }
+  template <class Buffers>
+  size_t read_some(const Buffers& b) {
+    beast::error_code ec;
+    const size_t n = read_some(b, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+  template <class Buffers>
+  size_t write_some(const Buffers& b, beast::error_code& ec) { return s_.write_some(b, ec); }
+  template <class Buffers>
+  size_t write_some(const Buffers& b) { return s_.write_some(b); }
+
+ private:
+  tcp::socket& s_;
+  int ms_;
+};
 
 // An HTTP/1.1 request to the loopback host with `headers` and `body`.
 inline http::request<http::string_body> MakeRequest(const std::string& method, const std::string& target,
@@ -75,7 +115,8 @@ inline HttpResult Http(uint16_t port, const std::string& method, const std::stri
   http::response_parser<http::string_body> parser;
   parser.body_limit(64u << 20);
   if (method == "HEAD") parser.skip(true);
-  http::read(socket, buffer, parser);
+  TimedSocket timed(socket, 20);
+  http::read(timed, buffer, parser);
   HttpResult r = ToResult(parser.get());
   beast::error_code ec;
   socket.shutdown(tcp::socket::shutdown_both, ec);
@@ -105,8 +146,9 @@ inline std::string RawExchange(uint16_t port, const std::string& bytes, bool hal
   if (half_close) socket.shutdown(tcp::socket::shutdown_send, ec);
   std::string out;
   std::array<char, 8192> buf;
+  TimedSocket timed(socket, timeout_s);
   for (;;) {
-    size_t n = socket.read_some(net::buffer(buf), ec);
+    size_t n = timed.read_some(net::buffer(buf), ec);
     out.append(buf.data(), n);
     if (ec || CompleteResponse(out)) break;
   }
@@ -179,7 +221,7 @@ class SseReader {
   bool Fill() {
     std::array<char, 16384> buf;
     beast::error_code ec;
-    size_t n = socket_.read_some(net::buffer(buf), ec);
+    size_t n = TimedSocket(socket_, 20).read_some(net::buffer(buf), ec);
     raw_.append(buf.data(), n);
     return !ec || n > 0;
   }

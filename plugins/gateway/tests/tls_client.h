@@ -86,6 +86,10 @@ class TlsConnection {
     while (raw_.find(needle) == std::string::npos) {
       std::array<char, 8192> buf;
       beast::error_code ec;
+      // Nothing decrypted and waiting: wait for the socket (20 s at most).
+      if (SSL_pending(stream_.native_handle()) == 0 && !WaitReadable(stream_.next_layer().native_handle(), 20000, ec)) {
+        return "";
+      }
       const size_t n = stream_.read_some(net::buffer(buf), ec);
       raw_.append(buf.data(), n);
       if (ec && n == 0) return "";

@@ -113,7 +113,9 @@ class NotificationSubsystem : public esdb::Subsystem {
     }
     // Appends between the service's start and the bus subscription are
     // picked up by the next notification (the fan-out reads to the head).
-    service->OnEventsAppended(store->NextPosition() == 0 ? 0 : store->NextPosition() - 1, {});
+    // (Not on an empty store: there is no event 0 yet, and announcing it
+    // would let the fan-out skip the first real one.)
+    if (const uint64_t next = store->NextPosition(); next > 0) service->OnEventsAppended(next - 1, {});
     esdb::Status ps = ctx_->Services().Provide(esdb::services::kSubscriptions, service);
     if (!ps.ok()) {
       sub.value().cancel();

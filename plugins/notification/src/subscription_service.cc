@@ -246,10 +246,17 @@ nlohmann::json SubscriptionService::StoredStateProblems() const {
 
 void SubscriptionService::Stop(const esdb::Status& reason) {
   if (stopped_.exchange(true)) return;
+  // The timer goes now, while its io_context surely exists: a consumer may
+  // hold this service (a pinned handle) past the io_context's end, and an
+  // asio object destroyed after its io_context is undefined behaviour
+  // (UBSan found it: the gateway dropped the last handle on its bus thread).
+  std::unique_ptr<boost::asio::steady_timer> retry;
   {
     std::lock_guard<std::mutex> lock(fanout_mu_);
-    if (fanout_retry_) fanout_retry_->cancel();
+    retry = std::move(fanout_retry_);
   }
+  if (retry) retry->cancel();
+  retry.reset();
   std::unordered_map<uint64_t, std::shared_ptr<CatchUpSubscription>> subs;
   {
     std::lock_guard<std::mutex> lock(subs_mu_);
@@ -430,6 +437,10 @@ void SubscriptionService::Fanout() {
       if (!r.ok()) logger_->warn("fan-out read of $all from {} failed: {}", from, r.status().ToString());
       std::lock_guard<std::mutex> lock(fanout_mu_);
       if (!r.ok() || r->next_position <= from) {
+        if (!fanout_retry_) {  // stopped meanwhile
+          fanout_scheduled_ = false;
+          return;
+        }
         fanout_retry_->expires_after(std::chrono::milliseconds(r.ok() ? 1 : 100));
         fanout_retry_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
           if (ec) return;

@@ -43,9 +43,11 @@ class TestEnv {
 
   ~TestEnv() {
     StopService();
-    CloseStore();
+    // Let the io threads finish whatever is still posted (a group's read
+    // may be running) before the store goes away under it.
     work_.reset();
     for (auto& t : threads_) t.join();
+    CloseStore();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
@@ -74,8 +76,10 @@ class TestEnv {
     store_.reset();
   }
 
-  std::shared_ptr<esdb_notification::SubscriptionService> StartService() {
-    auto svc = std::make_shared<esdb_notification::SubscriptionService>(io_, store_, logger_);
+  // A started service that receives this store's append notifications;
+  // it reads through `store` when given (e.g. a wrapper of store()).
+  std::shared_ptr<esdb_notification::SubscriptionService> StartService(std::shared_ptr<esdb::EventStore> store = nullptr) {
+    auto svc = std::make_shared<esdb_notification::SubscriptionService>(io_, store ? store : store_, logger_);
     REQUIRE(svc->Start().ok());
     {
       std::lock_guard<std::mutex> lock(mu_);
