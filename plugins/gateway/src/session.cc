@@ -671,6 +671,11 @@ template <class Stream>
 void SessionImpl<Stream>::WatchPeer() {
   // A streaming client sends nothing more; a read completing means it went
   // away (or misbehaves), either way the stream ends.
+  // TLS reads through the tcp_stream, whose read deadline may still be the
+  // last write's (set while no read was pending): the watch has none, or
+  // the stream would close write_timeout_ms after it began. (A write in
+  // flight keeps its own deadline.)
+  if constexpr (kTls) Tcp().expires_never();
   ReadLayer().async_read_some(net::buffer(scratch_), [self = this->shared_from_this()](beast::error_code ec, size_t) {
     if (self->phase_ != Phase::kStreaming) return;
     if (ec) return self->DoClose(false);

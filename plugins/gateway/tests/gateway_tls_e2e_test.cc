@@ -38,7 +38,9 @@ TEST_CASE("tls: HTTPS append, read and SSE; plain HTTP to the TLS port gets a cl
   const auto certs = dir.path() / "certs";
   std::filesystem::create_directories(certs);
   MakeCert(certs, "a");
-  HostProcess host(dir.path() / "data", {TlsSet(certs, "a")});
+  // A short write timeout: an SSE stream over TLS must outlive it (its
+  // watch on the peer once inherited the write deadline and closed).
+  HostProcess host(dir.path() / "data", {TlsSet(certs, "a"), "gateway.write_timeout_ms=1000"});
   const uint16_t port = host.port();
   const std::string ca = (certs / "a.crt").string();
 
@@ -71,6 +73,7 @@ TEST_CASE("tls: HTTPS append, read and SSE; plain HTTP to the TLS port gets a cl
   TlsConnection sse(port, ClientContext(ca));
   sse.Send("GET /streams/orders/subscribe?from=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
   REQUIRE(sse.ReadUntil("caught-up").find("200 OK") != std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   REQUIRE(c.Request("POST", "/streams/orders", json::array({{{"eventType", "live"}, {"data", 3}}}).dump()).status == 201);
   // (A stream event is an unnamed SSE message; its type is in the data.)
   REQUIRE(sse.ReadUntil("\"type\":\"live\"").find("id: 2\n") != std::string::npos);
