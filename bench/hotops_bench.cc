@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < runs; ++r) {
       const json m = {{"name", "hot"},
                       {"version", "1.0.0"},
-                      {"api_version", "1.0"},
+                      {"api_version", "1.1"},
                       {"library", synthetic.string()},
                       {"entry", "esdb_create_synthetic"},
                       {"critical", false},
@@ -328,7 +328,7 @@ int main(int argc, char** argv) {
     // A synthetic plugin (overlap), no traffic.
     {
       const json m = {{"name", "hot"},           {"version", "1.0.0"},
-                      {"api_version", "1.0"},    {"library", synthetic.string()},
+                      {"api_version", "1.1"},    {"library", synthetic.string()},
                       {"entry", "esdb_create_synthetic"}, {"critical", false}};
       std::ofstream(work / "hot.json.tmp") << m.dump();
       const size_t from = host.count();

@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
       for (int i = 0; i < n; ++i) {
         nlohmann::json m = {{"name", "synthetic" + std::to_string(i)},
                             {"version", "1.0.0"},
-                            {"api_version", "1.0"},
+                            {"api_version", "1.1"},
                             {"library", (bin_dir / "bench-plugins" / "libesdb_synthetic_plugin.so").string()},
                             {"entry", "esdb_create_synthetic"},
                             {"config", {{"start_ms", d}}}};

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "esdb/version.h"
 #include "support/test_support.h"
 
 using esdb::test::HostProcess;
@@ -50,7 +51,7 @@ TEST_CASE("every bad manifest gets its own clear error and the rest of the syste
   WriteManifest(m, TestManifest("api_mismatch", {}, {{"api_version", "2.0"}}));
   WriteManifest(m, TestManifest("future_api", {},
                                 {{"library", TestLibrary("libesdb_future_api_plugin.so").string()},
-                                 {"api_version", "1.1"},
+                                 {"api_version", "1." + std::to_string(ESDB_SDK_API_MINOR + 1)},
                                  {"entry", "esdb_create_future"}}));
   WriteFile(m / "zz_duplicate.json", TestManifest("good_a", {}).dump());
   WriteManifest(m, TestManifest("factory_throws", {}, {{"entry", "esdb_create_throwing"}}));
@@ -76,8 +77,9 @@ TEST_CASE("every bad manifest gets its own clear error and the rest of the syste
   CHECK_THAT(FailureError(host, "not_a_plugin"), Catch::Contains("is not an esdb plugin"));
   CHECK_THAT(FailureError(host, "missing_entry"), Catch::Contains("field 'entry': symbol 'no_such_entry' not found"));
   CHECK_THAT(FailureError(host, "api_mismatch"),
-             Catch::Contains("manifest says 2.0 but the library was built for SDK API 1.0"));
-  CHECK_THAT(FailureError(host, "future_api"), Catch::Contains("plugin built for SDK API 1.1, host provides 1.0"));
+             Catch::Contains("manifest says 2.0 but the library was built for SDK API 1." + std::to_string(ESDB_SDK_API_MINOR)));
+  CHECK_THAT(FailureError(host, "future_api"), Catch::Contains("plugin built for SDK API 1." + std::to_string(ESDB_SDK_API_MINOR + 1) +
+                                                                  ", host provides 1." + std::to_string(ESDB_SDK_API_MINOR)));
   CHECK_THAT(FailureError(host, "zz_duplicate"), Catch::Contains("duplicate subsystem name 'good_a'"));
   CHECK_THAT(FailureError(host, "factory_throws"), Catch::Contains("the plugin factory threw: test factory told to throw"));
   CHECK_THAT(FailureError(host, "factory_null"), Catch::Contains("factory returned no instance"));

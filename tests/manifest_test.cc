@@ -14,7 +14,7 @@ using esdb::host::ParseManifestText;
 
 namespace {
 nlohmann::json Good() {
-  return {{"name", "store"},      {"version", "1.2.3"},     {"api_version", "1.0"},
+  return {{"name", "store"},      {"version", "1.2.3"},     {"api_version", "1.1"},
           {"library", "libx.so"}, {"entry", "create_store"}};
 }
 std::string ErrorOf(const nlohmann::json& m) {

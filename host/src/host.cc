@@ -116,11 +116,12 @@ Status Host::Start() {
   Status s = control_plane_->Start();
   if (!s.ok()) return s;
   // The host's own service; no library to keep alive.
-  s = registry_->Provide(services::kControl, std::static_pointer_cast<esdb::ControlService>(control_plane_),
-                         kHostOwner, "host", nullptr);
+  s = registry_->Provide(services::kControl, ControlService::kInterfaceId,
+                         std::static_pointer_cast<esdb::ControlService>(control_plane_), kHostOwner, "host", nullptr);
   if (!s.ok()) return s;
   admin_ = std::make_shared<HostAdmin>(this);
-  s = registry_->Provide(services::kAdmin, admin_, kHostOwner, "host", nullptr);
+  s = registry_->Provide(services::kAdmin, AdminService::kInterfaceId, std::static_pointer_cast<AdminService>(admin_),
+                         kHostOwner, "host", nullptr);
   if (!s.ok()) return s;
   control_work_ = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
       control_io_.get_executor());

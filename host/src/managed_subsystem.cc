@@ -133,6 +133,7 @@ void ManagedSubsystem::StartAttempt() {
       return;
     }
     library_ = std::move(lib.value());
+    if (!library_->compat_note().empty()) env_->log->warn("subsystem {}: {}", manifest_.name, library_->compat_note());
   }
 
   auto gen = NewGeneration(manifest_, library_);
@@ -502,6 +503,9 @@ void ManagedSubsystem::Reload(Manifest manifest, std::string correlation_id,
                     /*retain=*/false);
       done(lib.status());
       return;
+    }
+    if (!lib.value()->compat_note().empty()) {
+      self->env_->log->warn("subsystem {}: {}", manifest.name, lib.value()->compat_note());
     }
     self->reload_done_ = std::move(done);
     self->candidate_library_ = std::move(lib.value());

@@ -77,7 +77,16 @@ class PluginContext : public esdb::Context {
     ScopedRegistry(ServiceRegistryImpl* reg, std::string provider, OwnerId owner, LibraryRef lib)
         : reg_(reg), provider_(std::move(provider)), owner_(owner), lib_(std::move(lib)) {}
     Status Provide(const std::string& name, std::shared_ptr<void> service) override {
-      return reg_->Provide(name, std::move(service), owner_, provider_, lib_);
+      return reg_->Provide(name, std::string(), std::move(service), owner_, provider_, lib_);
+    }
+    Status ProvideAs(const std::string& name, const char* interface_id, std::shared_ptr<void> service) override {
+      if (interface_id == nullptr || *interface_id == '\0') {
+        return Status::InvalidArgument("service '" + name + "': empty interface id");
+      }
+      return reg_->Provide(name, interface_id, std::move(service), owner_, provider_, lib_);
+    }
+    Result<std::shared_ptr<void>> FindAs(const std::string& name, const char* interface_id) const override {
+      return reg_->FindAs(name, interface_id == nullptr ? std::string() : std::string(interface_id));
     }
     Status Withdraw(const std::string& name) override { return reg_->Withdraw(name, owner_); }
     std::shared_ptr<void> Find(const std::string& name) const override { return reg_->Find(name); }

@@ -199,6 +199,12 @@ void Reaper::Run() {
   }
 }
 
+namespace {
+// The io runner of an SDK 1.0 plugin, which exports none: the loop runs in
+// the host's copy of Asio.
+void RunIoInHost(boost::asio::io_context* io) { io->run(); }
+}  // namespace
+
 Result<std::shared_ptr<PluginLibrary>> PluginLibrary::Load(const Manifest& m, Reaper* reaper,
                                                            const std::vector<fs::path>& allowed_dirs) {
   const std::string where = m.file.empty() ? m.name : m.file.string();
@@ -245,11 +251,39 @@ Result<std::shared_ptr<PluginLibrary>> PluginLibrary::Load(const Manifest& m, Re
                                       ", host provides " + host_api + " (needs the same major and minor <= " +
                                       std::to_string(ESDB_SDK_API_MINOR) + ")");
   }
-  if (!out->lib_->has(esdb::kRunIoSymbol)) {
-    return Status::InvalidArgument(where + ": " + m.library.string() + " exports no " + esdb::kRunIoSymbol +
-                                   " (build it with the ESDB_PLUGIN macro of this SDK)");
+  // SDK 1.0 plugins predate the ABI tag and the exported io runner: they
+  // load unchecked, and the host runs their Io() loop itself, as 1.0 did
+  // (docs/SDK_COMPATIBILITY.md). From 1.1 on both are required.
+  const bool v1_0 = lib_major == 1 && lib_minor == 0;
+  if (out->lib_->has(esdb::kAbiTagSymbol)) {
+    auto& tag_fn = out->lib_->get<esdb::AbiTagFunction>(esdb::kAbiTagSymbol);
+    const char* tag = tag_fn();
+    out->abi_tag_ = tag == nullptr ? std::string() : std::string(tag);
+    const std::string diff = esdb::DescribeAbiDifference(out->abi_tag_, ESDB_ABI_TAG);
+    if (!diff.empty()) {
+      std::string parts = diff;
+      for (size_t i = 0; (i = parts.find('\n', i)) != std::string::npos;) parts.replace(i, 1, "; ");
+      return Status::FailedPrecondition(where + ": ABI mismatch: " + m.library.string() +
+                                        " was built differently from this host (" + parts +
+                                        "); rebuild it with the host's compiler and libraries");
+    }
+  } else if (!v1_0) {
+    return Status::InvalidArgument(where + ": " + m.library.string() + " exports no " + esdb::kAbiTagSymbol +
+                                   " (SDK API " + lib_api + " plugins must: build it with the ESDB_PLUGIN macro)");
   }
-  out->run_io_ = &out->lib_->get<esdb::RunIoFunction>(esdb::kRunIoSymbol);
+  if (out->lib_->has(esdb::kRunIoSymbol)) {
+    out->run_io_ = &out->lib_->get<esdb::RunIoFunction>(esdb::kRunIoSymbol);
+  } else if (v1_0) {
+    out->run_io_ = &RunIoInHost;
+  } else {
+    return Status::InvalidArgument(where + ": " + m.library.string() + " exports no " + esdb::kRunIoSymbol +
+                                   " (SDK API " + lib_api + " plugins must: build it with the ESDB_PLUGIN macro)");
+  }
+  if (v1_0 && out->abi_tag_.empty()) {
+    out->compat_note_ = "built against SDK 1.0: its ABI is not checked" +
+                        std::string(out->run_io_ == &RunIoInHost ? " and the host runs its Io() loop" : "") +
+                        "; rebuild it against this SDK";
+  }
   if (!out->lib_->has(m.entry)) {
     return Status::NotFound(where + ": field 'entry': symbol '" + m.entry + "' not found in " + m.library.string());
   }

@@ -77,6 +77,11 @@ class PluginLibrary {
   // Runs an io_context loop inside the plugin's own copy of Asio.
   esdb::RunIoFunction* run_io() const { return run_io_; }
   uint32_t api_version() const { return api_version_; }
+  // The plugin's ABI tag (esdb/abi.h); empty for an SDK 1.0 plugin.
+  const std::string& abi_tag() const { return abi_tag_; }
+  // Non-empty for a plugin loaded under the SDK 1.0 rules (no ABI tag, Io()
+  // run by the host): what that means, for the log.
+  const std::string& compat_note() const { return compat_note_; }
   const std::filesystem::path& path() const { return path_; }
 
  private:
@@ -87,6 +92,8 @@ class PluginLibrary {
   esdb::SubsystemFactory* factory_ = nullptr;
   esdb::RunIoFunction* run_io_ = nullptr;
   uint32_t api_version_ = 0;
+  std::string abi_tag_;
+  std::string compat_note_;
   std::filesystem::path path_;
 };
 

@@ -11,8 +11,9 @@ struct Pinned {
 };
 }  // namespace
 
-Status ServiceRegistryImpl::Provide(const std::string& name, std::shared_ptr<void> service, OwnerId owner,
-                                    const std::string& provider, std::shared_ptr<void> keep_alive) {
+Status ServiceRegistryImpl::Provide(const std::string& name, const std::string& interface_id,
+                                    std::shared_ptr<void> service, OwnerId owner, const std::string& provider,
+                                    std::shared_ptr<void> keep_alive) {
   if (name.empty()) return Status::InvalidArgument("service name is empty");
   if (!service) return Status::InvalidArgument("service '" + name + "' is null");
   std::shared_ptr<void> replaced;  // released outside the lock
@@ -31,7 +32,8 @@ Status ServiceRegistryImpl::Provide(const std::string& name, std::shared_ptr<voi
     auto pinned = std::make_shared<Pinned>();
     pinned->keep_alive = std::move(keep_alive);
     pinned->service = std::move(service);
-    services_[name] = Entry{std::shared_ptr<void>(pinned, raw), owner, provider};
+    services_[name] = Entry{std::shared_ptr<void>(pinned, raw), interface_id.empty() ? name : interface_id, owner,
+                            provider};
     // Announced under the lock so provided/withdrawn reach the bus in order.
     Announce(event_types::kServiceProvided, name, provider);
   }
@@ -66,6 +68,18 @@ std::shared_ptr<void> ServiceRegistryImpl::Find(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = services_.find(name);
   return it == services_.end() ? nullptr : it->second.service;
+}
+
+Result<std::shared_ptr<void>> ServiceRegistryImpl::FindAs(const std::string& name,
+                                                         const std::string& interface_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = services_.find(name);
+  if (it == services_.end()) return Status::NotFound("service '" + name + "' is not provided");
+  if (it->second.interface_id != interface_id) {
+    return Status::FailedPrecondition("service '" + name + "' is provided by " + it->second.provider +
+                                      " as interface '" + it->second.interface_id + "', not '" + interface_id + "'");
+  }
+  return it->second.service;
 }
 
 std::vector<std::string> ServiceRegistryImpl::Names() const {

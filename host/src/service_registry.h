@@ -20,17 +20,22 @@ class ServiceRegistryImpl {
 
   // `keep_alive` is held by every copy handed out (the provider's library).
   // A name held by another generation of the same provider is taken over.
-  Status Provide(const std::string& name, std::shared_ptr<void> service, OwnerId owner,
-                 const std::string& provider, std::shared_ptr<void> keep_alive);
+  // `interface_id` empty: an untyped (SDK 1.0) offer, taken as the
+  // interface whose id is `name`.
+  Status Provide(const std::string& name, const std::string& interface_id, std::shared_ptr<void> service,
+                 OwnerId owner, const std::string& provider, std::shared_ptr<void> keep_alive);
   Status Withdraw(const std::string& name, OwnerId owner);
   // Withdraws every service of `owner`; returns their names.
   std::vector<std::string> WithdrawAllOf(OwnerId owner);
   std::shared_ptr<void> Find(const std::string& name) const;
+  // See esdb::ServiceRegistry::FindAs().
+  Result<std::shared_ptr<void>> FindAs(const std::string& name, const std::string& interface_id) const;
   std::vector<std::string> Names() const;
 
  private:
   struct Entry {
     std::shared_ptr<void> service;
+    std::string interface_id;
     OwnerId owner;
     std::string provider;
   };

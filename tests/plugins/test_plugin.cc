@@ -33,6 +33,7 @@ namespace {
 
 // The service test plugins provide to each other.
 struct EchoService {
+  static constexpr const char* kInterfaceId = "test.echo/1";
   std::string owner;
 };
 
@@ -134,7 +135,7 @@ class TestSubsystem : public esdb::Subsystem {
   void OnServiceEvent(const esdb::Event& e) {
     if (e.type == esdb::event_types::kServiceProvided && e.data.value("name", "") == required_ && !ready_) {
       auto svc = ctx_->Services().Get<EchoService>(required_);
-      if (svc) BecomeReady({{"required_from", svc->owner}});
+      if (svc.ok()) BecomeReady({{"required_from", (*svc)->owner}});
     }
   }
 
@@ -144,7 +145,7 @@ class TestSubsystem : public esdb::Subsystem {
     if (auto p = cfg.value("provide", ""); !p.empty()) {
       auto svc = std::make_shared<EchoService>();
       svc->owner = ctx_->Name();
-      esdb::Status s = ctx_->Services().Provide(p, svc);
+      esdb::Status s = ctx_->Services().Provide<EchoService>(p, svc);
       if (!s.ok()) {
         ctx_->ReportFailed(s);
         return;

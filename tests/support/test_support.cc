@@ -36,7 +36,7 @@ std::vector<std::string> PluginDirArgs() {
 nlohmann::json TestManifest(const std::string& name, const nlohmann::json& config, const nlohmann::json& patch) {
   nlohmann::json m = {{"name", name},
                       {"version", "1.0.0"},
-                      {"api_version", "1.0"},
+                      {"api_version", "1.1"},
                       {"library", TestLibrary("libesdb_test_plugin.so").string()},
                       {"entry", "esdb_create_test"},
                       {"description", "test plugin"},

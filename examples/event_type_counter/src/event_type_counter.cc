@@ -1,7 +1,7 @@
 // The event-type counter: an example plugin built out of tree against the
 // installed SDK. A projection of $all into per-event-type counts.
 //
-// Start() only subscribes and returns. When "esdb.event_store/1" is
+// Start() only subscribes and returns. When "esdb.event_store/2" is
 // announced (topic "services", retained, so a late start still sees it) the
 // counter restores its last snapshot from its own stream, catches up by
 // reading $all from the snapshot's checkpoint, provides its own service
@@ -144,7 +144,7 @@ class EventTypeCounter : public esdb::Subsystem {
 
   void OnStoreProvided() {
     if (stopped_) return;
-    store_ = ctx_->Services().Get<esdb::EventStore>(esdb::services::kEventStore);
+    store_ = ctx_->Services().GetOrNull<esdb::EventStore>(esdb::services::kEventStore);
     if (!store_) return;  // withdrawn again already; that event follows
     store_available_ = true;
     if (!restored_) {
@@ -163,8 +163,7 @@ class EventTypeCounter : public esdb::Subsystem {
     }
     CatchUp();
     if (ready_) return;
-    esdb::Status s = ctx_->Services().Provide(kServiceName, std::static_pointer_cast<void>(
-                                                                std::shared_ptr<TypeCounts>(service_)));
+    esdb::Status s = ctx_->Services().Provide<TypeCounts>(kServiceName, service_);
     if (!s.ok()) {
       ctx_->ReportFailed(s);
       return;

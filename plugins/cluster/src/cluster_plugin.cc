@@ -4,6 +4,7 @@
 // that starts later still learns who leads.
 #include <spdlog/spdlog.h>
 
+#include <esdb/bus_events.h>
 #include <esdb/plugin.h>
 
 namespace esdb_cluster {
@@ -15,9 +16,9 @@ class ClusterSubsystem : public esdb::Subsystem {
     ctx_ = &ctx;
     const std::string& node = ctx.Node();
     const nlohmann::json members = nlohmann::json::array({node});
-    esdb::Status s = Announce("node_joined", "node:" + node, {{"node", node}});
-    if (s.ok()) s = Announce("cluster_formed", "cluster", {{"members", members}, {"size", 1}});
-    if (s.ok()) s = Announce("leader_elected", "leader", {{"leader", node}, {"term", 1}});
+    esdb::Status s = Announce(esdb::event_types::kNodeJoined, "node:" + node, {{"node", node}});
+    if (s.ok()) s = Announce(esdb::event_types::kClusterFormed, "cluster", {{"members", members}, {"size", 1}});
+    if (s.ok()) s = Announce(esdb::event_types::kLeaderElected, "leader", {{"leader", node}, {"term", 1}});
     if (!s.ok()) return s;
     ctx.Logger()->info("single-node cluster formed; leader {}", node);
     ctx.ReportReady({{"mode", "single_node"}, {"leader", node}, {"members", members}});
@@ -26,7 +27,7 @@ class ClusterSubsystem : public esdb::Subsystem {
 
   esdb::Status Stop() override {
     if (ctx_ != nullptr) {
-      Announce("node_left", "node:" + ctx_->Node(), {{"node", ctx_->Node()}});
+      Announce(esdb::event_types::kNodeLeft, "node:" + ctx_->Node(), {{"node", ctx_->Node()}});
     }
     return esdb::Status::OK();
   }

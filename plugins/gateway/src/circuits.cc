@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "esdb/bus.h"
+#include "esdb/bus_events.h"
 #include "json_util.h"
 #include "metrics.h"
 #include "router.h"
@@ -19,9 +20,9 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 
 const char* EventTypeFor(CircuitState to) {
   switch (to) {
-    case CircuitState::kOpen: return "circuit_opened";
-    case CircuitState::kHalfOpen: return "circuit_half_open";
-    case CircuitState::kClosed: return "circuit_closed";
+    case CircuitState::kOpen: return esdb::event_types::kCircuitOpened;
+    case CircuitState::kHalfOpen: return esdb::event_types::kCircuitHalfOpen;
+    case CircuitState::kClosed: return esdb::event_types::kCircuitClosed;
   }
   return "circuit_changed";
 }
@@ -149,7 +150,7 @@ void Circuits::Publish(const CircuitTransition& t) {
   if (bus_ == nullptr) return;
   const CircuitBreakerOptions& o = config_.options;
   esdb::Event e;
-  e.topic = "gateway";
+  e.topic = esdb::topics::kGateway;
   e.type = EventTypeFor(t.after.state);
   e.correlation_id = t.correlation_id;
   e.data = {{"circuit", t.after.name},

@@ -15,6 +15,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <spdlog/spdlog.h>
 
+#include <esdb/bus_events.h>
 #include <esdb/control.h>
 #include <esdb/plugin.h>
 
@@ -47,11 +48,11 @@ class GatewaySubsystem : public esdb::Subsystem {
 
     ServerDeps deps;
     deps.logger = ctx.Logger();
-    deps.control = ctx.Services().Get<esdb::ControlService>(esdb::services::kControl);
+    deps.control = ctx.Services().GetOrNull<esdb::ControlService>(esdb::services::kControl);
     deps.store = [tracker] { return tracker->store(); };
     deps.subscriptions = [tracker] { return tracker->subs(); };
     deps.bus = &ctx.Bus();
-    deps.admin = [services = &ctx.Services()] { return services->Get<esdb::AdminService>(esdb::services::kAdmin); };
+    deps.admin = [services = &ctx.Services()] { return services->GetOrNull<esdb::AdminService>(esdb::services::kAdmin); };
     deps.subsystem_name = ctx.Name();
     if (!deps.control) ctx.Logger()->warn("gateway: service {} not found; control routes answer 503", esdb::services::kControl);
 
@@ -68,7 +69,7 @@ class GatewaySubsystem : public esdb::Subsystem {
 
     const auto endpoint = server_->endpoint();
     const nlohmann::json where = {{"address", endpoint.address().to_string()}, {"port", endpoint.port()}};
-    Announce("gateway_listening", where);
+    Announce(esdb::event_types::kGatewayListening, where);
     ctx.Logger()->info("gateway listening on {}:{}", endpoint.address().to_string(), endpoint.port());
     ctx.ReportReady(where);
     return esdb::Status::OK();
@@ -77,7 +78,7 @@ class GatewaySubsystem : public esdb::Subsystem {
   esdb::Status Stop() override {
     if (server_) {
       if (!server_->Stop()) ctx_->Logger()->error("gateway: stop left connections behind");
-      Announce("gateway_stopped", nlohmann::json::object());
+      Announce(esdb::event_types::kGatewayStopped, nlohmann::json::object());
     }
     work_.clear();
     for (auto& io : ios_) io->stop();
@@ -101,7 +102,7 @@ class GatewaySubsystem : public esdb::Subsystem {
   void Announce(const char* type, nlohmann::json data) {
     esdb::Event e;
     e.type = type;
-    e.topic = "gateway";
+    e.topic = esdb::topics::kGateway;
     e.data = std::move(data);
     esdb::PublishOptions options;
     options.retain = true;

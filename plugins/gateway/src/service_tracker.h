@@ -7,8 +7,10 @@
 #include <memory>
 #include <mutex>
 
+#include "esdb/bus_events.h"
 #include "esdb/event.h"
 #include "esdb/event_store.h"
+#include "esdb/event_store_acquire.h"
 #include "esdb/services.h"
 #include "esdb/subscriptions.h"
 
@@ -20,22 +22,25 @@ class ServiceTracker {
 
   // Handles service_provided / service_withdrawn.
   void OnEvent(const esdb::Event& e) {
-    if (!e.data.is_object() || !e.data.contains("name") || !e.data["name"].is_string()) return;
-    const std::string name = e.data["name"].get<std::string>();
-    const bool provided = e.type == esdb::event_types::kServiceProvided;
+    esdb::Result<esdb::ServiceChange> change = esdb::DecodeServiceChange(e);
+    if (!change.ok()) return;
+    const std::string& name = change->name;
+    const bool provided = change->provided;
     std::lock_guard<std::mutex> lock(mu_);
-    if (name == esdb::services::kEventStore) {
-      store_ = provided && registry_ ? registry_->Get<esdb::EventStore>(name) : nullptr;
+    // Asked again on every change: with both event-store names offered,
+    // the one still provided wins (/2 first, see AcquireEventStore()).
+    if (esdb::IsEventStoreServiceName(name)) {
+      store_ = registry_ ? AcquireStore() : nullptr;
     } else if (name == esdb::services::kSubscriptions) {
-      subs_ = provided && registry_ ? registry_->Get<esdb::Subscriptions>(name) : nullptr;
+      subs_ = provided && registry_ ? registry_->GetOrNull<esdb::Subscriptions>(name) : nullptr;
     }
   }
   // Asks the registry directly (at start, before the bus replay arrives).
   void Refresh() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!registry_) return;
-    store_ = registry_->Get<esdb::EventStore>(esdb::services::kEventStore);
-    subs_ = registry_->Get<esdb::Subscriptions>(esdb::services::kSubscriptions);
+    store_ = AcquireStore();
+    subs_ = registry_->GetOrNull<esdb::Subscriptions>(esdb::services::kSubscriptions);
   }
   void Clear() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -53,6 +58,12 @@ class ServiceTracker {
   }
 
  private:
+  // Requires mu_ and registry_. Null while no store is provided.
+  std::shared_ptr<esdb::EventStore> AcquireStore() {
+    esdb::Result<std::shared_ptr<esdb::EventStore>> store = esdb::AcquireEventStore(*registry_);
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
   std::mutex mu_;
   esdb::ServiceRegistry* registry_;
   std::shared_ptr<esdb::EventStore> store_;

@@ -8,6 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <esdb/bus_events.h>
+#include <esdb/event_store_acquire.h>
 #include <esdb/plugin.h>
 #include <esdb/subscriptions.h>
 
@@ -17,7 +19,7 @@ namespace esdb_notification {
 namespace {
 
 // Topic of this subsystem's own bus events (stored_state_skipped).
-constexpr const char* kTopic = "notification";
+constexpr const char* kTopic = esdb::topics::kNotification;
 
 class NotificationSubsystem : public esdb::Subsystem {
  public:
@@ -65,7 +67,7 @@ class NotificationSubsystem : public esdb::Subsystem {
  private:
   void OnServiceEvent(const esdb::EventPtr& event) {
     const std::string name = event->data.value("name", "");
-    if (name != esdb::services::kEventStore) return;
+    if (!esdb::IsEventStoreServiceName(name)) return;
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
     if (event->type == esdb::event_types::kServiceProvided) {
@@ -78,8 +80,13 @@ class NotificationSubsystem : public esdb::Subsystem {
   // Requires mu_.
   void Attach() {
     if (service_) return;
-    auto store = ctx_->Services().Get<esdb::EventStore>(esdb::services::kEventStore);
-    if (!store) return;  // withdrawn again already; wait for the next provided
+    esdb::Result<std::shared_ptr<esdb::EventStore>> acquired = esdb::AcquireEventStore(ctx_->Services());
+    if (!acquired.ok()) {
+      // NotFound: withdrawn again already; wait for the next provided.
+      if (acquired.status().code() != esdb::Code::kNotFound) ctx_->ReportFailed(acquired.status());
+      return;
+    }
+    std::shared_ptr<esdb::EventStore> store = std::move(acquired).value();
     auto service = std::make_shared<SubscriptionService>(ctx_->Io(), store, ctx_->Logger(), options_);
     esdb::Status s = service->Start();
     if (!s.ok()) {
@@ -92,13 +99,13 @@ class NotificationSubsystem : public esdb::Subsystem {
     for (const nlohmann::json& problem : service->StoredStateProblems()) {
       esdb::Event e;
       e.topic = kTopic;
-      e.type = "stored_state_skipped";
+      e.type = esdb::event_types::kStoredStateSkipped;
       e.data = problem;
       ctx_->Bus().Publish(std::move(e));
     }
     esdb::SubscribeOptions so;
     so.topics = {esdb::topics::kStore};
-    so.types = {"events_appended", "stream_deleted"};
+    so.types = {esdb::event_types::kEventsAppended, esdb::event_types::kStreamDeleted};
     so.replay_retained = false;
     so.queue_limit = 1 << 20;
     so.name = "notification.store";
@@ -116,7 +123,7 @@ class NotificationSubsystem : public esdb::Subsystem {
     // (Not on an empty store: there is no event 0 yet, and announcing it
     // would let the fan-out skip the first real one.)
     if (const uint64_t next = store->NextPosition(); next > 0) service->OnEventsAppended(next - 1, {});
-    esdb::Status ps = ctx_->Services().Provide(esdb::services::kSubscriptions, service);
+    esdb::Status ps = ctx_->Services().Provide<esdb::Subscriptions>(esdb::services::kSubscriptions, service);
     if (!ps.ok()) {
       sub.value().cancel();
       service->Stop(ps);

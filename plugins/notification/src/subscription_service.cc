@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "esdb/bus_events.h"
 #include "esdb/group_settings.h"
 
 namespace esdb_notification {
@@ -380,18 +381,23 @@ void SubscriptionService::OnStreamDeleted(const std::string& stream_id, bool har
 }
 
 void SubscriptionService::OnStoreEvent(const esdb::EventPtr& event) {
-  try {
-    if (event->type == "events_appended") {
-      std::vector<std::string> streams;
-      if (event->data.contains("appends")) {
-        for (const auto& a : event->data.at("appends")) streams.push_back(a.at("stream").get<std::string>());
-      }
-      OnEventsAppended(event->data.at("last_position").get<uint64_t>(), streams);
-    } else if (event->type == "stream_deleted") {
-      OnStreamDeleted(event->data.at("stream").get<std::string>(), event->data.value("hard", false));
+  if (event->type == esdb::event_types::kEventsAppended) {
+    esdb::Result<esdb::EventsAppended> appended = esdb::DecodeEventsAppended(*event);
+    if (!appended.ok()) {
+      logger_->warn("ignoring a malformed store event: {}", appended.status().message());
+      return;
     }
-  } catch (const std::exception& e) {
-    logger_->warn("ignoring malformed store event {}: {}", event->type, e.what());
+    std::vector<std::string> streams;
+    streams.reserve(appended->appends.size());
+    for (esdb::AppendedRange& a : appended->appends) streams.push_back(std::move(a.stream));
+    OnEventsAppended(appended->last_position, streams);
+  } else if (event->type == esdb::event_types::kStreamDeleted) {
+    esdb::Result<esdb::StreamDeleted> deleted = esdb::DecodeStreamDeleted(*event);
+    if (!deleted.ok()) {
+      logger_->warn("ignoring a malformed store event: {}", deleted.status().message());
+      return;
+    }
+    OnStreamDeleted(deleted->stream, deleted->hard);
   }
 }
 

@@ -363,6 +363,14 @@ class GatedStore : public esdb::EventStore {
   esdb::Status DeleteStream(const std::string& s, esdb::ExpectedVersion e, bool hard) override {
     return inner_.DeleteStream(s, e, hard);
   }
+  void AppendAsync(const std::string& s, esdb::ExpectedVersion e, std::vector<esdb::ProposedEvent> ev,
+                   esdb::AppendCallback done, const esdb::CallContext& c) override {
+    inner_.AppendAsync(s, e, std::move(ev), std::move(done), c);
+  }
+  esdb::Status DeleteStream(const std::string& s, esdb::ExpectedVersion e, bool hard,
+                            const esdb::CallContext& c) override {
+    return inner_.DeleteStream(s, e, hard, c);
+  }
   esdb::Result<esdb::StreamMetadata> GetMetadata(const std::string& s) override { return inner_.GetMetadata(s); }
   esdb::Status SetMetadata(const std::string& s, const esdb::StreamMetadata& m) override {
     return inner_.SetMetadata(s, m);

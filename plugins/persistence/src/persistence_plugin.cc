@@ -39,7 +39,7 @@ class PersistenceSubsystem : public esdb::Subsystem {
       storage_ = *opened;
     }
     std::shared_ptr<esdb::Storage> service = storage_;
-    esdb::Status s = ctx.Services().Provide(esdb::services::kStorage, std::static_pointer_cast<void>(service));
+    esdb::Status s = ctx.Services().Provide<esdb::Storage>(esdb::services::kStorage, service);
     if (!s.ok()) return s;
     provided_ = true;
     ctx.Logger()->info("LevelDB open at {} (sync={})", dir.string(), config_.leveldb.sync);

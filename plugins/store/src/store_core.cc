@@ -9,6 +9,7 @@
 #include <spdlog/logger.h>
 
 #include "esdb/all_filter.h"
+#include "esdb/bus_events.h"
 #include "key_layout.h"
 
 namespace esdb_store {
@@ -604,11 +605,11 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
   staged_.clear();
   staged_ids_.clear();
 
-  // The events_appended payload, built only when there is a bus to publish
-  // on, one object per committed append without temporary documents.
+  // The events_appended payload (esdb/bus_events.h), built only when there
+  // is a bus to publish on.
   const bool publish = static_cast<bool>(hooks_.publish);
-  nlohmann::json appends = nlohmann::json::array();
-  if (publish) appends.get_ref<nlohmann::json::array_t&>().reserve(group.size());
+  esdb::EventsAppended appended;
+  if (publish) appended.appends.reserve(group.size());
   uint64_t events = 0;
   std::vector<const Request*> deleted;
   // The group's context when every committed append shares one; else none
@@ -654,26 +655,20 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
       Log(4, "an append callback threw");
     }
     if (publish && committed && r.kind == Request::Kind::kAppend) {
-      nlohmann::json::object_t a;
-      a.emplace("stream", std::move(r.stream));  // the request is done with it
-      a.emplace("first_version", out.first_version);
-      a.emplace("last_version", out.last_version);
-      a.emplace("first_position", out.result.first_position);
-      a.emplace("last_position", out.result.position);
-      if (!r.context.correlation_id.empty()) a.emplace("correlation_id", r.context.correlation_id);
-      if (!r.context.causation_id.empty()) a.emplace("causation_id", r.context.causation_id);
-      appends.get_ref<nlohmann::json::array_t&>().emplace_back(std::move(a));
+      appended.appends.push_back({std::move(r.stream),  // the request is done with it
+                                  out.first_version, out.last_version, out.result.first_position,
+                                  out.result.position, r.context.correlation_id, r.context.causation_id});
     }
   }
   if (!publish) return;
   if (events > 0) {
     esdb::Event e;
     e.topic = esdb::topics::kStore;
-    e.type = "events_appended";
-    e.data = {{"first_position", cg.first_position},
-              {"last_position", position - 1},
-              {"count", events},
-              {"appends", std::move(appends)}};
+    e.type = esdb::event_types::kEventsAppended;
+    appended.first_position = cg.first_position;
+    appended.last_position = position - 1;
+    appended.count = events;
+    e.data = esdb::EncodeEventsAppended(appended);
     if (group_context != nullptr && one_context) {
       e.correlation_id = group_context->correlation_id;
       e.causation_id = group_context->causation_id;
@@ -683,8 +678,8 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
   for (const Request* r : deleted) {
     esdb::Event e;
     e.topic = esdb::topics::kStore;
-    e.type = "stream_deleted";
-    e.data = {{"stream", r->stream}, {"hard", r->hard}};
+    e.type = esdb::event_types::kStreamDeleted;
+    e.data = esdb::EncodeStreamDeleted({r->stream, r->hard});
     e.correlation_id = r->context.correlation_id;
     e.causation_id = r->context.causation_id;
     hooks_.publish(std::move(e));
@@ -1135,7 +1130,7 @@ void StoreCore::ScavengerLoop() {
       if (hooks_.publish) {
         esdb::Event e;
         e.topic = esdb::topics::kStore;
-        e.type = "scavenge_completed";
+        e.type = esdb::event_types::kScavengeCompleted;
         e.data = {{"events_removed", r->events_removed},
                   {"bytes_removed", r->bytes_removed},
                   {"streams_scanned", r->streams_scanned}};

@@ -1,4 +1,4 @@
-// Store: the event-store semantics, offered as "esdb.event_store/1".
+// Store: the event-store semantics, offered as "esdb.event_store/2" and "/1".
 //
 // Start() does not wait for persistence: it subscribes to the "services"
 // topic (retained events replayed, so a late start still sees an earlier
@@ -57,8 +57,10 @@ class StoreSubsystem : public esdb::Subsystem {
     if (core) core->Close();
     core.reset();
     if (provided_) {
-      esdb::Status w = ctx_->Services().Withdraw(esdb::services::kEventStore);
-      if (!w.ok() && w.code() != esdb::Code::kNotFound) ctx_->Logger()->warn("withdraw: {}", w.ToString());
+      for (const char* name : {esdb::services::kEventStore, esdb::services::kEventStoreV1}) {
+        esdb::Status w = ctx_->Services().Withdraw(name);
+        if (!w.ok() && w.code() != esdb::Code::kNotFound) ctx_->Logger()->warn("withdraw {}: {}", name, w.ToString());
+      }
       provided_ = false;
     }
     return esdb::Status::OK();
@@ -83,13 +85,18 @@ class StoreSubsystem : public esdb::Subsystem {
     if (stopped_) return;
     if (e.type == esdb::event_types::kServiceProvided) {
       if (service_->attached()) return;
-      std::shared_ptr<esdb::Storage> storage = ctx_->Services().Get<esdb::Storage>(esdb::services::kStorage);
-      if (!storage) return;  // withdrawn again already; its event follows
+      esdb::Result<std::shared_ptr<esdb::Storage>> storage =
+          ctx_->Services().Get<esdb::Storage>(esdb::services::kStorage);
+      if (!storage.ok()) {
+        // NotFound: withdrawn again already; its event follows.
+        if (storage.status().code() != esdb::Code::kNotFound) ctx_->ReportFailed(storage.status());
+        return;
+      }
       StoreHooks hooks;
       hooks.logger = ctx_->Logger();
       esdb::Context* ctx = ctx_;
       hooks.publish = [ctx](esdb::Event ev) { ctx->Bus().Publish(std::move(ev)); };
-      esdb::Result<std::shared_ptr<StoreCore>> core = StoreCore::Open(storage, options_, hooks);
+      esdb::Result<std::shared_ptr<StoreCore>> core = StoreCore::Open(*storage, options_, hooks);
       if (!core.ok()) {
         if (core.status().code() == esdb::Code::kUnavailable) {
           ctx_->Logger()->warn("storage went away during recovery: {}", core.status().ToString());
@@ -102,8 +109,14 @@ class StoreSubsystem : public esdb::Subsystem {
       service_->Attach(*core);
       degraded_ = false;
       if (!provided_) {
-        esdb::Status s = ctx_->Services().Provide(esdb::services::kEventStore, std::static_pointer_cast<void>(
-                                                                                  std::shared_ptr<esdb::EventStore>(service_)));
+        // One object under both names: /2 for today's consumers, /1 (its
+        // SDK 1.0 base) for plugins built against SDK 1.0.
+        std::shared_ptr<esdb::EventStore> store = service_;
+        esdb::Status s = ctx_->Services().Provide<esdb::EventStore>(esdb::services::kEventStore, store);
+        if (s.ok()) {
+          s = ctx_->Services().Provide<esdb::EventStoreV1>(esdb::services::kEventStoreV1, store);
+          if (!s.ok()) (void)ctx_->Services().Withdraw(esdb::services::kEventStore);
+        }
         if (!s.ok()) {
           ctx_->ReportFailed(s);
           return;

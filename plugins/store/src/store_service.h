@@ -1,4 +1,4 @@
-// StoreService: the object the store plugin provides as "esdb.event_store/1".
+// StoreService: the object the store plugin provides as "esdb.event_store/2" (and "/1").
 // It forwards to the current StoreCore, or answers kUnavailable naming the
 // missing piece (persistence) while there is none: before storage appears,
 // after it is withdrawn, after the store stopped. Consumers can keep their

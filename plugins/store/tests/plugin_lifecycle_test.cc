@@ -127,11 +127,14 @@ class FakeBus : public esdb::EventBus {
 class FakeRegistry {
  public:
   explicit FakeRegistry(FakeBus& bus) : bus_(bus) {}
-  esdb::Status Provide(const std::string& provider, const std::string& name, std::shared_ptr<void> service) {
+  // `interface_id` empty: untyped, taken as the id `name`.
+  esdb::Status Provide(const std::string& provider, const std::string& name, const std::string& interface_id,
+                       std::shared_ptr<void> service) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (services_.count(name)) return esdb::Status::AlreadyExists(name);
       services_[name] = {provider, std::move(service)};
+      interfaces_[name] = interface_id.empty() ? name : interface_id;
     }
     Announce(esdb::event_types::kServiceProvided, name, provider);
     return esdb::Status::OK();
@@ -142,6 +145,7 @@ class FakeRegistry {
       auto it = services_.find(name);
       if (it == services_.end() || it->second.first != provider) return esdb::Status::NotFound(name);
       services_.erase(it);
+      interfaces_.erase(name);
     }
     Announce(esdb::event_types::kServiceWithdrawn, name, provider);
     return esdb::Status::OK();
@@ -150,6 +154,13 @@ class FakeRegistry {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = services_.find(name);
     return it == services_.end() ? nullptr : it->second.second;
+  }
+  esdb::Result<std::shared_ptr<void>> FindAs(const std::string& name, const std::string& interface_id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = services_.find(name);
+    if (it == services_.end()) return esdb::Status::NotFound(name);
+    if (interfaces_.at(name) != interface_id) return esdb::Status::FailedPrecondition(name + ": other interface");
+    return it->second.second;
   }
   std::vector<std::string> Names() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -173,6 +184,7 @@ class FakeRegistry {
   FakeBus& bus_;
   mutable std::mutex mu_;
   std::map<std::string, std::pair<std::string, std::shared_ptr<void>>> services_;
+  std::map<std::string, std::string> interfaces_;  // name -> interface id
 };
 
 class FakeContext : public esdb::Context {
@@ -214,7 +226,14 @@ class FakeContext : public esdb::Context {
    public:
     explicit Registry(FakeContext& c) : c_(c) {}
     esdb::Status Provide(const std::string& name, std::shared_ptr<void> service) override {
-      return c_.registry_.Provide(c_.name_, name, std::move(service));
+      return c_.registry_.Provide(c_.name_, name, "", std::move(service));
+    }
+    esdb::Status ProvideAs(const std::string& name, const char* interface_id,
+                           std::shared_ptr<void> service) override {
+      return c_.registry_.Provide(c_.name_, name, interface_id, std::move(service));
+    }
+    esdb::Result<std::shared_ptr<void>> FindAs(const std::string& name, const char* interface_id) const override {
+      return c_.registry_.FindAs(name, interface_id);
     }
     esdb::Status Withdraw(const std::string& name) override { return c_.registry_.Withdraw(c_.name_, name); }
     std::shared_ptr<void> Find(const std::string& name) const override { return c_.registry_.Find(name); }
@@ -304,6 +323,11 @@ TEST_CASE("store waits for persistence, recovers, degrades on withdrawal, recove
     REQUIRE(store_ctx.WaitReady());
     auto es = std::static_pointer_cast<esdb::EventStore>(registry.Find(esdb::services::kEventStore));
     REQUIRE(es);
+    // Offered under both names, typed: /2 as EventStore, /1 as its 1.0 base.
+    CHECK(registry.FindAs(esdb::services::kEventStore, esdb::EventStore::kInterfaceId).ok());
+    CHECK(registry.FindAs(esdb::services::kEventStoreV1, esdb::EventStoreV1::kInterfaceId).ok());
+    CHECK(registry.FindAs(esdb::services::kEventStoreV1, esdb::EventStore::kInterfaceId).status().code() ==
+          esdb::Code::kFailedPrecondition);
     auto r = es->Append("plugin-stream", esdb::ExpectedVersion::NoStream(), {Ev("hello")});
     REQUIRE(r.ok());
     CHECK(Eventually([&] {

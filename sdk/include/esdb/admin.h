@@ -23,6 +23,7 @@ namespace esdb {
 
 class AdminService {
  public:
+  static constexpr const char* kInterfaceId = "esdb.admin/1";  // services.h
   virtual ~AdminService() = default;
 
   // request: {"path": "<manifest file>"} or {"manifest": {...inline...}}.

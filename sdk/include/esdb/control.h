@@ -10,6 +10,7 @@ namespace esdb {
 
 class ControlService {
  public:
+  static constexpr const char* kInterfaceId = "esdb.control/1";  // services.h
   virtual ~ControlService() = default;
 
   // True between system_ready and the next system_degraded.

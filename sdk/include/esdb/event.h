@@ -47,7 +47,8 @@ struct Event {
   std::string id;              // UUID v4; assigned by the bus when empty
   std::string type;            // what happened, e.g. "subsystem_ready"; required
   std::string topic;           // routing key, e.g. "lifecycle"; required
-  std::string source;          // publishing subsystem ("host" for the host itself)
+  std::string source;          // publishing subsystem; the host stamps its events about a subsystem with
+                               // that subsystem's name, others "host" or "control_plane" (README.md)
   std::string node;            // node name of the publishing host
   int64_t timestamp_us = 0;    // µs since the Unix epoch; assigned when 0
   std::string correlation_id;  // the request or flow this belongs to; may be empty

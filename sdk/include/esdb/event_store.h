@@ -1,13 +1,19 @@
-// The event-store service ("esdb.event_store/1"), provided by the store
-// plugin through the service registry. Semantics follow KurrentDB: stream
-// versions start at 0, an absent or empty stream is "no stream" (-1), an
-// append is atomic, global positions strictly increase in commit order.
+// The event-store service, provided by the store plugin through the
+// service registry under two names (services.h): "esdb.event_store/2"
+// (class EventStore) and "esdb.event_store/1" (class EventStoreV1, the
+// interface as SDK 1.0 froze it; the same object). Semantics follow
+// KurrentDB: stream versions start at 0, an absent or empty stream is "no
+// stream" (-1), an append is atomic, global positions strictly increase in
+// commit order.
 //
 // Thread-safe: every method may be called from any thread concurrently.
 // Methods never throw; errors are Status values with these codes:
 //   kInvalidArgument (bad stream id, empty type, bad UUID, too large),
 //   kWrongExpectedVersion, kStreamDeleted, kNotFound,
 //   kUnavailable (persistence not ready; retry), kIOError, kCancelled (stopping).
+//
+// Consumers get the store with AcquireEventStore() (event_store_acquire.h), which
+// prefers /2 and adapts a provider that only offers /1.
 #pragma once
 
 #include <cstdint>
@@ -162,9 +168,13 @@ struct CallContext {
   std::string causation_id;    // what caused it, e.g. the id of the gateway's span for that request
 };
 
-class EventStore {
+// "esdb.event_store/1": the interface of SDK 1.0. Frozen: its virtual
+// functions and their order are what plugins built against 1.0 call; never
+// change them (docs/SDK_COMPATIBILITY.md).
+class EventStoreV1 {
  public:
-  virtual ~EventStore() = default;
+  static constexpr const char* kInterfaceId = "esdb.event_store/1";
+  virtual ~EventStoreV1() = default;
 
   // Appends `events` atomically if `expected` holds. Durable (synced) when
   // it returns ok, unless the store is configured "async". Resending events
@@ -207,21 +217,22 @@ class EventStore {
   // Counters for metrics: {"appends", "events_appended", "bytes_appended",
   // "reads", "group_commits", "group_commit_events_histogram": {...}, ...}.
   virtual nlohmann::json Stats() = 0;
+};
 
-  // AppendAsync and DeleteStream carrying the caller's CallContext onto the
-  // bus events they cause. Added after the first release, hence at the end
-  // and not pure: the default drops the context, so a provider written
-  // before them still builds (and traces nothing).
+// "esdb.event_store/2": /1 plus the calls that carry the caller's
+// CallContext onto the bus events they cause (events_appended,
+// stream_deleted). Added in SDK 1.1. Frozen like /1; the next addition is a
+// /3 deriving from this.
+class EventStore : public EventStoreV1 {
+ public:
+  static constexpr const char* kInterfaceId = "esdb.event_store/2";
+  using EventStoreV1::AppendAsync;
+  using EventStoreV1::DeleteStream;
+
   virtual void AppendAsync(const std::string& stream_id, ExpectedVersion expected, std::vector<ProposedEvent> events,
-                           AppendCallback done, const CallContext& context) {
-    (void)context;
-    AppendAsync(stream_id, expected, std::move(events), std::move(done));
-  }
+                           AppendCallback done, const CallContext& context) = 0;
   virtual Status DeleteStream(const std::string& stream_id, ExpectedVersion expected, bool hard,
-                              const CallContext& context) {
-    (void)context;
-    return DeleteStream(stream_id, expected, hard);
-  }
+                              const CallContext& context) = 0;
 };
 
 }  // namespace esdb

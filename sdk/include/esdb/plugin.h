@@ -18,6 +18,7 @@
 
 #include <boost/dll/alias.hpp>
 
+#include "esdb/abi.h"
 #include "esdb/subsystem.h"
 #include "esdb/version.h"
 
@@ -34,8 +35,15 @@ using RunIoFunction = void(boost::asio::io_context*);
 
 // Name of the symbol every plugin exports with its compiled SDK API version.
 inline constexpr const char* kApiVersionSymbol = "esdb_sdk_api_version";
-// Name of the symbol that runs a Context::Io() loop inside the plugin.
+// Name of the symbol that runs a Context::Io() loop inside the plugin
+// (since SDK 1.1; the host runs a 1.0 plugin's loop itself).
 inline constexpr const char* kRunIoSymbol = "esdb_sdk_run_io";
+
+// Signature of the exported ABI-tag function (abi.h).
+using AbiTagFunction = const char*();
+// Name of the symbol that returns the plugin's ESDB_ABI_TAG (since SDK 1.1;
+// a 1.0 plugin has none and is loaded unchecked, with a warning).
+inline constexpr const char* kAbiTagSymbol = "esdb_sdk_abi_tag";
 
 }  // namespace esdb
 
@@ -44,7 +52,11 @@ inline constexpr const char* kRunIoSymbol = "esdb_sdk_run_io";
 // thread's io_context" in statics that hidden visibility gives every
 // library its own copy of, so the loop must run in the plugin's own copy of
 // Asio for the plugin's sockets, timers and strands to work.
+//
+// It also exports its ABI tag (abi.h), which the host checks before calling
+// the factory.
 #define ESDB_PLUGIN(factory_function, entry_alias)                                                     \
   extern "C" BOOST_SYMBOL_EXPORT uint32_t esdb_sdk_api_version() { return esdb::kSdkApiVersion; }      \
+  extern "C" BOOST_SYMBOL_EXPORT const char* esdb_sdk_abi_tag() { return ESDB_ABI_TAG; }               \
   extern "C" BOOST_SYMBOL_EXPORT void esdb_sdk_run_io(boost::asio::io_context* io) { io->run(); }      \
   BOOST_DLL_ALIAS(factory_function, entry_alias)

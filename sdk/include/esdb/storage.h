@@ -118,6 +118,7 @@ class StorageIterator {
 
 class Storage {
  public:
+  static constexpr const char* kInterfaceId = "esdb.storage/1";  // services.h
   virtual ~Storage() = default;
 
   // Applies `batch` atomically: after a crash, either all of it or none of

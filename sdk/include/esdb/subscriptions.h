@@ -245,6 +245,7 @@ struct AckResult {
 // Provided by the notification plugin. See the top of the file.
 class Subscriptions {
  public:
+  static constexpr const char* kInterfaceId = "esdb.subscriptions/1";  // services.h
   virtual ~Subscriptions() = default;
 
   // --- catch-up subscriptions ---

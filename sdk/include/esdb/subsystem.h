@@ -2,7 +2,7 @@
 //
 // Lifecycle (driven by the host, one subsystem at a time never overlaps with
 // itself; different subsystems run fully in parallel):
-//   factory() -> Start(ctx) ... ctx.ReportReady() ... Health()* ... Stop() -> delete
+//   factory() -> Start(ctx) ... ctx.ReportReady() ... CheckHealth()* ... Stop() -> delete
 // Start() may block (it runs on a host lifecycle thread, in parallel with the
 // other subsystems' starts) or return at once and report later from any
 // thread. Failing to report within the manifest's start_timeout_ms counts as

@@ -4,8 +4,8 @@
 // nothing else from the counter) and finds the service through the
 // registry once the counter announced it:
 //
-//   auto counts = ctx.Services().Get<event_type_counter::TypeCounts>(
-//       event_type_counter::kServiceName);
+//   esdb::Result<std::shared_ptr<event_type_counter::TypeCounts>> counts =
+//       ctx.Services().Get<event_type_counter::TypeCounts>(event_type_counter::kServiceName);
 //
 // Thread-safe: every method may be called from any thread. After the
 // counter stops, the object answers kUnavailable (a consumer must drop its
@@ -50,6 +50,8 @@ struct TypeCountsView {
 
 class TypeCounts {
  public:
+  // Checked by the registry at lookup (esdb/services.h).
+  static constexpr const char* kInterfaceId = "example.event_type_counts/1";
   virtual ~TypeCounts() = default;
 
   // Every count. kUnavailable once the counter has stopped.

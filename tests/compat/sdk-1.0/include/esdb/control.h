@@ -1,0 +1,24 @@
+// The host's control service ("esdb.control/1"): the ControlPlane's view of
+// every subsystem, for the gateway's status and readiness routes and for
+// plugins that want the whole picture at once. Provided by the host before
+// any plugin starts. Thread-safe.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace esdb {
+
+class ControlService {
+ public:
+  virtual ~ControlService() = default;
+
+  // True between system_ready and the next system_degraded.
+  virtual bool SystemReady() const = 0;
+
+  // {"node", "system_ready", "expected": [names], "not_ready": [names],
+  //  "subsystems": {name: {"state", "since_us", "restarts", "critical",
+  //  "version", "error", "health": {...}, "details": {...}}}}
+  virtual nlohmann::json Status() const = 0;
+};
+
+}  // namespace esdb

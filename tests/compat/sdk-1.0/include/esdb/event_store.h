@@ -1,0 +1,202 @@
+// The event-store service ("esdb.event_store/1"), provided by the store
+// plugin through the service registry. Semantics follow KurrentDB: stream
+// versions start at 0, an absent or empty stream is "no stream" (-1), an
+// append is atomic, global positions strictly increase in commit order.
+//
+// Thread-safe: every method may be called from any thread concurrently.
+// Methods never throw; errors are Status values with these codes:
+//   kInvalidArgument (bad stream id, empty type, bad UUID, too large),
+//   kWrongExpectedVersion, kStreamDeleted, kNotFound,
+//   kUnavailable (persistence not ready; retry), kIOError, kCancelled (stopping).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "esdb/status.h"
+
+namespace esdb {
+
+// Stream version of "no stream": absent, empty or soft-deleted.
+inline constexpr int64_t kNoStreamVersion = -1;
+
+// The optimistic-concurrency condition of an append or delete.
+struct ExpectedVersion {
+  enum class Kind {
+    kAny,           // no check (default)
+    kNoStream,      // the stream must not exist (or be soft-deleted)
+    kStreamExists,  // the stream must exist and not be deleted
+    kExact,         // the stream's last event must be number `version`
+  };
+  Kind kind = Kind::kAny;
+  int64_t version = kNoStreamVersion;  // meaningful for kExact only
+
+  static ExpectedVersion Any() { return {Kind::kAny, kNoStreamVersion}; }
+  static ExpectedVersion NoStream() { return {Kind::kNoStream, kNoStreamVersion}; }
+  static ExpectedVersion StreamExists() { return {Kind::kStreamExists, kNoStreamVersion}; }
+  static ExpectedVersion Exact(int64_t v) { return {Kind::kExact, v}; }
+};
+
+// An event to append. Owned by the caller until passed in.
+struct ProposedEvent {
+  std::string event_id;      // UUID (8-4-4-4-12 hex); generated when empty
+  std::string event_type;    // required, non-empty
+  std::string content_type = "application/json";  // of `data`
+  std::string data;          // payload bytes
+  std::string metadata;      // custom metadata bytes (JSON by convention); may be empty
+};
+
+// An event as stored.
+struct RecordedEvent {
+  std::string stream_id;
+  int64_t version = 0;        // number within the stream, from 0
+  uint64_t position = 0;      // global position in $all; strictly increasing in commit order
+  std::string event_id;       // canonical lower-case UUID
+  std::string event_type;
+  std::string content_type;
+  std::string data;
+  std::string metadata;
+  int64_t created_us = 0;     // commit time, µs since the Unix epoch
+};
+
+// The outcome of a successful append.
+struct AppendResult {
+  int64_t next_expected_version = kNoStreamVersion;  // version of the stream's last event
+  uint64_t first_position = 0;  // position of the first appended event
+  uint64_t position = 0;        // position of the last appended event
+  bool idempotent = false;      // true when every event was already there; nothing written
+};
+
+enum class Direction { kForward, kBackward };
+
+// Reading one stream. from: first version to return (forward), or the
+// version to start at going backward (-1 = from the end).
+struct ReadStreamRequest {
+  std::string stream_id;
+  int64_t from = 0;
+  uint64_t count = 100;
+  Direction direction = Direction::kForward;
+};
+
+struct ReadStreamResult {
+  std::vector<RecordedEvent> events;
+  int64_t last_version = kNoStreamVersion;  // the stream's current version
+  int64_t next_version = 0;                 // where the next page starts
+  bool end_of_stream = false;               // no more events in this direction
+};
+
+// Filters for $all. Empty vectors / regex mean "no filter on that".
+struct AllFilter {
+  std::vector<std::string> event_types;      // exact event types, any of
+  std::vector<std::string> stream_prefixes;  // stream id prefixes, any of
+  std::string stream_regex;                  // ECMAScript regex, must match the whole stream id
+  bool include_system = false;               // include streams starting with '$'
+};
+
+// Reading $all. from: first position to return going forward (0 = start),
+// or the position to start at going backward (UINT64_MAX = from the end).
+struct ReadAllRequest {
+  uint64_t from = 0;
+  uint64_t count = 100;
+  Direction direction = Direction::kForward;
+  AllFilter filter;
+};
+
+struct ReadAllResult {
+  std::vector<RecordedEvent> events;
+  uint64_t next_position = 0;  // where the next page starts
+  bool end_of_all = false;     // nothing more in this direction (right now)
+};
+
+// Per-stream metadata, applied on read at once.
+struct StreamMetadata {
+  std::optional<uint64_t> max_count;        // keep only the last N events
+  std::optional<uint64_t> max_age_seconds;  // hide events older than this
+  std::optional<int64_t> truncate_before;   // hide versions below this
+  nlohmann::json custom = nlohmann::json::object();  // free-form, stored as given
+};
+
+// A stream in a listing.
+struct StreamInfo {
+  std::string stream_id;
+  int64_t version = kNoStreamVersion;
+  bool deleted = false;     // soft-deleted
+  bool tombstoned = false;  // hard-deleted
+};
+
+struct ListStreamsResult {
+  std::vector<StreamInfo> streams;  // ordered by stream id
+  std::string next_after;           // pass as `after` for the next page; empty at the end
+};
+
+// A snapshot of a stream's state at a version.
+struct Snapshot {
+  std::string stream_id;
+  int64_t version = 0;
+  std::string content_type = "application/json";
+  std::string data;
+  int64_t created_us = 0;
+};
+
+// What a scavenge removed.
+struct ScavengeResult {
+  uint64_t events_removed = 0;
+  uint64_t bytes_removed = 0;
+  uint64_t streams_scanned = 0;
+};
+
+using AppendCallback = std::function<void(Result<AppendResult>)>;
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+
+  // Appends `events` atomically if `expected` holds. Durable (synced) when
+  // it returns ok, unless the store is configured "async". Resending events
+  // whose ids are already at those positions succeeds with idempotent=true;
+  // a partial overlap is kInvalidArgument naming the ids. A failed
+  // expected-version check is kWrongExpectedVersion whose message carries
+  // the current version.
+  virtual Result<AppendResult> Append(const std::string& stream_id, ExpectedVersion expected,
+                                      std::vector<ProposedEvent> events) = 0;
+  // The same, completing on a store thread. `done` is called exactly once.
+  virtual void AppendAsync(const std::string& stream_id, ExpectedVersion expected,
+                           std::vector<ProposedEvent> events, AppendCallback done) = 0;
+
+  virtual Result<ReadStreamResult> ReadStream(const ReadStreamRequest& request) = 0;
+  virtual Result<ReadAllResult> ReadAll(const ReadAllRequest& request) = 0;
+  // One event by stream and version. NotFound / StreamDeleted.
+  virtual Result<RecordedEvent> ReadEvent(const std::string& stream_id, int64_t version) = 0;
+  // The stream's current version (kNoStreamVersion when absent or soft-deleted).
+  virtual Result<int64_t> StreamVersion(const std::string& stream_id) = 0;
+  // Streams with id > `after`, at most `count`.
+  virtual Result<ListStreamsResult> ListStreams(const std::string& after, uint64_t count) = 0;
+  // The position the next committed event will get (head of $all).
+  virtual uint64_t NextPosition() = 0;
+
+  // Soft delete (hard=false) or tombstone (hard=true), if `expected` holds.
+  virtual Status DeleteStream(const std::string& stream_id, ExpectedVersion expected, bool hard) = 0;
+
+  virtual Result<StreamMetadata> GetMetadata(const std::string& stream_id) = 0;
+  virtual Status SetMetadata(const std::string& stream_id, const StreamMetadata& metadata) = 0;
+
+  virtual Status PutSnapshot(const Snapshot& snapshot) = 0;
+  virtual Result<Snapshot> GetSnapshot(const std::string& stream_id, int64_t version) = 0;
+  virtual Result<Snapshot> LatestSnapshot(const std::string& stream_id) = 0;
+  virtual Status DeleteSnapshot(const std::string& stream_id, int64_t version) = 0;
+  virtual Result<std::vector<Snapshot>> ListSnapshots(const std::string& stream_id) = 0;
+
+  // Reclaims the space of events hidden by metadata, deletes and tombstones.
+  virtual Result<ScavengeResult> Scavenge() = 0;
+
+  // Counters for metrics: {"appends", "events_appended", "bytes_appended",
+  // "reads", "group_commits", "group_commit_events_histogram": {...}, ...}.
+  virtual nlohmann::json Stats() = 0;
+};
+
+}  // namespace esdb
