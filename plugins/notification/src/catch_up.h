@@ -1,6 +1,6 @@
 // One catch-up subscription (to a stream or to $all): history first, then
-// live, following DESIGN §8. It is registered for live events before it
-// reads history; live events that arrive meanwhile wait in a bounded buffer
+// live ("Path 2" in docs/ARCHITECTURE.md). It is registered for live events
+// before it reads history; live events that arrive meanwhile wait in a bounded buffer
 // and are delivered after history, skipping what history already delivered
 // (by position). If that buffer overflows, it is dropped and history is read
 // further instead. Once live, events go straight to the subscriber's

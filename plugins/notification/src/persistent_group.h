@@ -1,4 +1,4 @@
-// One persistent subscription group (DESIGN §8): reads its stream (or $all)
+// One persistent subscription group (sdk/include/esdb/subscriptions.h): reads its stream (or $all)
 // from the store, hands messages to push consumers (round robin or dispatch
 // to single) and pull requests, tracks each in-flight message by event id
 // with a deadline, redelivers on timeout or nack, parks after max_retry in

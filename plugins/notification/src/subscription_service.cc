@@ -328,7 +328,7 @@ esdb::Result<esdb::Subscription> SubscriptionService::Register(CatchUpSubscripti
     }
     const uint64_t id = next_sub_id_++;
     sub = std::make_shared<CatchUpSubscription>(id, io_, store_, std::move(params), std::move(handlers), counters_);
-    // Registered for live events before history is read (DESIGN §8).
+    // Registered for live events before history is read (see catch_up.h).
     subs_[id] = sub;
     pin = pin_;
   }

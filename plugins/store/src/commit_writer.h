@@ -1,6 +1,7 @@
-// The store's write path, behind one narrow interface (DESIGN §9): "make
-// this commit group durable, atomically". The group writer has already
-// decided every request against its in-memory view and assigned positions
+// The store's write path, behind one narrow interface ("Group commit" in
+// plugins/store/README.md): "make this commit group durable, atomically".
+// The group writer has already decided every request against its in-memory
+// view and assigned positions
 // [first_position, next_position); `conditions` says, per stream, which
 // version the decision assumed, so a replicated-log implementation (NATS
 // JetStream with an expected last sequence) can re-check and refuse the

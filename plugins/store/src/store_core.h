@@ -3,7 +3,8 @@
 // in process against a real LevelDB.
 //
 // Writes (appends, deletes, metadata) go through one writer thread doing
-// group commit (DESIGN §8): callers enqueue a request; the writer takes
+// group commit ("Group commit" in plugins/store/README.md; "Path 1" in
+// docs/ARCHITECTURE.md): callers enqueue a request; the writer takes
 // everything queued, decides each request in queue order against an
 // in-memory view that already includes the earlier requests of the group,
 // assigns global positions, hands the group to the CommitWriter (one batch,

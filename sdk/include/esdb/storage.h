@@ -5,7 +5,7 @@
 // (memcmp, shorter first on a common prefix).
 //
 // The interface is deliberately narrow and engine-neutral: LevelDB backs it
-// today; a log-backed implementation (DESIGN §9) can provide the same calls.
+// today; a log-backed implementation can provide the same calls.
 //
 // Thread-safe: every method may be called from any thread concurrently.
 // Methods never throw. Errors: kUnavailable (the provider is stopping or

@@ -22,7 +22,7 @@
 //   kUnavailable (the event store is not available; retry later),
 //   kCancelled (the service is stopping), kIOError (the store failed).
 //
-// Lifetimes across plugin boundaries (DESIGN §3):
+// Lifetimes across plugin boundaries (docs/PLUGIN_GUIDE.md §5):
 //  * Handlers are std::function objects owned by the caller's library. The
 //    service destroys every handler of a subscription before cancel()
 //    returns, before on_dropped returns, and before its own stop() returns,
