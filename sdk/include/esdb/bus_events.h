@@ -92,10 +92,12 @@ struct AppendedRange {
   std::string causation_id;
 };
 
-// events_appended: published once per commit group after it is durable.
-// Positions first..last are committed and readable when it arrives. The
-// event's own correlation_id/causation_id are set when every append of the
-// group shares them.
+// events_appended: published once per commit group with at least one
+// committed append, after the group is written (and synced, unless the
+// store's durability is "async") and its callers answered. Positions
+// first..last are readable when it arrives. Each append's ids come from the
+// caller's CallContext; the event's own correlation_id/causation_id are set
+// when every append of the group shares them.
 struct EventsAppended {
   uint64_t first_position = 0;
   uint64_t last_position = 0;
@@ -147,7 +149,9 @@ inline Result<EventsAppended> DecodeEventsAppended(const Event& e) {
   return v;
 }
 
-// stream_deleted: a soft delete (hard=false) or tombstone, durable.
+// stream_deleted: a soft delete (hard=false) or tombstone, written like an
+// append; the event's correlation_id/causation_id are the delete's
+// CallContext.
 struct StreamDeleted {
   std::string stream;
   bool hard = false;
