@@ -32,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto expected = ParseExpectedVersion(header);
   if (expected.ok()) {
-    auto again = ParseExpectedVersion(ExpectedVersionString(*expected));
+    auto again = ParseExpectedVersion(esdb::ToString(*expected));
     FUZZ_CHECK(again.ok() && again->kind == expected->kind && again->version == expected->version);
   }
 

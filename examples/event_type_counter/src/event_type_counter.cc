@@ -27,6 +27,7 @@
 #include <boost/asio/strand.hpp>
 #include <spdlog/spdlog.h>
 
+#include <esdb/bus_events.h>
 #include <esdb/event_store.h>
 #include <esdb/plugin.h>
 
@@ -78,15 +79,10 @@ class EventTypeCounter : public esdb::Subsystem {
     if (!lifecycle_sub.ok()) return lifecycle_sub.status();
     lifecycle_sub_ = std::move(*lifecycle_sub);
 
-    esdb::SubscribeOptions services_options;
-    services_options.topics = {esdb::topics::kServices};
-    services_options.types = {esdb::event_types::kServiceProvided, esdb::event_types::kServiceWithdrawn};
-    services_options.replay_retained = true;  // the store may have been there for hours
-    services_options.name = ctx.Name() + ".services";
-    esdb::Result<esdb::Subscription> services_sub =
-        ctx.Bus().Subscribe(services_options, [this](const esdb::EventPtr& e) {
-          if (!e->data.is_object() || e->data.value("name", "") != esdb::services::kEventStore) return;
-          const bool provided = e->type == esdb::event_types::kServiceProvided;
+    // Replays the retained announcement: the store may have been there for hours.
+    esdb::Result<esdb::Subscription> services_sub = esdb::WatchServices(
+        ctx.Bus(), ctx.Name() + ".services", {esdb::services::kEventStore}, [this](const esdb::ServiceChange& change) {
+          const bool provided = change.provided;
           boost::asio::post(*strand_, [this, provided] { provided ? OnStoreProvided() : OnStoreWithdrawn(); });
         });
     if (!services_sub.ok()) return services_sub.status();

@@ -85,7 +85,7 @@ void Append(ServerState* st, Request& req, Reply reply) {
   auto store = StoreOrReply(*st, reply);
   if (!store) return;
   const size_t count = events->size();
-  const std::string expected_text = ExpectedVersionString(*expected);
+  const std::string expected_text = esdb::ToString(*expected);
   // The token keeps Stop() waiting until the store has released this callback.
   store->AppendAsync(stream, *expected, std::move(events.value()),
                      [st, reply, count, expected_text, stream, token = st->BeginWork()](
@@ -317,7 +317,7 @@ void DeleteStream(ServerState* st, Request& req, Reply reply) {
   Status s = store->DeleteStream(stream, *expected, hard, esdb::CallContext{req.trace.TraceId(), req.trace.SpanId()});
   if (!s.ok()) {
     json extra = {{"stream", stream}};
-    if (s.code() == esdb::Code::kWrongExpectedVersion) extra["expected"] = ExpectedVersionString(*expected);
+    if (s.code() == esdb::Code::kWrongExpectedVersion) extra["expected"] = esdb::ToString(*expected);
     return reply(StatusResponse(s, std::move(extra)));
   }
   Response res;

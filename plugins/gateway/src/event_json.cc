@@ -75,29 +75,6 @@ esdb::Result<esdb::ExpectedVersion> ParseExpectedVersion(const std::string& head
   return esdb::ExpectedVersion::Exact(*v);
 }
 
-std::string ExpectedVersionString(const esdb::ExpectedVersion& e) {
-  switch (e.kind) {
-    case esdb::ExpectedVersion::Kind::kAny: return "any";
-    case esdb::ExpectedVersion::Kind::kNoStream: return "no_stream";
-    case esdb::ExpectedVersion::Kind::kStreamExists: return "stream_exists";
-    case esdb::ExpectedVersion::Kind::kExact: return std::to_string(e.version);
-  }
-  return "any";
-}
-
-bool IsUuid(const std::string& s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 bool IsJsonContentType(const std::string& ct) {
   if (ct.empty()) return true;
   const std::string_view base = std::string_view(ct).substr(0, ct.find(';'));

@@ -11,6 +11,7 @@
 
 #include "esdb/event_store.h"
 #include "esdb/status.h"
+#include "esdb/uuid.h"
 
 namespace esdb_gateway {
 
@@ -31,7 +32,6 @@ esdb::Status CheckJsonText(const std::string& text, const std::string& what);
 // N >= 0; KurrentDB's numbers -2 (any), -1 (no_stream), -4 (stream_exists)
 // are accepted too.
 esdb::Result<esdb::ExpectedVersion> ParseExpectedVersion(const std::string& header);
-std::string ExpectedVersionString(const esdb::ExpectedVersion& expected);
 
 // Parses an append body: a JSON array of {eventId?, eventType, data,
 // metadata?, contentType?}, each field at most once. `data` and `metadata`
@@ -44,7 +44,7 @@ esdb::Result<std::vector<esdb::ProposedEvent>> ParseEvents(const std::string& bo
                                                            const std::string& traceparent = "");
 
 // True for 8-4-4-4-12 hex digits.
-bool IsUuid(const std::string& s);
+using esdb::IsUuid;  // esdb/uuid.h
 
 // A JSON content type ("application/json", "...+json", or empty).
 bool IsJsonContentType(const std::string& content_type);

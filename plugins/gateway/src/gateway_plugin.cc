@@ -36,12 +36,9 @@ class GatewaySubsystem : public esdb::Subsystem {
     for (const std::string& warning : SecurityWarnings(*config)) ctx.Logger()->warn("gateway: {}", warning);
 
     tracker_ = std::make_shared<ServiceTracker>(&ctx.Services());
-    esdb::SubscribeOptions options;
-    options.topics = {esdb::topics::kServices};
-    options.types = {esdb::event_types::kServiceProvided, esdb::event_types::kServiceWithdrawn};
-    options.name = "gateway-services";
     auto tracker = tracker_;
-    auto sub = ctx.Bus().Subscribe(options, [tracker](const esdb::EventPtr& e) { tracker->OnEvent(*e); });
+    auto sub = esdb::WatchServices(ctx.Bus(), "gateway-services", {},
+                                   [tracker](const esdb::ServiceChange& change) { tracker->OnChange(change); });
     if (!sub.ok()) return Fail(sub.status());
     services_sub_ = std::move(sub.value());
     tracker_->Refresh();

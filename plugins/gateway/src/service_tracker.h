@@ -20,12 +20,10 @@ class ServiceTracker {
  public:
   explicit ServiceTracker(esdb::ServiceRegistry* registry) : registry_(registry) {}
 
-  // Handles service_provided / service_withdrawn.
-  void OnEvent(const esdb::Event& e) {
-    esdb::Result<esdb::ServiceChange> change = esdb::DecodeServiceChange(e);
-    if (!change.ok()) return;
-    const std::string& name = change->name;
-    const bool provided = change->provided;
+  // Handles service_provided / service_withdrawn (esdb::WatchServices).
+  void OnChange(const esdb::ServiceChange& change) {
+    const std::string& name = change.name;
+    const bool provided = change.provided;
     std::lock_guard<std::mutex> lock(mu_);
     // Asked again on every change: with both event-store names offered,
     // the one still provided wins (/2 first, see AcquireEventStore()).

@@ -28,12 +28,9 @@ class NotificationSubsystem : public esdb::Subsystem {
     esdb::Result<ServiceOptions> options = ParseServiceOptions(ctx.Config());
     if (!options.ok()) return options.status();
     options_ = options.value();
-    esdb::SubscribeOptions so;
-    so.topics = {esdb::topics::kServices};
-    so.replay_retained = true;
-    so.name = "notification.services";
     esdb::Result<esdb::Subscription> sub =
-        ctx.Bus().Subscribe(so, [this](const esdb::EventPtr& event) { OnServiceEvent(event); });
+        esdb::WatchServices(ctx.Bus(), "notification.services", {esdb::services::kEventStore, esdb::services::kEventStoreV1},
+                            [this](const esdb::ServiceChange& change) { OnStoreChange(change); });
     if (!sub.ok()) return sub.status();
     std::lock_guard<std::mutex> lock(mu_);
     services_sub_ = std::move(sub.value());
@@ -65,14 +62,12 @@ class NotificationSubsystem : public esdb::Subsystem {
   }
 
  private:
-  void OnServiceEvent(const esdb::EventPtr& event) {
-    const std::string name = event->data.value("name", "");
-    if (!esdb::IsEventStoreServiceName(name)) return;
+  void OnStoreChange(const esdb::ServiceChange& change) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
-    if (event->type == esdb::event_types::kServiceProvided) {
+    if (change.provided) {
       Attach();
-    } else if (event->type == esdb::event_types::kServiceWithdrawn) {
+    } else {
       Detach(esdb::Status::Unavailable("the event store was withdrawn"));
     }
   }

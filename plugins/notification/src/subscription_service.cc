@@ -8,6 +8,7 @@
 
 #include "esdb/bus_events.h"
 #include "esdb/group_settings.h"
+#include "esdb/uuid.h"
 
 namespace esdb_notification {
 namespace {
@@ -86,24 +87,12 @@ esdb::Status ValidateGroupName(const std::string& stream_id, const std::string& 
   return esdb::Status::OK();
 }
 
-bool IsUuid(const std::string& s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (s[i] != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(s[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 esdb::Result<std::vector<std::string>> CanonicalIds(const std::vector<std::string>& ids) {
   if (ids.empty()) return esdb::Status::InvalidArgument("no event ids given");
   std::vector<std::string> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
-    if (!IsUuid(id)) return esdb::Status::InvalidArgument("event id '" + id + "' is not a UUID");
+    if (!esdb::IsUuid(id)) return esdb::Status::InvalidArgument("event id '" + id + "' is not a UUID");
     std::string lower = id;
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
     out.push_back(std::move(lower));

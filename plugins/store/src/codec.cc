@@ -67,46 +67,6 @@ bool RecordReader::GetString(std::string_view* v) {
   return GetBytes(n, v);
 }
 
-namespace {
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
-
-std::optional<std::string> ParseUuid(std::string_view text) {
-  if (text.size() != 36) return std::nullopt;
-  std::string raw;
-  raw.reserve(16);
-  for (size_t i = 0; i < 36;) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (text[i] != '-') return std::nullopt;
-      ++i;
-      continue;
-    }
-    const int hi = HexValue(text[i]);
-    const int lo = HexValue(text[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    raw.push_back(static_cast<char>((hi << 4) | lo));
-    i += 2;
-  }
-  return raw;
-}
-
-std::string FormatUuid(std::string_view raw16) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
-  for (size_t i = 0; i < raw16.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
-    const auto b = static_cast<uint8_t>(raw16[i]);
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 15]);
-  }
-  return out;
-}
 
 std::string EncodeEvent(std::string_view stream, int64_t version, int64_t created_us, std::string_view raw_id,
                         const esdb::ProposedEvent& e) {

@@ -10,6 +10,7 @@
 
 #include <esdb/event_store.h>
 #include <esdb/status.h>
+#include <esdb/uuid.h>
 
 namespace esdb_store {
 
@@ -34,8 +35,8 @@ class RecordReader {
 };
 
 // UUIDs: text form 8-4-4-4-12 hex (either case) <-> 16 raw bytes.
-std::optional<std::string> ParseUuid(std::string_view text);  // raw 16 bytes
-std::string FormatUuid(std::string_view raw16);              // lower-case text
+using esdb::FormatUuid;  // esdb/uuid.h
+using esdb::ParseUuid;
 
 // Event record (value of an 'e' key; the position is the key).
 // [u8 1][i64 version][i64 created_us][str stream][16B id][str type]

@@ -22,16 +22,6 @@ int64_t NowUs() {
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
-std::string DescribeExpected(const esdb::ExpectedVersion& e) {
-  switch (e.kind) {
-    case esdb::ExpectedVersion::Kind::kAny: return "any";
-    case esdb::ExpectedVersion::Kind::kNoStream: return "no_stream";
-    case esdb::ExpectedVersion::Kind::kStreamExists: return "stream_exists";
-    case esdb::ExpectedVersion::Kind::kExact: return std::to_string(e.version);
-  }
-  return "?";
-}
-
 bool HasPrefix(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 std::string EncodePosition(uint64_t p) {
@@ -413,7 +403,7 @@ esdb::Status StoreCore::CheckExpected(const std::string& stream, const StreamSta
   if (ok) return esdb::Status::OK();
   std::string state = exists ? "is at version " + std::to_string(current)
                              : (st.head.soft_deleted ? "is soft-deleted (version -1)" : "does not exist (version -1)");
-  esdb::Status s = esdb::Status::WrongExpectedVersion("expected version " + DescribeExpected(expected) +
+  esdb::Status s = esdb::Status::WrongExpectedVersion("expected version " + esdb::ToString(expected) +
                                                       " but stream " + Quote(stream) + " " + state);
   s.SetDetail(current);
   return s;
@@ -462,7 +452,7 @@ void StoreCore::DecideAppend(Request& r, CommitGroup& group, uint64_t* position,
     if (r.expected.kind == esdb::ExpectedVersion::Kind::kExact && r.expected.version != first - 1) {
       out.status = CheckExpected(r.stream, cur, r.expected);
       if (out.status.ok()) {
-        out.status = esdb::Status::WrongExpectedVersion("expected version " + DescribeExpected(r.expected) +
+        out.status = esdb::Status::WrongExpectedVersion("expected version " + esdb::ToString(r.expected) +
                                                         " but these events are already stream " + Quote(r.stream) +
                                                         " versions " + std::to_string(first) + ".." +
                                                         std::to_string(first + static_cast<int64_t>(n) - 1));

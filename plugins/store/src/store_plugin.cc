@@ -12,6 +12,7 @@
 // recovers by itself when storage is provided again.
 #include <spdlog/spdlog.h>
 
+#include <esdb/bus_events.h>
 #include <esdb/plugin.h>
 #include <esdb/storage.h>
 
@@ -33,13 +34,9 @@ class StoreSubsystem : public esdb::Subsystem {
     options_ = *options;
     if (!options_.sync) ctx.Logger()->warn("durability=async: acknowledged appends may be lost on OS crash or power loss");
     service_ = std::make_shared<StoreService>("persistence is not ready: waiting for esdb.storage/1");
-    esdb::SubscribeOptions so;
-    so.topics = {esdb::topics::kServices};
-    so.types = {esdb::event_types::kServiceProvided, esdb::event_types::kServiceWithdrawn};
-    so.replay_retained = true;
-    so.name = "store.services";
     esdb::Result<esdb::Subscription> sub =
-        ctx.Bus().Subscribe(so, [this](const esdb::EventPtr& e) { OnServiceEvent(*e); });
+        esdb::WatchServices(ctx.Bus(), "store.services", {esdb::services::kStorage},
+                            [this](const esdb::ServiceChange& change) { OnStorageChange(change); });
     if (!sub.ok()) return sub.status();
     subscription_ = std::move(*sub);
     ctx.Logger()->info("waiting for {}", esdb::services::kStorage);
@@ -78,12 +75,10 @@ class StoreSubsystem : public esdb::Subsystem {
   }
 
  private:
-  void OnServiceEvent(const esdb::Event& e) {
-    const auto name = e.data.find("name");
-    if (name == e.data.end() || !name->is_string() || *name != esdb::services::kStorage) return;
+  void OnStorageChange(const esdb::ServiceChange& change) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return;
-    if (e.type == esdb::event_types::kServiceProvided) {
+    if (change.provided) {
       if (service_->attached()) return;
       esdb::Result<std::shared_ptr<esdb::Storage>> storage =
           ctx_->Services().Get<esdb::Storage>(esdb::services::kStorage);
@@ -128,7 +123,7 @@ class StoreSubsystem : public esdb::Subsystem {
       ctx_->ReportReady({{"service", esdb::services::kEventStore},
                          {"next_position", next},
                          {"durability", options_.sync ? "sync" : "async"}});
-    } else if (e.type == esdb::event_types::kServiceWithdrawn) {
+    } else {
       std::shared_ptr<StoreCore> core =
           service_->Detach("persistence is not available: esdb.storage/1 was withdrawn");
       if (!core) return;

@@ -11,7 +11,9 @@
 // functions; thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -19,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "esdb/bus.h"
 #include "esdb/event.h"
 #include "esdb/status.h"
 
@@ -186,6 +189,27 @@ inline Result<ServiceChange> DecodeServiceChange(const Event& e) {
   ESDB_BUS_FIELD_(e.data, t, "name", &v.name);
   ESDB_BUS_FIELD_(e.data, t, "provider", &v.provider, false);
   return v;
+}
+
+// Calls `on_change` for every service_provided / service_withdrawn of the
+// services in `names` (every service when empty), the retained ones first,
+// so a consumer learns of a provider however long ago it came up. Runs on a
+// bus thread: keep it short or post elsewhere. Ends when the returned
+// Subscription is cancelled or destroyed. `subscriber_name` shows in bus
+// statistics.
+inline Result<Subscription> WatchServices(EventBus& bus, std::string subscriber_name, std::vector<std::string> names,
+                                          std::function<void(const ServiceChange&)> on_change) {
+  SubscribeOptions options;
+  options.topics = {topics::kServices};
+  options.types = {event_types::kServiceProvided, event_types::kServiceWithdrawn};
+  options.replay_retained = true;
+  options.name = std::move(subscriber_name);
+  return bus.Subscribe(options, [names = std::move(names), on_change = std::move(on_change)](const EventPtr& e) {
+    Result<ServiceChange> change = DecodeServiceChange(*e);
+    if (!change.ok()) return;
+    if (!names.empty() && std::find(names.begin(), names.end(), change->name) == names.end()) return;
+    on_change(*change);
+  });
 }
 
 // --- gateway ----------------------------------------------------------------

@@ -48,6 +48,18 @@ struct ExpectedVersion {
   static ExpectedVersion Exact(int64_t v) { return {Kind::kExact, v}; }
 };
 
+// The text of an ExpectedVersion as the API and error messages show it:
+// "any", "no_stream", "stream_exists" or the version number.
+inline std::string ToString(const ExpectedVersion& e) {
+  switch (e.kind) {
+    case ExpectedVersion::Kind::kAny: return "any";
+    case ExpectedVersion::Kind::kNoStream: return "no_stream";
+    case ExpectedVersion::Kind::kStreamExists: return "stream_exists";
+    case ExpectedVersion::Kind::kExact: return std::to_string(e.version);
+  }
+  return "any";
+}
+
 // An event to append. Owned by the caller until passed in.
 struct ProposedEvent {
   std::string event_id;      // UUID (8-4-4-4-12 hex); generated when empty
