@@ -19,6 +19,8 @@
 //       (a manifest file is read by the host, so give a path on its machine; "-" sends the manifest on stdin inline;
 //        --wait [--timeout-ms N] waits for the outcome: ready, reloaded, removed or failed)
 //
+//   esdb --help | -h                        the usage on stdout, exit status 0
+//
 // Exit status: 0 on a 2xx answer, 1 on an HTTP error (printed) or a failed
 // plugin operation, 2 on bad usage.
 #include <cstdio>
@@ -62,21 +64,27 @@ struct Options {
   std::map<std::string, std::string> flags;    // --name value / --name (="")
 };
 
+void PrintUsage(std::ostream& out) {
+  out << "usage: esdb [--url http(s)://HOST:PORT] [--cacert FILE] [--token T] [--json] COMMAND ...\n"
+      << "  append STREAM [--expected V] [FILE|-]\n"
+      << "  read STREAM|'$all' [--from N] [--count N] [--backward] [--event-type T] [--prefix P]\n"
+      << "  tail STREAM|'$all' [--from N]\n"
+      << "  streams [--count N]\n"
+      << "  delete STREAM [--hard] [--expected V]\n"
+      << "  status\n"
+      << "  sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP\n"
+      << "  sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... "
+         "[--action retry|park|skip]\n"
+      << "  plugins list | plugins add MANIFEST_FILE|- [--wait] | plugins remove NAME [--wait] | "
+         "plugins reload NAME [--wait] [--timeout-ms N]\n"
+      << "The token may come from the environment variable ESDB_TOKEN instead of --token.\n"
+      << "esdb --help (or -h) prints this text.\n";
+}
+
+// Bad usage: the reason and the usage on stderr, exit status 2.
 [[noreturn]] void Usage(const std::string& why) {
-  std::cerr << "esdb: " << why << "\n"
-            << "usage: esdb [--url http(s)://HOST:PORT] [--cacert FILE] [--token T] [--json] COMMAND ...\n"
-            << "  append STREAM [--expected V] [FILE|-]\n"
-            << "  read STREAM|'$all' [--from N] [--count N] [--backward] [--event-type T] [--prefix P]\n"
-            << "  tail STREAM|'$all' [--from N]\n"
-            << "  streams [--count N]\n"
-            << "  delete STREAM [--hard] [--expected V]\n"
-            << "  status\n"
-            << "  sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP\n"
-            << "  sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... "
-               "[--action retry|park|skip]\n"
-            << "  plugins list | plugins add MANIFEST_FILE|- [--wait] | plugins remove NAME [--wait] | "
-               "plugins reload NAME [--wait] [--timeout-ms N]\n"
-            << "The token may come from the environment variable ESDB_TOKEN instead of --token.\n";
+  std::cerr << "esdb: " << why << "\n";
+  PrintUsage(std::cerr);
   std::exit(2);
 }
 
@@ -85,6 +93,10 @@ Options Parse(int argc, char** argv) {
   static const std::set<std::string> kBoolFlags = {"backward", "hard", "json", "wait"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      PrintUsage(std::cout);
+      std::exit(0);
+    }
     if (a.rfind("--", 0) == 0 && a.size() > 2) {
       std::string name = a.substr(2), value;
       const size_t eq = name.find('=');

@@ -401,6 +401,41 @@ TEST_CASE("esdb plugins list|add|reload|remove", "[admin][cli]") {
   REQUIRE(host.Stop() == 0);
 }
 
+// Runs `command` (through the shell) with stdout and stderr kept apart.
+CliResult RunCommand(const std::filesystem::path& dir, const std::string& command) {
+  const auto out = dir / "cmd.out", err = dir / "cmd.err";
+  const int status = std::system((command + " > " + out.string() + " 2> " + err.string() + " < /dev/null").c_str());
+  CliResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadAll(out);
+  r.err = ReadAll(err);
+  return r;
+}
+
+TEST_CASE("esdb --help and esdb-host --help print the usage on stdout and exit 0; bad usage exits 2", "[cli]") {
+  esdb::test::TempDir dir;
+  for (const std::string args : {"--help", "-h", "status --help", "--url http://127.0.0.1:1 --help"}) {
+    INFO(args);
+    auto r = RunCommand(dir.path(), std::string(ESDB_CLI_BIN) + " " + args);
+    CHECK(r.code == 0);
+    CHECK_THAT(r.out, Catch::StartsWith("usage: esdb ") && Catch::Contains("plugins list") && Catch::Contains("--help"));
+    CHECK(r.err.empty());
+  }
+  auto r = RunCommand(dir.path(), std::string(ESDB_CLI_BIN));
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::StartsWith("esdb: no command\nusage: esdb "));
+  CHECK(r.out.empty());
+  r = RunCommand(dir.path(), std::string(ESDB_CLI_BIN) + " status --token");
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::StartsWith("esdb: --token needs a value"));
+
+  for (const std::string args : {"--help", "-h"}) {
+    r = RunCommand(dir.path(), std::string(ESDB_HOST_BIN) + " " + args);
+    CHECK(r.code == 0);
+    CHECK_THAT(r.out, Catch::StartsWith("usage: esdb-host ") && Catch::Contains("--manifests DIR"));
+  }
+}
+
 // Issue 9, finding 4: an admin client could make the host dlopen any .so
 // (its constructor ran before the load was refused).
 TEST_CASE("admin API: a manifest naming a library outside the plugin directories is refused, never loaded",
