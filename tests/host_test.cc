@@ -219,6 +219,42 @@ TEST_CASE("start failures: throw, error, never reporting, reporting failed", "[h
   }
 }
 
+TEST_CASE("a start failing with invalid_argument (a bad config value) is not retried: failed at once", "[host][restart]") {
+  TempDir dir;
+  auto options = Options(dir);
+  const nlohmann::json retries = {{"restart", {{"max_restarts", 5}, {"backoff_initial_ms", 5}}}};
+  WriteManifest(options.manifests_dir, TestManifest("badconfig", {{"start", "invalid"}}, retries));
+  WriteManifest(options.manifests_dir, TestManifest("badreport", {{"start", "report_invalid"}}, retries));
+  WriteManifest(options.manifests_dir, TestManifest("transient", {{"start", "error"}}, retries));
+  BusRecorder log;
+  log.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  // The retryable one is restarted; by then the others would have been too.
+  REQUIRE(log.WaitFor("subsystem_restarting", "transient", 2));
+  REQUIRE(log.WaitFor("system_degraded"));
+  for (const char* name : {"badconfig", "badreport"}) {
+    INFO(name);
+    CHECK(log.Count("subsystem_failed", name) == 1);
+    CHECK(log.Count("subsystem_restarting", name) == 0);
+    CHECK(log.Count("subsystem_starting", name) == 1);
+    auto failed = log.Wait("subsystem_failed", name);
+    REQUIRE(failed);
+    CHECK(failed->data["final"] == true);
+    CHECK(failed->data["code"] == "invalid_argument");
+    CHECK(failed->data["phase"] == "start");
+    CHECK_THAT(failed->data["error"].get<std::string>(), Catch::StartsWith("config key 'start': test plugin told"));
+    for (int i = 0; i < 500 && host.control_plane().Status()["subsystems"][name]["state"] != "failed"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    const auto st = host.control_plane().Status()["subsystems"][name];
+    CHECK(st["state"] == "failed");
+    CHECK(st["restarts"] == 0);
+    CHECK_THAT(st["error"].get<std::string>(), Catch::StartsWith("config key 'start': test plugin told"));
+  }
+  CHECK(host.control_plane().Status()["degraded"] == true);  // critical ones that cannot start
+}
+
 TEST_CASE("services: a consumer finds a provider that became ready earlier or later; stop withdraws",
           "[host][services]") {
   TempDir dir;

@@ -217,8 +217,9 @@ void ManagedSubsystem::OnStartReturned(const std::shared_ptr<Generation>& gen, c
   }
   if (gen != current_) return;  // ok: readiness comes through ReportReady
   if (state_ != State::kStarting && state_ != State::kReady) return;
-  // A factory that fails is a broken build, not a transient fault: no restart.
-  Failure(phase, status, /*give_up=*/phase == "create");
+  // A factory that fails is a broken build, and an invalid_argument start
+  // (a bad config value) fails the same way every time: no restart.
+  Failure(phase, status, /*give_up=*/phase == "create" || status.code() == Code::kInvalidArgument);
 }
 
 void ManagedSubsystem::OnReport(uint64_t gen_id, bool ready, const nlohmann::json& details, const Status& why) {
@@ -251,8 +252,9 @@ void ManagedSubsystem::OnReport(uint64_t gen_id, bool ready, const nlohmann::jso
     return;
   }
   if (state_ != State::kStarting && state_ != State::kReady) return;
-  Failure(state_ == State::kStarting ? "start" : "runtime",
-          why.ok() ? Status::Internal("reported failed without a reason") : why, false);
+  const bool starting = state_ == State::kStarting;
+  Failure(starting ? "start" : "runtime", why.ok() ? Status::Internal("reported failed without a reason") : why,
+          /*give_up=*/starting && why.code() == Code::kInvalidArgument);  // as a returned invalid_argument
 }
 
 bool ManagedSubsystem::AllowRestart(int* delay_ms) {
@@ -273,9 +275,12 @@ void ManagedSubsystem::Failure(const std::string& phase, const Status& why, bool
   health_timer_.cancel();
   health_deadline_.cancel();
   int delay_ms = 0;
+  const bool not_retryable = give_up;
   if (!give_up) give_up = !AllowRestart(&delay_ms);
   env_->log->error("subsystem {} failed ({}): {}{}", manifest_.name, phase, why.ToString(),
-                   give_up ? "; giving up" : "; restarting in " + std::to_string(delay_ms) + " ms");
+                   not_retryable ? "; not retried (a restart cannot fix it)"
+                   : give_up     ? "; giving up"
+                                 : "; restarting in " + std::to_string(delay_ms) + " ms");
   state_ = give_up ? State::kFailed : State::kRestarting;  // before Publish, which snapshots it for Describe()
   Publish(event_types::kSubsystemFailed, {{"phase", phase},
                                           {"error", why.message()},

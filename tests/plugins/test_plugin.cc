@@ -2,7 +2,9 @@
 // the manifest's config:
 //   start_delay_ms      sleep this long inside Start() before reporting
 //   report_delay_ms     return from Start() at once; report ready after this, from the io thread
-//   start               "ok" | "throw" | "error" | "never" | "report_failed"
+//   start               "ok" | "throw" | "error" | "never" | "report_failed" |
+//                       "invalid" (returns invalid_argument, as for a bad config value) |
+//                       "report_invalid" (reports failed with invalid_argument)
 //   fail_after_ms       after ready, report failed after this long (0 = never)
 //   health              "ok" | "unhealthy" | "hang" (hang = CheckHealth blocks hang_ms, default 10 s)
 //   provide             name of a service to provide when ready
@@ -45,6 +47,11 @@ class TestSubsystem : public esdb::Subsystem {
     if (int ms = cfg.value("start_delay_ms", 0); ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     if (mode == "throw") throw std::runtime_error("test plugin told to throw in Start");
     if (mode == "error") return esdb::Status::Internal("test plugin told to fail Start");
+    if (mode == "invalid") return esdb::Status::InvalidArgument("config key 'start': test plugin told to refuse its config");
+    if (mode == "report_invalid") {
+      ctx.ReportFailed(esdb::Status::InvalidArgument("config key 'start': test plugin told to report a bad config"));
+      return esdb::Status::OK();
+    }
     if (mode == "never") return esdb::Status::OK();
     if (mode == "report_failed") {
       ctx.ReportFailed(esdb::Status::Unavailable("test plugin told to report failure"));
