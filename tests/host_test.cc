@@ -164,6 +164,31 @@ TEST_CASE("an unhealthy subsystem is restarted by the supervisor", "[host][healt
   CHECK_THAT(failed[0]->data["error"].get<std::string>(), Catch::Contains("test plugin told to be unhealthy"));
 }
 
+TEST_CASE("status shows every health check's details, not only those of a change of state", "[host][health]") {
+  TempDir dir;
+  auto options = Options(dir);
+  WriteManifest(options.manifests_dir, TestManifest("counted", {}, {{"health", {{"interval_ms", 20}}}}));
+  BusRecorder log;
+  log.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  REQUIRE(host.control_plane().WaitSystemReady(10000));
+  auto checks = [&] {
+    const auto h = host.control_plane().Status()["subsystems"]["counted"]["health"];
+    return h.contains("details") ? h["details"].value("checks", 0) : 0;
+  };
+  for (int i = 0; i < 500 && checks() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const int first = checks();
+  CHECK(first >= 3);
+  for (int i = 0; i < 500 && checks() < first + 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(checks() >= first + 2);  // it follows the checks
+  const auto health = host.control_plane().Status()["subsystems"]["counted"]["health"];
+  CHECK(health["healthy"] == true);
+  CHECK(health["message"] == "");
+  CHECK(health["at_us"].get<int64_t>() > 0);
+  CHECK(log.Count("health_changed", "counted") == 0);  // it never changed state
+}
+
 TEST_CASE("a hung health check is caught by the watchdog", "[host][health]") {
   TempDir dir;
   auto options = Options(dir);

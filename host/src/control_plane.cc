@@ -191,7 +191,17 @@ bool ControlPlane::Settled() const {
   return true;
 }
 
+void ControlPlane::SetHealthSource(std::function<nlohmann::json()> source) {
+  std::lock_guard<std::mutex> lock(source_mu_);
+  health_source_ = std::move(source);
+}
+
 nlohmann::json ControlPlane::Status() const {
+  nlohmann::json live;
+  {
+    std::lock_guard<std::mutex> lock(source_mu_);
+    if (health_source_) live = health_source_();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   nlohmann::json subs = nlohmann::json::object();
   nlohmann::json not_ready = nlohmann::json::array();
@@ -202,6 +212,9 @@ nlohmann::json ControlPlane::Status() const {
                   {"critical", st.critical}, {"version", st.version},   {"error", st.error},
                   {"phase", st.phase},       {"health", st.health},     {"health_history", history},
                   {"generation", st.generation}, {"details", st.details}};
+    if (live.is_object()) {
+      if (auto it = live.find(name); it != live.end() && it->is_object()) subs[name]["health"] = *it;
+    }
   }
   for (const auto& name : expected_) {
     auto it = subsystems_.find(name);

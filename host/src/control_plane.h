@@ -12,6 +12,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -35,6 +36,13 @@ class ControlPlane : public esdb::ControlService {
 
   bool SystemReady() const override;
   nlohmann::json Status() const override;
+
+  // Where Status() takes each subsystem's latest health check from (the
+  // supervisor's; a check that changes nothing publishes no event): a
+  // function returning {name: {"healthy", "message", "details", "at_us"}}.
+  // Without one (or for a name it lacks), `health` is the last
+  // health_changed event's. Set to null before the source goes away.
+  void SetHealthSource(std::function<nlohmann::json()> source);
 
   // Blocks until system_ready has been published or `timeout_ms` passed.
   bool WaitSystemReady(int timeout_ms) const;
@@ -63,6 +71,8 @@ class ControlPlane : public esdb::ControlService {
 
   EventBusImpl* bus_;
   Subscription subscription_;
+  mutable std::mutex source_mu_;  // not held with mu_
+  std::function<nlohmann::json()> health_source_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   bool initialized_ = false;

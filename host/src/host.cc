@@ -122,6 +122,15 @@ Status Host::Start() {
   admin_ = std::make_shared<HostAdmin>(this);
   s = registry_->Provide(services::kAdmin, admin_, kHostOwner, "host", nullptr);
   if (!s.ok()) return s;
+  control_plane_->SetHealthSource([this] {
+    nlohmann::json out = nlohmann::json::object();
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    for (const auto& [name, sub] : subsystems_) {
+      auto h = sub->LastHealth();
+      if (!h.is_null()) out[name] = std::move(h);
+    }
+    return out;
+  });
   control_work_ = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
       control_io_.get_executor());
   for (int i = 0; i < 2; ++i) {
@@ -428,6 +437,7 @@ bool Host::Shutdown() {
     for (auto& [name, sub] : subsystems_) all.push_back(sub);
   }
   if (watcher_) boost::asio::post(control_io_, [this] { watcher_->Stop(); });
+  if (control_plane_) control_plane_->SetHealthSource(nullptr);  // it may outlive the host
   PublishHost(event_types::kSystemStopping, {{"subsystems", all.size()}}, true);
   if (!all.empty()) {
     log_->info("stopping {} subsystems", all.size());

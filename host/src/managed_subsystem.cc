@@ -5,6 +5,8 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "clock.h"
+
 namespace esdb::host {
 
 namespace {
@@ -102,6 +104,16 @@ nlohmann::json ManagedSubsystem::Describe() const {
   return info_;
 }
 
+nlohmann::json ManagedSubsystem::LastHealth() const {
+  std::lock_guard<std::mutex> lock(info_mu_);
+  return last_health_;
+}
+
+void ManagedSubsystem::SetLastHealth(nlohmann::json health) {
+  std::lock_guard<std::mutex> lock(info_mu_);
+  last_health_ = std::move(health);
+}
+
 void ManagedSubsystem::Launch(std::function<void()> on_settled, std::string correlation_id) {
   boost::asio::post(strand_, [self = shared_from_this(), cb = std::move(on_settled),
                               correlation_id = std::move(correlation_id)]() mutable {
@@ -124,6 +136,7 @@ void ManagedSubsystem::StartAttempt() {
   state_ = State::kStarting;
   ++attempts_;
   attempt_started_ = std::chrono::steady_clock::now();
+  SetLastHealth(nullptr);  // a new instance: not checked yet
   Publish(event_types::kSubsystemStarting, {{"attempt", attempts_}, {"version", manifest_.version}});
 
   if (!library_) {
@@ -421,6 +434,8 @@ void ManagedSubsystem::OnHealth(uint64_t gen_id, bool healthy, const std::string
                                 const nlohmann::json& details) {
   health_in_flight_ = false;
   if (!current_ || current_->id != gen_id || state_ != State::kReady) return;
+  // Every check's answer is visible (status), not only a change of healthy.
+  SetLastHealth({{"healthy", healthy}, {"message", message}, {"details", details}, {"at_us", NowMicros()}});
   health_failures_ = healthy ? 0 : health_failures_ + 1;
   if (healthy != last_healthy_) {
     last_healthy_ = healthy;
@@ -557,6 +572,7 @@ void ManagedSubsystem::PromoteCandidate(const nlohmann::json& details) {
   state_ = State::kReady;
   health_failures_ = 0;
   last_healthy_ = true;
+  SetLastHealth(nullptr);  // the new build: not checked yet
   Publish(event_types::kSubsystemReady, {{"details", details.is_object() ? details : nlohmann::json::object()},
                                          {"version", manifest_.version},
                                          {"generation", generation_},

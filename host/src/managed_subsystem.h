@@ -66,6 +66,9 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
 
   // A snapshot for ListPlugins. Thread-safe.
   nlohmann::json Describe() const;
+  // The current instance's latest health check: {"healthy", "message",
+  // "details", "at_us"}; null before its first check. Thread-safe.
+  nlohmann::json LastHealth() const;
   const std::string& name() const { return name_; }
 
  private:
@@ -87,6 +90,7 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   void ScheduleHealthCheck();
   void OnHealth(uint64_t gen_id, bool healthy, const std::string& message, const nlohmann::json& details);
   void Publish(const char* type, nlohmann::json data, bool retain = true);
+  void SetLastHealth(nlohmann::json health);
   void Settled();
 
   const std::string name_;
@@ -122,6 +126,7 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
 
   mutable std::mutex info_mu_;
   nlohmann::json info_;  // what Describe() returns, refreshed on the strand
+  nlohmann::json last_health_;  // what LastHealth() returns, set on the strand
 };
 
 }  // namespace esdb::host

@@ -6,7 +6,8 @@
 //                       "invalid" (returns invalid_argument, as for a bad config value) |
 //                       "report_invalid" (reports failed with invalid_argument)
 //   fail_after_ms       after ready, report failed after this long (0 = never)
-//   health              "ok" | "unhealthy" | "hang" (hang = CheckHealth blocks hang_ms, default 10 s)
+//   health              "ok" | "unhealthy" | "hang" (hang = CheckHealth blocks hang_ms, default 10 s);
+//                       every answer's details are {"checks": <this instance's checks so far>}
 //   provide             name of a service to provide when ready
 //   require             name of a service to wait for (via the services topic) before ready
 //   ready_details       object passed to ReportReady
@@ -115,12 +116,13 @@ class TestSubsystem : public esdb::Subsystem {
 
   esdb::Health CheckHealth() override {
     const std::string mode = ctx_->Config().value("health", "ok");
-    if (mode == "unhealthy") return {false, "test plugin told to be unhealthy", {}};
+    const nlohmann::json details = {{"checks", ++checks_}};
+    if (mode == "unhealthy") return {false, "test plugin told to be unhealthy", details};
     if (mode == "hang") {
       const int hang_ms = ctx_->Config().value("hang_ms", 10000);
       for (int i = 0; i < hang_ms / 10 && !stopping_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    return {};
+    return {true, "", details};
   }
 
  private:
@@ -178,6 +180,7 @@ class TestSubsystem : public esdb::Subsystem {
   std::thread fail_thread_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
+  int checks_ = 0;  // CheckHealth() calls never overlap
 };
 
 esdb::Subsystem* CreateTestSubsystem() { return new TestSubsystem(); }

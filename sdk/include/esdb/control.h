@@ -17,7 +17,8 @@ class ControlService {
 
   // {"node", "system_ready", "expected": [names], "not_ready": [names],
   //  "subsystems": {name: {"state", "since_us", "restarts", "critical",
-  //  "version", "error", "health": {...}, "details": {...}}}}
+  //  "version", "error", "health": {the latest check: "healthy", "message",
+  //  "details", "at_us"}, "details": {...}}}}
   virtual nlohmann::json Status() const = 0;
 };
 
