@@ -56,9 +56,21 @@ void ControlPlane::OnEvent(const EventPtr& ev) {
   }
   const std::string name = str("name").empty() ? e.source : str("name");
   if (e.type == event_types::kSubsystemFailed && str("phase") == "manifest") {
-    rejected_manifests_[str("manifest")] = str("error");
+    nlohmann::json entry = {{"error", str("error")}, {"code", str("code")}, {"at_us", e.timestamp_us}};
+    if (!str("subsystem").empty()) entry["subsystem"] = str("subsystem");
+    rejected_manifests_[str("manifest")] = std::move(entry);
     cv_.notify_all();
     return;
+  }
+  // A rejected file that was added since, or whose subsystem was reloaded
+  // (from the fixed file) or removed, is no longer a problem to show.
+  if (e.type == event_types::kSubsystemAdded || e.type == event_types::kSubsystemReloaded ||
+      e.type == event_types::kSubsystemRemoved) {
+    for (auto it = rejected_manifests_.begin(); it != rejected_manifests_.end();) {
+      const bool added = e.type == event_types::kSubsystemAdded && it->first == str("manifest");
+      const bool owner = e.type != event_types::kSubsystemAdded && it->second.value("subsystem", "") == name;
+      it = added || owner ? rejected_manifests_.erase(it) : std::next(it);
+    }
   }
   if (e.type == event_types::kSystemReady || e.type == event_types::kSystemDegraded) return;
   auto& st = subsystems_[name];

@@ -82,7 +82,10 @@ class ControlPlane : public esdb::ControlService {
   int64_t init_started_us_ = 0;
   std::set<std::string> expected_;
   std::map<std::string, SubsystemState> subsystems_;
-  std::map<std::string, std::string> rejected_manifests_;  // file -> error
+  // file -> {"error", "code", "at_us", "subsystem"? (a running subsystem
+  // the file belongs to: it keeps its previous manifest)}; an entry goes when
+  // the file is added, or its subsystem reloaded or removed.
+  std::map<std::string, nlohmann::json> rejected_manifests_;
 };
 
 }  // namespace esdb::host

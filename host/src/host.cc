@@ -208,7 +208,8 @@ Status Host::Start() {
   return Status::OK();
 }
 
-void Host::RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id) {
+void Host::RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id,
+                          const std::string& owner) {
   log_->error("manifest rejected: {}", status.message());
   Event e;
   e.type = event_types::kSubsystemFailed;
@@ -220,6 +221,7 @@ void Host::RejectManifest(const std::string& file, const Status& status, const s
             {"error", status.message()},
             {"code", CodeName(status.code())},
             {"final", true}};
+  if (!owner.empty()) e.data["subsystem"] = owner;
   (void)bus_->Publish(std::move(e), {}, "host");
 }
 
@@ -386,7 +388,7 @@ void Host::OnManifestFile(const std::filesystem::path& file, bool changed) {
   }
   auto m = ParseManifestFile(abs, options_.plugin_dirs, options_.overrides);
   if (!m.ok()) {
-    RejectManifest(abs.string(), m.status(), "");
+    RejectManifest(abs.string(), m.status(), "", owner ? owner->name() : "");
     return;
   }
   if (owner && owner->name() == m->name) {
