@@ -322,19 +322,34 @@ Result<std::string> Host::RemoveSubsystem(const std::string& name, const std::st
   log_->info("removing subsystem {}", name);
   EventBusImpl* bus = bus_.get();
   Reaper* reaper = &reaper_;
+  auto& io = control_io_;
   sub->Shutdown(
-      [bus, reaper, name, op, sub, log = log_] {
-        // The library is released by now unless something still holds it.
-        if (!reaper->Flush(kBusShutdownMs)) log->error("unloading the library of {} is stuck; going on", name);
-        Event e;
-        e.type = event_types::kSubsystemRemoved;
-        e.topic = topics::kLifecycle;
-        e.correlation_id = op;
-        e.data = {{"name", name}};
-        PublishOptions opts;
-        opts.retain = true;
-        opts.retain_key = name;
-        (void)bus->Publish(std::move(e), opts, name);
+      [bus, reaper, &io, name, op, sub, log = log_] {
+        // Stopped and let go of; the library goes once the last reference
+        // to it does (a consumer may still hold one of its services a
+        // moment): removed only once it is unmapped, or the wait is over.
+        auto watch = sub->released_library();
+        const std::string library = watch.path;
+        AwaitUnload(io, reaper, std::move(watch), kBusShutdownMs,
+                    [bus, name, op, library, log](const UnloadOutcome& unload) {
+                      if (unload.state == "stuck") {
+                        log->error("removed subsystem {}: its library {} is still mapped after {} ms: {}", name,
+                                   library, unload.waited_ms, unload.reason);
+                      }
+                      Event e;
+                      e.type = event_types::kSubsystemRemoved;
+                      e.topic = topics::kLifecycle;
+                      e.correlation_id = op;
+                      e.data = {{"name", name},
+                                {"library", library},
+                                {"library_state", unload.state},
+                                {"unload_wait_ms", unload.waited_ms}};
+                      if (!unload.reason.empty()) e.data["library_note"] = unload.reason;
+                      PublishOptions opts;
+                      opts.retain = true;
+                      opts.retain_key = name;
+                      (void)bus->Publish(std::move(e), opts, name);
+                    });
       },
       op);
   return op;

@@ -467,6 +467,7 @@ void ManagedSubsystem::Shutdown(std::function<void()> done, std::string correlat
     auto finish = [self, done = std::move(done), was_running] {
       self->state_ = State::kStopped;
       if (was_running) self->Publish(event_types::kSubsystemStopped, nlohmann::json::object());
+      self->released_library_ = WatchLibrary(self->library_, self->manifest_.unloadable);
       self->library_.reset();
       self->Settled();
       done();

@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include "library_unload.h"
 #include "lifecycle_worker.h"
 #include "manifest.h"
 #include "plugin_context.h"
@@ -56,6 +57,9 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   // Stops the current generation and releases the library; `done` runs on
   // the control strand when finished (or abandoned after the deadline).
   void Shutdown(std::function<void()> done, std::string correlation_id = "");
+  // The library Shutdown() let go of, to follow its unloading (AwaitUnload).
+  // Read it from `done`, or after it ran.
+  const LibraryWatch& released_library() const { return released_library_; }
   // Replaces the running build with `manifest`'s library (a fresh,
   // content-addressed copy, so dlopen maps it anew). "overlap": the new
   // generation starts while the old one serves, takes over its services,
@@ -105,6 +109,7 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
 
   State state_ = State::kIdle;
   LibraryRef library_;
+  LibraryWatch released_library_;  // set by Shutdown() as it lets go of library_
   std::shared_ptr<Generation> current_;
   int attempts_ = 0;
   int restarts_ = 0;

@@ -10,6 +10,8 @@
 //                       every answer's details are {"checks": <this instance's checks so far>}
 //   provide             name of a service to provide when ready
 //   require             name of a service to wait for (via the services topic) before ready
+//   hold_required_ms    with require: keep the required service after it is withdrawn for this long
+//                       (a late consumer), then let go of it (at Stop() at the latest)
 //   ready_details       object passed to ReportReady
 //   echo_server         true: serve a TCP echo on 127.0.0.1:<ephemeral> from ctx.Io()
 //                       (ready details carry "port")
@@ -111,6 +113,13 @@ class TestSubsystem : public esdb::Subsystem {
       });
     }
     if (fail_thread_.joinable()) fail_thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(held_mu_);
+      held_.reset();
+    }
+    if (hold_timer_) {
+      boost::asio::post(hold_timer_->get_executor(), [this] { hold_timer_->cancel(); });
+    }
     return esdb::Status::OK();
   }
 
@@ -141,9 +150,24 @@ class TestSubsystem : public esdb::Subsystem {
   }
 
   void OnServiceEvent(const esdb::Event& e) {
-    if (e.type == esdb::event_types::kServiceProvided && e.data.value("name", "") == required_ && !ready_) {
+    if (e.data.value("name", "") != required_) return;
+    const int hold_ms = ctx_->Config().value("hold_required_ms", 0);
+    if (e.type == esdb::event_types::kServiceProvided && !ready_) {
       auto svc = ctx_->Services().Get<EchoService>(required_);
+      if (hold_ms > 0) {
+        std::lock_guard<std::mutex> lock(held_mu_);
+        held_ = svc;
+      }
       if (svc) BecomeReady({{"required_from", svc->owner}});
+    } else if (e.type == esdb::event_types::kServiceWithdrawn && hold_ms > 0) {
+      boost::asio::post(ctx_->Io(), [this, hold_ms] {
+        if (stopping_) return;
+        hold_timer_ = std::make_unique<boost::asio::steady_timer>(ctx_->Io(), std::chrono::milliseconds(hold_ms));
+        hold_timer_->async_wait([this](const boost::system::error_code&) {
+          std::lock_guard<std::mutex> lock(held_mu_);
+          held_.reset();
+        });
+      });
     }
   }
 
@@ -176,6 +200,9 @@ class TestSubsystem : public esdb::Subsystem {
   std::mutex block_mu_;
   std::condition_variable block_cv_;
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  std::unique_ptr<boost::asio::steady_timer> hold_timer_;  // io thread only
+  std::mutex held_mu_;
+  std::shared_ptr<EchoService> held_;  // the required service, while held
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::thread fail_thread_;
   std::atomic<bool> ready_{false};
