@@ -121,7 +121,7 @@ TEST_CASE("SIGTERM stops every subsystem gracefully and exits 0", "[process]") {
   CHECK_FALSE(host.WaitForEvent("system_degraded", "", 10));
 }
 
-TEST_CASE("SIGHUP re-reads the manifests directory: added, changed and deleted files; the host keeps running",
+TEST_CASE("SIGHUP re-reads the manifests directory: added, changed and deleted files, the host keeps running",
           "[process]") {
   TempDir dir;
   const auto m = dir.path() / "manifests";

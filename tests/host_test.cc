@@ -112,7 +112,7 @@ TEST_CASE("sequential start mode starts one after another", "[host][parallel]") 
   CHECK(ms >= 300);
 }
 
-TEST_CASE("a subsystem failing after start is restarted; past the intensity it is failed and the system degraded",
+TEST_CASE("a subsystem failing after start is restarted, past the intensity it is failed and the system degraded",
           "[host][restart]") {
   TempDir dir;
   auto options = Options(dir);
@@ -280,7 +280,7 @@ TEST_CASE("a start failing with invalid_argument (a bad config value) is not ret
   CHECK(host.control_plane().Status()["degraded"] == true);  // critical ones that cannot start
 }
 
-TEST_CASE("services: a consumer finds a provider that became ready earlier or later; stop withdraws",
+TEST_CASE("services: a consumer finds a provider that became ready earlier or later, stop withdraws",
           "[host][services]") {
   TempDir dir;
   auto options = Options(dir);

@@ -84,7 +84,7 @@ TEST_CASE("hot add by manifest file: the new subsystem starts and the system is 
   CHECK(host.control_plane().SystemReady());  // a removed subsystem is no longer expected
 }
 
-TEST_CASE("hot add and remove through the admin service; the removed library is unmapped", "[hot][admin]") {
+TEST_CASE("hot add and remove through the admin service, the removed library is unmapped", "[hot][admin]") {
   TempDir dir;
   auto options = Options(dir);
   options.watch_manifests = false;
