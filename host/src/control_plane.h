@@ -1,8 +1,10 @@
 // The ControlPlane: watches lifecycle events and keeps every subsystem's
 // state; publishes system_ready when every expected (critical) subsystem is
 // ready and system_degraded when one of them stops being ready or is given
-// up on. Purely event-driven: it learns everything from the bus, so it can
-// be restarted or observed by anyone the same way.
+// up on. Event-driven: it learns every state from the bus, so it can be
+// restarted or observed by anyone the same way. The one exception is the
+// latest health check of each subsystem (a check that changes nothing
+// publishes no event): that it reads from the host (SetHealthSource).
 //
 // Expected set: the critical subsystems named by initialization_started or
 // added later by subsystem_added; a subsystem whose manifest or library
