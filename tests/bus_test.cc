@@ -163,7 +163,7 @@ TEST_CASE("a subscriber racing with publishers sees every retained key exactly o
   }
 }
 
-TEST_CASE("cancel waits for a running handler; cancel from inside the handler is allowed", "[bus]") {
+TEST_CASE("cancel waits for a running handler, cancel from inside the handler is allowed", "[bus]") {
   EventBusImpl bus("n1", nullptr);
   std::atomic<bool> in_handler{false}, release{false};
   std::atomic<int> calls{0};

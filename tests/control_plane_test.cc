@@ -73,7 +73,7 @@ TEST_CASE("system_ready only when every critical subsystem is ready", "[control]
   CHECK(status["subsystems"]["a"]["state"] == "ready");
 }
 
-TEST_CASE("a critical subsystem failing after ready degrades the system; recovery makes it ready again",
+TEST_CASE("a critical subsystem failing after ready degrades the system, recovery makes it ready again",
           "[control]") {
   EventBusImpl bus("n1", nullptr);
   ControlPlane cp(&bus);
@@ -92,7 +92,7 @@ TEST_CASE("a critical subsystem failing after ready degrades the system; recover
   CHECK(cp.Status()["subsystems"]["b"]["restarts"] == 1);
 }
 
-TEST_CASE("a subsystem that cannot load leaves the expected set; a final runtime failure degrades", "[control]") {
+TEST_CASE("a subsystem that cannot load leaves the expected set, a final runtime failure degrades", "[control]") {
   EventBusImpl bus("n1", nullptr);
   ControlPlane cp(&bus);
   REQUIRE(cp.Start().ok());

@@ -123,7 +123,7 @@ TEST_CASE("SIGTERM stops every subsystem gracefully and exits 0", "[process]") {
   CHECK_FALSE(host.WaitForEvent("system_degraded", "", 10));
 }
 
-TEST_CASE("SIGHUP re-reads the manifests directory: added, changed and deleted files; the host keeps running",
+TEST_CASE("SIGHUP re-reads the manifests directory: added, changed and deleted files, the host keeps running",
           "[process]") {
   TempDir dir;
   const auto m = dir.path() / "manifests";
@@ -180,6 +180,20 @@ TEST_CASE("esdb-host --check on the default manifests: five subsystems ready", "
   CHECK(status["subsystems"].size() == 5);
   // Persistence opened its LevelDB in the data directory.
   CHECK(std::filesystem::exists(dir.path() / "data" / "persistence"));
+}
+
+// Issue 10: a clean stop logged "persistence withdrew esdb.storage/1" as a
+// warning from the store (the subsystems stop in parallel).
+TEST_CASE("SIGTERM to a host running the default manifests logs no warning and no error", "[process][defaults]") {
+  TempDir dir;
+  HostProcess host({"--manifests", ESDB_SOURCE_DIR "/manifests", "--data", (dir.path() / "data").string(),
+                    "--set", "gateway.listen_port=0", "--print-events"});
+  REQUIRE(host.WaitForEvent("system_ready", "", 60000));
+  CHECK(host.Terminate(30000) == 0);
+  const std::string log = host.Stderr();
+  INFO(log);
+  CHECK_THAT(log, Catch::Contains("host stopped"));
+  CHECK_THAT(log, !Catch::Contains("[warning]") && !Catch::Contains("[error]") && !Catch::Contains("[critical]"));
 }
 
 TEST_CASE("SIGTERM with a bus handler that never returns: the host exits within its deadlines, naming the stuck part",

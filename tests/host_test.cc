@@ -112,7 +112,7 @@ TEST_CASE("sequential start mode starts one after another", "[host][parallel]") 
   CHECK(ms >= 300);
 }
 
-TEST_CASE("a subsystem failing after start is restarted; past the intensity it is failed and the system degraded",
+TEST_CASE("a subsystem failing after start is restarted, past the intensity it is failed and the system degraded",
           "[host][restart]") {
   TempDir dir;
   auto options = Options(dir);
@@ -162,6 +162,31 @@ TEST_CASE("an unhealthy subsystem is restarted by the supervisor", "[host][healt
   REQUIRE_FALSE(failed.empty());
   CHECK(failed[0]->data["phase"] == "health");
   CHECK_THAT(failed[0]->data["error"].get<std::string>(), Catch::Contains("test plugin told to be unhealthy"));
+}
+
+TEST_CASE("status shows every health check's details, not only those of a change of state", "[host][health]") {
+  TempDir dir;
+  auto options = Options(dir);
+  WriteManifest(options.manifests_dir, TestManifest("counted", {}, {{"health", {{"interval_ms", 20}}}}));
+  BusRecorder log;
+  log.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  REQUIRE(host.control_plane().WaitSystemReady(10000));
+  auto checks = [&] {
+    const auto h = host.control_plane().Status()["subsystems"]["counted"]["health"];
+    return h.contains("details") ? h["details"].value("checks", 0) : 0;
+  };
+  for (int i = 0; i < 500 && checks() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const int first = checks();
+  CHECK(first >= 3);
+  for (int i = 0; i < 500 && checks() < first + 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(checks() >= first + 2);  // it follows the checks
+  const auto health = host.control_plane().Status()["subsystems"]["counted"]["health"];
+  CHECK(health["healthy"] == true);
+  CHECK(health["message"] == "");
+  CHECK(health["at_us"].get<int64_t>() > 0);
+  CHECK(log.Count("health_changed", "counted") == 0);  // it never changed state
 }
 
 TEST_CASE("a hung health check is caught by the watchdog", "[host][health]") {
@@ -219,7 +244,43 @@ TEST_CASE("start failures: throw, error, never reporting, reporting failed", "[h
   }
 }
 
-TEST_CASE("services: a consumer finds a provider that became ready earlier or later; stop withdraws",
+TEST_CASE("a start failing with invalid_argument (a bad config value) is not retried: failed at once", "[host][restart]") {
+  TempDir dir;
+  auto options = Options(dir);
+  const nlohmann::json retries = {{"restart", {{"max_restarts", 5}, {"backoff_initial_ms", 5}}}};
+  WriteManifest(options.manifests_dir, TestManifest("badconfig", {{"start", "invalid"}}, retries));
+  WriteManifest(options.manifests_dir, TestManifest("badreport", {{"start", "report_invalid"}}, retries));
+  WriteManifest(options.manifests_dir, TestManifest("transient", {{"start", "error"}}, retries));
+  BusRecorder log;
+  log.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  // The retryable one is restarted; by then the others would have been too.
+  REQUIRE(log.WaitFor("subsystem_restarting", "transient", 2));
+  REQUIRE(log.WaitFor("system_degraded"));
+  for (const char* name : {"badconfig", "badreport"}) {
+    INFO(name);
+    CHECK(log.Count("subsystem_failed", name) == 1);
+    CHECK(log.Count("subsystem_restarting", name) == 0);
+    CHECK(log.Count("subsystem_starting", name) == 1);
+    auto failed = log.Wait("subsystem_failed", name);
+    REQUIRE(failed);
+    CHECK(failed->data["final"] == true);
+    CHECK(failed->data["code"] == "invalid_argument");
+    CHECK(failed->data["phase"] == "start");
+    CHECK_THAT(failed->data["error"].get<std::string>(), Catch::StartsWith("config key 'start': test plugin told"));
+    for (int i = 0; i < 500 && host.control_plane().Status()["subsystems"][name]["state"] != "failed"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    const auto st = host.control_plane().Status()["subsystems"][name];
+    CHECK(st["state"] == "failed");
+    CHECK(st["restarts"] == 0);
+    CHECK_THAT(st["error"].get<std::string>(), Catch::StartsWith("config key 'start': test plugin told"));
+  }
+  CHECK(host.control_plane().Status()["degraded"] == true);  // critical ones that cannot start
+}
+
+TEST_CASE("services: a consumer finds a provider that became ready earlier or later, stop withdraws",
           "[host][services]") {
   TempDir dir;
   auto options = Options(dir);

@@ -84,7 +84,7 @@ TEST_CASE("hot add by manifest file: the new subsystem starts and the system is 
   CHECK(host.control_plane().SystemReady());  // a removed subsystem is no longer expected
 }
 
-TEST_CASE("hot add and remove through the admin service; the removed library is unmapped", "[hot][admin]") {
+TEST_CASE("hot add and remove through the admin service, the removed library is unmapped", "[hot][admin]") {
   TempDir dir;
   auto options = Options(dir);
   options.watch_manifests = false;
@@ -116,6 +116,60 @@ TEST_CASE("hot add and remove through the admin service; the removed library is 
   REQUIRE(ev.Wait("subsystem_removed", "extra", "corr-rm-1"));
   CHECK_FALSE(Mapped(lib_b.string()));
   CHECK(host.RemoveSubsystem("extra", "").status().code() == esdb::Code::kNotFound);
+}
+
+// Issue 10: subsystem_removed came before the unmap when a consumer let go
+// of the removed provider's service a moment late.
+TEST_CASE("subsystem_removed comes once the library is unmapped, or says why it stayed mapped", "[hot][unload]") {
+  TempDir dir;
+  auto options = Options(dir);
+  options.watch_manifests = false;
+  BusRecorder ev;
+  ev.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  const auto lib_b = TestLibrary("libesdb_test_plugin_b.so");
+  auto add = [&](const nlohmann::json& manifest) {
+    const std::string name = manifest["name"];
+    REQUIRE(host.AddFromRequest({{"manifest", manifest}}, "add-" + name).ok());
+    REQUIRE(ev.Wait("subsystem_ready", name, "add-" + name));
+  };
+  auto remove = [&](const std::string& name) {
+    REQUIRE(host.RemoveSubsystem(name, "rm-" + name).ok());
+    auto removed = ev.Wait("subsystem_removed", name, "rm-" + name);
+    REQUIRE(removed);
+    return removed;
+  };
+
+  // A consumer holds the provider's service 500 ms after its withdrawal.
+  add(TestManifest("late", {{"provide", "svc.late"}}, {{"library", lib_b.string()}}));
+  add(TestManifest("holder", {{"require", "svc.late"}, {"hold_required_ms", 500}}));
+  REQUIRE(Mapped(lib_b.string()));
+  auto removed = remove("late");
+  CHECK_FALSE(Mapped(lib_b.string()));
+  CHECK(removed->data["library"] == lib_b.string());
+  CHECK(removed->data["library_state"] == "unmapped");
+  CHECK(removed->data["unload_wait_ms"].is_number_integer());  // how long depends on how long the stop took
+  CHECK_FALSE(removed->data.contains("library_note"));
+
+  // Held past the bound (2 s): removed anyway, saying so.
+  add(TestManifest("late2", {{"provide", "svc.late2"}}, {{"library", lib_b.string()}}));
+  add(TestManifest("holder2", {{"require", "svc.late2"}, {"hold_required_ms", 4000}}));
+  removed = remove("late2");
+  CHECK(Mapped(lib_b.string()));
+  CHECK(removed->data["library_state"] == "stuck");
+  CHECK_THAT(removed->data["library_note"].get<std::string>(), Catch::StartsWith("still referenced"));
+  CHECK(removed->data["unload_wait_ms"].get<int>() >= 2000);
+  for (int i = 0; i < 500 && Mapped(lib_b.string()); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK_FALSE(Mapped(lib_b.string()));  // once the consumer lets go
+
+  // unloadable: false stays mapped on purpose, and the event says so at once.
+  const auto pinned_lib = TestLibrary("libesdb_test_plugin_pinned.so");
+  add(TestManifest("pinned", {}, {{"library", pinned_lib.string()}, {"unloadable", false}}));
+  removed = remove("pinned");
+  CHECK(removed->data["library_state"] == "pinned");
+  CHECK(removed->data["unload_wait_ms"] == 0);
+  CHECK(Mapped(pinned_lib.string()));
 }
 
 TEST_CASE("reload (overlap): the new build takes over the services, the old one is drained and unmapped",

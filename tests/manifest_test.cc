@@ -84,6 +84,37 @@ TEST_CASE("bad manifests are refused with the file and field named", "[manifest]
   CHECK_THAT(ErrorOf(nlohmann::json::array()), Catch::Contains("must be a JSON object"));
 }
 
+TEST_CASE("every problem of a manifest is reported at once, each naming its field", "[manifest]") {
+  auto m = Good();
+  m.erase("entry");
+  m["name"] = "Bad Name";
+  m["version"] = 3;
+  m["critical"] = "yes";
+  m["threads"] = 0;
+  m["provides"] = {"a", 1};
+  m["restart"] = {{"max_restart", 1}, {"backoff_initial_ms", 500}, {"backoff_max_ms", 100}};
+  m["health"] = {{"interval_ms", "1s"}};
+  m["colour"] = "red";
+  m["shape"] = "round";
+  const std::string error = ErrorOf(m);
+  INFO(error);
+  CHECK_THAT(error, Catch::StartsWith("/m/store.json: 11 problems: field 'name': 'Bad Name' must match"));
+  for (const char* part : {"field 'version': must be a string, got number", "field 'entry': is required",
+                           "field 'critical': must be true or false, got string",
+                           "field 'threads': must be between 1 and 64, got 0",
+                           "field 'provides': element 1 must be a string, got number",
+                           "field 'restart.max_restart': unknown field",
+                           "field 'restart.backoff_max_ms': must be >= backoff_initial_ms",
+                           "field 'health.interval_ms': must be an integer, got string",
+                           "field 'colour': unknown field", "field 'shape': unknown field"}) {
+    CHECK_THAT(error, Catch::Contains(std::string("; ") + part));
+  }
+  // One problem keeps the short form.
+  auto one = Good();
+  one["threads"] = 0;
+  CHECK(ErrorOf(one) == "/m/store.json: field 'threads': must be between 1 and 64, got 0");
+}
+
 TEST_CASE("malformed JSON and missing files are reported with the path", "[manifest]") {
   esdb::test::TempDir dir;
   esdb::test::WriteFile(dir.path() / "bad.json", "{\"name\": \"x\",");

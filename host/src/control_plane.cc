@@ -56,9 +56,21 @@ void ControlPlane::OnEvent(const EventPtr& ev) {
   }
   const std::string name = str("name").empty() ? e.source : str("name");
   if (e.type == event_types::kSubsystemFailed && str("phase") == "manifest") {
-    rejected_manifests_[str("manifest")] = str("error");
+    nlohmann::json entry = {{"error", str("error")}, {"code", str("code")}, {"at_us", e.timestamp_us}};
+    if (!str("subsystem").empty()) entry["subsystem"] = str("subsystem");
+    rejected_manifests_[str("manifest")] = std::move(entry);
     cv_.notify_all();
     return;
+  }
+  // A rejected file that was added since, or whose subsystem was reloaded
+  // (from the fixed file) or removed, is no longer a problem to show.
+  if (e.type == event_types::kSubsystemAdded || e.type == event_types::kSubsystemReloaded ||
+      e.type == event_types::kSubsystemRemoved) {
+    for (auto it = rejected_manifests_.begin(); it != rejected_manifests_.end();) {
+      const bool added = e.type == event_types::kSubsystemAdded && it->first == str("manifest");
+      const bool owner = e.type != event_types::kSubsystemAdded && it->second.value("subsystem", "") == name;
+      it = added || owner ? rejected_manifests_.erase(it) : std::next(it);
+    }
   }
   if (e.type == event_types::kSystemReady || e.type == event_types::kSystemDegraded) return;
   auto& st = subsystems_[name];
@@ -191,7 +203,17 @@ bool ControlPlane::Settled() const {
   return true;
 }
 
+void ControlPlane::SetHealthSource(std::function<nlohmann::json()> source) {
+  std::lock_guard<std::mutex> lock(source_mu_);
+  health_source_ = std::move(source);
+}
+
 nlohmann::json ControlPlane::Status() const {
+  nlohmann::json live;
+  {
+    std::lock_guard<std::mutex> lock(source_mu_);
+    if (health_source_) live = health_source_();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   nlohmann::json subs = nlohmann::json::object();
   nlohmann::json not_ready = nlohmann::json::array();
@@ -202,6 +224,9 @@ nlohmann::json ControlPlane::Status() const {
                   {"critical", st.critical}, {"version", st.version},   {"error", st.error},
                   {"phase", st.phase},       {"health", st.health},     {"health_history", history},
                   {"generation", st.generation}, {"details", st.details}};
+    if (live.is_object()) {
+      if (auto it = live.find(name); it != live.end() && it->is_object()) subs[name]["health"] = *it;
+    }
   }
   for (const auto& name : expected_) {
     auto it = subsystems_.find(name);

@@ -1,8 +1,10 @@
 // The ControlPlane: watches lifecycle events and keeps every subsystem's
 // state; publishes system_ready when every expected (critical) subsystem is
 // ready and system_degraded when one of them stops being ready or is given
-// up on. Purely event-driven: it learns everything from the bus, so it can
-// be restarted or observed by anyone the same way.
+// up on. Event-driven: it learns every state from the bus, so it can be
+// restarted or observed by anyone the same way. The one exception is the
+// latest health check of each subsystem (a check that changes nothing
+// publishes no event): that it reads from the host (SetHealthSource).
 //
 // Expected set: the critical subsystems named by initialization_started or
 // added later by subsystem_added; a subsystem whose manifest or library
@@ -12,6 +14,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -35,6 +38,13 @@ class ControlPlane : public esdb::ControlService {
 
   bool SystemReady() const override;
   nlohmann::json Status() const override;
+
+  // Where Status() takes each subsystem's latest health check from (the
+  // supervisor's; a check that changes nothing publishes no event): a
+  // function returning {name: {"healthy", "message", "details", "at_us"}}.
+  // Without one (or for a name it lacks), `health` is the last
+  // health_changed event's. Set to null before the source goes away.
+  void SetHealthSource(std::function<nlohmann::json()> source);
 
   // Blocks until system_ready has been published or `timeout_ms` passed.
   bool WaitSystemReady(int timeout_ms) const;
@@ -63,6 +73,8 @@ class ControlPlane : public esdb::ControlService {
 
   EventBusImpl* bus_;
   Subscription subscription_;
+  mutable std::mutex source_mu_;  // not held with mu_
+  std::function<nlohmann::json()> health_source_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   bool initialized_ = false;
@@ -72,7 +84,10 @@ class ControlPlane : public esdb::ControlService {
   int64_t init_started_us_ = 0;
   std::set<std::string> expected_;
   std::map<std::string, SubsystemState> subsystems_;
-  std::map<std::string, std::string> rejected_manifests_;  // file -> error
+  // file -> {"error", "code", "at_us", "subsystem"? (a running subsystem
+  // the file belongs to: it keeps its previous manifest)}; an entry goes when
+  // the file is added, or its subsystem reloaded or removed.
+  std::map<std::string, nlohmann::json> rejected_manifests_;
 };
 
 }  // namespace esdb::host

@@ -123,6 +123,15 @@ Status Host::Start() {
   s = registry_->Provide(services::kAdmin, AdminService::kInterfaceId, std::static_pointer_cast<AdminService>(admin_),
                          kHostOwner, "host", nullptr);
   if (!s.ok()) return s;
+  control_plane_->SetHealthSource([this] {
+    nlohmann::json out = nlohmann::json::object();
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    for (const auto& [name, sub] : subsystems_) {
+      auto h = sub->LastHealth();
+      if (!h.is_null()) out[name] = std::move(h);
+    }
+    return out;
+  });
   control_work_ = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
       control_io_.get_executor());
   for (int i = 0; i < 2; ++i) {
@@ -200,7 +209,8 @@ Status Host::Start() {
   return Status::OK();
 }
 
-void Host::RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id) {
+void Host::RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id,
+                          const std::string& owner) {
   log_->error("manifest rejected: {}", status.message());
   Event e;
   e.type = event_types::kSubsystemFailed;
@@ -212,6 +222,7 @@ void Host::RejectManifest(const std::string& file, const Status& status, const s
             {"error", status.message()},
             {"code", CodeName(status.code())},
             {"final", true}};
+  if (!owner.empty()) e.data["subsystem"] = owner;
   (void)bus_->Publish(std::move(e), {}, "host");
 }
 
@@ -312,19 +323,34 @@ Result<std::string> Host::RemoveSubsystem(const std::string& name, const std::st
   log_->info("removing subsystem {}", name);
   EventBusImpl* bus = bus_.get();
   Reaper* reaper = &reaper_;
+  auto& io = control_io_;
   sub->Shutdown(
-      [bus, reaper, name, op, sub, log = log_] {
-        // The library is released by now unless something still holds it.
-        if (!reaper->Flush(kBusShutdownMs)) log->error("unloading the library of {} is stuck; going on", name);
-        Event e;
-        e.type = event_types::kSubsystemRemoved;
-        e.topic = topics::kLifecycle;
-        e.correlation_id = op;
-        e.data = {{"name", name}};
-        PublishOptions opts;
-        opts.retain = true;
-        opts.retain_key = name;
-        (void)bus->Publish(std::move(e), opts, name);
+      [bus, reaper, &io, name, op, sub, log = log_] {
+        // Stopped and let go of; the library goes once the last reference
+        // to it does (a consumer may still hold one of its services a
+        // moment): removed only once it is unmapped, or the wait is over.
+        auto watch = sub->released_library();
+        const std::string library = watch.path;
+        AwaitUnload(io, reaper, std::move(watch), kBusShutdownMs,
+                    [bus, name, op, library, log](const UnloadOutcome& unload) {
+                      if (unload.state == "stuck") {
+                        log->error("removed subsystem {}: its library {} is still mapped after {} ms: {}", name,
+                                   library, unload.waited_ms, unload.reason);
+                      }
+                      Event e;
+                      e.type = event_types::kSubsystemRemoved;
+                      e.topic = topics::kLifecycle;
+                      e.correlation_id = op;
+                      e.data = {{"name", name},
+                                {"library", library},
+                                {"library_state", unload.state},
+                                {"unload_wait_ms", unload.waited_ms}};
+                      if (!unload.reason.empty()) e.data["library_note"] = unload.reason;
+                      PublishOptions opts;
+                      opts.retain = true;
+                      opts.retain_key = name;
+                      (void)bus->Publish(std::move(e), opts, name);
+                    });
       },
       op);
   return op;
@@ -378,7 +404,7 @@ void Host::OnManifestFile(const std::filesystem::path& file, bool changed) {
   }
   auto m = ParseManifestFile(abs, options_.plugin_dirs, options_.overrides);
   if (!m.ok()) {
-    RejectManifest(abs.string(), m.status(), "");
+    RejectManifest(abs.string(), m.status(), "", owner ? owner->name() : "");
     return;
   }
   if (owner && owner->name() == m->name) {
@@ -429,6 +455,7 @@ bool Host::Shutdown() {
     for (auto& [name, sub] : subsystems_) all.push_back(sub);
   }
   if (watcher_) boost::asio::post(control_io_, [this] { watcher_->Stop(); });
+  if (control_plane_) control_plane_->SetHealthSource(nullptr);  // it may outlive the host
   PublishHost(event_types::kSystemStopping, {{"subsystems", all.size()}}, true);
   if (!all.empty()) {
     log_->info("stopping {} subsystems", all.size());

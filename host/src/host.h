@@ -96,7 +96,11 @@ class Host {
   void PublishHost(const char* type, nlohmann::json data, bool retain);
   void LaunchSequentially(size_t index);
   void OnManifestFile(const std::filesystem::path& file, bool changed);
-  void RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id);
+  // Reports a manifest file that could not be used (subsystem_failed, phase
+  // "manifest"); `owner`: the running subsystem the file belongs to, if any
+  // (it keeps running with its previous manifest).
+  void RejectManifest(const std::string& file, const Status& status, const std::string& correlation_id,
+                      const std::string& owner = "");
   void AddFromFile(const std::filesystem::path& file, const std::string& correlation_id);
   std::vector<std::filesystem::path> ManifestDirs() const;
   std::shared_ptr<ManagedSubsystem> Find(const std::string& name) const;

@@ -5,6 +5,8 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "clock.h"
+
 namespace esdb::host {
 
 namespace {
@@ -102,6 +104,16 @@ nlohmann::json ManagedSubsystem::Describe() const {
   return info_;
 }
 
+nlohmann::json ManagedSubsystem::LastHealth() const {
+  std::lock_guard<std::mutex> lock(info_mu_);
+  return last_health_;
+}
+
+void ManagedSubsystem::SetLastHealth(nlohmann::json health) {
+  std::lock_guard<std::mutex> lock(info_mu_);
+  last_health_ = std::move(health);
+}
+
 void ManagedSubsystem::Launch(std::function<void()> on_settled, std::string correlation_id) {
   boost::asio::post(strand_, [self = shared_from_this(), cb = std::move(on_settled),
                               correlation_id = std::move(correlation_id)]() mutable {
@@ -124,6 +136,7 @@ void ManagedSubsystem::StartAttempt() {
   state_ = State::kStarting;
   ++attempts_;
   attempt_started_ = std::chrono::steady_clock::now();
+  SetLastHealth(nullptr);  // a new instance: not checked yet
   Publish(event_types::kSubsystemStarting, {{"attempt", attempts_}, {"version", manifest_.version}});
 
   if (!library_) {
@@ -218,8 +231,9 @@ void ManagedSubsystem::OnStartReturned(const std::shared_ptr<Generation>& gen, c
   }
   if (gen != current_) return;  // ok: readiness comes through ReportReady
   if (state_ != State::kStarting && state_ != State::kReady) return;
-  // A factory that fails is a broken build, not a transient fault: no restart.
-  Failure(phase, status, /*give_up=*/phase == "create");
+  // A factory that fails is a broken build, and an invalid_argument start
+  // (a bad config value) fails the same way every time: no restart.
+  Failure(phase, status, /*give_up=*/phase == "create" || status.code() == Code::kInvalidArgument);
 }
 
 void ManagedSubsystem::OnReport(uint64_t gen_id, bool ready, const nlohmann::json& details, const Status& why) {
@@ -252,8 +266,9 @@ void ManagedSubsystem::OnReport(uint64_t gen_id, bool ready, const nlohmann::jso
     return;
   }
   if (state_ != State::kStarting && state_ != State::kReady) return;
-  Failure(state_ == State::kStarting ? "start" : "runtime",
-          why.ok() ? Status::Internal("reported failed without a reason") : why, false);
+  const bool starting = state_ == State::kStarting;
+  Failure(starting ? "start" : "runtime", why.ok() ? Status::Internal("reported failed without a reason") : why,
+          /*give_up=*/starting && why.code() == Code::kInvalidArgument);  // as a returned invalid_argument
 }
 
 bool ManagedSubsystem::AllowRestart(int* delay_ms) {
@@ -274,9 +289,12 @@ void ManagedSubsystem::Failure(const std::string& phase, const Status& why, bool
   health_timer_.cancel();
   health_deadline_.cancel();
   int delay_ms = 0;
+  const bool not_retryable = give_up;
   if (!give_up) give_up = !AllowRestart(&delay_ms);
   env_->log->error("subsystem {} failed ({}): {}{}", manifest_.name, phase, why.ToString(),
-                   give_up ? "; giving up" : "; restarting in " + std::to_string(delay_ms) + " ms");
+                   not_retryable ? "; not retried (a restart cannot fix it)"
+                   : give_up     ? "; giving up"
+                                 : "; restarting in " + std::to_string(delay_ms) + " ms");
   state_ = give_up ? State::kFailed : State::kRestarting;  // before Publish, which snapshots it for Describe()
   Publish(event_types::kSubsystemFailed, {{"phase", phase},
                                           {"error", why.message()},
@@ -417,6 +435,8 @@ void ManagedSubsystem::OnHealth(uint64_t gen_id, bool healthy, const std::string
                                 const nlohmann::json& details) {
   health_in_flight_ = false;
   if (!current_ || current_->id != gen_id || state_ != State::kReady) return;
+  // Every check's answer is visible (status), not only a change of healthy.
+  SetLastHealth({{"healthy", healthy}, {"message", message}, {"details", details}, {"at_us", NowMicros()}});
   health_failures_ = healthy ? 0 : health_failures_ + 1;
   if (healthy != last_healthy_) {
     last_healthy_ = healthy;
@@ -448,6 +468,7 @@ void ManagedSubsystem::Shutdown(std::function<void()> done, std::string correlat
     auto finish = [self, done = std::move(done), was_running] {
       self->state_ = State::kStopped;
       if (was_running) self->Publish(event_types::kSubsystemStopped, nlohmann::json::object());
+      self->released_library_ = WatchLibrary(self->library_, self->manifest_.unloadable);
       self->library_.reset();
       self->Settled();
       done();
@@ -556,6 +577,7 @@ void ManagedSubsystem::PromoteCandidate(const nlohmann::json& details) {
   state_ = State::kReady;
   health_failures_ = 0;
   last_healthy_ = true;
+  SetLastHealth(nullptr);  // the new build: not checked yet
   Publish(event_types::kSubsystemReady, {{"details", details.is_object() ? details : nlohmann::json::object()},
                                          {"version", manifest_.version},
                                          {"generation", generation_},

@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include "library_unload.h"
 #include "lifecycle_worker.h"
 #include "manifest.h"
 #include "plugin_context.h"
@@ -56,6 +57,9 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   // Stops the current generation and releases the library; `done` runs on
   // the control strand when finished (or abandoned after the deadline).
   void Shutdown(std::function<void()> done, std::string correlation_id = "");
+  // The library Shutdown() let go of, to follow its unloading (AwaitUnload).
+  // Read it from `done`, or after it ran.
+  const LibraryWatch& released_library() const { return released_library_; }
   // Replaces the running build with `manifest`'s library (a fresh,
   // content-addressed copy, so dlopen maps it anew). "overlap": the new
   // generation starts while the old one serves, takes over its services,
@@ -66,6 +70,9 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
 
   // A snapshot for ListPlugins. Thread-safe.
   nlohmann::json Describe() const;
+  // The current instance's latest health check: {"healthy", "message",
+  // "details", "at_us"}; null before its first check. Thread-safe.
+  nlohmann::json LastHealth() const;
   const std::string& name() const { return name_; }
 
  private:
@@ -87,6 +94,7 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   void ScheduleHealthCheck();
   void OnHealth(uint64_t gen_id, bool healthy, const std::string& message, const nlohmann::json& details);
   void Publish(const char* type, nlohmann::json data, bool retain = true);
+  void SetLastHealth(nlohmann::json health);
   void Settled();
 
   const std::string name_;
@@ -101,6 +109,7 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
 
   State state_ = State::kIdle;
   LibraryRef library_;
+  LibraryWatch released_library_;  // set by Shutdown() as it lets go of library_
   std::shared_ptr<Generation> current_;
   int attempts_ = 0;
   int restarts_ = 0;
@@ -122,6 +131,7 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
 
   mutable std::mutex info_mu_;
   nlohmann::json info_;  // what Describe() returns, refreshed on the strand
+  nlohmann::json last_health_;  // what LastHealth() returns, set on the strand
 };
 
 }  // namespace esdb::host

@@ -31,39 +31,61 @@ const char* TypeName(const nlohmann::json& v) {
   }
 }
 
-// Reads fields of one JSON object, remembering which were known.
+// Every problem of one manifest, each naming its field, so that all of
+// them are reported at once.
+class Problems {
+ public:
+  void Add(const std::string& field, const std::string& what) { list_.push_back("field '" + field + "': " + what); }
+  bool empty() const { return list_.empty(); }
+  // One problem: "<origin>: field 'x': ..."; more: "<origin>: N problems:
+  // field 'x': ...; field 'y': ...".
+  Status ToStatus(const std::string& origin) const {
+    if (list_.size() == 1) return Status::InvalidArgument(origin + ": " + list_.front());
+    std::string all;
+    for (const auto& p : list_) all += (all.empty() ? "" : "; ") + p;
+    return Status::InvalidArgument(origin + ": " + std::to_string(list_.size()) + " problems: " + all);
+  }
+
+ private:
+  std::vector<std::string> list_;
+};
+
+// Reads fields of one JSON object, remembering which were known. A field
+// that is wrong is added to `problems` and leaves its output untouched; the
+// readers return whether the field was fine (absent counts as fine).
 class FieldReader {
  public:
-  FieldReader(const nlohmann::json& obj, std::string origin, std::string prefix)
-      : obj_(obj), origin_(std::move(origin)), prefix_(std::move(prefix)) {}
+  FieldReader(const nlohmann::json& obj, Problems* problems, std::string prefix)
+      : obj_(obj), problems_(problems), prefix_(std::move(prefix)) {}
 
-  Status Error(const std::string& field, const std::string& what) const {
-    return Status::InvalidArgument(origin_ + ": field '" + prefix_ + field + "': " + what);
+  bool Error(const std::string& field, const std::string& what) const {
+    problems_->Add(prefix_ + field, what);
+    return false;
   }
 
-  Status String(const char* field, bool required, std::string* out) {
+  bool String(const char* field, bool required, std::string* out) {
     known_.insert(field);
     auto it = obj_.find(field);
-    if (it == obj_.end()) return required ? Error(field, "is required") : Status::OK();
+    if (it == obj_.end()) return required ? Error(field, "is required") : true;
     if (!it->is_string()) return Error(field, std::string("must be a string, got ") + TypeName(*it));
+    if (required && it->get_ref<const std::string&>().empty()) return Error(field, "must not be empty");
     *out = it->get<std::string>();
-    if (required && out->empty()) return Error(field, "must not be empty");
-    return Status::OK();
+    return true;
   }
 
-  Status Bool(const char* field, bool* out) {
+  bool Bool(const char* field, bool* out) {
     known_.insert(field);
     auto it = obj_.find(field);
-    if (it == obj_.end()) return Status::OK();
+    if (it == obj_.end()) return true;
     if (!it->is_boolean()) return Error(field, std::string("must be true or false, got ") + TypeName(*it));
     *out = it->get<bool>();
-    return Status::OK();
+    return true;
   }
 
-  Status Int(const char* field, int min, int max, int* out) {
+  bool Int(const char* field, int min, int max, int* out) {
     known_.insert(field);
     auto it = obj_.find(field);
-    if (it == obj_.end()) return Status::OK();
+    if (it == obj_.end()) return true;
     if (!it->is_number_integer()) return Error(field, std::string("must be an integer, got ") + TypeName(*it));
     const int64_t v = it->get<int64_t>();
     if (v < min || v > max) {
@@ -71,22 +93,26 @@ class FieldReader {
                               std::to_string(v));
     }
     *out = static_cast<int>(v);
-    return Status::OK();
+    return true;
   }
 
-  Status StringList(const char* field, std::vector<std::string>* out) {
+  bool StringList(const char* field, std::vector<std::string>* out) {
     known_.insert(field);
     auto it = obj_.find(field);
-    if (it == obj_.end()) return Status::OK();
+    if (it == obj_.end()) return true;
     if (!it->is_array()) return Error(field, std::string("must be an array of strings, got ") + TypeName(*it));
+    std::vector<std::string> values;
+    bool ok = true;
     for (size_t i = 0; i < it->size(); ++i) {
       const auto& v = (*it)[i];
       if (!v.is_string()) {
-        return Error(field, "element " + std::to_string(i) + " must be a string, got " + TypeName(v));
+        ok = Error(field, "element " + std::to_string(i) + " must be a string, got " + TypeName(v));
+        continue;
       }
-      out->push_back(v.get<std::string>());
+      values.push_back(v.get<std::string>());
     }
-    return Status::OK();
+    if (ok) *out = std::move(values);
+    return ok;
   }
 
   // Marks `field` known and returns it (null when absent).
@@ -96,118 +122,118 @@ class FieldReader {
     return it == obj_.end() ? nullptr : &*it;
   }
 
-  Status RejectUnknown() const {
+  // Every field that no reader asked for.
+  void RejectUnknown() const {
     for (const auto& [key, value] : obj_.items()) {
-      if (!known_.count(key)) return Error(key, "unknown field");
+      if (!known_.count(key)) Error(key, "unknown field");
     }
-    return Status::OK();
   }
 
  private:
   const nlohmann::json& obj_;
-  std::string origin_;
+  Problems* problems_;
   std::string prefix_;
   std::set<std::string> known_;
 };
 
-#define ESDB_RETURN_IF_ERROR(expr) \
-  do {                             \
-    Status _s = (expr);            \
-    if (!_s.ok()) return _s;       \
-  } while (0)
-
-Status ParseRestart(const nlohmann::json& v, const std::string& origin, RestartPolicy* out) {
-  FieldReader r(v, origin, "restart.");
-  ESDB_RETURN_IF_ERROR(r.Int("max_restarts", 0, 1000, &out->max_restarts));
-  ESDB_RETURN_IF_ERROR(r.Int("max_seconds", 1, 86400, &out->max_seconds));
-  ESDB_RETURN_IF_ERROR(r.Int("backoff_initial_ms", 0, 600000, &out->backoff_initial_ms));
-  ESDB_RETURN_IF_ERROR(r.Int("backoff_max_ms", 0, 600000, &out->backoff_max_ms));
-  ESDB_RETURN_IF_ERROR(r.RejectUnknown());
-  if (out->backoff_max_ms < out->backoff_initial_ms) {
-    return r.Error("backoff_max_ms", "must be >= backoff_initial_ms");
+void ParseRestart(const nlohmann::json& v, Problems* problems, RestartPolicy* out) {
+  FieldReader r(v, problems, "restart.");
+  r.Int("max_restarts", 0, 1000, &out->max_restarts);
+  r.Int("max_seconds", 1, 86400, &out->max_seconds);
+  const bool initial_ok = r.Int("backoff_initial_ms", 0, 600000, &out->backoff_initial_ms);
+  const bool max_ok = r.Int("backoff_max_ms", 0, 600000, &out->backoff_max_ms);
+  r.RejectUnknown();
+  if (initial_ok && max_ok && out->backoff_max_ms < out->backoff_initial_ms) {
+    r.Error("backoff_max_ms", "must be >= backoff_initial_ms");
   }
-  return Status::OK();
 }
 
-Status ParseHealth(const nlohmann::json& v, const std::string& origin, HealthPolicy* out) {
-  FieldReader r(v, origin, "health.");
-  ESDB_RETURN_IF_ERROR(r.Int("interval_ms", 10, 3600000, &out->interval_ms));
-  ESDB_RETURN_IF_ERROR(r.Int("timeout_ms", 1, 3600000, &out->timeout_ms));
-  ESDB_RETURN_IF_ERROR(r.Int("failure_threshold", 1, 1000, &out->failure_threshold));
-  return r.RejectUnknown();
+void ParseHealth(const nlohmann::json& v, Problems* problems, HealthPolicy* out) {
+  FieldReader r(v, problems, "health.");
+  r.Int("interval_ms", 10, 3600000, &out->interval_ms);
+  r.Int("timeout_ms", 1, 3600000, &out->timeout_ms);
+  r.Int("failure_threshold", 1, 1000, &out->failure_threshold);
+  r.RejectUnknown();
 }
 
+// Checks every field and reports every problem at once (Problems).
 Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string& origin, const fs::path& base_dir,
                                    const std::vector<fs::path>& plugin_dirs, const ConfigOverrides& overrides) {
   if (!doc.is_object()) {
     return Status::InvalidArgument(origin + ": a manifest must be a JSON object, got " + TypeName(doc));
   }
   Manifest m;
-  FieldReader r(doc, origin, "");
-  ESDB_RETURN_IF_ERROR(r.String("name", true, &m.name));
+  Problems problems;
+  FieldReader r(doc, &problems, "");
   static const std::regex kName("[a-z0-9][a-z0-9_-]{0,63}");
-  if (!std::regex_match(m.name, kName)) {
-    return r.Error("name", "'" + m.name + "' must match [a-z0-9][a-z0-9_-]{0,63}");
+  if (r.String("name", true, &m.name) && !std::regex_match(m.name, kName)) {
+    r.Error("name", "'" + m.name + "' must match [a-z0-9][a-z0-9_-]{0,63}");
   }
-  ESDB_RETURN_IF_ERROR(r.String("version", true, &m.version));
   static const std::regex kSemver(R"((0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)");
-  if (!std::regex_match(m.version, kSemver)) return r.Error("version", "'" + m.version + "' is not semver (MAJOR.MINOR.PATCH)");
+  if (r.String("version", true, &m.version) && !std::regex_match(m.version, kSemver)) {
+    r.Error("version", "'" + m.version + "' is not semver (MAJOR.MINOR.PATCH)");
+  }
   std::string api;
-  ESDB_RETURN_IF_ERROR(r.String("api_version", true, &api));
   static const std::regex kApi(R"((\d{1,4})\.(\d{1,4}))");
   std::smatch match;
-  if (!std::regex_match(api, match, kApi)) return r.Error("api_version", "'" + api + "' must be \"MAJOR.MINOR\"");
-  m.api_major = static_cast<uint32_t>(std::stoul(match[1]));
-  m.api_minor = static_cast<uint32_t>(std::stoul(match[2]));
-  ESDB_RETURN_IF_ERROR(r.String("library", true, &m.library_field));
-  if (m.library_field.find('/') == std::string::npos) {
-    fs::path dir = plugin_dirs.empty() ? fs::path(".") : plugin_dirs.front();
-    for (const auto& d : plugin_dirs) {
-      std::error_code ec;
-      if (fs::exists(d / m.library_field, ec)) {
-        dir = d;
-        break;
-      }
+  if (r.String("api_version", true, &api)) {
+    if (std::regex_match(api, match, kApi)) {
+      m.api_major = static_cast<uint32_t>(std::stoul(match[1]));
+      m.api_minor = static_cast<uint32_t>(std::stoul(match[2]));
+    } else {
+      r.Error("api_version", "'" + api + "' must be \"MAJOR.MINOR\"");
     }
-    m.library = fs::absolute(dir / m.library_field).lexically_normal();
-  } else {
-    fs::path p(m.library_field);
-    m.library = (p.is_absolute() ? p : fs::absolute(base_dir / p)).lexically_normal();
   }
-  ESDB_RETURN_IF_ERROR(r.String("entry", true, &m.entry));
-  ESDB_RETURN_IF_ERROR(r.String("description", false, &m.description));
-  ESDB_RETURN_IF_ERROR(r.StringList("provides", &m.provides));
-  ESDB_RETURN_IF_ERROR(r.StringList("requires", &m.requires_));
-  ESDB_RETURN_IF_ERROR(r.Bool("critical", &m.critical));
-  ESDB_RETURN_IF_ERROR(r.Int("threads", 1, 64, &m.threads));
-  ESDB_RETURN_IF_ERROR(r.Int("start_timeout_ms", 1, 3600000, &m.start_timeout_ms));
-  ESDB_RETURN_IF_ERROR(r.Int("stop_timeout_ms", 1, 3600000, &m.stop_timeout_ms));
-  ESDB_RETURN_IF_ERROR(r.Bool("unloadable", &m.unloadable));
-  ESDB_RETURN_IF_ERROR(r.String("reload_strategy", false, &m.reload_strategy));
-  if (m.reload_strategy != "overlap" && m.reload_strategy != "stop_first") {
-    return r.Error("reload_strategy", "must be \"overlap\" or \"stop_first\", got \"" + m.reload_strategy + "\"");
+  if (r.String("library", true, &m.library_field)) {
+    if (m.library_field.find('/') == std::string::npos) {
+      fs::path dir = plugin_dirs.empty() ? fs::path(".") : plugin_dirs.front();
+      for (const auto& d : plugin_dirs) {
+        std::error_code ec;
+        if (fs::exists(d / m.library_field, ec)) {
+          dir = d;
+          break;
+        }
+      }
+      m.library = fs::absolute(dir / m.library_field).lexically_normal();
+    } else {
+      fs::path p(m.library_field);
+      m.library = (p.is_absolute() ? p : fs::absolute(base_dir / p)).lexically_normal();
+    }
+  }
+  r.String("entry", true, &m.entry);
+  r.String("description", false, &m.description);
+  r.StringList("provides", &m.provides);
+  r.StringList("requires", &m.requires_);
+  r.Bool("critical", &m.critical);
+  r.Int("threads", 1, 64, &m.threads);
+  r.Int("start_timeout_ms", 1, 3600000, &m.start_timeout_ms);
+  r.Int("stop_timeout_ms", 1, 3600000, &m.stop_timeout_ms);
+  r.Bool("unloadable", &m.unloadable);
+  if (r.String("reload_strategy", false, &m.reload_strategy) && m.reload_strategy != "overlap" &&
+      m.reload_strategy != "stop_first") {
+    r.Error("reload_strategy", "must be \"overlap\" or \"stop_first\", got \"" + m.reload_strategy + "\"");
   }
   if (const auto* v = r.Raw("restart")) {
-    if (!v->is_object()) return r.Error("restart", std::string("must be an object, got ") + TypeName(*v));
-    ESDB_RETURN_IF_ERROR(ParseRestart(*v, origin, &m.restart));
+    if (!v->is_object()) r.Error("restart", std::string("must be an object, got ") + TypeName(*v));
+    else ParseRestart(*v, &problems, &m.restart);
   }
   if (const auto* v = r.Raw("health")) {
-    if (!v->is_object()) return r.Error("health", std::string("must be an object, got ") + TypeName(*v));
-    ESDB_RETURN_IF_ERROR(ParseHealth(*v, origin, &m.health));
+    if (!v->is_object()) r.Error("health", std::string("must be an object, got ") + TypeName(*v));
+    else ParseHealth(*v, &problems, &m.health);
   }
-  ESDB_RETURN_IF_ERROR(r.String("sha256", false, &m.sha256));
-  if (!m.sha256.empty()) {
+  if (r.String("sha256", false, &m.sha256) && !m.sha256.empty()) {
     std::transform(m.sha256.begin(), m.sha256.end(), m.sha256.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (m.sha256.size() != 64 || m.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
-      return r.Error("sha256", "must be the library's SHA-256 as 64 hex digits");
+      r.Error("sha256", "must be the library's SHA-256 as 64 hex digits");
     }
   }
   if (const auto* v = r.Raw("config")) {
-    if (!v->is_object()) return r.Error("config", std::string("must be an object, got ") + TypeName(*v));
-    m.config = *v;
+    if (!v->is_object()) r.Error("config", std::string("must be an object, got ") + TypeName(*v));
+    else m.config = *v;
   }
-  ESDB_RETURN_IF_ERROR(r.RejectUnknown());
+  r.RejectUnknown();
+  if (!problems.empty()) return problems.ToStatus(origin);
   if (auto it = overrides.find(m.name); it != overrides.end()) {
     for (const auto& [key, value] : it->second) m.config[key] = value;
   }

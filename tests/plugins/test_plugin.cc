@@ -2,11 +2,16 @@
 // the manifest's config:
 //   start_delay_ms      sleep this long inside Start() before reporting
 //   report_delay_ms     return from Start() at once; report ready after this, from the io thread
-//   start               "ok" | "throw" | "error" | "never" | "report_failed"
+//   start               "ok" | "throw" | "error" | "never" | "report_failed" |
+//                       "invalid" (returns invalid_argument, as for a bad config value) |
+//                       "report_invalid" (reports failed with invalid_argument)
 //   fail_after_ms       after ready, report failed after this long (0 = never)
-//   health              "ok" | "unhealthy" | "hang" (hang = CheckHealth blocks hang_ms, default 10 s)
+//   health              "ok" | "unhealthy" | "hang" (hang = CheckHealth blocks hang_ms, default 10 s);
+//                       every answer's details are {"checks": <this instance's checks so far>}
 //   provide             name of a service to provide when ready
 //   require             name of a service to wait for (via the services topic) before ready
+//   hold_required_ms    with require: keep the required service after it is withdrawn for this long
+//                       (a late consumer), then let go of it (at Stop() at the latest)
 //   ready_details       object passed to ReportReady
 //   echo_server         true: serve a TCP echo on 127.0.0.1:<ephemeral> from ctx.Io()
 //                       (ready details carry "port")
@@ -46,6 +51,11 @@ class TestSubsystem : public esdb::Subsystem {
     if (int ms = cfg.value("start_delay_ms", 0); ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     if (mode == "throw") throw std::runtime_error("test plugin told to throw in Start");
     if (mode == "error") return esdb::Status::Internal("test plugin told to fail Start");
+    if (mode == "invalid") return esdb::Status::InvalidArgument("config key 'start': test plugin told to refuse its config");
+    if (mode == "report_invalid") {
+      ctx.ReportFailed(esdb::Status::InvalidArgument("config key 'start': test plugin told to report a bad config"));
+      return esdb::Status::OK();
+    }
     if (mode == "never") return esdb::Status::OK();
     if (mode == "report_failed") {
       ctx.ReportFailed(esdb::Status::Unavailable("test plugin told to report failure"));
@@ -104,17 +114,25 @@ class TestSubsystem : public esdb::Subsystem {
       });
     }
     if (fail_thread_.joinable()) fail_thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(held_mu_);
+      held_.reset();
+    }
+    if (hold_timer_) {
+      boost::asio::post(hold_timer_->get_executor(), [this] { hold_timer_->cancel(); });
+    }
     return esdb::Status::OK();
   }
 
   esdb::Health CheckHealth() override {
     const std::string mode = ctx_->Config().value("health", "ok");
-    if (mode == "unhealthy") return {false, "test plugin told to be unhealthy", {}};
+    const nlohmann::json details = {{"checks", ++checks_}};
+    if (mode == "unhealthy") return {false, "test plugin told to be unhealthy", details};
     if (mode == "hang") {
       const int hang_ms = ctx_->Config().value("hang_ms", 10000);
       for (int i = 0; i < hang_ms / 10 && !stopping_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    return {};
+    return {true, "", details};
   }
 
  private:
@@ -133,9 +151,24 @@ class TestSubsystem : public esdb::Subsystem {
   }
 
   void OnServiceEvent(const esdb::Event& e) {
-    if (e.type == esdb::event_types::kServiceProvided && e.data.value("name", "") == required_ && !ready_) {
+    if (e.data.value("name", "") != required_) return;
+    const int hold_ms = ctx_->Config().value("hold_required_ms", 0);
+    if (e.type == esdb::event_types::kServiceProvided && !ready_) {
       auto svc = ctx_->Services().Get<EchoService>(required_);
+      if (hold_ms > 0) {
+        std::lock_guard<std::mutex> lock(held_mu_);
+        held_ = svc.ok() ? *svc : nullptr;
+      }
       if (svc.ok()) BecomeReady({{"required_from", (*svc)->owner}});
+    } else if (e.type == esdb::event_types::kServiceWithdrawn && hold_ms > 0) {
+      boost::asio::post(ctx_->Io(), [this, hold_ms] {
+        if (stopping_) return;
+        hold_timer_ = std::make_unique<boost::asio::steady_timer>(ctx_->Io(), std::chrono::milliseconds(hold_ms));
+        hold_timer_->async_wait([this](const boost::system::error_code&) {
+          std::lock_guard<std::mutex> lock(held_mu_);
+          held_.reset();
+        });
+      });
     }
   }
 
@@ -168,10 +201,14 @@ class TestSubsystem : public esdb::Subsystem {
   std::mutex block_mu_;
   std::condition_variable block_cv_;
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  std::unique_ptr<boost::asio::steady_timer> hold_timer_;  // io thread only
+  std::mutex held_mu_;
+  std::shared_ptr<EchoService> held_;  // the required service, while held
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::thread fail_thread_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
+  int checks_ = 0;  // CheckHealth() calls never overlap
 };
 
 esdb::Subsystem* CreateTestSubsystem() { return new TestSubsystem(); }

@@ -12,12 +12,15 @@
 //     tail STREAM|'$all' [--from N]           follow the SSE subscription
 //     streams [--count N]
 //     delete STREAM [--hard] [--expected V]
-//     status
+//     status                                  every subsystem; the failed ones and rejected manifests with
+//                                             their error and what to do next
 //     sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP
 //     sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... [--action A]
 //     plugins list | plugins add MANIFEST_FILE|- [--wait] | plugins remove NAME [--wait] | plugins reload NAME [--wait]
 //       (a manifest file is read by the host, so give a path on its machine; "-" sends the manifest on stdin inline;
 //        --wait [--timeout-ms N] waits for the outcome: ready, reloaded, removed or failed)
+//
+//   esdb --help | -h                        the usage on stdout, exit status 0
 //
 // Exit status: 0 on a 2xx answer, 1 on an HTTP error (printed) or a failed
 // plugin operation, 2 on bad usage.
@@ -62,21 +65,27 @@ struct Options {
   std::map<std::string, std::string> flags;    // --name value / --name (="")
 };
 
+void PrintUsage(std::ostream& out) {
+  out << "usage: esdb [--url http(s)://HOST:PORT] [--cacert FILE] [--token T] [--json] COMMAND ...\n"
+      << "  append STREAM [--expected V] [FILE|-]\n"
+      << "  read STREAM|'$all' [--from N] [--count N] [--backward] [--event-type T] [--prefix P]\n"
+      << "  tail STREAM|'$all' [--from N]\n"
+      << "  streams [--count N]\n"
+      << "  delete STREAM [--hard] [--expected V]\n"
+      << "  status\n"
+      << "  sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP\n"
+      << "  sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... "
+         "[--action retry|park|skip]\n"
+      << "  plugins list | plugins add MANIFEST_FILE|- [--wait] | plugins remove NAME [--wait] | "
+         "plugins reload NAME [--wait] [--timeout-ms N]\n"
+      << "The token may come from the environment variable ESDB_TOKEN instead of --token.\n"
+      << "esdb --help (or -h) prints this text.\n";
+}
+
+// Bad usage: the reason and the usage on stderr, exit status 2.
 [[noreturn]] void Usage(const std::string& why) {
-  std::cerr << "esdb: " << why << "\n"
-            << "usage: esdb [--url http(s)://HOST:PORT] [--cacert FILE] [--token T] [--json] COMMAND ...\n"
-            << "  append STREAM [--expected V] [FILE|-]\n"
-            << "  read STREAM|'$all' [--from N] [--count N] [--backward] [--event-type T] [--prefix P]\n"
-            << "  tail STREAM|'$all' [--from N]\n"
-            << "  streams [--count N]\n"
-            << "  delete STREAM [--hard] [--expected V]\n"
-            << "  status\n"
-            << "  sub create STREAM GROUP [SETTINGS_JSON] | sub list | sub info STREAM GROUP\n"
-            << "  sub next STREAM GROUP [--count N] | sub ack STREAM GROUP ID... | sub nack STREAM GROUP ID... "
-               "[--action retry|park|skip]\n"
-            << "  plugins list | plugins add MANIFEST_FILE|- [--wait] | plugins remove NAME [--wait] | "
-               "plugins reload NAME [--wait] [--timeout-ms N]\n"
-            << "The token may come from the environment variable ESDB_TOKEN instead of --token.\n";
+  std::cerr << "esdb: " << why << "\n";
+  PrintUsage(std::cerr);
   std::exit(2);
 }
 
@@ -85,6 +94,10 @@ Options Parse(int argc, char** argv) {
   static const std::set<std::string> kBoolFlags = {"backward", "hard", "json", "wait"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      PrintUsage(std::cout);
+      std::exit(0);
+    }
     if (a.rfind("--", 0) == 0 && a.size() > 2) {
       std::string name = a.substr(2), value;
       const size_t eq = name.find('=');
@@ -298,6 +311,41 @@ void PrintPlugin(const json& p) {
             << "  " << from << "\n";
 }
 
+// `esdb status`: one line per subsystem; for one given up on (failed) and
+// for each rejected manifest file, its error and what to do next.
+void PrintStatus(const json& j) {
+  std::cout << "node " << j.value("node", "") << ": " << (j.value("system_ready", false) ? "ready" : "NOT READY")
+            << "\n";
+  const json none = json::object();
+  const json& subsystems = j.contains("subsystems") && j["subsystems"].is_object() ? j["subsystems"] : none;
+  for (const auto& [name, s] : subsystems.items()) {
+    const std::string state = s.value("state", "?"), error = s.value("error", "");
+    std::cout << "  " << name << "  " << state << "  restarts=" << s.value("restarts", json(0)).dump()
+              << (error.empty() ? "" : "  error=" + error) << "\n";
+    if (state == "failed") {
+      const std::string phase = s.value("phase", "");
+      std::cout << "    given up on" << (phase.empty() ? "" : " (phase " + phase + ")")
+                << ": fix the cause (its manifest, library or config), then `esdb plugins reload " << name
+                << "`; or `esdb plugins remove " << name << "`\n";
+    }
+  }
+  const json& rejected = j.contains("rejected_manifests") && j["rejected_manifests"].is_object() ? j["rejected_manifests"] : none;
+  if (rejected.empty()) return;
+  std::cout << "rejected manifests:\n";
+  for (const auto& [file, r] : rejected.items()) {
+    const std::string error = r.is_object() ? r.value("error", "") : r.is_string() ? r.get<std::string>() : "";
+    const std::string owner = r.is_object() ? r.value("subsystem", "") : "";
+    std::cout << "  " << file << "  error=" << error << "\n";
+    if (!owner.empty()) {
+      std::cout << "    " << owner << " keeps running with its previous manifest: fix the file, then `esdb plugins reload "
+                << owner << "`\n";
+    } else {
+      std::cout << "    not loaded: fix the file, then `esdb plugins add " << file
+                << "` (in the host's watched manifests directory, saving the fixed file is enough)\n";
+    }
+  }
+}
+
 // The answer to add/remove/reload: accepted (202) or, with --wait, the outcome.
 int ShowOperation(const Options& o, const Reply& r) {
   const json j = r.Json();
@@ -436,16 +484,7 @@ int Run(const Options& o) {
       std::cout << (o.flags.count("hard") ? "tombstoned " : "deleted ") << stream << "\n";
     });
   }
-  if (cmd == "status") {
-    return Show(o, client.Call("GET", "/control/status"), [](const json& j) {
-      std::cout << "node " << j.value("node", "") << ": " << (j.value("system_ready", false) ? "ready" : "NOT READY")
-                << "\n";
-      for (const auto& [name, s] : j["subsystems"].items()) {
-        std::cout << "  " << name << "  " << s.value("state", "?") << "  restarts=" << s.value("restarts", json(0)).dump()
-                  << (s.value("error", "").empty() ? "" : "  error=" + s.value("error", "")) << "\n";
-      }
-    });
-  }
+  if (cmd == "status") return Show(o, client.Call("GET", "/control/status"), PrintStatus);
   if (cmd == "plugins") return Plugins(o, client);
   if (cmd == "sub") {
     const std::string sub = arg(1, "a subcommand (create, list, info, next, ack, nack)");

@@ -401,6 +401,108 @@ TEST_CASE("esdb plugins list|add|reload|remove", "[admin][cli]") {
   REQUIRE(host.Stop() == 0);
 }
 
+TEST_CASE("esdb status shows a failed plugin's error and each rejected manifest, with what to do next", "[admin][cli]") {
+  AdminHost host({}, {R"(gateway.tokens=[{"token":")" + kCliToken + R"(","role":"admin"}])"});
+  const uint16_t port = host.port();
+  auto& events = host.process();
+  auto manifest_rejected = [&](const std::string& file) {
+    return events.WaitFor(
+        [&](const json& j) {
+          return j.value("type", "") == "subsystem_failed" && j["data"].value("phase", "") == "manifest" &&
+                 j["data"].value("manifest", "") == file;
+        },
+        10000);
+  };
+  const json non_critical = {{"critical", false}};
+  // A plugin refusing its config (invalid_argument): given up on at once.
+  const auto badcfg = host.extra_dir() / "badcfg.json";
+  WriteManifest(host.extra_dir(), TestManifest("badcfg", {{"start", "invalid"}}, non_critical));
+  auto r = Cli(host.dir(), port, "plugins add " + badcfg.string() + " --wait");
+  CHECK(r.code == 1);
+  // A new file in the watched directory that is no manifest: never loaded.
+  const auto broken = host.manifests_dir() / "broken.json";
+  esdb::test::WriteFile(broken, TestManifest("broken", {}, {{"threads", 0}, {"colour", "red"}}).dump());
+  REQUIRE(manifest_rejected(broken.string()));
+  // A running plugin's file changed into a bad one: it keeps its previous manifest.
+  const auto steady = host.manifests_dir() / "steady.json";
+  WriteManifest(host.manifests_dir(), TestManifest("steady", {}, non_critical));
+  REQUIRE(events.WaitForEvent("subsystem_ready", "steady"));
+  esdb::test::WriteFile(steady, TestManifest("steady", {}, {{"critical", false}, {"threads", "x"}}).dump());
+  auto rejected_steady = manifest_rejected(steady.string());
+  REQUIRE(rejected_steady);
+  CHECK((*rejected_steady)["data"]["subsystem"] == "steady");
+
+  r = Cli(host.dir(), port, "status");
+  INFO(r.out << r.err);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("  badcfg  failed  restarts=0  error=config key 'start': test plugin told to refuse its config\n"
+                                    "    given up on (phase start): fix the cause (its manifest, library or config), then "
+                                    "`esdb plugins reload badcfg`; or `esdb plugins remove badcfg`\n"));
+  CHECK_THAT(r.out, Catch::Contains("  steady  ready  restarts=0\n"));
+  CHECK_THAT(r.out, Catch::Contains("rejected manifests:\n"));
+  CHECK_THAT(r.out, Catch::Contains("  " + broken.string() + "  error=" + broken.string() +
+                                    ": 2 problems: field 'threads': must be between 1 and 64, got 0; field 'colour': "
+                                    "unknown field\n    not loaded: fix the file, then `esdb plugins add " +
+                                    broken.string() + "`"));
+  CHECK_THAT(r.out, Catch::Contains("  " + steady.string() + "  error=" + steady.string() +
+                                    ": field 'threads': must be an integer, got string\n"
+                                    "    steady keeps running with its previous manifest: fix the file, then "
+                                    "`esdb plugins reload steady`\n"));
+
+  // Doing what it says clears each.
+  WriteManifest(host.extra_dir(), TestManifest("badcfg", {}, non_critical));
+  r = Cli(host.dir(), port, "plugins reload badcfg --wait");
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("badcfg reloaded: 1.0.0 -> 1.0.0"));
+  esdb::test::WriteFile(broken, TestManifest("broken", {}, non_critical).dump());  // the watcher adds it
+  REQUIRE(events.WaitForEvent("subsystem_ready", "broken"));
+  esdb::test::WriteFile(steady, TestManifest("steady", {}, {{"critical", false}, {"version", "1.0.1"}}).dump());
+  REQUIRE(events.WaitForEvent("subsystem_reloaded", "steady"));
+  r = Cli(host.dir(), port, "status");
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("  badcfg  ready  restarts=0\n") && Catch::Contains("  broken  ready") &&
+                        Catch::Contains("  steady  ready"));
+  CHECK_THAT(r.out, !Catch::Contains("rejected manifests") && !Catch::Contains("given up on"));
+  r = Cli(host.dir(), port, "--json status");
+  CHECK(json::parse(r.out, nullptr, false)["rejected_manifests"] == json::object());
+  REQUIRE(host.Stop() == 0);
+}
+
+// Runs `command` (through the shell) with stdout and stderr kept apart.
+CliResult RunCommand(const std::filesystem::path& dir, const std::string& command) {
+  const auto out = dir / "cmd.out", err = dir / "cmd.err";
+  const int status = std::system((command + " > " + out.string() + " 2> " + err.string() + " < /dev/null").c_str());
+  CliResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadAll(out);
+  r.err = ReadAll(err);
+  return r;
+}
+
+TEST_CASE("esdb --help and esdb-host --help print the usage on stdout and exit 0; bad usage exits 2", "[cli]") {
+  esdb::test::TempDir dir;
+  for (const std::string args : {"--help", "-h", "status --help", "--url http://127.0.0.1:1 --help"}) {
+    INFO(args);
+    auto r = RunCommand(dir.path(), std::string(ESDB_CLI_BIN) + " " + args);
+    CHECK(r.code == 0);
+    CHECK_THAT(r.out, Catch::StartsWith("usage: esdb ") && Catch::Contains("plugins list") && Catch::Contains("--help"));
+    CHECK(r.err.empty());
+  }
+  auto r = RunCommand(dir.path(), std::string(ESDB_CLI_BIN));
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::StartsWith("esdb: no command\nusage: esdb "));
+  CHECK(r.out.empty());
+  r = RunCommand(dir.path(), std::string(ESDB_CLI_BIN) + " status --token");
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::StartsWith("esdb: --token needs a value"));
+
+  for (const std::string args : {"--help", "-h"}) {
+    r = RunCommand(dir.path(), std::string(ESDB_HOST_BIN) + " " + args);
+    CHECK(r.code == 0);
+    CHECK_THAT(r.out, Catch::StartsWith("usage: esdb-host ") && Catch::Contains("--manifests DIR"));
+  }
+}
+
 // Issue 9, finding 4: an admin client could make the host dlopen any .so
 // (its constructor ran before the load was refused).
 TEST_CASE("admin API: a manifest naming a library outside the plugin directories is refused, never loaded",

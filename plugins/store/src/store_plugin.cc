@@ -9,7 +9,10 @@
 // When storage is withdrawn (persistence stopping or restarting) the store
 // drops it, answers kUnavailable and reports itself unhealthy (degraded),
 // not failed: restarting the store would not bring persistence back, and it
-// recovers by itself when storage is provided again.
+// recovers by itself when storage is provided again. A withdrawal after the
+// host announced its shutdown (system_stopping, on the same subscription, so
+// seen first) is the planned stop of every subsystem: logged as info, not as
+// a warning.
 #include <spdlog/spdlog.h>
 
 #include <esdb/bus_events.h>
@@ -34,9 +37,16 @@ class StoreSubsystem : public esdb::Subsystem {
     options_ = *options;
     if (!options_.sync) ctx.Logger()->warn("durability=async: acknowledged appends may be lost on OS crash or power loss");
     service_ = std::make_shared<StoreService>("persistence is not ready: waiting for esdb.storage/1");
+    esdb::SubscribeOptions so;
+    so.topics = {esdb::topics::kServices, esdb::topics::kLifecycle};
+    so.types = {esdb::event_types::kServiceProvided, esdb::event_types::kServiceWithdrawn,
+                esdb::event_types::kSystemStopping};
+    so.replay_retained = true;
+    so.name = "store.services";
+    // Not esdb::WatchServices: system_stopping must come on the same
+    // subscription, so it is seen before persistence's withdrawal.
     esdb::Result<esdb::Subscription> sub =
-        esdb::WatchServices(ctx.Bus(), "store.services", {esdb::services::kStorage},
-                            [this](const esdb::ServiceChange& change) { OnStorageChange(change); });
+        ctx.Bus().Subscribe(so, [this](const esdb::EventPtr& e) { OnServiceEvent(*e); });
     if (!sub.ok()) return sub.status();
     subscription_ = std::move(*sub);
     ctx.Logger()->info("waiting for {}", esdb::services::kStorage);
@@ -75,10 +85,17 @@ class StoreSubsystem : public esdb::Subsystem {
   }
 
  private:
-  void OnStorageChange(const esdb::ServiceChange& change) {
+  void OnServiceEvent(const esdb::Event& e) {
+    if (e.type == esdb::event_types::kSystemStopping) {
+      std::lock_guard<std::mutex> lock(mu_);
+      host_stopping_ = true;
+      return;
+    }
+    esdb::Result<esdb::ServiceChange> change = esdb::DecodeServiceChange(e);
+    if (!change.ok() || change->name != esdb::services::kStorage) return;
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return;
-    if (change.provided) {
+    if (change->provided) {
       if (service_->attached()) return;
       esdb::Result<std::shared_ptr<esdb::Storage>> storage =
           ctx_->Services().Get<esdb::Storage>(esdb::services::kStorage);
@@ -129,7 +146,11 @@ class StoreSubsystem : public esdb::Subsystem {
       if (!core) return;
       core->Close();
       degraded_ = true;
-      ctx_->Logger()->warn("persistence withdrew {}; answering unavailable until it returns", esdb::services::kStorage);
+      if (host_stopping_) {
+        ctx_->Logger()->info("persistence withdrew {} as the host stops", esdb::services::kStorage);
+      } else {
+        ctx_->Logger()->warn("persistence withdrew {}; answering unavailable until it returns", esdb::services::kStorage);
+      }
     }
   }
 
@@ -140,6 +161,7 @@ class StoreSubsystem : public esdb::Subsystem {
   std::shared_ptr<StoreService> service_;
   bool stopped_ = false;   // guarded by mu_
   bool degraded_ = false;  // guarded by mu_
+  bool host_stopping_ = false;  // guarded by mu_: system_stopping was seen
   bool provided_ = false;  // set under mu_ by the handler; read by Stop() after the handler is cancelled
 };
 

@@ -18,7 +18,11 @@ class ControlService {
 
   // {"node", "system_ready", "expected": [names], "not_ready": [names],
   //  "subsystems": {name: {"state", "since_us", "restarts", "critical",
-  //  "version", "error", "health": {...}, "details": {...}}}}
+  //  "version", "error", "health": {the latest check: "healthy", "message",
+  //  "details", "at_us"}, "details": {...}}},
+  //  "rejected_manifests": {file: {"error", "code", "at_us", "subsystem"?
+  //  (the running subsystem the file belongs to; it keeps its previous
+  //  manifest)}} until the file is added or its subsystem reloaded or removed}
   virtual nlohmann::json Status() const = 0;
 };
 

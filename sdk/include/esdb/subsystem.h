@@ -31,7 +31,7 @@ namespace esdb {
 struct Health {
   bool healthy = true;    // false counts toward the manifest's unhealthy threshold
   std::string message;    // why, when unhealthy; shown in status
-  nlohmann::json details = nlohmann::json::object();  // free-form, shown in status
+  nlohmann::json details = nlohmann::json::object();  // free-form; status shows the latest check's
 };
 
 // What the host gives a subsystem. One per subsystem instance; valid from
