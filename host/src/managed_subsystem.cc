@@ -1,3 +1,6 @@
+// ManagedSubsystem: one subsystem's starts, restarts (the restart policy)
+// and stops; the health monitor is in subsystem_health.cc, reloads in
+// subsystem_reload.cc.
 #include "managed_subsystem.h"
 
 #include <atomic>
@@ -6,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "clock.h"
+#include "managed_subsystem_internal.h"
 
 namespace esdb::host {
 
@@ -13,31 +17,7 @@ namespace {
 std::atomic<uint64_t> next_owner_id{1};
 // How long queued io handlers may run after Stop() before the io_context is stopped.
 constexpr int kIoDrainMs = 1000;
-
-std::string ExceptionText(std::exception_ptr p) {
-  try {
-    std::rethrow_exception(p);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
 }  // namespace
-
-struct ManagedSubsystem::Generation {
-  uint64_t id = 0;
-  LibraryRef library;
-  std::unique_ptr<PluginContext> context;
-  std::unique_ptr<esdb::Subsystem> instance;
-  LifecycleWorker worker;
-
-  ~Generation() {
-    // Plugin objects go first, while `library` still holds the code.
-    instance.reset();
-    context.reset();
-  }
-};
 
 ManagedSubsystem::ManagedSubsystem(Manifest manifest, SupervisorEnv* env, boost::asio::io_context& control_io)
     : name_(manifest.name),
@@ -390,65 +370,6 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
   });
 }
 
-void ManagedSubsystem::ScheduleHealthCheck() {
-  health_timer_.expires_after(std::chrono::milliseconds(manifest_.health.interval_ms));
-  health_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-    if (ec || self->state_ != State::kReady || !self->current_) return;
-    if (self->health_in_flight_) {  // the previous check is still stuck: the watchdog counted it
-      self->ScheduleHealthCheck();
-      return;
-    }
-    auto gen = self->current_;
-    const uint64_t gen_id = gen->id;
-    self->health_in_flight_ = true;
-    self->health_deadline_.expires_after(std::chrono::milliseconds(self->manifest_.health.timeout_ms));
-    self->health_deadline_.async_wait([self, gen_id](const boost::system::error_code& ec2) {
-      if (ec2 || !self->health_in_flight_) return;
-      self->OnHealth(gen_id, false,
-                     "health check did not answer within " + std::to_string(self->manifest_.health.timeout_ms) +
-                         " ms (hung?)",
-                     nlohmann::json::object());
-    });
-    std::weak_ptr<ManagedSubsystem> weak = self;
-    auto strand = self->strand_;
-    gen->worker.Post([gen, weak, strand, gen_id] {
-      esdb::Health h;
-      try {
-        h = gen->instance->CheckHealth();
-      } catch (...) {
-        h.healthy = false;
-        h.message = "CheckHealth() threw: " + ExceptionText(std::current_exception());
-      }
-      boost::asio::post(strand, [weak, gen_id, h] {
-        auto s = weak.lock();
-        if (!s) return;
-        if (!s->health_in_flight_) return;  // the watchdog already answered for it
-        s->health_deadline_.cancel();
-        s->OnHealth(gen_id, h.healthy, h.message, h.details);
-      });
-    });
-    self->ScheduleHealthCheck();
-  });
-}
-
-void ManagedSubsystem::OnHealth(uint64_t gen_id, bool healthy, const std::string& message,
-                                const nlohmann::json& details) {
-  health_in_flight_ = false;
-  if (!current_ || current_->id != gen_id || state_ != State::kReady) return;
-  // Every check's answer is visible (status), not only a change of healthy.
-  SetLastHealth({{"healthy", healthy}, {"message", message}, {"details", details}, {"at_us", NowMicros()}});
-  health_failures_ = healthy ? 0 : health_failures_ + 1;
-  if (healthy != last_healthy_) {
-    last_healthy_ = healthy;
-    Publish(event_types::kHealthChanged,
-            {{"health", {{"healthy", healthy}, {"message", message}, {"details", details}}}}, /*retain=*/false);
-  }
-  if (!healthy && health_failures_ >= manifest_.health.failure_threshold) {
-    Failure("health",
-            Status::Unavailable("unhealthy for " + std::to_string(health_failures_) + " checks: " + message), false);
-  }
-}
-
 void ManagedSubsystem::Shutdown(std::function<void()> done, std::string correlation_id) {
   boost::asio::post(strand_, [self = shared_from_this(), done = std::move(done),
                               correlation_id = std::move(correlation_id)]() mutable {
@@ -480,157 +401,6 @@ void ManagedSubsystem::Shutdown(std::function<void()> done, std::string correlat
       finish();
     }
   });
-}
-
-}  // namespace esdb::host
-
-namespace esdb::host {
-
-void ManagedSubsystem::Reload(Manifest manifest, std::string correlation_id,
-                              std::function<void(const Status&)> done) {
-  boost::asio::post(strand_, [self = shared_from_this(), manifest = std::move(manifest),
-                              correlation_id = std::move(correlation_id), done = std::move(done)]() mutable {
-    if (self->state_ == State::kStopping || self->state_ == State::kStopped) {
-      done(Status::FailedPrecondition("subsystem " + self->name_ + " is stopping"));
-      return;
-    }
-    if (self->reload_done_) {
-      done(Status::FailedPrecondition("a reload of " + self->name_ + " is already in progress"));
-      return;
-    }
-    self->correlation_id_ = correlation_id;
-    // A fresh copy of the build, so dlopen maps it anew.
-    // The original passes the plugin-directory checks before it is copied;
-    // the copy (made by the host into its private cache) is checked there,
-    // and a sha256 pin is verified on the copy's bytes: what dlopen maps.
-    const auto cache_dir = self->env_->data_root / ".plugin-cache";
-    const std::string where = manifest.file.empty() ? manifest.name : manifest.file.string();
-    auto copy = CopyForLoading(manifest.library, cache_dir, self->generation_ + 1, self->env_->plugin_dirs, where);
-    if (!copy.ok()) {
-      done(copy.status());
-      return;
-    }
-    Manifest load_manifest = manifest;
-    load_manifest.library = copy.value();
-    auto lib = PluginLibrary::Load(load_manifest, self->env_->reaper, {cache_dir});
-    std::error_code ec;
-    std::filesystem::remove(copy.value(), ec);  // the mapping outlives the file
-    if (!lib.ok()) {
-      self->Publish(event_types::kSubsystemFailed, {{"phase", "reload"},
-                                                    {"error", lib.status().message()},
-                                                    {"code", CodeName(lib.status().code())},
-                                                    {"final", false},
-                                                    {"still_serving", self->current_ != nullptr}},
-                    /*retain=*/false);
-      done(lib.status());
-      return;
-    }
-    if (!lib.value()->compat_note().empty()) {
-      self->env_->log->warn("subsystem {}: {}", manifest.name, lib.value()->compat_note());
-    }
-    self->reload_done_ = std::move(done);
-    self->candidate_library_ = std::move(lib.value());
-    self->candidate_manifest_ = std::move(manifest);
-    self->old_version_ = self->manifest_.version;
-    if (self->current_ && self->candidate_manifest_.reload_strategy == "stop_first") {
-      // The old build holds something exclusive (a database, a port): stop it first.
-      self->state_ = State::kStarting;
-      self->health_timer_.cancel();
-      self->health_deadline_.cancel();
-      self->Publish(event_types::kSubsystemStarting,
-                    {{"attempt", self->attempts_}, {"version", self->candidate_manifest_.version}, {"reload", true}});
-      auto old = std::move(self->current_);
-      self->StopGeneration(std::move(old), [self] {
-        if (self->candidate_library_) self->StartCandidate();
-      });
-    } else {
-      self->StartCandidate();
-    }
-  });
-}
-
-void ManagedSubsystem::StartCandidate() {
-  auto gen = NewGeneration(candidate_manifest_, candidate_library_);
-  if (!gen) {
-    ReloadFailed("start", Status::IOError("cannot prepare the new generation"));
-    return;
-  }
-  candidate_ = gen;
-  const uint64_t gen_id = gen->id;
-  reload_timer_.expires_after(std::chrono::milliseconds(candidate_manifest_.start_timeout_ms));
-  reload_timer_.async_wait([self = shared_from_this(), gen_id](const boost::system::error_code& ec) {
-    if (ec || !self->candidate_ || self->candidate_->id != gen_id) return;
-    self->ReloadFailed("start_timeout", Status::Timeout("the new build did not report ready within start_timeout_ms=" +
-                                                        std::to_string(self->candidate_manifest_.start_timeout_ms)));
-  });
-  RunStart(gen);
-}
-
-void ManagedSubsystem::PromoteCandidate(const nlohmann::json& details) {
-  reload_timer_.cancel();
-  start_timer_.cancel();
-  auto old = std::move(current_);
-  current_ = std::move(candidate_);
-  library_ = std::move(candidate_library_);
-  manifest_ = std::move(candidate_manifest_);
-  ++generation_;
-  state_ = State::kReady;
-  health_failures_ = 0;
-  last_healthy_ = true;
-  SetLastHealth(nullptr);  // the new build: not checked yet
-  Publish(event_types::kSubsystemReady, {{"details", details.is_object() ? details : nlohmann::json::object()},
-                                         {"version", manifest_.version},
-                                         {"generation", generation_},
-                                         {"reload", true}});
-  ScheduleHealthCheck();
-  auto finish = [self = shared_from_this()] {
-    // The old library goes now (if nothing else holds it).
-    (void)self->env_->reaper->Flush(self->manifest_.stop_timeout_ms);  // a stuck unload must not block the strand
-    self->Publish(event_types::kSubsystemReloaded, {{"old_version", self->old_version_},
-                                                    {"new_version", self->manifest_.version},
-                                                    {"generation", self->generation_},
-                                                    {"loaded_from", self->library_->path().string()}});
-    self->FinishReload(Status::OK());
-  };
-  if (old) {
-    StopGeneration(std::move(old), std::move(finish));  // drain the old build
-  } else {
-    finish();
-  }
-}
-
-void ManagedSubsystem::ReloadFailed(const std::string& phase, const Status& why) {
-  reload_timer_.cancel();
-  auto gen = std::move(candidate_);
-  const bool old_serving = current_ != nullptr;
-  env_->log->error("reload of {} failed ({}): {}; {}", name_, phase, why.ToString(),
-                   old_serving ? "the old build keeps serving" : "bringing the old build back");
-  Publish(event_types::kSubsystemFailed, {{"phase", "reload"},
-                                          {"reload_phase", phase},
-                                          {"error", why.message()},
-                                          {"code", CodeName(why.code())},
-                                          {"final", false},
-                                          {"still_serving", old_serving}},
-          /*retain=*/false);
-  auto after = [self = shared_from_this(), why, old_serving] {
-    self->candidate_library_.reset();
-    if (!old_serving && self->state_ != State::kStopping && self->state_ != State::kStopped) {
-      self->StartAttempt();  // stop_first: bring the old build back
-    }
-    self->FinishReload(why);
-  };
-  if (gen) {
-    StopGeneration(std::move(gen), std::move(after));
-  } else {
-    after();
-  }
-}
-
-void ManagedSubsystem::FinishReload(const Status& status) {
-  auto done = std::move(reload_done_);
-  reload_done_ = nullptr;
-  UpdateInfo();
-  if (done) done(status);
 }
 
 }  // namespace esdb::host
