@@ -13,128 +13,16 @@
 #include <set>
 #include <sstream>
 
+#include "esdb/config_reader.h"
+
 namespace esdb::host {
 namespace fs = std::filesystem;
 
 namespace {
 
-const char* TypeName(const nlohmann::json& v) {
-  switch (v.type()) {
-    case nlohmann::json::value_t::null: return "null";
-    case nlohmann::json::value_t::boolean: return "boolean";
-    case nlohmann::json::value_t::string: return "string";
-    case nlohmann::json::value_t::array: return "array";
-    case nlohmann::json::value_t::object: return "object";
-    case nlohmann::json::value_t::binary: return "binary";
-    case nlohmann::json::value_t::discarded: return "discarded";
-    default: return "number";
-  }
-}
-
-// Every problem of one manifest, each naming its field, so that all of
-// them are reported at once.
-class Problems {
- public:
-  void Add(const std::string& field, const std::string& what) { list_.push_back("field '" + field + "': " + what); }
-  bool empty() const { return list_.empty(); }
-  // One problem: "<origin>: field 'x': ..."; more: "<origin>: N problems:
-  // field 'x': ...; field 'y': ...".
-  Status ToStatus(const std::string& origin) const {
-    if (list_.size() == 1) return Status::InvalidArgument(origin + ": " + list_.front());
-    std::string all;
-    for (const auto& p : list_) all += (all.empty() ? "" : "; ") + p;
-    return Status::InvalidArgument(origin + ": " + std::to_string(list_.size()) + " problems: " + all);
-  }
-
- private:
-  std::vector<std::string> list_;
-};
-
-// Reads fields of one JSON object, remembering which were known. A field
-// that is wrong is added to `problems` and leaves its output untouched; the
-// readers return whether the field was fine (absent counts as fine).
-class FieldReader {
- public:
-  FieldReader(const nlohmann::json& obj, Problems* problems, std::string prefix)
-      : obj_(obj), problems_(problems), prefix_(std::move(prefix)) {}
-
-  bool Error(const std::string& field, const std::string& what) const {
-    problems_->Add(prefix_ + field, what);
-    return false;
-  }
-
-  bool String(const char* field, bool required, std::string* out) {
-    known_.insert(field);
-    auto it = obj_.find(field);
-    if (it == obj_.end()) return required ? Error(field, "is required") : true;
-    if (!it->is_string()) return Error(field, std::string("must be a string, got ") + TypeName(*it));
-    if (required && it->get_ref<const std::string&>().empty()) return Error(field, "must not be empty");
-    *out = it->get<std::string>();
-    return true;
-  }
-
-  bool Bool(const char* field, bool* out) {
-    known_.insert(field);
-    auto it = obj_.find(field);
-    if (it == obj_.end()) return true;
-    if (!it->is_boolean()) return Error(field, std::string("must be true or false, got ") + TypeName(*it));
-    *out = it->get<bool>();
-    return true;
-  }
-
-  bool Int(const char* field, int min, int max, int* out) {
-    known_.insert(field);
-    auto it = obj_.find(field);
-    if (it == obj_.end()) return true;
-    if (!it->is_number_integer()) return Error(field, std::string("must be an integer, got ") + TypeName(*it));
-    const int64_t v = it->get<int64_t>();
-    if (v < min || v > max) {
-      return Error(field, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
-                              std::to_string(v));
-    }
-    *out = static_cast<int>(v);
-    return true;
-  }
-
-  bool StringList(const char* field, std::vector<std::string>* out) {
-    known_.insert(field);
-    auto it = obj_.find(field);
-    if (it == obj_.end()) return true;
-    if (!it->is_array()) return Error(field, std::string("must be an array of strings, got ") + TypeName(*it));
-    std::vector<std::string> values;
-    bool ok = true;
-    for (size_t i = 0; i < it->size(); ++i) {
-      const auto& v = (*it)[i];
-      if (!v.is_string()) {
-        ok = Error(field, "element " + std::to_string(i) + " must be a string, got " + TypeName(v));
-        continue;
-      }
-      values.push_back(v.get<std::string>());
-    }
-    if (ok) *out = std::move(values);
-    return ok;
-  }
-
-  // Marks `field` known and returns it (null when absent).
-  const nlohmann::json* Raw(const char* field) {
-    known_.insert(field);
-    auto it = obj_.find(field);
-    return it == obj_.end() ? nullptr : &*it;
-  }
-
-  // Every field that no reader asked for.
-  void RejectUnknown() const {
-    for (const auto& [key, value] : obj_.items()) {
-      if (!known_.count(key)) Error(key, "unknown field");
-    }
-  }
-
- private:
-  const nlohmann::json& obj_;
-  Problems* problems_;
-  std::string prefix_;
-  std::set<std::string> known_;
-};
+using Problems = esdb::ConfigProblems;
+using FieldReader = esdb::ConfigReader;
+using esdb::JsonTypeName;
 
 void ParseRestart(const nlohmann::json& v, Problems* problems, RestartPolicy* out) {
   FieldReader r(v, problems, "restart.");
@@ -160,7 +48,7 @@ void ParseHealth(const nlohmann::json& v, Problems* problems, HealthPolicy* out)
 Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string& origin, const fs::path& base_dir,
                                    const std::vector<fs::path>& plugin_dirs, const ConfigOverrides& overrides) {
   if (!doc.is_object()) {
-    return Status::InvalidArgument(origin + ": a manifest must be a JSON object, got " + TypeName(doc));
+    return Status::InvalidArgument(origin + ": a manifest must be a JSON object, got " + JsonTypeName(doc));
   }
   Manifest m;
   Problems problems;
@@ -214,11 +102,11 @@ Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string&
     r.Error("reload_strategy", "must be \"overlap\" or \"stop_first\", got \"" + m.reload_strategy + "\"");
   }
   if (const auto* v = r.Raw("restart")) {
-    if (!v->is_object()) r.Error("restart", std::string("must be an object, got ") + TypeName(*v));
+    if (!v->is_object()) r.Error("restart", std::string("must be an object, got ") + JsonTypeName(*v));
     else ParseRestart(*v, &problems, &m.restart);
   }
   if (const auto* v = r.Raw("health")) {
-    if (!v->is_object()) r.Error("health", std::string("must be an object, got ") + TypeName(*v));
+    if (!v->is_object()) r.Error("health", std::string("must be an object, got ") + JsonTypeName(*v));
     else ParseHealth(*v, &problems, &m.health);
   }
   if (r.String("sha256", false, &m.sha256) && !m.sha256.empty()) {
@@ -229,7 +117,7 @@ Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string&
     }
   }
   if (const auto* v = r.Raw("config")) {
-    if (!v->is_object()) r.Error("config", std::string("must be an object, got ") + TypeName(*v));
+    if (!v->is_object()) r.Error("config", std::string("must be an object, got ") + JsonTypeName(*v));
     else m.config = *v;
   }
   r.RejectUnknown();

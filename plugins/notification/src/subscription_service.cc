@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "esdb/bus_events.h"
+#include "esdb/config_reader.h"
 #include "esdb/group_settings.h"
 #include "esdb/uuid.h"
 
@@ -52,19 +53,17 @@ esdb::Status ValidateLimits(const esdb::SubscriptionLimits& l) {
 }  // namespace
 
 esdb::Result<ServiceOptions> ParseServiceOptions(const nlohmann::json& config) {
+  esdb::ConfigProblems problems;
+  esdb::ConfigReader r(config, &problems);
   ServiceOptions o;
-  if (!config.is_object()) return esdb::Status::InvalidArgument("notification config must be an object");
-  for (auto it = config.begin(); it != config.end(); ++it) {
-    size_t* field = nullptr;
-    if (it.key() == "max_catch_up_subscriptions") field = &o.max_catch_up_subscriptions;
-    else if (it.key() == "max_groups") field = &o.max_groups;
-    else if (it.key() == "max_consumers_per_group") field = &o.max_consumers_per_group;
-    else if (it.key() == "fanout_read_batch") field = &o.fanout_read_batch;
-    else return esdb::Status::InvalidArgument("notification config: unknown field '" + it.key() + "'");
-    if (!it.value().is_number_unsigned() || it.value().get<uint64_t>() < 1 || it.value().get<uint64_t>() > 10000000)
-      return esdb::Status::InvalidArgument("notification config: '" + it.key() + "' must be an integer in 1..10000000");
-    *field = it.value().get<size_t>();
+  for (auto [key, field] : {std::pair{"max_catch_up_subscriptions", &o.max_catch_up_subscriptions},
+                            std::pair{"max_groups", &o.max_groups},
+                            std::pair{"max_consumers_per_group", &o.max_consumers_per_group},
+                            std::pair{"fanout_read_batch", &o.fanout_read_batch}}) {
+    r.Int(key, 1, 10000000, field);
   }
+  r.RejectUnknown();
+  if (!problems.empty()) return problems.ToStatus("notification config");
   return o;
 }
 

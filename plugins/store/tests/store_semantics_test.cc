@@ -710,4 +710,14 @@ TEST_CASE("store config: defaults and clear errors naming the key") {
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().message().find(bad.begin().key()) != std::string::npos);
   }
+  // Every problem at once, each naming its field.
+  auto many = esdb_store::ParseStoreOptions({{"durability", "fast"}, {"max_event_bytes", 3}, {"colour", "red"}});
+  REQUIRE_FALSE(many.ok());
+  CHECK(many.status().code() == esdb::Code::kInvalidArgument);
+  CHECK_THAT(many.status().message(), Catch::Contains("store config: 3 problems") &&
+                                          Catch::Contains("field 'durability': must be one of \"sync\", \"async\"") &&
+                                          Catch::Contains("field 'max_event_bytes': must be between 64 and") &&
+                                          Catch::Contains("field 'colour': unknown field"));
+  CHECK_THAT(esdb_store::ParseStoreOptions(nlohmann::json::array()).status().message(),
+             Catch::Contains("store config: must be an object, got array"));
 }
