@@ -2,6 +2,8 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include "esdb/config_reader.h"
+
 namespace esdb_gateway {
 
 const char* RoleName(Role role) {
@@ -19,120 +21,61 @@ namespace {
 using esdb::Status;
 using nlohmann::json;
 
-Status WrongType(const std::string& key, const char* expected) {
-  return Status::InvalidArgument("gateway config: '" + key + "' must be " + expected);
-}
-
-// Reads an integer in [lo, hi] into `out`.
-template <class T>
-Status ReadInt(const json& value, const std::string& key, int64_t lo, int64_t hi, T* out) {
-  if (!value.is_number_integer()) return WrongType(key, "an integer");
-  int64_t v = value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
-                  ? INT64_MAX
-                  : value.get<int64_t>();
-  if (v < lo || v > hi) {
-    return Status::InvalidArgument("gateway config: '" + key + "' must be in [" + std::to_string(lo) +
-                                   ", " + std::to_string(hi) + "], got " + value.dump());
-  }
-  *out = static_cast<T>(v);
-  return Status::OK();
-}
-
-Status ParseRole(const json& value, const std::string& key, Role* role) {
-  if (!value.is_string()) return WrongType(key, "one of \"read\", \"write\", \"admin\"");
-  const std::string s = value.get<std::string>();
+// "read" | "write" | "admin" at `value`, named `field` in problems.
+bool ParseRole(const json& value, esdb::ConfigReader& r, const std::string& field, Role* role) {
+  const std::string s = value.is_string() ? value.get<std::string>() : std::string();
   if (s == "read") *role = Role::kRead;
   else if (s == "write") *role = Role::kWrite;
   else if (s == "admin") *role = Role::kAdmin;
-  else return WrongType(key, "one of \"read\", \"write\", \"admin\"");
-  return Status::OK();
+  else return r.Error(field, "must be one of \"read\", \"write\", \"admin\", got " + value.dump());
+  return true;
 }
 
-Status ParseToken(const json& item, size_t index, TokenConfig* token) {
+void ParseToken(const json& item, size_t index, esdb::ConfigProblems* problems, TokenConfig* token) {
   const std::string where = "tokens[" + std::to_string(index) + "]";
-  if (!item.is_object()) return WrongType(where, "an object {token, role, name}");
-  for (const auto& [key, value] : item.items()) {
-    const std::string path = where + "." + key;
-    if (key == "token") {
-      if (!value.is_string() || value.get<std::string>().empty()) return WrongType(path, "a non-empty string");
-      token->token = value.get<std::string>();
-    } else if (key == "name") {
-      if (!value.is_string()) return WrongType(path, "a string");
-      token->name = value.get<std::string>();
-    } else if (key == "role") {
-      Status s = ParseRole(value, path, &token->role);
-      if (!s.ok()) return s;
-    } else if (key == "roles") {
-      // The highest role listed wins (roles are cumulative).
-      if (!value.is_array() || value.empty()) return WrongType(path, "a non-empty array of roles");
+  esdb::ConfigReader r(item, problems, where + ".");
+  if (!item.is_object()) return;
+  r.String("token", true, &token->token);
+  r.String("name", false, &token->name);
+  if (const json* role = r.Raw("role")) ParseRole(*role, r, "role", &token->role);
+  if (const json* roles = r.Raw("roles")) {
+    // The highest role listed wins (roles are cumulative).
+    if (!roles->is_array() || roles->empty()) {
+      r.Error("roles", "must be a non-empty array of roles");
+    } else {
       Role best = Role::kNone;
-      for (size_t i = 0; i < value.size(); ++i) {
-        Role r;
-        Status s = ParseRole(value[i], path + "[" + std::to_string(i) + "]", &r);
-        if (!s.ok()) return s;
-        if (r > best) best = r;
+      for (size_t i = 0; i < roles->size(); ++i) {
+        Role one = Role::kNone;
+        if (ParseRole((*roles)[i], r, "roles[" + std::to_string(i) + "]", &one) && one > best) best = one;
       }
       token->role = best;
-    } else {
-      return Status::InvalidArgument("gateway config: unknown key '" + path + "'");
     }
   }
-  if (token->token.empty()) return Status::InvalidArgument("gateway config: '" + where + ".token' is required");
+  r.RejectUnknown();
   if (token->name.empty()) token->name = where;
-  return Status::OK();
 }
 
-Status ParseCircuitConfig(const json& value, CircuitConfig* c) {
-  if (!value.is_object()) {
-    return WrongType("circuit_breaker",
-                     "an object {enabled, failure_threshold, window_ms, open_ms, half_open_probes, probe_timeout_ms}");
-  }
+void ParseCircuitConfig(const json& value, esdb::ConfigProblems* problems, CircuitConfig* c) {
+  esdb::ConfigReader r(value, problems, "circuit_breaker.");
   CircuitBreakerOptions& o = c->options;
-  for (const auto& [key, v] : value.items()) {
-    const std::string path = "circuit_breaker." + key;
-    Status s;
-    if (key == "enabled") {
-      if (!v.is_boolean()) return WrongType(path, "true or false");
-      c->enabled = v.get<bool>();
-    } else if (key == "failure_threshold") {
-      s = ReadInt(v, path, 1, 1000000, &o.failure_threshold);
-    } else if (key == "window_ms") {
-      s = ReadInt(v, path, 1, 3600000, &o.window_ms);
-    } else if (key == "open_ms") {
-      s = ReadInt(v, path, 1, 3600000, &o.open_ms);
-    } else if (key == "half_open_probes") {
-      s = ReadInt(v, path, 1, 1000, &o.half_open_probes);
-    } else if (key == "probe_timeout_ms") {
-      s = ReadInt(v, path, 1, 3600000, &o.probe_timeout_ms);
-    } else {
-      return Status::InvalidArgument("gateway config: unknown key '" + path +
-                                     "' (allowed: enabled, failure_threshold, window_ms, open_ms, half_open_probes, "
-                                     "probe_timeout_ms)");
-    }
-    if (!s.ok()) return s;
-  }
-  return Status::OK();
+  r.Bool("enabled", &c->enabled);
+  r.Int("failure_threshold", 1, 1000000, &o.failure_threshold);
+  r.Int("window_ms", 1, 3600000, &o.window_ms);
+  r.Int("open_ms", 1, 3600000, &o.open_ms);
+  r.Int("half_open_probes", 1, 1000, &o.half_open_probes);
+  r.Int("probe_timeout_ms", 1, 3600000, &o.probe_timeout_ms);
+  r.RejectUnknown();
 }
 
-Status ParseTlsConfig(const json& value, TlsConfig* t) {
-  if (!value.is_object()) return WrongType("tls", "an object {cert_file, key_file, chain_file, min_version}");
-  for (const auto& [key, v] : value.items()) {
-    const std::string path = "tls." + key;
-    if (key == "cert_file" || key == "key_file" || key == "chain_file") {
-      if (!v.is_string() || v.get<std::string>().empty()) return WrongType(path, "a non-empty file path");
-      (key == "cert_file" ? t->cert_file : key == "key_file" ? t->key_file : t->chain_file) = v.get<std::string>();
-    } else if (key == "min_version") {
-      if (v == "1.2") t->min_version = 12;
-      else if (v == "1.3") t->min_version = 13;
-      else return WrongType(path, "\"1.2\" or \"1.3\"");
-    } else {
-      return Status::InvalidArgument("gateway config: unknown key '" + path +
-                                     "' (allowed: cert_file, key_file, chain_file, min_version)");
-    }
-  }
-  if (t->cert_file.empty()) return Status::InvalidArgument("gateway config: 'tls.cert_file' is required");
-  if (t->key_file.empty()) return Status::InvalidArgument("gateway config: 'tls.key_file' is required");
-  return Status::OK();
+void ParseTlsConfig(const json& value, esdb::ConfigProblems* problems, TlsConfig* t) {
+  esdb::ConfigReader r(value, problems, "tls.");
+  if (!value.is_object()) return;
+  r.String("cert_file", true, &t->cert_file);
+  r.String("key_file", true, &t->key_file);
+  r.String("chain_file", false, &t->chain_file);
+  std::string min_version = t->min_version == 13 ? "1.3" : "1.2";
+  if (r.Enum("min_version", {"1.2", "1.3"}, &min_version)) t->min_version = min_version == "1.3" ? 13 : 12;
+  r.RejectUnknown();
 }
 
 }  // namespace
@@ -140,80 +83,52 @@ Status ParseTlsConfig(const json& value, TlsConfig* t) {
 esdb::Result<GatewayConfig> ParseConfig(const json& config) {
   GatewayConfig c;
   if (config.is_null()) return c;
-  if (!config.is_object()) return Status::InvalidArgument("gateway config must be an object");
-  for (const auto& [key, value] : config.items()) {
-    Status s;
-    if (key == "listen_address") {
-      if (!value.is_string()) return WrongType(key, "a string");
-      c.listen_address = value.get<std::string>();
-      boost::system::error_code ec;
-      boost::asio::ip::make_address(c.listen_address, ec);
-      if (ec) return Status::InvalidArgument("gateway config: 'listen_address' is not an IP address: '" + c.listen_address + "'");
-    } else if (key == "listen_port") {
-      s = ReadInt(value, key, 0, 65535, &c.listen_port);
-    } else if (key == "io_threads") {
-      s = ReadInt(value, key, 1, 64, &c.io_threads);
-    } else if (key == "max_body_bytes") {
-      s = ReadInt(value, key, 1024, int64_t{1} << 30, &c.max_body_bytes);
-    } else if (key == "max_header_bytes") {
-      s = ReadInt(value, key, 1024, 1 << 20, &c.max_header_bytes);
-    } else if (key == "max_events_per_append") {
-      s = ReadInt(value, key, 1, 1000000, &c.max_events_per_append);
-    } else if (key == "max_read_count") {
-      s = ReadInt(value, key, 1, 1000000, &c.max_read_count);
-    } else if (key == "max_connections") {
-      s = ReadInt(value, key, 1, 1000000, &c.max_connections);
-    } else if (key == "health_reserved_connections") {
-      s = ReadInt(value, key, 0, 10000, &c.health_reserved_connections);
-    } else if (key == "idle_timeout_ms") {
-      s = ReadInt(value, key, 10, 86400000, &c.idle_timeout_ms);
-    } else if (key == "pressure_idle_timeout_ms") {
-      s = ReadInt(value, key, 10, 86400000, &c.pressure_idle_timeout_ms);
-    } else if (key == "pressure_connections_percent") {
-      s = ReadInt(value, key, 1, 100, &c.pressure_connections_percent);
-    } else if (key == "read_timeout_ms") {
-      s = ReadInt(value, key, 10, 3600000, &c.read_timeout_ms);
-    } else if (key == "write_timeout_ms") {
-      s = ReadInt(value, key, 10, 3600000, &c.write_timeout_ms);
-    } else if (key == "max_sse_subscribers") {
-      s = ReadInt(value, key, 0, 1000000, &c.max_sse_subscribers);
-    } else if (key == "sse_buffer_messages") {
-      s = ReadInt(value, key, 1, 10000000, &c.sse_buffer_messages);
-    } else if (key == "sse_buffer_bytes") {
-      s = ReadInt(value, key, 1024, int64_t{1} << 40, &c.sse_buffer_bytes);
-    } else if (key == "sse_total_buffer_bytes") {
-      s = ReadInt(value, key, 1024, int64_t{1} << 40, &c.sse_total_buffer_bytes);
-    } else if (key == "sse_heartbeat_ms") {
-      s = ReadInt(value, key, 10, 3600000, &c.sse_heartbeat_ms);
-    } else if (key == "drain_timeout_ms") {
-      s = ReadInt(value, key, 0, 600000, &c.drain_timeout_ms);
-    } else if (key == "circuit_breaker") {
-      s = ParseCircuitConfig(value, &c.circuit_breaker);
-    } else if (key == "tls") {
-      s = ParseTlsConfig(value, &c.tls);
-    } else if (key == "insecure") {
-      if (!value.is_boolean()) return WrongType(key, "true or false");
-      c.insecure = value.get<bool>();
-    } else if (key == "insecure_admin") {
-      if (!value.is_boolean()) return WrongType(key, "true or false");
-      c.insecure_admin = value.get<bool>();
-    } else if (key == "tokens") {
-      if (!value.is_array()) return WrongType(key, "an array of {token, role, name}");
-      for (size_t i = 0; i < value.size(); ++i) {
+  esdb::ConfigProblems problems;
+  esdb::ConfigReader r(config, &problems);
+  if (r.String("listen_address", false, &c.listen_address)) {
+    boost::system::error_code ec;
+    boost::asio::ip::make_address(c.listen_address, ec);
+    if (ec) r.Error("listen_address", "is not an IP address: '" + c.listen_address + "'");
+  }
+  r.Int("listen_port", 0, 65535, &c.listen_port);
+  r.Int("io_threads", 1, 64, &c.io_threads);
+  r.Int("max_body_bytes", 1024, int64_t{1} << 30, &c.max_body_bytes);
+  r.Int("max_header_bytes", 1024, 1 << 20, &c.max_header_bytes);
+  r.Int("max_events_per_append", 1, 1000000, &c.max_events_per_append);
+  r.Int("max_read_count", 1, 1000000, &c.max_read_count);
+  r.Int("max_connections", 1, 1000000, &c.max_connections);
+  r.Int("health_reserved_connections", 0, 10000, &c.health_reserved_connections);
+  r.Int("idle_timeout_ms", 10, 86400000, &c.idle_timeout_ms);
+  r.Int("pressure_idle_timeout_ms", 10, 86400000, &c.pressure_idle_timeout_ms);
+  r.Int("pressure_connections_percent", 1, 100, &c.pressure_connections_percent);
+  r.Int("read_timeout_ms", 10, 3600000, &c.read_timeout_ms);
+  r.Int("write_timeout_ms", 10, 3600000, &c.write_timeout_ms);
+  r.Int("max_sse_subscribers", 0, 1000000, &c.max_sse_subscribers);
+  r.Int("sse_buffer_messages", 1, 10000000, &c.sse_buffer_messages);
+  r.Int("sse_buffer_bytes", 1024, int64_t{1} << 40, &c.sse_buffer_bytes);
+  r.Int("sse_total_buffer_bytes", 1024, int64_t{1} << 40, &c.sse_total_buffer_bytes);
+  r.Int("sse_heartbeat_ms", 10, 3600000, &c.sse_heartbeat_ms);
+  r.Int("drain_timeout_ms", 0, 600000, &c.drain_timeout_ms);
+  if (const json* v = r.Raw("circuit_breaker")) ParseCircuitConfig(*v, &problems, &c.circuit_breaker);
+  if (const json* v = r.Raw("tls")) ParseTlsConfig(*v, &problems, &c.tls);
+  r.Bool("insecure", &c.insecure);
+  r.Bool("insecure_admin", &c.insecure_admin);
+  if (const json* v = r.Raw("tokens")) {
+    if (!v->is_array()) {
+      r.Error("tokens", std::string("must be an array of {token, role, name}, got ") + esdb::JsonTypeName(*v));
+    } else {
+      for (size_t i = 0; i < v->size(); ++i) {
         TokenConfig t;
-        s = ParseToken(value[i], i, &t);
-        if (!s.ok()) return s;
+        ParseToken((*v)[i], i, &problems, &t);
         c.tokens.push_back(std::move(t));
       }
-    } else {
-      return Status::InvalidArgument("gateway config: unknown key '" + key + "'");
     }
-    if (!s.ok()) return s;
   }
-  if (c.insecure_admin && !c.tokens.empty()) {
-    return Status::InvalidArgument(
-        "gateway config: 'insecure_admin' (every client is admin without a token) contradicts 'tokens'; remove one");
+  r.RejectUnknown();
+  if (problems.empty() && c.insecure_admin && !c.tokens.empty()) {
+    problems.Add("insecure_admin", "(every client is admin without a token) contradicts 'tokens'; remove one");
   }
+  if (!problems.empty()) return problems.ToStatus("gateway config");
   return c;
 }
 
