@@ -1,37 +1,24 @@
 #include "count_state.h"
 
+#include <esdb/config_reader.h>
+
 namespace event_type_counter {
 
 using nlohmann::json;
 
 esdb::Result<CounterConfig> ParseCounterConfig(const json& config) {
+  // esdb::ConfigReader reports every bad or unknown field at once, named.
+  esdb::ConfigProblems problems;
+  esdb::ConfigReader r(config, &problems, "config.");
   CounterConfig c;
-  if (!config.is_object()) return esdb::Status::InvalidArgument("config must be an object");
-  for (const auto& [key, value] : config.items()) {
-    const std::string where = "config." + key;
-    if (key == "stream") {
-      if (!value.is_string() || value.get<std::string>().empty()) {
-        return esdb::Status::InvalidArgument(where + " must be a non-empty string");
-      }
-      c.stream = value.get<std::string>();
-      if (c.stream[0] == '$') {
-        return esdb::Status::InvalidArgument(where + " '" + c.stream +
-                                             "' starts with '$': those streams are reserved for the system");
-      }
-    } else if (key == "snapshot_interval_ms") {
-      if (!value.is_number_integer() || value.get<int64_t>() < 10 || value.get<int64_t>() > 3600000) {
-        return esdb::Status::InvalidArgument(where + " must be an integer in 10..3600000, got " + value.dump());
-      }
-      c.snapshot_interval_ms = value.get<int>();
-    } else if (key == "read_batch") {
-      if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > 10000) {
-        return esdb::Status::InvalidArgument(where + " must be an integer in 1..10000, got " + value.dump());
-      }
-      c.read_batch = value.get<uint64_t>();
-    } else {
-      return esdb::Status::InvalidArgument(where + ": unknown key (known: stream, snapshot_interval_ms, read_batch)");
-    }
+  if (r.String("stream", false, &c.stream)) {
+    if (c.stream.empty()) r.Error("stream", "must not be empty");
+    else if (c.stream[0] == '$') r.Error("stream", "'" + c.stream + "' starts with '$': those streams are reserved for the system");
   }
+  r.Int("snapshot_interval_ms", 10, 3600000, &c.snapshot_interval_ms);
+  r.Int("read_batch", 1, 10000, &c.read_batch);
+  r.RejectUnknown();
+  if (!problems.empty()) return problems.ToStatus("event_type_counter");
   return c;
 }
 
