@@ -238,6 +238,19 @@ TEST_CASE("reload with a new build that fails to start leaves the old one servin
   CHECK(st["version"] == "1.0.0");
   CHECK_THAT(st["error"].get<std::string>(), Catch::Contains("reload failed"));
 
+  // A reload that cannot even begin (the library is outside the plugin
+  // directories, so it is not copied) still answers on the bus under the
+  // request's correlation id, so a waiter does not run out its timeout.
+  WriteManifest(options.manifests_dir,
+                TestManifest("svc", {{"provide", "svc.f"}}, {{"version", "3.0.0"}, {"library", ESDB_TEST_MARKER_LIB}}));
+  REQUIRE(host.ReloadSubsystem("svc", "refused-reload").ok());
+  auto refused = ev.Wait("subsystem_failed", "svc", "refused-reload");
+  REQUIRE(refused);
+  CHECK(refused->data["phase"] == "reload");
+  CHECK(refused->data["reload_phase"] == "begin");
+  CHECK(refused->data["still_serving"] == true);
+  CHECK_THAT(refused->data["error"].get<std::string>(), Catch::Contains("library"));
+
   // A manifest that no longer parses is refused up front.
   WriteFile(options.manifests_dir / "svc.json", "{");
   auto r = host.ReloadSubsystem("svc", "");

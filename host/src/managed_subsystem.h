@@ -82,6 +82,10 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   std::shared_ptr<Generation> NewGeneration(const Manifest& manifest, const LibraryRef& library);
   void RunStart(const std::shared_ptr<Generation>& gen);
   void StartCandidate();
+  // A reload that cannot begin (stopping, another in progress, the library
+  // cannot be copied): subsystem_failed (phase reload, reload_phase begin)
+  // under `correlation_id`, then done(why). On strand_.
+  void ReloadRefused(const Status& why, const std::string& correlation_id, std::function<void(const Status&)> done);
   void PromoteCandidate(const nlohmann::json& details);
   void ReloadFailed(const std::string& phase, const Status& why);
   void FinishReload(const Status& status);

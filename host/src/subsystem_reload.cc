@@ -15,12 +15,13 @@ void ManagedSubsystem::Reload(Manifest manifest, std::string correlation_id,
   boost::asio::post(strand_, [self = shared_from_this(), manifest = std::move(manifest),
                               correlation_id = std::move(correlation_id), done = std::move(done)]() mutable {
     if (self->state_ == State::kStopping || self->state_ == State::kStopped) {
-      done(Status::FailedPrecondition("subsystem " + self->name_ + " is stopping"));
-      return;
+      return self->ReloadRefused(Status::FailedPrecondition("subsystem " + self->name_ + " is stopping"),
+                                 correlation_id, std::move(done));
     }
     if (self->reload_done_) {
-      done(Status::FailedPrecondition("a reload of " + self->name_ + " is already in progress"));
-      return;
+      return self->ReloadRefused(
+          Status::FailedPrecondition("a reload of " + self->name_ + " is already in progress"), correlation_id,
+          std::move(done));
     }
     self->correlation_id_ = correlation_id;
     // A fresh copy of the build, so dlopen maps it anew.
@@ -30,10 +31,7 @@ void ManagedSubsystem::Reload(Manifest manifest, std::string correlation_id,
     const auto cache_dir = self->env_->data_root / ".plugin-cache";
     const std::string where = manifest.file.empty() ? manifest.name : manifest.file.string();
     auto copy = CopyForLoading(manifest.library, cache_dir, self->generation_ + 1, self->env_->plugin_dirs, where);
-    if (!copy.ok()) {
-      done(copy.status());
-      return;
-    }
+    if (!copy.ok()) return self->ReloadRefused(copy.status(), correlation_id, std::move(done));
     Manifest load_manifest = manifest;
     load_manifest.library = copy.value();
     auto lib = PluginLibrary::Load(load_manifest, self->env_->reaper, {cache_dir});
@@ -71,6 +69,23 @@ void ManagedSubsystem::Reload(Manifest manifest, std::string correlation_id,
       self->StartCandidate();
     }
   });
+}
+
+void ManagedSubsystem::ReloadRefused(const Status& why, const std::string& correlation_id,
+                                     std::function<void(const Status&)> done) {
+  // Under the request's own correlation id (a waiter matches on it), without
+  // taking over the subsystem's: a reload in progress keeps its own.
+  std::string saved = std::move(correlation_id_);
+  correlation_id_ = correlation_id;
+  Publish(event_types::kSubsystemFailed, {{"phase", "reload"},
+                                          {"reload_phase", "begin"},
+                                          {"error", why.message()},
+                                          {"code", CodeName(why.code())},
+                                          {"final", false},
+                                          {"still_serving", current_ != nullptr}},
+          /*retain=*/false);
+  correlation_id_ = std::move(saved);
+  done(why);
 }
 
 void ManagedSubsystem::StartCandidate() {
