@@ -75,6 +75,16 @@ TEST_CASE("hot add by manifest file: the new subsystem starts and the system is 
   auto failed = ev.Wait("subsystem_failed", "broken");
   REQUIRE(failed);
   CHECK_THAT(failed->data["error"].get<std::string>(), Catch::Contains("broken.json: malformed JSON"));
+  const std::string broken = (options.manifests_dir / "broken.json").string();
+  for (int i = 0; i < 300 && !host.control_plane().Status()["rejected_manifests"].contains(broken); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(host.control_plane().Status()["rejected_manifests"].contains(broken));
+  // Deleting it (it never loaded) takes it off the status.
+  std::filesystem::remove(options.manifests_dir / "broken.json");
+  REQUIRE(ev.Wait("manifest_removed", "broken"));
+  for (int i = 0; i < 300 && host.control_plane().Status()["rejected_manifests"].contains(broken); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK_FALSE(host.control_plane().Status()["rejected_manifests"].contains(broken));
 
   // Removing the file removes the subsystem.
   std::filesystem::remove(options.manifests_dir / "newcomer.json");

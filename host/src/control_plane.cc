@@ -55,6 +55,11 @@ void ControlPlane::OnEvent(const EventPtr& ev) {
     return;
   }
   const std::string name = str("name").empty() ? e.source : str("name");
+  if (e.type == kManifestRemoved) {
+    rejected_manifests_.erase(str("manifest"));
+    cv_.notify_all();
+    return;
+  }
   if (e.type == event_types::kSubsystemFailed && str("phase") == "manifest") {
     nlohmann::json entry = {{"error", str("error")}, {"code", str("code")}, {"at_us", e.timestamp_us}};
     if (!str("subsystem").empty()) entry["subsystem"] = str("subsystem");

@@ -27,6 +27,12 @@
 
 namespace esdb::host {
 
+// Published by the host (topic lifecycle, source "host") when a manifest
+// file that was refused and never loaded is deleted: data {"name" (the
+// file's stem), "manifest" (the file)}. The ControlPlane then drops it from
+// status' rejected_manifests.
+inline constexpr const char* kManifestRemoved = "manifest_removed";
+
 class ControlPlane : public esdb::ControlService {
  public:
   explicit ControlPlane(EventBusImpl* bus);

@@ -399,7 +399,17 @@ void Host::OnManifestFile(const std::filesystem::path& file, bool changed) {
     }
   }
   if (!changed) {
-    if (owner) (void)RemoveSubsystem(owner->name(), "");
+    if (owner) {
+      (void)RemoveSubsystem(owner->name(), "");
+    } else {
+      // A refused file that never loaded: nothing runs from it; status
+      // stops listing it.
+      Event e;
+      e.type = kManifestRemoved;
+      e.topic = topics::kLifecycle;
+      e.data = {{"name", abs.stem().string()}, {"manifest", abs.string()}};
+      (void)bus_->Publish(std::move(e), PublishOptions{}, "host");
+    }
     return;
   }
   auto m = ParseManifestFile(abs, options_.plugin_dirs, options_.overrides);
