@@ -22,20 +22,20 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "esdb/testing/http.h"
 #include "support/test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using esdb::test::HostProcess;
-using esdb::test::TempDir;
+using esdb::testing::HostOptions;
+using esdb::testing::HostProcess;
+using esdb::testing::Http;
+using esdb::testing::HttpResult;
+using esdb::testing::TempDir;
 using esdb::test::WriteFile;
 using nlohmann::json;
 
@@ -73,49 +73,13 @@ int Run(const std::vector<std::string>& args, const fs::path& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
-struct HttpResponse {
-  int status = 0;  // 0: no response (the error is in body)
-  std::string body;
-  json Json() const { return json::parse(body, nullptr, false); }
-};
-
-// One request on a fresh loopback connection.
-HttpResponse Http(uint16_t port, boost::beast::http::verb method, const std::string& target,
-                  const std::string& body = "", const std::map<std::string, std::string>& headers = {}) {
-  namespace net = boost::asio;
-  namespace http = boost::beast::http;
-  HttpResponse out;
-  try {
-    net::io_context io;
-    net::ip::tcp::socket socket(io);
-    socket.connect({net::ip::make_address("127.0.0.1"), port});
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    for (const auto& [name, value] : headers) req.set(name, value);
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-    http::write(socket, req);
-    boost::beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(socket, buffer, res);
-    out.status = static_cast<int>(res.result_int());
-    out.body = res.body();
-    boost::system::error_code ec;
-    socket.shutdown(net::ip::tcp::socket::shutdown_both, ec);
-  } catch (const std::exception& e) {
-    out.body = e.what();
-  }
-  return out;
-}
-
 // Appends events of the given types to `stream` with ES-ExpectedVersion: any.
 void Append(uint16_t port, const std::string& stream, const std::vector<std::string>& types) {
   json events = json::array();
   for (size_t i = 0; i < types.size(); ++i) events.push_back({{"eventType", types[i]}, {"data", {{"i", i}}}});
-  const HttpResponse r =
-      Http(port, boost::beast::http::verb::post, "/streams/" + stream, events.dump(), {{"ES-ExpectedVersion", "any"}});
-  INFO("POST /streams/" << stream << " -> " << r.status << " " << r.body);
+  const HttpResult r = Http(port, "POST", "/streams/" + stream, events.dump(),
+                            {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}});
+  INFO("POST /streams/" << stream << " -> " << r.status << " " << r.body << r.error);
   REQUIRE(r.status == 201);
 }
 
@@ -144,8 +108,7 @@ std::optional<json> WaitForNth(HostProcess& host, int n, const std::function<boo
 json WaitForSnapshot(uint16_t port, const json& expected) {
   json last;
   for (int i = 0; i < 300; ++i) {
-    const HttpResponse r = Http(port, boost::beast::http::verb::get,
-                                "/streams/event-type-counts?direction=backward&count=1");
+    const HttpResult r = Http(port, "GET", "/streams/event-type-counts?direction=backward&count=1");
     if (r.status == 200) {
       const json body = r.Json();
       if (body.is_object() && body.contains("events") && !body["events"].empty()) {
@@ -221,6 +184,7 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   REQUIRE(manifest.value("name", "") == kPlugin);
   const auto built = std::chrono::steady_clock::now();
 
+
   // 3. The installed host, with the installed built-in plugins, on a copy
   // of the installed default manifests: what an operator runs.
   const fs::path installed_manifests = prefix / ESDB_INSTALL_SYSCONFDIR / "esdb/manifests";
@@ -244,20 +208,22 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   }
   // The host loads libraries only from its plugin directories: the
   // installed one and, for the example, the example's build directory.
-  HostProcess host({"--manifests", manifests.string(), "--data", (work.path() / "data").string(), "--set",
-                    "gateway.listen_port=0", "--print-events", "--log-level", "warn", "--plugin-dir",
-                    (prefix / ESDB_INSTALL_LIBDIR / "esdb/plugins").string(), "--plugin-dir", build.string()},
-                   (prefix / "bin/esdb-host").string());
+  HostOptions options;
+  options.binary = prefix / "bin/esdb-host";
+  options.manifests = manifests;
+  options.data = work.path() / "data";
+  options.plugin_dirs = {prefix / ESDB_INSTALL_LIBDIR / "esdb/plugins", build};
+  options.log_level = "warn";
+  HostProcess host(std::move(options));
   {
     const auto ready = host.WaitForEvent("system_ready", "", 60000);
     INFO(host.Stderr());
     REQUIRE(ready);
   }
-  const auto listening =
-      host.WaitFor([](const json& j) { return j.value("type", "") == "gateway_listening"; }, 30000);
-  REQUIRE(listening);
-  const uint16_t port = (*listening)["data"].value("port", uint16_t{0});
-  REQUIRE(port != 0);
+  const auto listening = host.GatewayPort();
+  INFO(listening.status().ToString());
+  REQUIRE(listening.ok());
+  const uint16_t port = *listening;
 
   // Events from before the counter exists: it must catch up on them.
   Append(port, "order-1", {"OrderPlaced", "OrderPlaced", "OrderShipped"});
