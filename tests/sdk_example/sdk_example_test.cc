@@ -1,6 +1,8 @@
 // The SDK as a plugin author meets it: `cmake --install` this build into a
 // fresh prefix, build examples/event_type_counter as an external CMake
-// project that sees only that prefix, then hot-add the plugin to a real
+// project that sees only that prefix, with its own tests on the installed
+// testing kit (find_package(esdb_sdk COMPONENTS testing)), run them with
+// ctest, check the package's components, then hot-add the plugin to a real
 // esdb-host (write-then-rename into its manifests directory), append events
 // through the gateway and check the counter counted them, snapshotted them
 // to its own stream, resumes from its snapshot after a remove and re-add,
@@ -152,11 +154,15 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
                                         "-DCMAKE_CXX_COMPILER=" ESDB_CXX_COMPILER,
                                         "-DCMAKE_BUILD_TYPE=" ESDB_BUILD_TYPE,
                                         "-DCMAKE_PREFIX_PATH=" + prefix.string()};
+  const std::vector<std::string> probe_configure = configure;  // for the package checks below
+  // With its own tests: find_package(esdb_sdk COMPONENTS testing).
+  configure.push_back("-DEVENT_TYPE_COUNTER_TESTS=ON");
   if (ESDB_SANITIZE_BUILD) {
     // The host is built with ASan+UBSan; a plugin it loads must be too.
     configure.push_back("-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer "
                         "-fno-sanitize-recover=undefined");
     configure.push_back("-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=address,undefined");
+    configure.push_back("-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined");
   }
   {
     const int rc = Run(configure, log);
@@ -184,6 +190,39 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   REQUIRE(manifest.value("name", "") == kPlugin);
   const auto built = std::chrono::steady_clock::now();
 
+  // 2b. The example's own tests, built on the installed testing kit: the
+  // plugin in a FakeContext, then in the esdb-host installed next to the kit.
+  {
+    const fs::path test_log = work.path() / "example-test.log";
+    const int rc = Run({ESDB_CTEST_COMMAND, "--test-dir", build.string(), "--output-on-failure"}, test_log);
+    INFO(ReadText(test_log));
+    REQUIRE(rc == 0);
+    CHECK(ReadText(test_log).find("100% tests passed") != std::string::npos);
+  }
+  // The package's components: "testing" is optional (without it there is no
+  // esdb::testing and nothing of it is looked for), an unknown one an error
+  // that names it.
+  {
+    const fs::path probe = work.path() / "probe";
+    fs::create_directories(probe);
+    auto configure_probe = [&](const std::string& find_package, const fs::path& probe_log) {
+      WriteFile(probe / "CMakeLists.txt",
+                "cmake_minimum_required(VERSION 3.22)\nproject(probe LANGUAGES CXX)\n" + find_package +
+                    "\nif(TARGET esdb::testing)\n  message(STATUS \"esdb::testing is defined\")\nendif()\n");
+      std::vector<std::string> args = probe_configure;
+      args[2] = probe.string();                                  // -S
+      args[4] = (work.path() / "probe-build").string();          // -B
+      fs::remove_all(work.path() / "probe-build");
+      return Run(args, probe_log);
+    };
+    const fs::path plain_log = work.path() / "probe-plain.log";
+    CHECK(configure_probe("find_package(esdb_sdk 1.1 REQUIRED)", plain_log) == 0);
+    CHECK(ReadText(plain_log).find("esdb::testing is defined") == std::string::npos);
+    const fs::path unknown_log = work.path() / "probe-unknown.log";
+    CHECK(configure_probe("find_package(esdb_sdk 1.1 REQUIRED COMPONENTS testing frobnicate)", unknown_log) != 0);
+    INFO(ReadText(unknown_log));
+    CHECK(ReadText(unknown_log).find("esdb_sdk has no component 'frobnicate'") != std::string::npos);
+  }
 
   // 3. The installed host, with the installed built-in plugins, on a copy
   // of the installed default manifests: what an operator runs.
