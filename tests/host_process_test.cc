@@ -9,8 +9,9 @@
 #include "esdb/version.h"
 #include "support/test_support.h"
 
-using esdb::test::HostProcess;
-using esdb::test::TempDir;
+using esdb::testing::HostOptions;
+using esdb::testing::HostProcess;
+using esdb::testing::TempDir;
 using esdb::test::TestLibrary;
 using esdb::test::TestManifest;
 using esdb::test::WriteFile;
@@ -62,8 +63,8 @@ TEST_CASE("every bad manifest gets its own clear error and the rest of the syste
   never["start_timeout_ms"] = 300;
   WriteManifest(m, TestManifest("never_reports", {{"start", "never"}}, never));
 
-  HostProcess host(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(),
-                                   "--print-events", "--node", "t1"}));
+  HostProcess host(HostOptions::Exactly(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(),
+                                   "--print-events", "--node", "t1"})));
   auto ready = host.WaitForEvent("system_ready");
   INFO(host.Stderr());
   REQUIRE(ready);
@@ -96,8 +97,8 @@ TEST_CASE("check mode exits 1 when the system does not become ready in time", "[
   const auto m = dir.path() / "manifests";
   std::filesystem::create_directories(m);
   WriteManifest(m, TestManifest("slowpoke", {{"start", "never"}}, {{"start_timeout_ms", 60000}}));
-  HostProcess host(
-      WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--check", "--timeout", "1"}));
+  HostProcess host(HostOptions::Exactly(
+      WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--check", "--timeout", "1"})));
   auto code = host.Wait(30000);
   REQUIRE(code.has_value());
   CHECK(*code == 1);
@@ -112,7 +113,7 @@ TEST_CASE("SIGTERM stops every subsystem gracefully and exits 0", "[process]") {
   const auto m = dir.path() / "manifests";
   std::filesystem::create_directories(m);
   for (const char* n : {"one", "two", "three"}) WriteManifest(m, TestManifest(n, {{"report_delay_ms", 10}}));
-  HostProcess host(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events"}));
+  HostProcess host(HostOptions::Exactly(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events"})));
   REQUIRE(host.WaitForEvent("system_ready"));
   CHECK(host.Terminate() == 0);
   for (const char* n : {"one", "two", "three"}) {
@@ -129,8 +130,8 @@ TEST_CASE("SIGHUP re-reads the manifests directory: added, changed and deleted f
   const auto m = dir.path() / "manifests";
   std::filesystem::create_directories(m);
   WriteManifest(m, TestManifest("one", {}));
-  HostProcess host(WithPluginDirs(
-      {"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events", "--no-watch"}));
+  HostProcess host(HostOptions::Exactly(WithPluginDirs(
+      {"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events", "--no-watch"})));
   REQUIRE(host.WaitForEvent("system_ready"));
   WriteManifest(m, TestManifest("two", {}));
   WriteFile(m / "broken.json", "{\"name\": ");
@@ -149,22 +150,22 @@ TEST_CASE("SIGHUP re-reads the manifests directory: added, changed and deleted f
 }
 
 TEST_CASE("bad command lines are refused with the option named", "[process]") {
-  HostProcess unknown({"--frobnicate"});
+  HostProcess unknown(HostOptions::Exactly({"--frobnicate"}));
   CHECK(unknown.Wait(10000) == 2);
   CHECK_THAT(unknown.Stderr(), Catch::Contains("unknown option '--frobnicate'"));
-  HostProcess bad_timeout({"--check", "--timeout", "soon"});
+  HostProcess bad_timeout(HostOptions::Exactly({"--check", "--timeout", "soon"}));
   CHECK(bad_timeout.Wait(10000) == 2);
   CHECK_THAT(bad_timeout.Stderr(), Catch::Contains("--timeout: 'soon'"));
   TempDir dir;
-  HostProcess no_dir({"--manifests", (dir.path() / "nope").string(), "--data", (dir.path() / "d").string()});
+  HostProcess no_dir(HostOptions::Exactly({"--manifests", (dir.path() / "nope").string(), "--data", (dir.path() / "d").string()}));
   CHECK(no_dir.Wait(10000) == 1);
   CHECK_THAT(no_dir.Stderr(), Catch::Contains("manifest directory"));
 }
 
 TEST_CASE("esdb-host --check on the default manifests: five subsystems ready", "[process][defaults]") {
   TempDir dir;
-  HostProcess host({"--manifests", ESDB_SOURCE_DIR "/manifests", "--data", (dir.path() / "data").string(), "--check",
-                    "--timeout", "60", "--set", "gateway.listen_port=0"});
+  HostProcess host(HostOptions::Exactly({"--manifests", ESDB_SOURCE_DIR "/manifests", "--data", (dir.path() / "data").string(), "--check",
+                    "--timeout", "60", "--set", "gateway.listen_port=0"}));
   auto code = host.Wait(90000);
   REQUIRE(code.has_value());
   INFO(host.Stderr());
@@ -203,7 +204,7 @@ TEST_CASE("SIGTERM with a bus handler that never returns: the host exits within 
   std::filesystem::create_directories(m);
   WriteManifest(m, TestManifest("stuck", {{"bus_handler", "block"}}, {{"stop_timeout_ms", 500}}));
   WriteManifest(m, TestManifest("fine", {}));
-  HostProcess host(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events"}));
+  HostProcess host(HostOptions::Exactly(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string(), "--print-events"})));
   REQUIRE(host.WaitForEvent("system_ready"));
   const auto t0 = std::chrono::steady_clock::now();
   const int code = host.Terminate(30000);  // -1000: still running after 30 s (SIGKILLed)

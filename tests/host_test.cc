@@ -19,7 +19,7 @@
 #include "support/test_support.h"
 
 using esdb::test::BusRecorder;
-using esdb::test::TempDir;
+using esdb::testing::TempDir;
 using esdb::test::TestManifest;
 using esdb::test::WriteManifest;
 

@@ -19,7 +19,7 @@
 
 namespace fs = std::filesystem;
 using esdb::test::BusRecorder;
-using esdb::test::TempDir;
+using esdb::testing::TempDir;
 using esdb::test::TestLibrary;
 using esdb::test::TestManifest;
 using esdb::test::WriteManifest;

@@ -116,7 +116,7 @@ TEST_CASE("every problem of a manifest is reported at once, each naming its fiel
 }
 
 TEST_CASE("malformed JSON and missing files are reported with the path", "[manifest]") {
-  esdb::test::TempDir dir;
+  esdb::testing::TempDir dir;
   esdb::test::WriteFile(dir.path() / "bad.json", "{\"name\": \"x\",");
   auto r = ParseManifestFile(dir.path() / "bad.json", {"/p"}, {});
   REQUIRE_FALSE(r.ok());
@@ -129,7 +129,7 @@ TEST_CASE("malformed JSON and missing files are reported with the path", "[manif
 TEST_CASE("manifest files are read only if regular and small, without blocking, and errors never quote them",
           "[manifest]") {
   using esdb::host::ReadManifestFile;
-  esdb::test::TempDir dir;
+  esdb::testing::TempDir dir;
   const auto d = dir.path();
   // A FIFO with no writer: refused at once (opening it would block).
   REQUIRE(mkfifo((d / "fifo.json").c_str(), 0600) == 0);
@@ -160,7 +160,7 @@ TEST_CASE("manifest files are read only if regular and small, without blocking, 
 TEST_CASE("add-by-path names a file inside the manifest directories, resolved, before anything is opened",
           "[manifest]") {
   using esdb::host::ResolveManifestPath;
-  esdb::test::TempDir dir;
+  esdb::testing::TempDir dir;
   const auto m = dir.path() / "manifests", extra = dir.path() / "extra";
   std::filesystem::create_directories(m);
   std::filesystem::create_directories(extra);

@@ -8,13 +8,15 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "http_client.h"
+#include "esdb/testing/http.h"
 #include "support/test_support.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using esdb::test::HostProcess;
-using esdb::test::TempDir;
+using esdb::testing::HostOptions;
+using esdb::testing::HostProcess;
+using esdb::testing::Http;
+using esdb::testing::TempDir;
 using esdb::test::TestLibrary;
 using esdb::test::TestManifest;
 using esdb::test::WriteManifest;
@@ -45,12 +47,13 @@ json CompatManifest(const std::string& name, const std::string& library, const s
   return m;
 }
 
-std::vector<std::string> HostArgs(const TempDir& dir) {
-  std::vector<std::string> args = {"--manifests", (dir.path() / "manifests").string(), "--data",
-                                   (dir.path() / "data").string(), "--set", "gateway.listen_port=0",
-                                   "--print-events", "--node", "compat"};
-  for (const auto& a : esdb::test::PluginDirArgs()) args.push_back(a);
-  return args;
+HostOptions HostArgs(const TempDir& dir) {
+  HostOptions o;
+  o.manifests = dir.path() / "manifests";
+  o.data = dir.path() / "data";
+  o.args = {"--node", "compat"};
+  for (const auto& a : esdb::test::PluginDirArgs()) o.args.push_back(a);
+  return o;
 }
 
 }  // namespace
@@ -92,10 +95,10 @@ TEST_CASE("today's gateway serves a store provider built against SDK 1.0", "[com
     INFO(host.Stderr());
     REQUIRE(ready);
   }
-  const auto listening = host.WaitFor([](const json& j) { return j.value("type", "") == "gateway_listening"; }, 30000);
-  REQUIRE(listening);
-  const uint16_t port = (*listening)["data"].value("port", uint16_t{0});
-  REQUIRE(port != 0);
+  const auto listening = host.GatewayPort();
+  INFO(listening.status().ToString());
+  REQUIRE(listening.ok());
+  const uint16_t port = *listening;
 
   const json events = json::array({{{"eventId", "6f1c2a4e-0a6b-4c55-9d2e-3b8f1a2c4d01"},
                                     {"eventType", "Old"},
@@ -103,17 +106,17 @@ TEST_CASE("today's gateway serves a store provider built against SDK 1.0", "[com
                                    {{"eventId", "6f1c2a4e-0a6b-4c55-9d2e-3b8f1a2c4d02"},
                                     {"eventType", "Older"},
                                     {"data", {{"n", 2}}}}});
-  auto appended = gwtest::Http(port, "POST", "/streams/legacy", events.dump(), {{"ES-ExpectedVersion", "-1"}});
+  auto appended = Http(port, "POST", "/streams/legacy", events.dump(), {{"ES-ExpectedVersion", "-1"}});
   INFO(appended.body);
   REQUIRE(appended.status == 201);
   // The 1.0 provider's conflict reaches the client as today's store's would.
   const json another = json::array({{{"eventType", "Late"}, {"data", json::object()}}});
-  auto conflict = gwtest::Http(port, "POST", "/streams/legacy", another.dump(), {{"ES-ExpectedVersion", "-1"}});
+  auto conflict = Http(port, "POST", "/streams/legacy", another.dump(), {{"ES-ExpectedVersion", "-1"}});
   INFO(conflict.body);
   CHECK(conflict.status == 409);
   CHECK(conflict.Json().value("current", -100) == 1);
 
-  auto read = gwtest::Http(port, "GET", "/streams/legacy?direction=forward&count=10");
+  auto read = Http(port, "GET", "/streams/legacy?direction=forward&count=10");
   INFO(read.body);
   REQUIRE(read.status == 200);
   const json body = read.Json();

@@ -1,6 +1,8 @@
 // The SDK as a plugin author meets it: `cmake --install` this build into a
 // fresh prefix, build examples/event_type_counter as an external CMake
-// project that sees only that prefix, then hot-add the plugin to a real
+// project that sees only that prefix, with its own tests on the installed
+// testing kit (find_package(esdb_sdk COMPONENTS testing)), run them with
+// ctest, check the package's components, then hot-add the plugin to a real
 // esdb-host (write-then-rename into its manifests directory), append events
 // through the gateway and check the counter counted them, snapshotted them
 // to its own stream, resumes from its snapshot after a remove and re-add,
@@ -22,20 +24,20 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "esdb/testing/http.h"
 #include "support/test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using esdb::test::HostProcess;
-using esdb::test::TempDir;
+using esdb::testing::HostOptions;
+using esdb::testing::HostProcess;
+using esdb::testing::Http;
+using esdb::testing::HttpResult;
+using esdb::testing::TempDir;
 using esdb::test::WriteFile;
 using nlohmann::json;
 
@@ -73,49 +75,13 @@ int Run(const std::vector<std::string>& args, const fs::path& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
-struct HttpResponse {
-  int status = 0;  // 0: no response (the error is in body)
-  std::string body;
-  json Json() const { return json::parse(body, nullptr, false); }
-};
-
-// One request on a fresh loopback connection.
-HttpResponse Http(uint16_t port, boost::beast::http::verb method, const std::string& target,
-                  const std::string& body = "", const std::map<std::string, std::string>& headers = {}) {
-  namespace net = boost::asio;
-  namespace http = boost::beast::http;
-  HttpResponse out;
-  try {
-    net::io_context io;
-    net::ip::tcp::socket socket(io);
-    socket.connect({net::ip::make_address("127.0.0.1"), port});
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    for (const auto& [name, value] : headers) req.set(name, value);
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-    http::write(socket, req);
-    boost::beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(socket, buffer, res);
-    out.status = static_cast<int>(res.result_int());
-    out.body = res.body();
-    boost::system::error_code ec;
-    socket.shutdown(net::ip::tcp::socket::shutdown_both, ec);
-  } catch (const std::exception& e) {
-    out.body = e.what();
-  }
-  return out;
-}
-
 // Appends events of the given types to `stream` with ES-ExpectedVersion: any.
 void Append(uint16_t port, const std::string& stream, const std::vector<std::string>& types) {
   json events = json::array();
   for (size_t i = 0; i < types.size(); ++i) events.push_back({{"eventType", types[i]}, {"data", {{"i", i}}}});
-  const HttpResponse r =
-      Http(port, boost::beast::http::verb::post, "/streams/" + stream, events.dump(), {{"ES-ExpectedVersion", "any"}});
-  INFO("POST /streams/" << stream << " -> " << r.status << " " << r.body);
+  const HttpResult r = Http(port, "POST", "/streams/" + stream, events.dump(),
+                            {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}});
+  INFO("POST /streams/" << stream << " -> " << r.status << " " << r.body << r.error);
   REQUIRE(r.status == 201);
 }
 
@@ -144,8 +110,7 @@ std::optional<json> WaitForNth(HostProcess& host, int n, const std::function<boo
 json WaitForSnapshot(uint16_t port, const json& expected) {
   json last;
   for (int i = 0; i < 300; ++i) {
-    const HttpResponse r = Http(port, boost::beast::http::verb::get,
-                                "/streams/event-type-counts?direction=backward&count=1");
+    const HttpResult r = Http(port, "GET", "/streams/event-type-counts?direction=backward&count=1");
     if (r.status == 200) {
       const json body = r.Json();
       if (body.is_object() && body.contains("events") && !body["events"].empty()) {
@@ -189,11 +154,15 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
                                         "-DCMAKE_CXX_COMPILER=" ESDB_CXX_COMPILER,
                                         "-DCMAKE_BUILD_TYPE=" ESDB_BUILD_TYPE,
                                         "-DCMAKE_PREFIX_PATH=" + prefix.string()};
+  const std::vector<std::string> probe_configure = configure;  // for the package checks below
+  // With its own tests: find_package(esdb_sdk COMPONENTS testing).
+  configure.push_back("-DEVENT_TYPE_COUNTER_TESTS=ON");
   if (ESDB_SANITIZE_BUILD) {
     // The host is built with ASan+UBSan; a plugin it loads must be too.
     configure.push_back("-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer "
                         "-fno-sanitize-recover=undefined");
     configure.push_back("-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=address,undefined");
+    configure.push_back("-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined");
   }
   {
     const int rc = Run(configure, log);
@@ -221,6 +190,40 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   REQUIRE(manifest.value("name", "") == kPlugin);
   const auto built = std::chrono::steady_clock::now();
 
+  // 2b. The example's own tests, built on the installed testing kit: the
+  // plugin in a FakeContext, then in the esdb-host installed next to the kit.
+  {
+    const fs::path test_log = work.path() / "example-test.log";
+    const int rc = Run({ESDB_CTEST_COMMAND, "--test-dir", build.string(), "--output-on-failure"}, test_log);
+    INFO(ReadText(test_log));
+    REQUIRE(rc == 0);
+    CHECK(ReadText(test_log).find("100% tests passed") != std::string::npos);
+  }
+  // The package's components: "testing" is optional (without it there is no
+  // esdb::testing and nothing of it is looked for), an unknown one an error
+  // that names it.
+  {
+    const fs::path probe = work.path() / "probe";
+    fs::create_directories(probe);
+    auto configure_probe = [&](const std::string& find_package, const fs::path& probe_log) {
+      WriteFile(probe / "CMakeLists.txt",
+                "cmake_minimum_required(VERSION 3.22)\nproject(probe LANGUAGES CXX)\n" + find_package +
+                    "\nif(TARGET esdb::testing)\n  message(STATUS \"esdb::testing is defined\")\nendif()\n");
+      std::vector<std::string> args = probe_configure;
+      args[2] = probe.string();                                  // -S
+      args[4] = (work.path() / "probe-build").string();          // -B
+      fs::remove_all(work.path() / "probe-build");
+      return Run(args, probe_log);
+    };
+    const fs::path plain_log = work.path() / "probe-plain.log";
+    CHECK(configure_probe("find_package(esdb_sdk 1.1 REQUIRED)", plain_log) == 0);
+    CHECK(ReadText(plain_log).find("esdb::testing is defined") == std::string::npos);
+    const fs::path unknown_log = work.path() / "probe-unknown.log";
+    CHECK(configure_probe("find_package(esdb_sdk 1.1 REQUIRED COMPONENTS testing frobnicate)", unknown_log) != 0);
+    INFO(ReadText(unknown_log));
+    CHECK(ReadText(unknown_log).find("esdb_sdk has no component 'frobnicate'") != std::string::npos);
+  }
+
   // 3. The installed host, with the installed built-in plugins, on a copy
   // of the installed default manifests: what an operator runs.
   const fs::path installed_manifests = prefix / ESDB_INSTALL_SYSCONFDIR / "esdb/manifests";
@@ -244,20 +247,22 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   }
   // The host loads libraries only from its plugin directories: the
   // installed one and, for the example, the example's build directory.
-  HostProcess host({"--manifests", manifests.string(), "--data", (work.path() / "data").string(), "--set",
-                    "gateway.listen_port=0", "--print-events", "--log-level", "warn", "--plugin-dir",
-                    (prefix / ESDB_INSTALL_LIBDIR / "esdb/plugins").string(), "--plugin-dir", build.string()},
-                   (prefix / "bin/esdb-host").string());
+  HostOptions options;
+  options.binary = prefix / "bin/esdb-host";
+  options.manifests = manifests;
+  options.data = work.path() / "data";
+  options.plugin_dirs = {prefix / ESDB_INSTALL_LIBDIR / "esdb/plugins", build};
+  options.log_level = "warn";
+  HostProcess host(std::move(options));
   {
     const auto ready = host.WaitForEvent("system_ready", "", 60000);
     INFO(host.Stderr());
     REQUIRE(ready);
   }
-  const auto listening =
-      host.WaitFor([](const json& j) { return j.value("type", "") == "gateway_listening"; }, 30000);
-  REQUIRE(listening);
-  const uint16_t port = (*listening)["data"].value("port", uint16_t{0});
-  REQUIRE(port != 0);
+  const auto listening = host.GatewayPort();
+  INFO(listening.status().ToString());
+  REQUIRE(listening.ok());
+  const uint16_t port = *listening;
 
   // Events from before the counter exists: it must catch up on them.
   Append(port, "order-1", {"OrderPlaced", "OrderPlaced", "OrderShipped"});

@@ -1,32 +1,18 @@
-// Helpers for the host's tests: temp dirs, test-plugin manifests, and a
-// real esdb-host child process whose stdout events can be awaited.
+// What esdb's own tests need beyond the testing kit (esdb::testing, in
+// sdk/testing: TempDir, HostProcess, Http, FakeContext): the test plugins of
+// this build tree and their manifests.
 #pragma once
 
-#include <sys/types.h>
-
-#include <condition_variable>
 #include <filesystem>
-#include <functional>
-#include <mutex>
-#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "esdb/testing/host_process.h"
+#include "esdb/testing/temp_dir.h"
+
 namespace esdb::test {
-
-// A fresh directory under /tmp, removed on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Absolute path of a test library built into the test plugin dir.
 std::filesystem::path TestLibrary(const std::string& file_name);
@@ -43,38 +29,5 @@ nlohmann::json TestManifest(const std::string& name, const nlohmann::json& confi
 // Writes `manifest` (or raw text) to dir/file.
 void WriteFile(const std::filesystem::path& file, const std::string& text);
 void WriteManifest(const std::filesystem::path& dir, const nlohmann::json& manifest);
-
-// A running esdb-host. Its stdout is read line by line (JSON events with
-// --print-events); stderr goes to a file.
-class HostProcess {
- public:
-  // Runs `binary` (default: this build's esdb-host) with `args`.
-  explicit HostProcess(const std::vector<std::string>& args, std::string binary = "");
-  ~HostProcess();  // SIGKILL if still running
-
-  // First stdout JSON line (from the start) that satisfies `pred`.
-  std::optional<nlohmann::json> WaitFor(const std::function<bool(const nlohmann::json&)>& pred, int timeout_ms);
-  // Shorthand: an event of `type` (and, if given, data.name == name).
-  std::optional<nlohmann::json> WaitForEvent(const std::string& type, const std::string& name = "",
-                                             int timeout_ms = 20000);
-  std::vector<nlohmann::json> Lines();
-  // Sends SIGTERM and waits; returns the exit code (or -signal).
-  int Terminate(int timeout_ms = 20000);
-  // Waits for exit; returns the exit code, -signal, or nullopt on timeout.
-  std::optional<int> Wait(int timeout_ms);
-  std::string Stderr() const;
-  pid_t pid() const { return pid_; }
-
- private:
-  void ReadLoop(int fd);
-  pid_t pid_ = -1;
-  std::optional<int> exit_code_;
-  std::filesystem::path stderr_file_;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<nlohmann::json> lines_;
-  bool eof_ = false;
-};
 
 }  // namespace esdb::test

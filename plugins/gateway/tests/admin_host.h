@@ -1,6 +1,7 @@
 // A real esdb-host for the admin-route tests: the gateway (on an ephemeral
 // loopback port) and, on request, the other built-in plugins, with the
-// host's event lines kept for WaitForEvent (esdb::test::HostProcess).
+// host's event lines kept for WaitForEvent (the testing kit's
+// esdb::testing::HostProcess).
 #pragma once
 
 #include <algorithm>
@@ -51,23 +52,22 @@ class AdminHost {
       std::filesystem::create_symlink(std::string(ESDB_SOURCE_DIR) + "/plugins/" + p + "/manifest.json",
                                       manifests_ / (p + ".json"));
     }
-    std::vector<std::string> args = {"--manifests", manifests_.string(), "--data", (dir_.path() / "data").string(),
-                                     "--set", "gateway.listen_port=0", "--print-events", "--log-level", log_level,
-                                     "--manifest-dir", extra_.string()};
-    for (const auto& a : esdb::test::PluginDirArgs()) args.push_back(a);
-    for (const auto& s : sets) {
-      args.push_back("--set");
-      args.push_back(s);
-    }
-    host_ = std::make_unique<esdb::test::HostProcess>(args);
-    auto listening = host_->WaitForEvent("gateway_listening", "", 30000);
-    if (!listening) throw std::runtime_error("esdb-host did not announce gateway_listening: " + host_->Stderr());
-    port_ = (*listening)["data"]["port"].get<uint16_t>();
+    esdb::testing::HostOptions o;
+    o.manifests = manifests_;
+    o.data = dir_.path() / "data";
+    o.log_level = log_level;
+    o.sets = sets;
+    o.args = {"--manifest-dir", extra_.string()};
+    for (const auto& a : esdb::test::PluginDirArgs()) o.args.push_back(a);
+    host_ = std::make_unique<esdb::testing::HostProcess>(std::move(o));
+    const esdb::Result<uint16_t> port = host_->GatewayPort(30000);
+    if (!port.ok()) throw std::runtime_error(port.status().ToString() + "; " + host_->Stderr());
+    port_ = *port;
   }
 
   uint16_t port() const { return port_; }
   pid_t pid() const { return host_->pid(); }
-  esdb::test::HostProcess& process() { return *host_; }
+  esdb::testing::HostProcess& process() { return *host_; }
   // Watched by the host: a file written here is hot-added.
   const std::filesystem::path& manifests_dir() const { return manifests_; }
   // Not watched: manifests added through the API live here.
@@ -81,9 +81,9 @@ class AdminHost {
   int Stop() { return host_->Terminate(); }
 
  private:
-  esdb::test::TempDir dir_;
+  esdb::testing::TempDir dir_;
   std::filesystem::path manifests_, extra_;
-  std::unique_ptr<esdb::test::HostProcess> host_;
+  std::unique_ptr<esdb::testing::HostProcess> host_;
   uint16_t port_ = 0;
 };
 

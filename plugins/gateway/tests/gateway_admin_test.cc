@@ -507,7 +507,7 @@ TEST_CASE("esdb --help and esdb-host --help print the usage on stdout and exit 0
 // (its constructor ran before the load was refused).
 TEST_CASE("admin API: a manifest naming a library outside the plugin directories is refused, never loaded",
           "[admin][security]") {
-  esdb::test::TempDir outside;
+  esdb::testing::TempDir outside;
   const auto lib = outside.path() / "libx.so";
   std::filesystem::copy_file(ESDB_TEST_MARKER_LIB, lib);
   const auto marker = outside.path() / "marker";

@@ -6,7 +6,7 @@
 #include <set>
 #include <thread>
 
-#include "host_process.h"
+#include "builtin_host.h"
 
 using namespace gwtest;
 using nlohmann::json;
@@ -32,7 +32,7 @@ HttpResult Append(uint16_t port, const std::string& stream, const json& events, 
 
 TEST_CASE("e2e: streams, $all, metadata, deletion and snapshots through a real host") {
   TempDir dir;
-  HostProcess host(dir.path(), {kDevMode});  // reads /metrics and hard-deletes without a token
+  BuiltinHost host(dir.path(), {kDevMode});  // reads /metrics and hard-deletes without a token
   const uint16_t port = host.port();
   REQUIRE(Http(port, "GET", "/health/live").status == 200);
   REQUIRE(host.WaitReady());
@@ -145,7 +145,7 @@ TEST_CASE("e2e: streams, $all, metadata, deletion and snapshots through a real h
 
 TEST_CASE("e2e: SSE catch-up then live under concurrent appends, no gap, no duplicate") {
   TempDir dir;
-  HostProcess host(dir.path());
+  BuiltinHost host(dir.path());
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   for (int i = 0; i < 10; ++i) REQUIRE(Append(port, "feed", Events(10)).status == 201);
@@ -199,7 +199,7 @@ TEST_CASE("e2e: on a fresh store, live subscribers get the very first event") {
   // The notification service once announced a non-existent event 0 at start
   // on an empty store, and its fan-out then skipped the first real append.
   TempDir dir;
-  HostProcess host(dir.path());
+  BuiltinHost host(dir.path());
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   SseReader all(port, "/streams/$all/subscribe");
@@ -219,7 +219,7 @@ TEST_CASE("e2e: on a fresh store, live subscribers get the very first event") {
 TEST_CASE("e2e: persistent group: next, ack, timeout redelivery, park, replay, restart resume") {
   TempDir dir;
   {
-    HostProcess host(dir.path(), {kDevMode});  // creates groups (admin) without a token
+    BuiltinHost host(dir.path(), {kDevMode});  // creates groups (admin) without a token
     const uint16_t port = host.port();
     REQUIRE(host.WaitReady());
     REQUIRE(Append(port, "jobs", Events(3)).status == 201);
@@ -280,7 +280,7 @@ TEST_CASE("e2e: persistent group: next, ack, timeout redelivery, park, replay, r
   }
   {
     // After a restart, unacked messages are delivered again (at-least-once).
-    HostProcess host(dir.path(), {kDevMode});
+    BuiltinHost host(dir.path(), {kDevMode});
     const uint16_t port = host.port();
     REQUIRE(host.WaitReady());
     std::set<int64_t> versions;
@@ -298,7 +298,7 @@ TEST_CASE("e2e: persistent group: next, ack, timeout redelivery, park, replay, r
 
 TEST_CASE("e2e: auth matrix with configured tokens") {
   TempDir dir;
-  HostProcess host(dir.path(), {R"(gateway.tokens=[{"token":"r","role":"read"},{"token":"w","role":"write"},{"token":"a","role":"admin"}])"});
+  BuiltinHost host(dir.path(), {R"(gateway.tokens=[{"token":"r","role":"read"},{"token":"w","role":"write"},{"token":"a","role":"admin"}])"});
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   auto as = [](const std::string& t) { return std::map<std::string, std::string>{{"Authorization", "Bearer " + t}}; };
@@ -330,7 +330,7 @@ TEST_CASE("e2e: auth matrix with configured tokens") {
 
 TEST_CASE("e2e: hostile input corpus against a real host; it keeps serving") {
   TempDir dir;
-  HostProcess host(dir.path(), {"gateway.max_body_bytes=65536"});
+  BuiltinHost host(dir.path(), {"gateway.max_body_bytes=65536"});
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   auto post = [](const std::string& target, const std::string& body, const std::string& extra = "") {
@@ -366,7 +366,7 @@ TEST_CASE("e2e: hostile input corpus against a real host; it keeps serving") {
 
 TEST_CASE("e2e: a response bigger than the socket takes at once arrives whole to a slow reader; keep-alive goes on") {
   TempDir dir;
-  HostProcess host(dir.path());
+  BuiltinHost host(dir.path());
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   const std::string big(900 * 1024, 'x');  // one event per append (max_append_bytes is 1 MiB)
@@ -403,7 +403,7 @@ TEST_CASE("e2e: a response bigger than the socket takes at once arrives whole to
 
 TEST_CASE("e2e: event data and metadata come back byte for byte: big numbers, key order, whitespace") {
   TempDir dir;
-  HostProcess host(dir.path(), {R"(gateway.tokens=[{"token":"a","role":"admin"}])"});
+  BuiltinHost host(dir.path(), {R"(gateway.tokens=[{"token":"a","role":"admin"}])"});
   const std::map<std::string, std::string> a{{"Authorization", "Bearer a"}};
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
@@ -457,7 +457,7 @@ TEST_CASE("e2e: event data and metadata come back byte for byte: big numbers, ke
 
 TEST_CASE("e2e: writes to $-streams need the admin role over HTTP") {
   TempDir dir;
-  HostProcess host(dir.path(), {R"(gateway.tokens=[{"token":"w","role":"write","name":"writer"},{"token":"a","role":"admin"}])"});
+  BuiltinHost host(dir.path(), {R"(gateway.tokens=[{"token":"w","role":"write","name":"writer"},{"token":"a","role":"admin"}])"});
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   const std::map<std::string, std::string> w{{"Authorization", "Bearer w"}}, a{{"Authorization", "Bearer a"}};
@@ -491,7 +491,7 @@ TEST_CASE("e2e: writes to $-streams need the admin role over HTTP") {
 
   // Without tokens (the default), local clients have the write role: same rule.
   TempDir dir2;
-  HostProcess local(dir2.path());
+  BuiltinHost local(dir2.path());
   REQUIRE(local.WaitReady());
   auto r = Http(local.port(), "POST", "/streams/$persistent-config", ev);
   CHECK(r.status == 403);

@@ -10,7 +10,7 @@
 #include <set>
 #include <thread>
 
-#include "host_process.h"
+#include "builtin_host.h"
 
 using namespace gwtest;
 using nlohmann::json;
@@ -58,7 +58,7 @@ bool StillOpen(tcp::socket& s) {
 
 TEST_CASE("limits: at max_connections idle connections, /health answers and idle ones close under pressure") {
   TempDir dir;
-  HostProcess host(dir.path(), {"gateway.max_connections=8", "gateway.pressure_idle_timeout_ms=500"});
+  BuiltinHost host(dir.path(), {"gateway.max_connections=8", "gateway.pressure_idle_timeout_ms=500"});
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   net::io_context io;
@@ -95,7 +95,7 @@ TEST_CASE("limits: at max_connections idle connections, /health answers and idle
 TEST_CASE("limits: beyond max_connections a data request gets 503, health 200, each on its own connection") {
   TempDir dir;
   // A long pressure timeout, so the idle connections stay for the test.
-  HostProcess host(dir.path(), {"gateway.max_connections=4", "gateway.pressure_idle_timeout_ms=60000",
+  BuiltinHost host(dir.path(), {"gateway.max_connections=4", "gateway.pressure_idle_timeout_ms=60000",
                                "gateway.insecure_admin=true"});  // /metrics is admin
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
@@ -133,7 +133,7 @@ constexpr double kSseEventMb = 0.9;
 
 double SseBudgetRun(int64_t total, int slow_count) {
   TempDir dir;
-  HostProcess host(dir.path(), {"gateway.sse_total_buffer_bytes=" + std::to_string(total),
+  BuiltinHost host(dir.path(), {"gateway.sse_total_buffer_bytes=" + std::to_string(total),
                                 "gateway.insecure_admin=true"});  // /metrics is admin
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());

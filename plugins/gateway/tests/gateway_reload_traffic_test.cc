@@ -23,7 +23,7 @@
 #include <catch2/catch.hpp>
 
 #include "admin_host.h"
-#include "host_process.h"
+#include "builtin_host.h"
 #include "http_client.h"
 
 using namespace gwtest;
@@ -225,7 +225,7 @@ std::string Missing(const std::set<uint64_t>& a, const std::set<uint64_t>& b) {
 TEST_CASE("reload the store 100 times under appends, reads and SSE: only 503 + Retry-After, no gap, old library unmapped",
           "[admin][traffic]") {
   TempDir dir;
-  HostProcess host(dir.path(), {"gateway.insecure_admin=true"});  // dev mode, deliberately: reloads without a token
+  BuiltinHost host(dir.path(), {"gateway.insecure_admin=true"});  // dev mode, deliberately: reloads without a token
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   // Both streams exist before the traffic starts (reads of an absent stream are 404).

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "host_process.h"
+#include "builtin_host.h"
 #include "tls_client.h"
 
 using namespace gwtest;
@@ -40,7 +40,7 @@ TEST_CASE("tls: HTTPS append, read and SSE; plain HTTP to the TLS port gets a cl
   MakeCert(certs, "a");
   // A short write timeout: an SSE stream over TLS must outlive it (its
   // watch on the peer once inherited the write deadline and closed).
-  HostProcess host(dir.path() / "data", {TlsSet(certs, "a"), "gateway.write_timeout_ms=1000"});
+  BuiltinHost host(dir.path() / "data", {TlsSet(certs, "a"), "gateway.write_timeout_ms=1000"});
   const uint16_t port = host.port();
   const std::string ca = (certs / "a.crt").string();
 
@@ -131,7 +131,7 @@ TEST_CASE("tls: a bad certificate or key path is a start error naming the key") 
   const std::string crt = (certs / "a.crt").string(), key = (certs / "a.key").string();
   auto start_error = [&](const json& tls) -> std::string {
     try {
-      HostProcess host(dir.path() / "data", {"gateway.tls=" + tls.dump()});
+      BuiltinHost host(dir.path() / "data", {"gateway.tls=" + tls.dump()});
       return "";
     } catch (const std::exception& e) {
       return e.what();
@@ -162,7 +162,7 @@ TEST_CASE("tls: a replaced certificate is used for new connections without a res
   std::filesystem::create_directories(certs);
   MakeCert(certs, "live");
   std::filesystem::copy_file(certs / "live.crt", certs / "first.crt");
-  HostProcess host(dir.path() / "data", {TlsSet(certs, "live"), "gateway.insecure_admin=true"});  // /metrics is admin
+  BuiltinHost host(dir.path() / "data", {TlsSet(certs, "live"), "gateway.insecure_admin=true"});  // /metrics is admin
   const uint16_t port = host.port();
   const std::string first = (certs / "first.crt").string();
   TlsConnection old_connection(port, ClientContext(first));

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "esdb/all_filter.h"
-#include "host_process.h"
+#include "builtin_host.h"
 #include "url.h"
 
 using namespace gwtest;
@@ -74,7 +74,7 @@ std::vector<std::string> StreamsOf(const json& events) {
 
 TEST_CASE("e2e: hostile stream_regex on $all reads, $all SSE and $all groups: quick answers, host stays up") {
   TempDir dir;
-  HostProcess host(dir.path(), {kTokens});
+  BuiltinHost host(dir.path(), {kTokens});
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   REQUIRE(Append(port, kLongStream, OneEvent()).status == 201);
@@ -174,7 +174,7 @@ TEST_CASE("e2e: unreadable stored group state is reported and skipped; the node 
   const std::string& token = kTokens;
   const std::map<std::string, std::string>& admin = kAdmin;
   {
-    HostProcess host(dir.path(), {token});
+    BuiltinHost host(dir.path(), {token});
     const uint16_t port = host.port();
     REQUIRE(host.WaitReady());
     REQUIRE(Append(port, "jobs", json::array({{{"eventType", "t"}, {"data", {{"i", 0}}}},
@@ -212,7 +212,7 @@ TEST_CASE("e2e: unreadable stored group state is reported and skipped; the node 
     REQUIRE(host.Stop() == 0);
   }
   for (int restart = 0; restart < 2; ++restart) {
-    HostProcess host(dir.path(), {token});
+    BuiltinHost host(dir.path(), {token});
     const uint16_t port = host.port();
     REQUIRE(host.WaitReady());
     const json groups = Http(port, "GET", "/subscriptions", "", admin).Json()["groups"];

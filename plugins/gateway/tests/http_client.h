@@ -1,10 +1,9 @@
-// A small synchronous HTTP client for the tests (Beast over a fresh
-// loopback connection per call), plus raw-bytes exchanges for hostile input.
+// The gateway tests' HTTP helpers beyond the testing kit's Http() (one
+// request, esdb/testing/http.h): raw-bytes exchanges for hostile input and an
+// SSE reader, whose reads wait in poll() first (esdb/testing/timed_socket.h).
 #pragma once
 
-#include <poll.h>
-
-#include <chrono>
+#include <array>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -18,6 +17,9 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "esdb/testing/http.h"
+#include "esdb/testing/timed_socket.h"
+
 namespace gwtest {
 
 namespace net = boost::asio;
@@ -25,102 +27,17 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 
-struct HttpResult {
-  int status = 0;
-  std::string body;
-  std::map<std::string, std::string> headers;  // lower-case names
-  nlohmann::json Json() const { return nlohmann::json::parse(body, nullptr, false); }
-};
+using esdb::testing::Http;
+using esdb::testing::HttpResult;
+using esdb::testing::MakeRequest;
+using esdb::testing::TimedSocket;
+using esdb::testing::ToResult;
+using esdb::testing::WaitReadable;
 
 inline void SetTimeouts(tcp::socket& s, int seconds) {
   struct timeval tv {seconds, 0};
   setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
-// True when `fd` becomes readable within `ms`; else `ec` says timed_out.
-// asio's blocking reads ignore SO_RCVTIMEO (after EAGAIN they poll again
-// without a limit), so every read of these helpers waits here first.
-inline bool WaitReadable(int fd, int ms, beast::error_code& ec) {
-  pollfd p{fd, POLLIN, 0};
-  const int r = ::poll(&p, 1, ms);
-  if (r > 0) return true;
-  ec = r == 0 ? beast::error_code(net::error::timed_out) : beast::error_code(errno, boost::system::system_category());
-  return false;
-}
-
-// A blocking stream over a connected socket whose reads give up after
-// `seconds` (see WaitReadable); for Beast's synchronous http::read.
-class TimedSocket {
- public:
-  TimedSocket(tcp::socket& s, int seconds) : s_(s), ms_(seconds * 1000) {}
-  template <class Buffers>
-  size_t read_some(const Buffers& b, beast::error_code& ec) {
-    if (!WaitReadable(s_.native_handle(), ms_, ec)) return 0;
-    return s_.read_some(b, ec);
-  }
-  template <class Buffers>
-  size_t read_some(const Buffers& b) {
-    beast::error_code ec;
-    const size_t n = read_some(b, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
-  }
-  template <class Buffers>
-  size_t write_some(const Buffers& b, beast::error_code& ec) { return s_.write_some(b, ec); }
-  template <class Buffers>
-  size_t write_some(const Buffers& b) { return s_.write_some(b); }
-
- private:
-  tcp::socket& s_;
-  int ms_;
-};
-
-// An HTTP/1.1 request to the loopback host with `headers` and `body`.
-inline http::request<http::string_body> MakeRequest(const std::string& method, const std::string& target,
-                                                    const std::string& body,
-                                                    const std::map<std::string, std::string>& headers) {
-  http::request<http::string_body> req;
-  req.method_string(method);
-  req.target(target);
-  req.version(11);
-  req.set(http::field::host, "127.0.0.1");
-  for (auto& [k, v] : headers) req.set(k, v);
-  req.body() = body;
-  req.prepare_payload();
-  return req;
-}
-
-// Status, body and lower-cased headers of a parsed response.
-inline HttpResult ToResult(const http::response<http::string_body>& res) {
-  HttpResult r;
-  r.status = static_cast<int>(res.result_int());
-  r.body = res.body();
-  for (const auto& f : res) {
-    std::string name(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    r.headers[name] = std::string(f.value());
-  }
-  return r;
-}
-
-inline HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
-                       const std::string& body = "", std::map<std::string, std::string> headers = {}) {
-  net::io_context io;
-  tcp::socket socket(io);
-  socket.connect({net::ip::make_address("127.0.0.1"), port});
-  SetTimeouts(socket, 20);
-  http::write(socket, MakeRequest(method, target, body, headers));
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64u << 20);
-  if (method == "HEAD") parser.skip(true);
-  TimedSocket timed(socket, 20);
-  http::read(timed, buffer, parser);
-  HttpResult r = ToResult(parser.get());
-  beast::error_code ec;
-  socket.shutdown(tcp::socket::shutdown_both, ec);
-  return r;
 }
 
 // True when `raw` holds one complete response with a Content-Length.
@@ -146,7 +63,7 @@ inline std::string RawExchange(uint16_t port, const std::string& bytes, bool hal
   if (half_close) socket.shutdown(tcp::socket::shutdown_send, ec);
   std::string out;
   std::array<char, 8192> buf;
-  TimedSocket timed(socket, timeout_s);
+  TimedSocket timed(socket, timeout_s * 1000);
   for (;;) {
     size_t n = timed.read_some(net::buffer(buf), ec);
     out.append(buf.data(), n);
@@ -221,7 +138,7 @@ class SseReader {
   bool Fill() {
     std::array<char, 16384> buf;
     beast::error_code ec;
-    size_t n = TimedSocket(socket_, 20).read_some(net::buffer(buf), ec);
+    size_t n = TimedSocket(socket_, 20000).read_some(net::buffer(buf), ec);
     raw_.append(buf.data(), n);
     return !ec || n > 0;
   }

@@ -10,7 +10,7 @@
 #include <set>
 #include <thread>
 
-#include "host_process.h"
+#include "builtin_host.h"
 
 using namespace gwtest;
 using nlohmann::json;
@@ -60,14 +60,14 @@ json NextEvent(SseReader& sse, const std::string& type, std::vector<json>* seen,
 
 TEST_CASE("e2e: the store_write circuit opens on real I/O errors and closes after persistence recovers") {
   TempDir dir;
-  HostOptions options;
+  BuiltinHostOptions options;
   options.file_size_limit = 1 << 20;  // LevelDB's log reaches it after about 1 MiB of appends
   // Quick health checks and room for restarts: persistence is restarted
   // (its database reopened) once it reports the write fault twice.
   options.manifest_patches["persistence"] = {
       {"health", {{"interval_ms", 100}, {"timeout_ms", 1000}, {"failure_threshold", 2}}},
       {"restart", {{"max_restarts", 10}, {"max_seconds", 30}, {"backoff_initial_ms", 50}, {"backoff_max_ms", 400}}}};
-  HostProcess host(dir.path(),
+  BuiltinHost host(dir.path(),
                    {R"(gateway.circuit_breaker={"failure_threshold":3,"window_ms":10000,"open_ms":1000,)"
                     R"("half_open_probes":1})",
                     "gateway.insecure_admin=true"},  // dev mode, deliberately: /control and /metrics without a token
@@ -215,7 +215,7 @@ TEST_CASE("e2e: the store_write circuit opens on real I/O errors and closes afte
 
 TEST_CASE("e2e: a traceparent goes into event metadata, onto events_appended, and comes back as traceresponse") {
   TempDir dir;
-  HostProcess host(dir.path(), {"gateway.insecure_admin=true"});  // dev mode: /control/events without a token
+  BuiltinHost host(dir.path(), {"gateway.insecure_admin=true"});  // dev mode: /control/events without a token
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
   SseReader bus(port, "/control/events?topic=store&replay=false");

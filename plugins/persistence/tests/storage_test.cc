@@ -10,22 +10,16 @@
 
 #include <leveldb/db.h>
 
+#include <esdb/testing/temp_dir.h>
+
 #include "leveldb_storage.h"
 #include "persistence_config.h"
 
 using esdb_persistence::LevelDbOptions;
 using esdb_persistence::LevelDbStorage;
+using esdb::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/esdb-persistence-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::filesystem::path path;
-};
 
 std::shared_ptr<LevelDbStorage> OpenOrDie(const std::filesystem::path& dir, LevelDbOptions o = {}) {
   auto r = LevelDbStorage::Open(dir, o);
@@ -46,7 +40,7 @@ std::vector<std::string> Keys(esdb::StorageIterator& it, bool forward) {
 
 TEST_CASE("batches are atomic and readable; get of a missing key is NotFound") {
   TempDir dir;
-  auto s = OpenOrDie(dir.path / "db");
+  auto s = OpenOrDie(dir.path() / "db");
   esdb::StorageBatch b;
   b.Put("a", "1");
   b.Put("b", "2");
@@ -66,7 +60,7 @@ TEST_CASE("batches are atomic and readable; get of a missing key is NotFound") {
 
 TEST_CASE("iterators seek forward and backward, including SeekForPrev") {
   TempDir dir;
-  auto s = OpenOrDie(dir.path / "db");
+  auto s = OpenOrDie(dir.path() / "db");
   esdb::StorageBatch b;
   for (const char* k : {"k1", "k3", "k5"}) b.Put(k, std::string("v") + k);
   REQUIRE(s->Write(b, {}).ok());
@@ -93,7 +87,7 @@ TEST_CASE("iterators seek forward and backward, including SeekForPrev") {
 
 TEST_CASE("snapshots and iterators see the state at their creation") {
   TempDir dir;
-  auto s = OpenOrDie(dir.path / "db");
+  auto s = OpenOrDie(dir.path() / "db");
   esdb::StorageBatch b;
   b.Put("x", "old");
   REQUIRE(s->Write(b, {}).ok());
@@ -115,7 +109,7 @@ TEST_CASE("snapshots and iterators see the state at their creation") {
 TEST_CASE("data survives close and reopen; compaction keeps it") {
   TempDir dir;
   {
-    auto s = OpenOrDie(dir.path / "db");
+    auto s = OpenOrDie(dir.path() / "db");
     esdb::StorageBatch b;
     for (int i = 0; i < 1000; ++i) b.Put("key" + std::to_string(i), std::string(100, 'x'));
     REQUIRE(s->Write(b, {}).ok());
@@ -125,7 +119,7 @@ TEST_CASE("data survives close and reopen; compaction keeps it") {
     REQUIRE(s->Compact(std::nullopt, std::nullopt).ok());
     REQUIRE(s->Close(std::chrono::seconds(1)).ok());
   }
-  auto s = OpenOrDie(dir.path / "db");
+  auto s = OpenOrDie(dir.path() / "db");
   CHECK(s->Get("key0").status().code() == esdb::Code::kNotFound);
   CHECK(*s->Get("key999") == std::string(100, 'x'));
   auto it = std::move(*s->NewIterator({}));
@@ -136,8 +130,8 @@ TEST_CASE("data survives close and reopen; compaction keeps it") {
 
 TEST_CASE("a second open of the same directory fails with a clear error") {
   TempDir dir;
-  auto s = OpenOrDie(dir.path / "db");
-  auto second = LevelDbStorage::Open(dir.path / "db", {});
+  auto s = OpenOrDie(dir.path() / "db");
+  auto second = LevelDbStorage::Open(dir.path() / "db", {});
   REQUIRE_FALSE(second.ok());
   CHECK(second.status().code() == esdb::Code::kIOError);
   CHECK(second.status().message().find("cannot open LevelDB") != std::string::npos);
@@ -145,7 +139,7 @@ TEST_CASE("a second open of the same directory fails with a clear error") {
 
 TEST_CASE("close refuses new work with Unavailable and waits for open iterators") {
   TempDir dir;
-  auto s = OpenOrDie(dir.path / "db");
+  auto s = OpenOrDie(dir.path() / "db");
   esdb::StorageBatch b;
   b.Put("a", "1");
   REQUIRE(s->Write(b, {}).ok());
@@ -169,7 +163,7 @@ TEST_CASE("close refuses new work with Unavailable and waits for open iterators"
   CHECK(s->Close(std::chrono::seconds(30)).ok());
   releaser.join();
   // The directory is free again.
-  auto reopened = LevelDbStorage::Open(dir.path / "db", {});
+  auto reopened = LevelDbStorage::Open(dir.path() / "db", {});
   REQUIRE(reopened.ok());
   CHECK(*(*reopened)->Get("a") == "1");
 }
@@ -181,7 +175,7 @@ TEST_CASE("close refuses new work with Unavailable and waits for open iterators"
 // ("When the disk fails") must be revisited.
 TEST_CASE("raw LevelDB acknowledges writes after a failed log append and loses them at reopen") {
   TempDir dir;
-  const std::string path = (dir.path / "raw").string();
+  const std::string path = (dir.path() / "raw").string();
   leveldb::Options o;
   o.create_if_missing = true;
   leveldb::DB* raw = nullptr;
@@ -222,7 +216,7 @@ TEST_CASE("a failed write latches a write fault: later writes refused, reads wor
   const std::string value(10000, 'v');
   int acked = 0;
   {
-    auto s = OpenOrDie(dir.path / "db");
+    auto s = OpenOrDie(dir.path() / "db");
     struct sigaction ignore {}, old_action {};
     ignore.sa_handler = SIG_IGN;
     REQUIRE(sigaction(SIGXFSZ, &ignore, &old_action) == 0);
@@ -260,7 +254,7 @@ TEST_CASE("a failed write latches a write fault: later writes refused, reads wor
     CHECK(stats["refused_writes"] == 1);
     REQUIRE(s->Close(std::chrono::seconds(1)).ok());
   }
-  auto s = OpenOrDie(dir.path / "db");
+  auto s = OpenOrDie(dir.path() / "db");
   CHECK_FALSE(s->write_faulted());
   for (int i = 0; i < acked; ++i) CHECK(*s->Get("k" + std::to_string(i)) == value);
   CHECK(s->Get("k" + std::to_string(acked)).status().code() == esdb::Code::kNotFound);

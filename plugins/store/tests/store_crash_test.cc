@@ -118,11 +118,11 @@ TEST_CASE("SIGKILL at random moments loses no acknowledged event and shows no ha
   for (int round = 0; round < kRounds; ++round) {
     const int run_ms = 100 + static_cast<int>(rng() % 500);
     CAPTURE(round, run_ms);
-    const std::string out = RunAndKill(dir.path, run_ms);
+    const std::string out = RunAndKill(dir.path(), run_ms);
     std::vector<Acked> acks = ParseAcks(out);
     all_acks.insert(all_acks.end(), acks.begin(), acks.end());
 
-    auto storage = esdb_persistence::LevelDbStorage::Open(dir.path, {});
+    auto storage = esdb_persistence::LevelDbStorage::Open(dir.path(), {});
     REQUIRE(storage.ok());
     auto store_or = esdb_store::StoreCore::Open(*storage, {}, {});
     REQUIRE(store_or.ok());

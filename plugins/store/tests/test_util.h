@@ -1,5 +1,5 @@
-// Helpers for the store tests: a temp dir, a store opened on a real
-// LevelDB in it, and event builders.
+// Helpers for the store tests: a store opened on a real LevelDB in a temp
+// dir (the testing kit's TempDir), and event builders.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -10,19 +10,14 @@
 #include <string>
 #include <vector>
 
+#include <esdb/testing/temp_dir.h>
+
 #include "leveldb_storage.h"
 #include "store_core.h"
 
 namespace esdb_store_test {
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/esdb-store-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::filesystem::path path;
-};
+using esdb::testing::TempDir;
 
 inline std::string Uuid(int n) {
   char buf[40];
@@ -44,7 +39,7 @@ struct StoreFixture {
   ~StoreFixture() { Close(); }
 
   void Open() {
-    auto s = esdb_persistence::LevelDbStorage::Open(dir.path / "leveldb", {});
+    auto s = esdb_persistence::LevelDbStorage::Open(dir.path() / "leveldb", {});
     REQUIRE(s.ok());
     storage = *s;
     esdb_store::StoreHooks hooks;
