@@ -187,8 +187,10 @@ TEST_CASE("esdb-host --check on the default manifests: five subsystems ready", "
 // warning from the store (the subsystems stop in parallel).
 TEST_CASE("SIGTERM to a host running the default manifests logs no warning and no error", "[process][defaults]") {
   TempDir dir;
-  HostProcess host({"--manifests", ESDB_SOURCE_DIR "/manifests", "--data", (dir.path() / "data").string(),
-                    "--set", "gateway.listen_port=0", "--print-events"});
+  HostOptions options;
+  options.manifests = ESDB_SOURCE_DIR "/manifests";
+  options.data = dir.path() / "data";
+  HostProcess host(options);
   REQUIRE(host.WaitForEvent("system_ready", "", 60000));
   CHECK(host.Terminate(30000) == 0);
   const std::string log = host.Stderr();

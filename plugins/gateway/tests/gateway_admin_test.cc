@@ -480,7 +480,7 @@ CliResult RunCommand(const std::filesystem::path& dir, const std::string& comman
 }
 
 TEST_CASE("esdb --help and esdb-host --help print the usage on stdout and exit 0; bad usage exits 2", "[cli]") {
-  esdb::test::TempDir dir;
+  esdb::testing::TempDir dir;
   for (const std::string args : {"--help", "-h", "status --help", "--url http://127.0.0.1:1 --help"}) {
     INFO(args);
     auto r = RunCommand(dir.path(), std::string(ESDB_CLI_BIN) + " " + args);
