@@ -40,9 +40,9 @@ TEST_CASE("the registry hands a service out only as the interface it was offered
   CHECK(registry.FindAs("nothing", Widget::kInterfaceId).status().code() == esdb::Code::kNotFound);
 
   // SDK 1.0 plugins offer untyped: the name stands for the interface.
-  REQUIRE(registry.Provide(esdb::services::kEventStoreV1, "", widget, 2, "old_store", nullptr).ok());
-  CHECK(registry.FindAs(esdb::services::kEventStoreV1, esdb::EventStoreV1::kInterfaceId).ok());
-  CHECK(registry.FindAs(esdb::services::kEventStoreV1, esdb::EventStore::kInterfaceId).status().code() ==
+  REQUIRE(registry.Provide(esdb::services::kEventStore, "", widget, 2, "old_store", nullptr).ok());
+  CHECK(registry.FindAs(esdb::services::kEventStore, esdb::EventStore::kInterfaceId).ok());
+  CHECK(registry.FindAs(esdb::services::kEventStore, esdb::EventStoreV2::kInterfaceId).status().code() ==
         esdb::Code::kFailedPrecondition);
   // The untyped Find() of 1.0 consumers still answers.
   CHECK(registry.Find("widgets") != nullptr);

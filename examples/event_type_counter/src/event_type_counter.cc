@@ -81,14 +81,14 @@ class EventTypeCounter : public esdb::Subsystem {
 
     // Replays the retained announcement: the store may have been there for hours.
     esdb::Result<esdb::Subscription> services_sub = esdb::WatchServices(
-        ctx.Bus(), ctx.Name() + ".services", {esdb::services::kEventStore}, [this](const esdb::ServiceChange& change) {
+        ctx.Bus(), ctx.Name() + ".services", {esdb::services::kEventStoreV2}, [this](const esdb::ServiceChange& change) {
           const bool provided = change.provided;
           boost::asio::post(*strand_, [this, provided] { provided ? OnStoreProvided() : OnStoreWithdrawn(); });
         });
     if (!services_sub.ok()) return services_sub.status();
     services_sub_ = std::move(*services_sub);
 
-    log_->info("waiting for {}; snapshots go to stream '{}'", esdb::services::kEventStore, config_.stream);
+    log_->info("waiting for {}; snapshots go to stream '{}'", esdb::services::kEventStoreV2, config_.stream);
     return esdb::Status::OK();
   }
 
@@ -140,7 +140,7 @@ class EventTypeCounter : public esdb::Subsystem {
 
   void OnStoreProvided() {
     if (stopped_) return;
-    store_ = ctx_->Services().GetOrNull<esdb::EventStore>(esdb::services::kEventStore);
+    store_ = ctx_->Services().GetOrNull<esdb::EventStoreV2>(esdb::services::kEventStoreV2);
     if (!store_) return;  // withdrawn again already; that event follows
     store_available_ = true;
     if (!restored_) {
@@ -182,7 +182,7 @@ class EventTypeCounter : public esdb::Subsystem {
     // Unavailable now anyway. Counting resumes when it is provided again.
     store_.reset();
     store_available_ = false;
-    log_->info("{} withdrawn; counting pauses", esdb::services::kEventStore);
+    log_->info("{} withdrawn; counting pauses", esdb::services::kEventStoreV2);
   }
 
   // Loads the newest snapshot of the counter's stream, if there is one.
@@ -313,7 +313,7 @@ class EventTypeCounter : public esdb::Subsystem {
   // Owned by the strand.
   std::optional<Strand> strand_;
   std::optional<boost::asio::steady_timer> timer_;
-  std::shared_ptr<esdb::EventStore> store_;
+  std::shared_ptr<esdb::EventStoreV2> store_;
   CountState state_;
   bool restored_ = false;
   bool ready_ = false;

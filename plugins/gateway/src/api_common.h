@@ -16,7 +16,7 @@ namespace esdb_gateway {
 Response MissingSubsystem(const std::string& subsystem, const std::string& service);
 
 // The event store, or null after replying 503.
-std::shared_ptr<esdb::EventStore> StoreOrReply(ServerState& st, const Reply& reply);
+std::shared_ptr<esdb::EventStoreV2> StoreOrReply(ServerState& st, const Reply& reply);
 // The subscriptions service, or null after replying 503.
 std::shared_ptr<esdb::Subscriptions> SubsOrReply(ServerState& st, const Reply& reply);
 

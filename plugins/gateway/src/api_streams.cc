@@ -21,9 +21,9 @@ Response MissingSubsystem(const std::string& subsystem, const std::string& servi
   return r;
 }
 
-std::shared_ptr<esdb::EventStore> StoreOrReply(ServerState& st, const Reply& reply) {
+std::shared_ptr<esdb::EventStoreV2> StoreOrReply(ServerState& st, const Reply& reply) {
   auto store = st.Store();
-  if (!store) reply(MissingSubsystem("store", esdb::services::kEventStore));
+  if (!store) reply(MissingSubsystem("store", esdb::services::kEventStoreV2));
   return store;
 }
 

@@ -1,4 +1,4 @@
-// Conversions between the HTTP JSON shapes and the EventStore types, with
+// Conversions between the HTTP JSON shapes and the EventStoreV2 types, with
 // errors that name the offending field.
 #pragma once
 

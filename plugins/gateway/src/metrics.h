@@ -34,7 +34,7 @@ class Metrics {
   std::atomic<uint64_t> events_appended{0};      // through this gateway
   std::atomic<uint64_t> bytes_received{0};       // request bodies
 
-  // Renders everything, plus `store_stats` (EventStore::Stats()),
+  // Renders everything, plus `store_stats` (EventStoreV2::Stats()),
   // `subscription_stats` (Subscriptions::Stats()) and `control_status`
   // (ControlService::Status()); each may be null.
   std::string Render(const nlohmann::json& store_stats, const nlohmann::json& subscription_stats,

@@ -41,7 +41,7 @@ class TlsContext;
 struct ServerDeps {
   std::shared_ptr<spdlog::logger> logger;                          // required
   std::shared_ptr<esdb::ControlService> control;                   // null: control routes answer 503
-  std::function<std::shared_ptr<esdb::EventStore>()> store;        // null result: data routes answer 503
+  std::function<std::shared_ptr<esdb::EventStoreV2>()> store;        // null result: data routes answer 503
   std::function<std::shared_ptr<esdb::Subscriptions>()> subscriptions;  // null result: 503
   esdb::EventBus* bus = nullptr;                                   // null: /control/events answers 503
   std::function<std::shared_ptr<esdb::AdminService>()> admin;      // null result: /admin routes answer 503
@@ -80,7 +80,7 @@ class ServerState {
            static_cast<uint64_t>(config.max_connections) * static_cast<uint64_t>(config.pressure_connections_percent);
   }
 
-  std::shared_ptr<esdb::EventStore> Store() const { return deps.store ? deps.store() : nullptr; }
+  std::shared_ptr<esdb::EventStoreV2> Store() const { return deps.store ? deps.store() : nullptr; }
   std::shared_ptr<esdb::Subscriptions> Subs() const { return deps.subscriptions ? deps.subscriptions() : nullptr; }
 
   // Session registry (weak: sessions own themselves through their handlers).

@@ -46,7 +46,7 @@ class ServiceTracker {
     subs_.reset();
     registry_ = nullptr;
   }
-  std::shared_ptr<esdb::EventStore> store() {
+  std::shared_ptr<esdb::EventStoreV2> store() {
     std::lock_guard<std::mutex> lock(mu_);
     return store_;
   }
@@ -57,14 +57,14 @@ class ServiceTracker {
 
  private:
   // Requires mu_ and registry_. Null while no store is provided.
-  std::shared_ptr<esdb::EventStore> AcquireStore() {
-    esdb::Result<std::shared_ptr<esdb::EventStore>> store = esdb::AcquireEventStore(*registry_);
+  std::shared_ptr<esdb::EventStoreV2> AcquireStore() {
+    esdb::Result<std::shared_ptr<esdb::EventStoreV2>> store = esdb::AcquireEventStore(*registry_);
     return store.ok() ? std::move(store).value() : nullptr;
   }
 
   std::mutex mu_;
   esdb::ServiceRegistry* registry_;
-  std::shared_ptr<esdb::EventStore> store_;
+  std::shared_ptr<esdb::EventStoreV2> store_;
   std::shared_ptr<esdb::Subscriptions> subs_;
 };
 

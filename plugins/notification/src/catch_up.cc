@@ -12,7 +12,7 @@ size_t EventBytes(const esdb::SharedEvent& e) {
 }
 
 CatchUpSubscription::CatchUpSubscription(uint64_t id, boost::asio::io_context& io,
-                                         std::shared_ptr<esdb::EventStore> store, Params params,
+                                         std::shared_ptr<esdb::EventStoreV2> store, Params params,
                                          esdb::SubscriptionHandlers handlers, SubscriptionCounters& counters)
     : id_(id), io_(io), store_(std::move(store)), params_(std::move(params)), counters_(counters) {
   Channel<esdb::SharedEvent>::Limits limits;

@@ -43,7 +43,7 @@ class CatchUpSubscription : public std::enable_shared_from_this<CatchUpSubscript
     std::string name;
   };
 
-  CatchUpSubscription(uint64_t id, boost::asio::io_context& io, std::shared_ptr<esdb::EventStore> store,
+  CatchUpSubscription(uint64_t id, boost::asio::io_context& io, std::shared_ptr<esdb::EventStoreV2> store,
                       Params params, esdb::SubscriptionHandlers handlers, SubscriptionCounters& counters);
 
   // Resolves a "from end" start and posts the first history read. Call once,
@@ -84,7 +84,7 @@ class CatchUpSubscription : public std::enable_shared_from_this<CatchUpSubscript
 
   const uint64_t id_;
   boost::asio::io_context& io_;
-  const std::shared_ptr<esdb::EventStore> store_;
+  const std::shared_ptr<esdb::EventStoreV2> store_;
   Params params_;
   SubscriptionCounters& counters_;
   std::shared_ptr<Channel<esdb::SharedEvent>> channel_;

@@ -29,7 +29,7 @@ class NotificationSubsystem : public esdb::Subsystem {
     if (!options.ok()) return options.status();
     options_ = options.value();
     esdb::Result<esdb::Subscription> sub =
-        esdb::WatchServices(ctx.Bus(), "notification.services", {esdb::services::kEventStore, esdb::services::kEventStoreV1},
+        esdb::WatchServices(ctx.Bus(), "notification.services", {esdb::services::kEventStoreV2, esdb::services::kEventStore},
                             [this](const esdb::ServiceChange& change) { OnStoreChange(change); });
     if (!sub.ok()) return sub.status();
     std::lock_guard<std::mutex> lock(mu_);
@@ -56,7 +56,7 @@ class NotificationSubsystem : public esdb::Subsystem {
     if (service_) {
       h.details = service_->Stats();
     } else {
-      h.message = "waiting for " + std::string(esdb::services::kEventStore);
+      h.message = "waiting for " + std::string(esdb::services::kEventStoreV2);
     }
     return h;
   }
@@ -75,13 +75,13 @@ class NotificationSubsystem : public esdb::Subsystem {
   // Requires mu_.
   void Attach() {
     if (service_) return;
-    esdb::Result<std::shared_ptr<esdb::EventStore>> acquired = esdb::AcquireEventStore(ctx_->Services());
+    esdb::Result<std::shared_ptr<esdb::EventStoreV2>> acquired = esdb::AcquireEventStore(ctx_->Services());
     if (!acquired.ok()) {
       // NotFound: withdrawn again already; wait for the next provided.
       if (acquired.status().code() != esdb::Code::kNotFound) ctx_->ReportFailed(acquired.status());
       return;
     }
-    std::shared_ptr<esdb::EventStore> store = std::move(acquired).value();
+    std::shared_ptr<esdb::EventStoreV2> store = std::move(acquired).value();
     auto service = std::make_shared<SubscriptionService>(ctx_->Io(), store, ctx_->Logger(), options_);
     esdb::Status s = service->Start();
     if (!s.ok()) {

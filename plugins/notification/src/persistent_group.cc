@@ -24,7 +24,7 @@ std::string CheckpointStreamName(const std::string& stream_id, const std::string
   return GroupPrefix(stream_id, group) + "-checkpoint";
 }
 
-PersistentGroup::PersistentGroup(boost::asio::io_context& io, std::shared_ptr<esdb::EventStore> store,
+PersistentGroup::PersistentGroup(boost::asio::io_context& io, std::shared_ptr<esdb::EventStoreV2> store,
                                  std::shared_ptr<spdlog::logger> logger, std::string stream_id, std::string group,
                                  esdb::GroupSettings settings, std::optional<esdb::CompiledAllFilter> matcher)
     : io_(io),

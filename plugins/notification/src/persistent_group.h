@@ -53,7 +53,7 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
  public:
   using Clock = std::chrono::steady_clock;
 
-  PersistentGroup(boost::asio::io_context& io, std::shared_ptr<esdb::EventStore> store,
+  PersistentGroup(boost::asio::io_context& io, std::shared_ptr<esdb::EventStoreV2> store,
                   std::shared_ptr<spdlog::logger> logger, std::string stream_id, std::string group,
                   esdb::GroupSettings settings, std::optional<esdb::CompiledAllFilter> matcher);
 
@@ -150,7 +150,7 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
   void PumpSoon();
 
   boost::asio::io_context& io_;
-  const std::shared_ptr<esdb::EventStore> store_;
+  const std::shared_ptr<esdb::EventStoreV2> store_;
   const std::shared_ptr<spdlog::logger> logger_;
   const std::string stream_id_;
   const std::string group_;

@@ -67,7 +67,7 @@ esdb::Result<ServiceOptions> ParseServiceOptions(const nlohmann::json& config) {
   return o;
 }
 
-SubscriptionService::SubscriptionService(boost::asio::io_context& io, std::shared_ptr<esdb::EventStore> store,
+SubscriptionService::SubscriptionService(boost::asio::io_context& io, std::shared_ptr<esdb::EventStoreV2> store,
                                          std::shared_ptr<spdlog::logger> logger, ServiceOptions options)
     : io_(io),
       store_(std::move(store)),

@@ -1,5 +1,5 @@
 // SubscriptionService: the implementation of esdb::Subscriptions over an
-// esdb::EventStore. The plugin feeds it the store's events_appended
+// esdb::EventStoreV2. The plugin feeds it the store's events_appended
 // notifications; tests call OnEventsAppended() directly.
 //
 // Live fan-out: one reader (serialised on the io_context) reads each new
@@ -50,7 +50,7 @@ inline constexpr const char* kGroupConfigStream = "$persistent-config";
 class SubscriptionService : public esdb::Subscriptions,
                             public std::enable_shared_from_this<SubscriptionService> {
  public:
-  SubscriptionService(boost::asio::io_context& io, std::shared_ptr<esdb::EventStore> store,
+  SubscriptionService(boost::asio::io_context& io, std::shared_ptr<esdb::EventStoreV2> store,
                       std::shared_ptr<spdlog::logger> logger, ServiceOptions options = {});
   ~SubscriptionService() override;
 
@@ -120,7 +120,7 @@ class SubscriptionService : public esdb::Subscriptions,
   void ReportStoredStateProblem(const std::string& where, const std::string& problem);
 
   boost::asio::io_context& io_;
-  const std::shared_ptr<esdb::EventStore> store_;
+  const std::shared_ptr<esdb::EventStoreV2> store_;
   const std::shared_ptr<spdlog::logger> logger_;
   const ServiceOptions options_;
   std::atomic<bool> stopped_{false};

@@ -13,7 +13,7 @@ using esdb_notification_test::WaitFor;
 namespace {
 
 // Every $all event (non-system) in position order, read back from the store.
-std::vector<uint64_t> AllUserPositions(esdb::EventStore& store) {
+std::vector<uint64_t> AllUserPositions(esdb::EventStoreV2& store) {
   std::vector<uint64_t> out;
   esdb::ReadAllRequest req;
   req.count = 1000;

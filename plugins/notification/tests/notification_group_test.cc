@@ -315,11 +315,11 @@ TEST_CASE("group admin: validation, exists, not found, update, delete drops cons
 
 namespace {
 
-// An EventStore that forwards to another, except that ReadStream and
+// An EventStoreV2 that forwards to another, except that ReadStream and
 // ReadAll wait at a gate while `closed` (to hold a group inside a read).
-class GatedStore : public esdb::EventStore {
+class GatedStore : public esdb::EventStoreV2 {
  public:
-  explicit GatedStore(esdb::EventStore& inner) : inner_(inner) {}
+  explicit GatedStore(esdb::EventStoreV2& inner) : inner_(inner) {}
 
   void Close() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -393,7 +393,7 @@ class GatedStore : public esdb::EventStore {
     --waiting_;
   }
 
-  esdb::EventStore& inner_;
+  esdb::EventStoreV2& inner_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closed_ = false;

@@ -78,7 +78,7 @@ class TestEnv {
 
   // A started service that receives this store's append notifications;
   // it reads through `store` when given (e.g. a wrapper of store()).
-  std::shared_ptr<esdb_notification::SubscriptionService> StartService(std::shared_ptr<esdb::EventStore> store = nullptr) {
+  std::shared_ptr<esdb_notification::SubscriptionService> StartService(std::shared_ptr<esdb::EventStoreV2> store = nullptr) {
     auto svc = std::make_shared<esdb_notification::SubscriptionService>(io_, store ? store : store_, logger_);
     REQUIRE(svc->Start().ok());
     {
@@ -99,7 +99,7 @@ class TestEnv {
     if (svc) svc->Stop(esdb::Status::Cancelled("test stops the service"));
   }
 
-  esdb::EventStore& store() { return *store_; }
+  esdb::EventStoreV2& store() { return *store_; }
   boost::asio::io_context& io() { return io_; }
 
   // Appends `n` events of `type` to `stream`, one append each.

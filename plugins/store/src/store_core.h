@@ -1,4 +1,4 @@
-// StoreCore: the event-store semantics (esdb::EventStore) over an
+// StoreCore: the event-store semantics (esdb::EventStoreV2) over an
 // esdb::Storage. Everything but the plugin glue lives here, so tests run it
 // in process against a real LevelDB.
 //
@@ -51,7 +51,7 @@ struct StoreHooks {
   std::shared_ptr<spdlog::logger> logger;
 };
 
-class StoreCore : public esdb::EventStore {
+class StoreCore : public esdb::EventStoreV2 {
  public:
   // Recovers state (stream heads, metadata limits, next position) from
   // `storage`, initializing an empty database, and starts the writer.

@@ -64,7 +64,7 @@ class StoreSubsystem : public esdb::Subsystem {
     if (core) core->Close();
     core.reset();
     if (provided_) {
-      for (const char* name : {esdb::services::kEventStore, esdb::services::kEventStoreV1}) {
+      for (const char* name : {esdb::services::kEventStoreV2, esdb::services::kEventStore}) {
         esdb::Status w = ctx_->Services().Withdraw(name);
         if (!w.ok() && w.code() != esdb::Code::kNotFound) ctx_->Logger()->warn("withdraw {}: {}", name, w.ToString());
       }
@@ -123,11 +123,11 @@ class StoreSubsystem : public esdb::Subsystem {
       if (!provided_) {
         // One object under both names: /2 for today's consumers, /1 (its
         // SDK 1.0 base) for plugins built against SDK 1.0.
-        std::shared_ptr<esdb::EventStore> store = service_;
-        esdb::Status s = ctx_->Services().Provide<esdb::EventStore>(esdb::services::kEventStore, store);
+        std::shared_ptr<esdb::EventStoreV2> store = service_;
+        esdb::Status s = ctx_->Services().Provide<esdb::EventStoreV2>(esdb::services::kEventStoreV2, store);
         if (s.ok()) {
-          s = ctx_->Services().Provide<esdb::EventStoreV1>(esdb::services::kEventStoreV1, store);
-          if (!s.ok()) (void)ctx_->Services().Withdraw(esdb::services::kEventStore);
+          s = ctx_->Services().Provide<esdb::EventStore>(esdb::services::kEventStore, store);
+          if (!s.ok()) (void)ctx_->Services().Withdraw(esdb::services::kEventStoreV2);
         }
         if (!s.ok()) {
           ctx_->ReportFailed(s);
@@ -137,7 +137,7 @@ class StoreSubsystem : public esdb::Subsystem {
       }
       const uint64_t next = (*core)->NextPosition();
       ctx_->Logger()->info("event store ready; next position {}", next);
-      ctx_->ReportReady({{"service", esdb::services::kEventStore},
+      ctx_->ReportReady({{"service", esdb::services::kEventStoreV2},
                          {"next_position", next},
                          {"durability", options_.sync ? "sync" : "async"}});
     } else {

@@ -17,7 +17,7 @@
 
 namespace esdb_store {
 
-class StoreService : public esdb::EventStore {
+class StoreService : public esdb::EventStoreV2 {
  public:
   explicit StoreService(std::string unavailable_reason) : reason_(std::move(unavailable_reason)) {}
 

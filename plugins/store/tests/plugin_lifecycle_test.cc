@@ -57,22 +57,22 @@ TEST_CASE("store waits for persistence, recovers, degrades on withdrawal, recove
     REQUIRE(store->Start(*store_ctx).ok());
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     CHECK_FALSE(store_ctx->ready());
-    CHECK(registry.Find(esdb::services::kEventStore) == nullptr);
+    CHECK(registry.Find(esdb::services::kEventStoreV2) == nullptr);
 
     auto p_ctx = context("persistence", *persistence_lib);
     auto persistence = persistence_lib->Create();
     REQUIRE(persistence->Start(*p_ctx).ok());
     REQUIRE(p_ctx->ready());
     REQUIRE(store_ctx->WaitReady().ok());
-    std::shared_ptr<esdb::EventStore> es;
+    std::shared_ptr<esdb::EventStoreV2> es;
     {
-      auto found = registry.Get<esdb::EventStore>(esdb::services::kEventStore);
+      auto found = registry.Get<esdb::EventStoreV2>(esdb::services::kEventStoreV2);
       REQUIRE(found.ok());
       es = *found;
     }
-    // Offered under both names, typed: /2 as EventStore, /1 as its 1.0 base.
-    CHECK(registry.Get<esdb::EventStoreV1>(esdb::services::kEventStoreV1).ok());
-    CHECK(registry.FindAs(esdb::services::kEventStoreV1, esdb::EventStore::kInterfaceId).status().code() ==
+    // Offered under both names, typed: /2 as EventStoreV2, /1 as its 1.0 base.
+    CHECK(registry.Get<esdb::EventStore>(esdb::services::kEventStore).ok());
+    CHECK(registry.FindAs(esdb::services::kEventStore, esdb::EventStoreV2::kInterfaceId).status().code() ==
           esdb::Code::kFailedPrecondition);
     auto r = es->Append("plugin-stream", esdb::ExpectedVersion::NoStream(), {Ev("hello")});
     REQUIRE(r.ok());
@@ -106,7 +106,7 @@ TEST_CASE("store waits for persistence, recovers, degrades on withdrawal, recove
     CHECK(store->CheckHealth().healthy);
 
     REQUIRE(store->Stop().ok());
-    CHECK(registry.Find(esdb::services::kEventStore) == nullptr);
+    CHECK(registry.Find(esdb::services::kEventStoreV2) == nullptr);
     CHECK(es->Append("plugin-stream", esdb::ExpectedVersion::Any(), {Ev("x")}).status().code() ==
           esdb::Code::kUnavailable);
     CHECK(store_ctx->ActiveSubscriptions() == 0);

@@ -12,7 +12,7 @@ using esdb::ExpectedVersion;
 
 namespace {
 
-esdb::ReadStreamResult ReadAllOf(esdb::EventStore& s, const std::string& stream) {
+esdb::ReadStreamResult ReadAllOf(esdb::EventStoreV2& s, const std::string& stream) {
   esdb::ReadStreamRequest r;
   r.stream_id = stream;
   r.count = 1000;
@@ -21,7 +21,7 @@ esdb::ReadStreamResult ReadAllOf(esdb::EventStore& s, const std::string& stream)
   return *res;
 }
 
-std::vector<esdb::RecordedEvent> ReadAllEvents(esdb::EventStore& s, esdb::AllFilter filter = {}) {
+std::vector<esdb::RecordedEvent> ReadAllEvents(esdb::EventStoreV2& s, esdb::AllFilter filter = {}) {
   esdb::ReadAllRequest r;
   r.count = 1000;
   r.filter = std::move(filter);
@@ -33,7 +33,7 @@ std::vector<esdb::RecordedEvent> ReadAllEvents(esdb::EventStore& s, esdb::AllFil
 enum class StreamKind { kAbsent, kExisting, kSoftDeleted, kTombstoned };
 
 // Puts "s" in the given state; an existing / soft-deleted stream had versions 0 and 1.
-void Prepare(esdb::EventStore& s, StreamKind kind) {
+void Prepare(esdb::EventStoreV2& s, StreamKind kind) {
   if (kind == StreamKind::kAbsent) return;
   REQUIRE(s.Append("s", ExpectedVersion::NoStream(), {Ev("a"), Ev("b")}).ok());
   if (kind == StreamKind::kSoftDeleted) REQUIRE(s.DeleteStream("s", ExpectedVersion::Any(), false).ok());

@@ -1,6 +1,6 @@
 // The event-store service, provided by the store plugin through the
 // service registry under two names (services.h): "esdb.event_store/2"
-// (class EventStore) and "esdb.event_store/1" (class EventStoreV1, the
+// (class EventStoreV2) and "esdb.event_store/1" (class EventStore, the
 // interface as SDK 1.0 froze it; the same object). Semantics follow
 // KurrentDB: stream versions start at 0, an absent or empty stream is "no
 // stream" (-1), an append is atomic, global positions strictly increase in
@@ -180,13 +180,15 @@ struct CallContext {
   std::string causation_id;    // what caused it, e.g. the id of the gateway's span for that request
 };
 
-// "esdb.event_store/1": the interface of SDK 1.0. Frozen: its virtual
-// functions and their order are what plugins built against 1.0 call; never
-// change them (docs/SDK_COMPATIBILITY.md).
-class EventStoreV1 {
+// "esdb.event_store/1": the interface of SDK 1.0, under its 1.0 name.
+// Frozen: its virtual functions and their order are what plugins built
+// against 1.0 call, and its name is what their objects' type information
+// says (dynamic_cast and UBSan's checks compare classes by name); never
+// change either (docs/SDK_COMPATIBILITY.md).
+class EventStore {
  public:
   static constexpr const char* kInterfaceId = "esdb.event_store/1";
-  virtual ~EventStoreV1() = default;
+  virtual ~EventStore() = default;
 
   // Appends `events` atomically if `expected` holds. Durable (synced) when
   // it returns ok, unless the store is configured "async". Resending events
@@ -235,11 +237,11 @@ class EventStoreV1 {
 // CallContext onto the bus events they cause (events_appended,
 // stream_deleted). Added in SDK 1.1. Frozen like /1; the next addition is a
 // /3 deriving from this.
-class EventStore : public EventStoreV1 {
+class EventStoreV2 : public EventStore {
  public:
   static constexpr const char* kInterfaceId = "esdb.event_store/2";
-  using EventStoreV1::AppendAsync;
-  using EventStoreV1::DeleteStream;
+  using EventStore::AppendAsync;
+  using EventStore::DeleteStream;
 
   virtual void AppendAsync(const std::string& stream_id, ExpectedVersion expected, std::vector<ProposedEvent> events,
                            AppendCallback done, const CallContext& context) = 0;

@@ -18,13 +18,13 @@ namespace esdb {
 // Whether a service_provided / service_withdrawn event's name concerns the
 // event store (either version): re-run AcquireEventStore() then.
 inline bool IsEventStoreServiceName(std::string_view name) {
-  return name == services::kEventStore || name == services::kEventStoreV1;
+  return name == services::kEventStoreV2 || name == services::kEventStore;
 }
 
-// An EventStoreV1 seen as an EventStore. Thread-safe as the wrapped store.
-class EventStoreV1Adapter final : public EventStore {
+// An EventStore seen as an EventStoreV2. Thread-safe as the wrapped store.
+class EventStoreV1Adapter final : public EventStoreV2 {
  public:
-  explicit EventStoreV1Adapter(std::shared_ptr<EventStoreV1> v1) : v1_(std::move(v1)) {}
+  explicit EventStoreV1Adapter(std::shared_ptr<EventStore> v1) : v1_(std::move(v1)) {}
 
   Result<AppendResult> Append(const std::string& stream_id, ExpectedVersion expected,
                               std::vector<ProposedEvent> events) override {
@@ -74,22 +74,22 @@ class EventStoreV1Adapter final : public EventStore {
   nlohmann::json Stats() override { return v1_->Stats(); }
 
  private:
-  std::shared_ptr<EventStoreV1> v1_;
+  std::shared_ptr<EventStore> v1_;
 };
 
 // The current event store: /2 if provided, else /1 adapted. NotFound when
 // neither name is provided; the registry's FailedPrecondition when a name is
 // provided as another interface.
-inline Result<std::shared_ptr<EventStore>> AcquireEventStore(const ServiceRegistry& registry) {
-  Result<std::shared_ptr<EventStore>> v2 = registry.Get<EventStore>(services::kEventStore);
+inline Result<std::shared_ptr<EventStoreV2>> AcquireEventStore(const ServiceRegistry& registry) {
+  Result<std::shared_ptr<EventStoreV2>> v2 = registry.Get<EventStoreV2>(services::kEventStoreV2);
   if (v2.ok() || v2.status().code() != Code::kNotFound) return v2;
-  Result<std::shared_ptr<EventStoreV1>> v1 = registry.Get<EventStoreV1>(services::kEventStoreV1);
+  Result<std::shared_ptr<EventStore>> v1 = registry.Get<EventStore>(services::kEventStore);
   if (!v1.ok()) {
     if (v1.status().code() != Code::kNotFound) return v1.status();
-    return Status::NotFound(std::string("neither ") + services::kEventStore + " nor " + services::kEventStoreV1 +
+    return Status::NotFound(std::string("neither ") + services::kEventStoreV2 + " nor " + services::kEventStore +
                             " is provided");
   }
-  return std::shared_ptr<EventStore>(std::make_shared<EventStoreV1Adapter>(std::move(v1).value()));
+  return std::shared_ptr<EventStoreV2>(std::make_shared<EventStoreV1Adapter>(std::move(v1).value()));
 }
 
 }  // namespace esdb

@@ -37,9 +37,9 @@ namespace esdb {
 // Well-known service names. Each is also the kInterfaceId of the interface
 // offered under it.
 namespace services {
-inline constexpr const char* kControl = "esdb.control/1";           // ControlService, by the host
-inline constexpr const char* kEventStore = "esdb.event_store/2";    // EventStore, by the store plugin
-inline constexpr const char* kEventStoreV1 = "esdb.event_store/1";  // EventStoreV1, the same object
+inline constexpr const char* kControl = "esdb.control/1";            // ControlService, by the host
+inline constexpr const char* kEventStore = "esdb.event_store/1";     // EventStore (SDK 1.0), by the store plugin
+inline constexpr const char* kEventStoreV2 = "esdb.event_store/2";   // EventStoreV2, the same object
 }  // namespace services
 
 // A class usable as a service interface: it declares its id.

@@ -121,7 +121,7 @@ struct AllSubscriptionRequest {
   // First position delivered (0 = from the beginning; resume with last seen
   // + 1), or kSubscribeFromEndPosition for live events only.
   uint64_t from_position = 0;
-  // Which events are delivered; same meaning as for EventStore::ReadAll
+  // Which events are delivered; same meaning as for EventStoreV2::ReadAll
   // (system streams, those starting with '$', only with include_system).
   AllFilter filter;
   SubscriptionLimits limits;

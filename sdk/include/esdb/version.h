@@ -7,7 +7,7 @@
 // 1.0  first release.
 // 1.1  plugins export esdb_sdk_run_io and esdb_sdk_abi_tag (plugin.h, abi.h);
 //      typed services (services.h: ProvideAs/FindAs, kInterfaceId);
-//      "esdb.event_store/2" (EventStore with CallContext) beside "/1".
+//      "esdb.event_store/2" (EventStoreV2 with CallContext) beside "/1".
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 //   esdb::testing::FakeContext ctx({.name = "my_plugin", .config = {{"interval_ms", 10}}});
 //   MySubsystem s;                                   // or PluginLibrary::Create()
 //   REQUIRE(s.Start(ctx).ok());
-//   ctx.Services().Provide<esdb::EventStore>(...)... // or start the real provider in a FakeContext of its own
+//   ctx.Services().Provide<esdb::EventStoreV2>(...)... // or start the real provider in a FakeContext of its own
 //   CHECK(ctx.WaitReady().ok());
 //   CHECK(ctx.bus().WaitForEvent("my_event"));
 //   REQUIRE(s.Stop().ok());
