@@ -84,6 +84,20 @@ TEST_CASE("bad manifests are refused with the file and field named", "[manifest]
   CHECK_THAT(ErrorOf(nlohmann::json::array()), Catch::Contains("must be a JSON object"));
 }
 
+TEST_CASE("megabyte-long name, version and api_version are refused, not matched (std::regex recursed per character)",
+          "[manifest]") {
+  const std::string huge = "1.0.0-" + std::string(1 << 20, 'a');
+  auto m = Good();
+  m["name"] = std::string(1 << 20, 'a');
+  m["version"] = huge;
+  m["api_version"] = "1." + std::string(1 << 20, '1');
+  const std::string error = ErrorOf(m);
+  CHECK_THAT(error, Catch::Contains("3 problems") && Catch::Contains("field 'name'") &&
+                        Catch::Contains("field 'version': '1.0.0-aaa") && Catch::Contains("is longer than 256") &&
+                        Catch::Contains("field 'api_version'") && Catch::Contains("(1048578 bytes)"));
+  CHECK(error.size() < 1000);  // the values are quoted shortened
+}
+
 TEST_CASE("every problem of a manifest is reported at once, each naming its field", "[manifest]") {
   auto m = Good();
   m.erase("entry");

@@ -53,23 +53,34 @@ Result<Manifest> ParseManifestJson(const nlohmann::json& doc, const std::string&
   Manifest m;
   Problems problems;
   FieldReader r(doc, &problems, "");
+  // std::regex matches by recursion, one frame per character: a long value
+  // would overflow the stack. Every field is length-checked first, and the
+  // value is quoted back at most kShown characters long.
+  constexpr size_t kMaxName = 64, kMaxVersion = 256, kMaxApi = 9, kShown = 80;
+  auto shown = [&](const std::string& v) {
+    return v.size() <= kShown ? v : v.substr(0, kShown) + "... (" + std::to_string(v.size()) + " bytes)";
+  };
   static const std::regex kName("[a-z0-9][a-z0-9_-]{0,63}");
-  if (r.String("name", true, &m.name) && !std::regex_match(m.name, kName)) {
-    r.Error("name", "'" + m.name + "' must match [a-z0-9][a-z0-9_-]{0,63}");
+  if (r.String("name", true, &m.name) && (m.name.size() > kMaxName || !std::regex_match(m.name, kName))) {
+    r.Error("name", "'" + shown(m.name) + "' must match [a-z0-9][a-z0-9_-]{0,63}");
   }
   static const std::regex kSemver(R"((0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)");
-  if (r.String("version", true, &m.version) && !std::regex_match(m.version, kSemver)) {
-    r.Error("version", "'" + m.version + "' is not semver (MAJOR.MINOR.PATCH)");
+  if (r.String("version", true, &m.version)) {
+    if (m.version.size() > kMaxVersion) {
+      r.Error("version", "'" + shown(m.version) + "' is longer than " + std::to_string(kMaxVersion) + " characters");
+    } else if (!std::regex_match(m.version, kSemver)) {
+      r.Error("version", "'" + m.version + "' is not semver (MAJOR.MINOR.PATCH)");
+    }
   }
   std::string api;
   static const std::regex kApi(R"((\d{1,4})\.(\d{1,4}))");
   std::smatch match;
   if (r.String("api_version", true, &api)) {
-    if (std::regex_match(api, match, kApi)) {
+    if (api.size() <= kMaxApi && std::regex_match(api, match, kApi)) {
       m.api_major = static_cast<uint32_t>(std::stoul(match[1]));
       m.api_minor = static_cast<uint32_t>(std::stoul(match[2]));
     } else {
-      r.Error("api_version", "'" + api + "' must be \"MAJOR.MINOR\"");
+      r.Error("api_version", "'" + shown(api) + "' must be \"MAJOR.MINOR\"");
     }
   }
   if (r.String("library", true, &m.library_field)) {
