@@ -2,7 +2,6 @@
 // and a plugin built with a foreign ABI is refused (README.md here).
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -24,11 +23,8 @@ using esdb::test::WriteManifest;
 namespace {
 
 // A built-in plugin's manifest from the source tree.
-json BuiltinManifest(const std::string& name) {
-  std::ifstream in(fs::path(ESDB_SOURCE_DIR) / "plugins" / name / "manifest.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  json m = json::parse(text.str());
+json Builtin(const std::string& name) {
+  json m = esdb::test::BuiltinManifest(name);
 #ifdef ESDB_SANITIZED_BUILD
   // LeakSanitizer counts the statics of unloaded libraries as leaks; the
   // loading is what is tested here, not the unloading.
@@ -62,8 +58,8 @@ TEST_CASE("a plugin built against SDK 1.0 uses today's store through esdb.event_
   TempDir dir;
   const fs::path m = dir.path() / "manifests";
   fs::create_directories(m);
-  WriteManifest(m, BuiltinManifest("persistence"));
-  WriteManifest(m, BuiltinManifest("store"));
+  WriteManifest(m, Builtin("persistence"));
+  WriteManifest(m, Builtin("store"));
   WriteManifest(m, CompatManifest("compat_consumer", "libesdb_compat_consumer_1_0.so", "esdb_create_compat_consumer",
                                   "1.0", {{"stream", "from-1.0"}}));
   HostProcess host(HostArgs(dir));
@@ -88,7 +84,7 @@ TEST_CASE("today's gateway serves a store provider built against SDK 1.0", "[com
   fs::create_directories(m);
   WriteManifest(m, CompatManifest("compat_store", "libesdb_compat_provider_1_0.so", "esdb_create_compat_provider",
                                   "1.0"));
-  WriteManifest(m, BuiltinManifest("gateway"));
+  WriteManifest(m, Builtin("gateway"));
   HostProcess host(HostArgs(dir));
   {
     const auto ready = host.WaitForEvent("system_ready", "", 60000);

@@ -13,6 +13,13 @@ std::vector<std::string> PluginDirArgs() {
           ESDB_TEST_PLUGIN_DIR};
 }
 
+nlohmann::json BuiltinManifest(const std::string& plugin) {
+  const fs::path file = fs::path(ESDB_SOURCE_DIR) / "plugins" / plugin / "manifest.json";
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error("cannot read " + file.string());
+  return nlohmann::json::parse(in);  // throws on bad JSON
+}
+
 nlohmann::json TestManifest(const std::string& name, const nlohmann::json& config, const nlohmann::json& patch) {
   nlohmann::json m = {{"name", name},
                       {"version", "1.0.0"},

@@ -26,6 +26,10 @@ std::vector<std::string> PluginDirArgs();
 nlohmann::json TestManifest(const std::string& name, const nlohmann::json& config = nlohmann::json::object(),
                             const nlohmann::json& patch = nlohmann::json::object());
 
+// The manifest of built-in plugin `plugin` as the source tree has it
+// (plugins/<plugin>/manifest.json). Throws if it cannot be read or parsed.
+nlohmann::json BuiltinManifest(const std::string& plugin);
+
 // Writes `manifest` (or raw text) to dir/file.
 void WriteFile(const std::filesystem::path& file, const std::string& text);
 void WriteManifest(const std::filesystem::path& dir, const nlohmann::json& manifest);

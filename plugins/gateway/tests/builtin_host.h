@@ -23,6 +23,7 @@
 #include "esdb/testing/http.h"
 #include "esdb/testing/temp_dir.h"
 #include "http_client.h"
+#include "support/test_support.h"
 
 namespace gwtest {
 
@@ -51,7 +52,7 @@ class BuiltinHost {
         std::filesystem::create_symlink(source, file);
         continue;
       }
-      nlohmann::json manifest = nlohmann::json::parse(std::ifstream(source));
+      nlohmann::json manifest = esdb::test::BuiltinManifest(p);
       for (const auto& [key, value] : patch->second.items()) manifest[key] = value;
       std::ofstream(file) << manifest.dump(2);
     }
