@@ -16,25 +16,16 @@
 
 #include "host.h"
 #include "support/bus_recorder.h"
+#include "support/in_process_host.h"
 #include "support/test_support.h"
 
 using esdb::test::BusRecorder;
+using esdb::test::InProcessHostOptions;
 using esdb::testing::TempDir;
 using esdb::test::TestManifest;
 using esdb::test::WriteManifest;
 
 namespace {
-
-esdb::host::HostOptions Options(const TempDir& dir) {
-  esdb::host::HostOptions o;
-  o.manifests_dir = dir.path() / "manifests";
-  o.data_dir = dir.path() / "data";
-  o.plugin_dirs = {ESDB_TEST_PLUGIN_DIR};
-  o.node = "test-node";
-  o.log_level = "warn";
-  std::filesystem::create_directories(o.manifests_dir);
-  return o;
-}
 
 bool LibraryMapped(const std::filesystem::path& lib) {
   void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_NOLOAD);
@@ -49,7 +40,7 @@ TEST_CASE("readiness converges in 200 randomized runs of start order, delays and
   std::mt19937 rng(20261127);
   for (int run = 0; run < 200; ++run) {
     TempDir dir;
-    auto options = Options(dir);
+    auto options = InProcessHostOptions(dir, "test-node");
     // Five subsystems; names shuffled so launch order varies; one provides
     // a service that another waits for through the services topic.
     std::vector<std::string> names = {"alpha", "bravo", "charlie", "delta", "echo"};
@@ -83,7 +74,7 @@ TEST_CASE("readiness converges in 200 randomized runs of start order, delays and
 
 TEST_CASE("subsystems start in parallel: five 300 ms starts take well under their sum", "[host][parallel]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   for (int i = 0; i < 5; ++i) {
     WriteManifest(options.manifests_dir, TestManifest("slow" + std::to_string(i), {{"start_delay_ms", 300}}));
   }
@@ -99,7 +90,7 @@ TEST_CASE("subsystems start in parallel: five 300 ms starts take well under thei
 
 TEST_CASE("sequential start mode starts one after another", "[host][parallel]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   options.sequential_start = true;
   for (int i = 0; i < 3; ++i) {
     WriteManifest(options.manifests_dir, TestManifest("seq" + std::to_string(i), {{"start_delay_ms", 100}}));
@@ -115,7 +106,7 @@ TEST_CASE("sequential start mode starts one after another", "[host][parallel]") 
 TEST_CASE("a subsystem failing after start is restarted, past the intensity it is failed and the system degraded",
           "[host][restart]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   WriteManifest(options.manifests_dir, TestManifest("steady", {}));
   WriteManifest(options.manifests_dir,
                 TestManifest("flaky", {{"fail_after_ms", 30}},
@@ -148,7 +139,7 @@ TEST_CASE("a subsystem failing after start is restarted, past the intensity it i
 
 TEST_CASE("an unhealthy subsystem is restarted by the supervisor", "[host][health]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   WriteManifest(options.manifests_dir,
                 TestManifest("sick", {{"health", "unhealthy"}},
                              {{"health", {{"interval_ms", 20}, {"timeout_ms", 500}, {"failure_threshold", 2}}}}));
@@ -166,7 +157,7 @@ TEST_CASE("an unhealthy subsystem is restarted by the supervisor", "[host][healt
 
 TEST_CASE("status shows every health check's details, not only those of a change of state", "[host][health]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   WriteManifest(options.manifests_dir, TestManifest("counted", {}, {{"health", {{"interval_ms", 20}}}}));
   BusRecorder log;
   log.Attach(&options);
@@ -191,7 +182,7 @@ TEST_CASE("status shows every health check's details, not only those of a change
 
 TEST_CASE("a hung health check is caught by the watchdog", "[host][health]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   WriteManifest(options.manifests_dir,
                 TestManifest("hung", {{"health", "hang"}, {"hang_ms", 400}},
                              {{"health", {{"interval_ms", 20}, {"timeout_ms", 50}, {"failure_threshold", 1}}},
@@ -211,7 +202,7 @@ TEST_CASE("a hung health check is caught by the watchdog", "[host][health]") {
 
 TEST_CASE("start failures: throw, error, never reporting, reporting failed", "[host][restart]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   const nlohmann::json once = {{"restart", {{"max_restarts", 1}, {"backoff_initial_ms", 5}}}, {"critical", false}};
   WriteManifest(options.manifests_dir, TestManifest("thrower", {{"start", "throw"}}, once));
   WriteManifest(options.manifests_dir, TestManifest("errorer", {{"start", "error"}}, once));
@@ -246,7 +237,7 @@ TEST_CASE("start failures: throw, error, never reporting, reporting failed", "[h
 
 TEST_CASE("a start failing with invalid_argument (a bad config value) is not retried: failed at once", "[host][restart]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   const nlohmann::json retries = {{"restart", {{"max_restarts", 5}, {"backoff_initial_ms", 5}}}};
   WriteManifest(options.manifests_dir, TestManifest("badconfig", {{"start", "invalid"}}, retries));
   WriteManifest(options.manifests_dir, TestManifest("badreport", {{"start", "report_invalid"}}, retries));
@@ -283,7 +274,7 @@ TEST_CASE("a start failing with invalid_argument (a bad config value) is not ret
 TEST_CASE("services: a consumer finds a provider that became ready earlier or later, stop withdraws",
           "[host][services]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   WriteManifest(options.manifests_dir, TestManifest("consumer", {{"require", "svc.x"}}));
   WriteManifest(options.manifests_dir, TestManifest("provider", {{"provide", "svc.x"}, {"report_delay_ms", 100}}));
   BusRecorder log;
@@ -307,7 +298,7 @@ TEST_CASE("after stop and release the plugin library is unmapped", "[host][unloa
   const auto lib = esdb::test::TestLibrary("libesdb_test_plugin.so");
   REQUIRE_FALSE(LibraryMapped(lib));
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   WriteManifest(options.manifests_dir, TestManifest("unloadme", {{"report_delay_ms", 5}, {"provide", "svc.u"}}));
   {
     esdb::host::Host host(options);
@@ -324,7 +315,7 @@ TEST_CASE("after stop and release the plugin library is unmapped", "[host][unloa
 TEST_CASE("a plugin marked unloadable:false stays mapped after stop", "[host][unload]") {
   const auto lib = esdb::test::TestLibrary("libesdb_test_plugin_pinned.so");
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   WriteManifest(options.manifests_dir, TestManifest("pinned", {}, {{"library", lib.string()}, {"unloadable", false}}));
   esdb::host::Host host(options);
   REQUIRE(host.Start().ok());
@@ -337,7 +328,7 @@ TEST_CASE("a plugin marked unloadable:false stays mapped after stop", "[host][un
 
 TEST_CASE("a plugin serves sockets from ctx.Io() (the loop runs in the plugin's copy of Asio)", "[host][io]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "test-node");
   WriteManifest(options.manifests_dir, TestManifest("echo", {{"echo_server", true}}, {{"threads", 2}}));
   BusRecorder log;
   log.Attach(&options);

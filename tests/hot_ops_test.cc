@@ -14,9 +14,11 @@
 
 #include "host.h"
 #include "support/bus_recorder.h"
+#include "support/in_process_host.h"
 #include "support/test_support.h"
 
 using esdb::test::BusRecorder;
+using esdb::test::InProcessHostOptions;
 using esdb::testing::TempDir;
 using esdb::test::TestLibrary;
 using esdb::test::TestManifest;
@@ -24,17 +26,6 @@ using esdb::test::WriteFile;
 using esdb::test::WriteManifest;
 
 namespace {
-
-esdb::host::HostOptions Options(const TempDir& dir) {
-  esdb::host::HostOptions o;
-  o.manifests_dir = dir.path() / "manifests";
-  o.data_dir = dir.path() / "data";
-  o.plugin_dirs = {ESDB_TEST_PLUGIN_DIR};
-  o.node = "hot";
-  o.log_level = "warn";
-  std::filesystem::create_directories(o.manifests_dir);
-  return o;
-}
 
 // Written then renamed into place, the safe way for the watcher.
 void Publish(const std::filesystem::path& dir, const nlohmann::json& manifest) {
@@ -55,7 +46,7 @@ bool Mapped(const std::string& path_fragment) {
 
 TEST_CASE("hot add by manifest file: the new subsystem starts and the system is ready again", "[hot][add]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "hot");
   WriteManifest(options.manifests_dir, TestManifest("base", {}));
   BusRecorder ev;
   ev.Attach(&options);
@@ -96,7 +87,7 @@ TEST_CASE("hot add by manifest file: the new subsystem starts and the system is 
 
 TEST_CASE("hot add and remove through the admin service, the removed library is unmapped", "[hot][admin]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "hot");
   options.watch_manifests = false;
   WriteManifest(options.manifests_dir, TestManifest("base", {}));
   BusRecorder ev;
@@ -132,7 +123,7 @@ TEST_CASE("hot add and remove through the admin service, the removed library is 
 // of the removed provider's service a moment late.
 TEST_CASE("subsystem_removed comes once the library is unmapped, or says why it stayed mapped", "[hot][unload]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "hot");
   options.watch_manifests = false;
   BusRecorder ev;
   ev.Attach(&options);
@@ -185,7 +176,7 @@ TEST_CASE("subsystem_removed comes once the library is unmapped, or says why it 
 TEST_CASE("reload (overlap): the new build takes over the services, the old one is drained and unmapped",
           "[hot][reload]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "hot");
   options.watch_manifests = false;
   const auto lib_b = TestLibrary("libesdb_test_plugin_b.so");
   WriteManifest(options.manifests_dir, TestManifest("svc", {{"provide", "svc.r"}}, {{"library", lib_b.string()}}));
@@ -226,7 +217,7 @@ TEST_CASE("reload (overlap): the new build takes over the services, the old one 
 
 TEST_CASE("reload with a new build that fails to start leaves the old one serving", "[hot][reload]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "hot");
   options.watch_manifests = false;
   WriteManifest(options.manifests_dir, TestManifest("svc", {{"provide", "svc.f"}}));
   BusRecorder ev;
@@ -270,7 +261,7 @@ TEST_CASE("reload with a new build that fails to start leaves the old one servin
 
 TEST_CASE("reload (stop_first) stops the old build before starting the new one", "[hot][reload]") {
   TempDir dir;
-  auto options = Options(dir);
+  auto options = InProcessHostOptions(dir, "hot");
   options.watch_manifests = false;
   WriteManifest(options.manifests_dir, TestManifest("exclusive", {}, {{"reload_strategy", "stop_first"}}));
   BusRecorder ev;

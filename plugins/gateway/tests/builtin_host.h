@@ -24,10 +24,18 @@
 #include "esdb/testing/temp_dir.h"
 #include "http_client.h"
 #include "support/test_support.h"
+#include "url.h"
 
 namespace gwtest {
 
 using esdb::testing::TempDir;
+
+// POST /streams/<stream> (the name percent-encoded) with `events`, a JSON
+// array of {eventType, data, ...}, as the body.
+inline esdb::testing::HttpResult Append(uint16_t port, const std::string& stream, const nlohmann::json& events,
+                                        const std::map<std::string, std::string>& headers = {}) {
+  return esdb::testing::Http(port, "POST", "/streams/" + esdb_gateway::PercentEncode(stream), events.dump(), headers);
+}
 
 // How to start the host beyond --set arguments.
 struct BuiltinHostOptions {

@@ -45,10 +45,6 @@ std::string DeepShortPattern() { return std::string(500, '(') + std::string(500,
 const std::string kTokens = R"(gateway.tokens=[{"token":"a","role":"admin"}])";
 const std::map<std::string, std::string> kAdmin = {{"Authorization", "Bearer a"}};
 
-HttpResult Append(uint16_t port, const std::string& stream, const json& events) {
-  return Http(port, "POST", "/streams/" + esdb_gateway::PercentEncode(stream), events.dump(), kAdmin);
-}
-
 json OneEvent(const std::string& type = "thing_happened") {
   return json::array({{{"eventType", type}, {"data", {{"x", 1}}}}});
 }
@@ -77,9 +73,9 @@ TEST_CASE("e2e: hostile stream_regex on $all reads, $all SSE and $all groups: qu
   BuiltinHost host(dir.path(), {kTokens});
   const uint16_t port = host.port();
   REQUIRE(host.WaitReady());
-  REQUIRE(Append(port, kLongStream, OneEvent()).status == 201);
-  REQUIRE(Append(port, "user-1", OneEvent()).status == 201);
-  REQUIRE(Append(port, "user-2", OneEvent("other")).status == 201);
+  REQUIRE(Append(port, kLongStream, OneEvent(), kAdmin).status == 201);
+  REQUIRE(Append(port, "user-1", OneEvent(), kAdmin).status == 201);
+  REQUIRE(Append(port, "user-2", OneEvent("other"), kAdmin).status == 201);
   const std::string all = "/streams/$all?count=100&stream_regex=";
   auto enc = [](const std::string& s) { return esdb_gateway::PercentEncode(s); };
 
@@ -133,8 +129,8 @@ TEST_CASE("e2e: hostile stream_regex on $all reads, $all SSE and $all groups: qu
       REQUIRE(sse.ReadHeader() == 200);
       REQUIRE(sse.Next()["event"] == "caught-up");
       // Live: a new long stream event is evaluated by the same filter.
-      REQUIRE(Append(port, kLongStream, OneEvent()).status == 201);
-      REQUIRE(Append(port, std::string(199, 'a') + "b", OneEvent()).status == 201);
+      REQUIRE(Append(port, kLongStream, OneEvent(), kAdmin).status == 201);
+      REQUIRE(Append(port, std::string(199, 'a') + "b", OneEvent(), kAdmin).status == 201);
       auto m = sse.Next();
       REQUIRE(json::parse(m["data"])["stream"] == std::string(199, 'a') + "b");
     }
@@ -178,7 +174,7 @@ TEST_CASE("e2e: unreadable stored group state is reported and skipped; the node 
     const uint16_t port = host.port();
     REQUIRE(host.WaitReady());
     REQUIRE(Append(port, "jobs", json::array({{{"eventType", "t"}, {"data", {{"i", 0}}}},
-                                              {{"eventType", "t"}, {"data", {{"i", 1}}}}}))
+                                              {{"eventType", "t"}, {"data", {{"i", 1}}}}}), kAdmin)
                 .status == 201);
     REQUIRE(Http(port, "PUT", "/subscriptions/jobs/good", R"({"start_from": 0, "checkpoint_after_ms": 0})", admin)
                 .status == 201);
@@ -200,14 +196,14 @@ TEST_CASE("e2e: unreadable stored group state is reported and skipped; the node 
     doc["groups"].push_back({{"stream", "jobs"}, {"group", "bad name!"}, {"settings", json::object()}});
     doc["groups"].push_back(42);
     REQUIRE(Append(port, "$persistent-config",
-                   json::array({{{"eventType", "$persistent-subscription-config"}, {"data", doc}}}))
+                   json::array({{{"eventType", "$persistent-subscription-config"}, {"data", doc}}}), kAdmin)
                 .status == 201);
     // Garbage as the good group's checkpoint and in its parked stream.
     REQUIRE(Append(port, "$persistent-jobs::good-checkpoint",
-                   json::array({{{"eventType", "$checkpoint"}, {"data", {{"checkpoint", "soon"}}}}}))
+                   json::array({{{"eventType", "$checkpoint"}, {"data", {{"checkpoint", "soon"}}}}}), kAdmin)
                 .status == 201);
     REQUIRE(Append(port, "$persistent-jobs::good-parked",
-                   json::array({{{"eventType", "t"}, {"data", {{"x", 1}}}, {"metadata", {{"$original_stream", 7}}}}}))
+                   json::array({{{"eventType", "t"}, {"data", {{"x", 1}}}, {"metadata", {{"$original_stream", 7}}}}}), kAdmin)
                 .status == 201);
     REQUIRE(host.Stop() == 0);
   }

@@ -17,11 +17,6 @@ using nlohmann::json;
 
 namespace {
 
-HttpResult Append(uint16_t port, const std::string& stream, const json& events,
-                  std::map<std::string, std::string> headers = {}) {
-  return Http(port, "POST", "/streams/" + stream, events.dump(), std::move(headers));
-}
-
 // `n` events of attempt `attempt`, each padded to about `pad` bytes.
 json Batch(int attempt, int n, size_t pad) {
   json arr = json::array();
