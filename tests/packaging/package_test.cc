@@ -148,6 +148,73 @@ TEST_CASE("the esdb package: its files, conffiles, maintainer scripts and Depend
   CHECK(Has(postrm, "deluser --system"));
 }
 
+// The packaged maintainer scripts run with a PATH of stubs only: every
+// command they call (getent, adduser, rm, ...) is a stub that logs its
+// arguments, so nothing on this machine changes. `getent_finds` decides
+// whether the user and group "exist".
+std::string RunScript(const TempDir& dir, const fs::path& script, const std::string& arg, bool getent_finds) {
+  const fs::path stubs = dir / ("stubs-" + arg + (getent_finds ? "-exists" : "-new"));
+  const fs::path log = stubs / "calls.log";
+  fs::create_directories(stubs);
+  for (const char* cmd : {"getent", "addgroup", "adduser", "deluser", "delgroup", "mkdir", "chown", "chmod", "rm",
+                          "systemctl"}) {
+    const std::string exit_code = std::string(cmd) == "getent" ? (getent_finds ? "0" : "2") : "0";
+    WriteFile(stubs / cmd, "#!/bin/sh\necho \"" + std::string(cmd) + " $*\" >> '" + log.string() + "'\nexit " +
+                               exit_code + "\n");
+    fs::permissions(stubs / cmd, fs::perms::owner_all);
+  }
+  int code = 0;
+  const std::string out =
+      Output(dir, {"/usr/bin/env", "-i", "PATH=" + stubs.string(), "/bin/sh", script.string(), arg}, &code);
+  INFO(script.filename().string() << " " << arg << ": " << out);
+  CHECK(code == 0);
+  return ReadText(log);
+}
+
+TEST_CASE("the maintainer scripts: configure creates the user, group and state dir; purge removes them; remove keeps them",
+          "[contents]") {
+  TempDir dir;
+  const fs::path control = dir / "control";
+  int code = 0;
+  const std::string out = Output(dir, {kDpkgDeb, "-e", Deb("esdb").string(), control.string()}, &code);
+  INFO(out);
+  REQUIRE(code == 0);
+
+  // A first installation: group, then user (system, home /var/lib/esdb, no
+  // login), then the state directory's owner and mode.
+  std::string calls = RunScript(dir, control / "postinst", "configure", false);
+  INFO(calls);
+  CHECK(Has(calls, "addgroup --system --quiet esdb\n"));
+  CHECK(Has(calls, "adduser --system --quiet --ingroup esdb --no-create-home --home /var/lib/esdb "
+                   "--shell /usr/sbin/nologin --gecos esdb event store esdb\n"));
+  CHECK(calls.find("addgroup") < calls.find("adduser"));
+  CHECK(Has(calls, "chown esdb:esdb /var/lib/esdb\n"));
+  CHECK(Has(calls, "chmod 0750 /var/lib/esdb\n"));
+  // An upgrade: the user and group exist and are left alone.
+  calls = RunScript(dir, control / "postinst", "configure", true);
+  CHECK(!Has(calls, "addgroup"));
+  CHECK(!Has(calls, "adduser"));
+  CHECK(Has(calls, "chown esdb:esdb /var/lib/esdb\n"));
+  // Other postinst actions do nothing.
+  calls = RunScript(dir, control / "postinst", "abort-upgrade", false);
+  CHECK(!Has(calls, "adduser"));
+  CHECK(!Has(calls, "chown"));
+
+  // remove keeps the data and the user; purge removes both.
+  calls = RunScript(dir, control / "postrm", "remove", true);
+  CHECK(!Has(calls, "rm "));
+  CHECK(!Has(calls, "deluser"));
+  calls = RunScript(dir, control / "postrm", "purge", true);
+  CHECK(Has(calls, "rm -rf /var/lib/esdb\n"));
+  CHECK(Has(calls, "deluser --system --quiet esdb\n"));
+  CHECK(Has(calls, "delgroup --system --quiet --only-if-empty esdb\n"));
+  // A purge after the user is gone already: nothing to delete.
+  calls = RunScript(dir, control / "postrm", "purge", false);
+  CHECK(Has(calls, "rm -rf /var/lib/esdb\n"));
+  CHECK(!Has(calls, "deluser"));
+  CHECK(!Has(calls, "delgroup"));
+}
+
 TEST_CASE("the esdb-sdk-dev package: headers, CMake package, testing kit, guide", "[contents]") {
   TempDir dir;
   int code = 0;
