@@ -2,17 +2,21 @@
 # esdb developer entry point (Debian 12, as root or with sudo).
 #   scripts/dev.sh run [esdb-host options]  install what is missing, build, run the host
 #   scripts/dev.sh test                     install what is missing, build, run every test
-#                                           (a normal build and its tests, then a clang
-#                                           ASan+UBSan build with the libFuzzer targets, its
-#                                           tests, and every fuzzer for a bounded time:
+#                                           (a normal build and its tests, the Debian
+#                                           packages' among them, then a clang ASan+UBSan
+#                                           build with the libFuzzer targets, its tests, and
+#                                           every fuzzer for a bounded time:
 #                                           scripts/fuzz.sh, docs/FUZZING.md)
+#   scripts/dev.sh package                  install what is missing, build, make the Debian
+#                                           packages esdb and esdb-sdk-dev in build/packages/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential g++ cmake ninja-build pkg-config
           libboost-dev libboost-filesystem-dev libboost-system-dev
           libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl
-          libre2-dev libssl-dev openssl clang libclang-rt-14-dev llvm lld)
+          libre2-dev libssl-dev openssl clang libclang-rt-14-dev llvm lld
+          libsystemd-dev dpkg-dev file lintian)
 
 install_missing() {
   local missing=()
@@ -58,6 +62,13 @@ case "${1:-}" in
     build build "${NORMAL[@]}"
     exec build/bin/esdb-host --manifests manifests --data data "$@"
     ;;
+  package)
+    install_missing
+    build build "${NORMAL[@]}"
+    # The same as the package.build test: packaging/CMakeLists.txt.
+    (cd build && cpack --config CPackConfig.cmake)
+    ls -l build/packages/*.deb
+    ;;
   test)
     install_missing
     step "normal build"
@@ -74,7 +85,7 @@ case "${1:-}" in
     step "done"
     ;;
   *)
-    echo "usage: $0 run [esdb-host options] | test" >&2
+    echo "usage: $0 run [esdb-host options] | test | package" >&2
     exit 2
     ;;
 esac

@@ -9,6 +9,8 @@
 #include <spdlog/spdlog.h>
 
 #include "clock.h"
+#include "host_config.h"
+#include "log_format.h"
 
 namespace esdb::host {
 
@@ -40,29 +42,6 @@ constexpr int kControlDrainMs = 5000;
 // (stop_timeout_ms) before this.
 constexpr int kBusShutdownMs = 2000;
 
-std::string HostName() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == 0) return "node1";
-  return buf;
-}
-
-std::filesystem::path ExecutableDir() {
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? std::filesystem::current_path() : exe.parent_path();
-}
-
-// <dir of esdb-host>/plugins in a build tree; an installed host's
-// <prefix>/lib/esdb/plugins otherwise.
-std::filesystem::path DefaultPluginDir() {
-  const auto exe_dir = ExecutableDir();
-  std::error_code ec;
-  if (std::filesystem::is_directory(exe_dir / "plugins", ec)) return exe_dir / "plugins";
-  const auto installed = (exe_dir / ESDB_INSTALLED_PLUGIN_DIR).lexically_normal();
-  if (std::filesystem::is_directory(installed, ec)) return installed;
-  return exe_dir / "plugins";
-}
-
 std::shared_ptr<spdlog::sinks::sink> SharedSink() {
   static auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   return sink;
@@ -70,8 +49,9 @@ std::shared_ptr<spdlog::sinks::sink> SharedSink() {
 }  // namespace
 
 Host::Host(HostOptions options) : options_(std::move(options)) {
-  if (options_.node.empty()) options_.node = HostName();
+  if (options_.node.empty()) options_.node = DefaultNodeName();
   if (options_.plugin_dirs.empty()) options_.plugin_dirs = {DefaultPluginDir()};
+  SharedSink()->set_formatter(MakeLogFormatter(options_.log_format));
   log_ = MakeLogger("host");
 }
 
@@ -448,6 +428,27 @@ void Host::RescanManifests() {
     }
     for (const auto& f : *files) OnManifestFile(f, true);
   });
+}
+
+bool Host::ControlLoopResponsive(int timeout_ms) {
+  {
+    std::lock_guard<std::mutex> lock(subsystems_mu_);
+    if (!started_ || shut_down_ || control_running_.load() == 0) return false;
+  }
+  // Shared with the handler: it may run after this call gave up waiting.
+  struct Probe {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool ran = false;
+  };
+  auto probe = std::make_shared<Probe>();
+  boost::asio::post(control_io_, [probe] {
+    std::lock_guard<std::mutex> lock(probe->mu);
+    probe->ran = true;
+    probe->cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(probe->mu);
+  return probe->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return probe->ran; });
 }
 
 void Host::LaunchSequentially(size_t index) {

@@ -43,6 +43,10 @@ struct HostOptions {
   std::vector<std::filesystem::path> plugin_dirs;
   std::string node;                  // default: the machine's host name
   std::string log_level = "info";
+  // "text" or "json" (log_format.h): how every logger of the host, plugins'
+  // included, writes its lines to stderr. Process-wide: the last Host
+  // constructed decides.
+  std::string log_format = "text";
   ConfigOverrides overrides;
   bool sequential_start = false;     // benchmark mode: one subsystem after another
   bool watch_manifests = true;       // hot add/remove/reload on manifest file changes
@@ -84,6 +88,12 @@ class Host {
   // gone removed, rejected files reported. Runs on a control thread; returns
   // at once. Nothing else is re-read. No-op after Shutdown().
   void RescanManifests();
+
+  // True when the host's own control loop (manifest handling, hot
+  // operations, the supervisor's work) ran a posted no-op within
+  // `timeout_ms`: what the systemd watchdog is fed on. False before Start()
+  // and after Shutdown(). Thread-safe.
+  bool ControlLoopResponsive(int timeout_ms);
 
   EventBusImpl& bus() { return *bus_; }
   ControlPlane& control_plane() { return *control_plane_; }

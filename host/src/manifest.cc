@@ -170,49 +170,52 @@ nlohmann::json Manifest::ToJson() const {
           {"config", config}};
 }
 
+std::string JsonSyntaxError(const std::string& text) {
+  // Parse again with exceptions on, only to get the position of the error.
+  std::string why = "malformed JSON";
+  try {
+    nlohmann::json ignored = nlohmann::json::parse(text);
+    (void)ignored;
+  } catch (const nlohmann::json::parse_error& e) {
+    // "[json.exception.parse_error.101] parse error at line L, column C:
+    // syntax error ...; last read: '<text>'": keep the position and the
+    // kind of error, never the text read (it may be any file's content).
+    std::string what = e.what();
+    if (const auto at = what.find("] "); what.rfind("[json.exception.", 0) == 0 && at != std::string::npos) {
+      what.erase(0, at + 2);
+    }
+    if (const auto last = what.find("; last read:"); last != std::string::npos) what.erase(last);
+    why = "malformed JSON: " + what;
+  }
+  return why;
+}
+
 Result<Manifest> ParseManifestText(const std::string& text, const std::string& origin, const fs::path& base_dir,
                                    const std::vector<fs::path>& plugin_dirs, const ConfigOverrides& overrides) {
   nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
-    // Parse again with exceptions on, only to get the position of the error.
-    std::string why = "malformed JSON";
-    try {
-      nlohmann::json ignored = nlohmann::json::parse(text);
-      (void)ignored;
-    } catch (const nlohmann::json::parse_error& e) {
-      // "[json.exception.parse_error.101] parse error at line L, column C:
-      // syntax error ...; last read: '<text>'": keep the position and the
-      // kind of error, never the text read (it may be any file's content).
-      std::string what = e.what();
-      if (const auto at = what.find("] "); what.rfind("[json.exception.", 0) == 0 && at != std::string::npos) {
-        what.erase(0, at + 2);
-      }
-      if (const auto last = what.find("; last read:"); last != std::string::npos) what.erase(last);
-      why = "malformed JSON: " + what;
-    }
-    return Status::InvalidArgument(origin + ": " + why);
-  }
+  if (doc.is_discarded()) return Status::InvalidArgument(origin + ": " + JsonSyntaxError(text));
   return ParseManifestJson(doc, origin, base_dir, plugin_dirs, overrides);
 }
 
 namespace {
 
-std::string TooBig(const std::string& name) {
-  return name + ": is larger than the manifest size limit of " + std::to_string(kMaxManifestBytes) + " bytes (1 MiB)";
+std::string TooBig(const std::string& name, const std::string& kind) {
+  return name + ": is larger than the " + kind + " size limit of " + std::to_string(kMaxManifestBytes) +
+         " bytes (1 MiB)";
 }
 
 // A regular file within the size limit.
-Status CheckManifestKind(const struct stat& st, const std::string& name) {
+Status CheckManifestKind(const struct stat& st, const std::string& name, const std::string& kind = "manifest") {
   if (!S_ISREG(st.st_mode)) {
-    const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+    const char* what = S_ISDIR(st.st_mode)    ? "a directory"
                        : S_ISFIFO(st.st_mode) ? "a FIFO"
                        : S_ISCHR(st.st_mode)  ? "a character device"
                        : S_ISBLK(st.st_mode)  ? "a block device"
                        : S_ISSOCK(st.st_mode) ? "a socket"
                                               : "not a regular file";
-    return Status::InvalidArgument(name + ": is " + std::string(kind) + "; a manifest must be a regular file");
+    return Status::InvalidArgument(name + ": is " + std::string(what) + "; a " + kind + " must be a regular file");
   }
-  if (static_cast<uint64_t>(st.st_size) > kMaxManifestBytes) return Status::InvalidArgument(TooBig(name));
+  if (static_cast<uint64_t>(st.st_size) > kMaxManifestBytes) return Status::InvalidArgument(TooBig(name, kind));
   return Status::OK();
 }
 
@@ -226,35 +229,39 @@ Status StatManifestFile(const fs::path& file) {
   return CheckManifestKind(st, file.string());
 }
 
-Result<std::string> ReadManifestFile(const fs::path& file, bool follow_links) {
+Result<std::string> ReadJsonFile(const fs::path& file, bool follow_links, const std::string& kind) {
   const std::string name = file.string();
   const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | (follow_links ? 0 : O_NOFOLLOW));
   if (fd < 0) {
     const int err = errno;
-    if (err == ELOOP) return Status::InvalidArgument(name + ": is a symbolic link; name the manifest file itself");
-    if (err == ENOENT) return Status::NotFound(name + ": cannot open manifest: no such file");
-    return Status::InvalidArgument(name + ": cannot open manifest: " + std::strerror(err));
+    if (err == ELOOP) return Status::InvalidArgument(name + ": is a symbolic link; name the " + kind + " file itself");
+    if (err == ENOENT) return Status::NotFound(name + ": cannot open " + kind + ": no such file");
+    return Status::InvalidArgument(name + ": cannot open " + kind + ": " + std::strerror(err));
   }
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return Status::IOError(name + ": cannot stat manifest: " + std::strerror(errno));
-  Status kind = CheckManifestKind(st, name);
-  if (!kind.ok()) return kind;
+  if (::fstat(fd, &st) != 0) return Status::IOError(name + ": cannot stat " + kind + ": " + std::strerror(errno));
+  Status checked = CheckManifestKind(st, name, kind);
+  if (!checked.ok()) return checked;
   std::string text(kMaxManifestBytes + 1, '\0');
   size_t got = 0;
   while (got < text.size()) {
     const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::IOError(name + ": cannot read manifest: " + std::strerror(errno));
+    if (n < 0) return Status::IOError(name + ": cannot read " + kind + ": " + std::strerror(errno));
     if (n == 0) break;
     got += static_cast<size_t>(n);
   }
-  if (got > kMaxManifestBytes) return Status::InvalidArgument(TooBig(name));  // it grew meanwhile
+  if (got > kMaxManifestBytes) return Status::InvalidArgument(TooBig(name, kind));  // it grew meanwhile
   text.resize(got);
   return text;
+}
+
+Result<std::string> ReadManifestFile(const fs::path& file, bool follow_links) {
+  return ReadJsonFile(file, follow_links, "manifest");
 }
 
 Result<fs::path> ResolveManifestPath(const std::string& path, const std::vector<fs::path>& manifest_dirs) {

@@ -68,6 +68,13 @@ inline constexpr size_t kMaxManifestBytes = 1 << 20;
 // is a regular file of at most kMaxManifestBytes (a FIFO, device or
 // directory is refused at once). Errors name the file and the rule.
 Result<std::string> ReadManifestFile(const std::filesystem::path& file, bool follow_links);
+// The same for any JSON file the host reads (esdb-host's config file):
+// `kind` names it in errors ("cannot open config file: ...").
+Result<std::string> ReadJsonFile(const std::filesystem::path& file, bool follow_links, const std::string& kind);
+// Why `text` is not JSON: "malformed JSON: parse error at line L, column C:
+// syntax error ..." with the position and kind of error only, never the text
+// read (it may be any file's content).
+std::string JsonSyntaxError(const std::string& text);
 
 // The same checks from the file's metadata only (stat; nothing opened).
 Status StatManifestFile(const std::filesystem::path& file);

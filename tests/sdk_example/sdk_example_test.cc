@@ -38,42 +38,12 @@ using esdb::testing::HostProcess;
 using esdb::testing::Http;
 using esdb::testing::HttpResult;
 using esdb::testing::TempDir;
+using esdb::test::ReadText;
+using esdb::test::RunCommand;
 using esdb::test::WriteFile;
 using nlohmann::json;
 
 constexpr const char* kPlugin = "event_type_counter";
-
-std::string ReadText(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Runs `args` (args[0] an absolute path), appending stdout and stderr to
-// `log`. Returns the exit code, or -signal.
-int Run(const std::vector<std::string>& args, const fs::path& log) {
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const std::string log_path = log.string();
-  const pid_t pid = fork();
-  if (pid < 0) return -1000;
-  if (pid == 0) {
-    const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-    }
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
 
 // Appends events of the given types to `stream` with ES-ExpectedVersion: any.
 void Append(uint16_t port, const std::string& stream, const std::vector<std::string>& types) {
@@ -138,7 +108,7 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
 
   // 1. Install this build's SDK (and host) into an empty prefix.
   {
-    const int rc = Run({ESDB_CMAKE_COMMAND, "--install", ESDB_BUILD_DIR, "--prefix", prefix.string()}, log);
+    const int rc = RunCommand({ESDB_CMAKE_COMMAND, "--install", ESDB_BUILD_DIR, "--prefix", prefix.string()}, log);
     INFO(ReadText(log));
     REQUIRE(rc == 0);
   }
@@ -165,7 +135,7 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
     configure.push_back("-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined");
   }
   {
-    const int rc = Run(configure, log);
+    const int rc = RunCommand(configure, log);
     INFO(ReadText(log));
     REQUIRE(rc == 0);
   }
@@ -177,7 +147,7 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
     REQUIRE(cache.find(expected) != std::string::npos);
   }
   {
-    const int rc = Run({ESDB_CMAKE_COMMAND, "--build", build.string(), "-j2"}, log);
+    const int rc = RunCommand({ESDB_CMAKE_COMMAND, "--build", build.string(), "-j2"}, log);
     INFO(ReadText(log));
     REQUIRE(rc == 0);
   }
@@ -194,7 +164,7 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
   // plugin in a FakeContext, then in the esdb-host installed next to the kit.
   {
     const fs::path test_log = work.path() / "example-test.log";
-    const int rc = Run({ESDB_CTEST_COMMAND, "--test-dir", build.string(), "--output-on-failure"}, test_log);
+    const int rc = RunCommand({ESDB_CTEST_COMMAND, "--test-dir", build.string(), "--output-on-failure"}, test_log);
     INFO(ReadText(test_log));
     REQUIRE(rc == 0);
     CHECK(ReadText(test_log).find("100% tests passed") != std::string::npos);
@@ -213,7 +183,7 @@ TEST_CASE("the example plugin builds against the installed SDK and counts events
       args[2] = probe.string();                                  // -S
       args[4] = (work.path() / "probe-build").string();          // -B
       fs::remove_all(work.path() / "probe-build");
-      return Run(args, probe_log);
+      return RunCommand(args, probe_log);
     };
     const fs::path plain_log = work.path() / "probe-plain.log";
     CHECK(configure_probe("find_package(esdb_sdk 1.1 REQUIRED)", plain_log) == 0);

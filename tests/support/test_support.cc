@@ -1,6 +1,12 @@
 #include "test_support.h"
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace esdb::test {
@@ -32,6 +38,36 @@ nlohmann::json TestManifest(const std::string& name, const nlohmann::json& confi
                       {"config", config.is_null() ? nlohmann::json::object() : config}};
   m.merge_patch(patch);
   return m;
+}
+
+int RunCommand(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string log_path = log.string();
+  const pid_t pid = fork();
+  if (pid < 0) return -1000;
+  if (pid == 0) {
+    const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+std::string ReadText(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 void WriteFile(const fs::path& file, const std::string& text) {

@@ -30,6 +30,13 @@ nlohmann::json TestManifest(const std::string& name, const nlohmann::json& confi
 // (plugins/<plugin>/manifest.json). Throws if it cannot be read or parsed.
 nlohmann::json BuiltinManifest(const std::string& plugin);
 
+// Runs `args` (args[0] an absolute path) to completion, appending its
+// stdout and stderr to `log`. Returns the exit code, -signal, or -1000 when
+// fork() fails (127: args[0] could not be executed).
+int RunCommand(const std::vector<std::string>& args, const std::filesystem::path& log);
+// The whole content of `file` ("" when it cannot be read).
+std::string ReadText(const std::filesystem::path& file);
+
 // Writes `manifest` (or raw text) to dir/file.
 void WriteFile(const std::filesystem::path& file, const std::string& text);
 void WriteManifest(const std::filesystem::path& dir, const nlohmann::json& manifest);

@@ -1,5 +1,7 @@
 #include "esdb/testing/host_process.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -20,6 +22,7 @@ HostOptions HostOptions::Exactly(std::vector<std::string> args) {
   HostOptions o;
   o.ephemeral_gateway_port = false;
   o.print_events = false;
+  o.no_config = false;
   o.args = std::move(args);
   return o;
 }
@@ -32,6 +35,9 @@ std::vector<std::string> BuildCommandLine(const HostOptions& o, const std::strin
     argv.push_back(flag);
     argv.push_back(value);
   };
+  if (o.no_config && std::find(o.args.begin(), o.args.end(), "--config") == o.args.end()) {
+    argv.push_back("--no-config");
+  }
   if (!o.manifests.empty()) add("--manifests", o.manifests.string());
   if (!o.data.empty()) add("--data", o.data.string());
   for (const auto& dir : o.plugin_dirs) add("--plugin-dir", dir.string());

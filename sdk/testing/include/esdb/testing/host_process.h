@@ -45,8 +45,8 @@
 namespace esdb::testing {
 
 // How to start the host. The command line is
-//   <binary> [--manifests M] [--data D] [--plugin-dir P]... [--set gateway.listen_port=0]
-//            [--print-events] [--log-level L] [--set S]... <args>...
+//   <binary> [--no-config] [--manifests M] [--data D] [--plugin-dir P]...
+//            [--set gateway.listen_port=0] [--print-events] [--log-level L] [--set S]... <args>...
 struct HostOptions {
   std::filesystem::path binary{};          // empty: the esdb-host installed with the kit
   std::filesystem::path manifests{};       // --manifests, when not empty
@@ -57,6 +57,9 @@ struct HostOptions {
   bool ephemeral_gateway_port = true;      // --set gateway.listen_port=0 (GatewayPort() says which it got)
   bool print_events = true;                // --print-events: without it WaitFor() sees nothing
   std::string log_level{};                 // --log-level, when not empty
+  // --no-config unless `args` has a --config: a test's host does not read
+  // the machine's /etc/esdb/esdb.json (an installed esdb-host would).
+  bool no_config = true;
   // Runs in the child between fork() and exec() (e.g. setrlimit()): only
   // async-signal-safe calls. A false return ends the child with code 126.
   std::function<bool()> in_child{};
