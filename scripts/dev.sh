@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential g++ cmake ninja-build pkg-config
           libboost-dev libboost-filesystem-dev libboost-system-dev
           libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl
-          libre2-dev libssl-dev openssl clang libclang-rt-14-dev llvm)
+          libre2-dev libssl-dev openssl clang libclang-rt-14-dev llvm
+          libnats-dev nats-server)
 
 install_missing() {
   local missing=()
