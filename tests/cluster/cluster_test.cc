@@ -1,0 +1,229 @@
+// Cluster mode with real processes: three nats-servers (JetStream,
+// clustered, loopback) and three esdb-hosts in cluster mode (store "mode":
+// "cluster", the log plugin with the stream at 3 replicas). No mocks.
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "esdb/testing/host_process.h"
+#include "esdb/testing/http.h"
+#include "esdb/testing/temp_dir.h"
+#include "support/nats_cluster.h"
+#include "support/test_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using esdb::testing::Http;
+using nlohmann::json;
+
+// The manifests of one cluster-mode node: persistence, store (cluster
+// mode), log (on `servers`, the stream with `replicas`) and gateway.
+fs::path ClusterManifests(const fs::path& dir, const std::vector<std::string>& servers, int replicas) {
+  fs::create_directories(dir);
+  for (const char* p : {"persistence", "store", "log", "gateway"}) {
+    json m = esdb::test::BuiltinManifest(p);
+    if (std::string(p) == "store") {
+      m["config"]["mode"] = "cluster";
+      m["start_timeout_ms"] = 120000;
+    }
+    if (std::string(p) == "log") {
+      m["config"]["servers"] = servers;
+      m["config"]["replicas"] = replicas;
+    }
+    esdb::test::WriteManifest(dir, m);
+  }
+  return dir;
+}
+
+struct Node {
+  std::unique_ptr<esdb::testing::HostProcess> host;
+  uint16_t port = 0;
+};
+
+Node StartNode(const fs::path& root, const std::string& name, const std::vector<std::string>& servers,
+               int replicas = 3, const std::string& manifests = "manifests") {
+  esdb::testing::HostOptions o;
+  o.manifests = ClusterManifests(root / name / manifests, servers, replicas);
+  o.data = root / name / "data";
+  o.args = {"--node", name};
+  o.log_level = "info";
+  Node n;
+  n.host = std::make_unique<esdb::testing::HostProcess>(std::move(o));
+  esdb::Result<uint16_t> port = n.host->GatewayPort(60000);
+  INFO(n.host->Stderr());
+  REQUIRE(port.ok());
+  n.port = *port;
+  return n;
+}
+
+std::string Uuid(uint64_t a, uint64_t b) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08llx-%04llx-4%03llx-8%03llx-%012llx", static_cast<unsigned long long>(a >> 32),
+                static_cast<unsigned long long>((a >> 16) & 0xffff), static_cast<unsigned long long>(a & 0xfff),
+                static_cast<unsigned long long>(b >> 48 & 0xfff), static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return buf;
+}
+
+// Every event of $all (system streams included) as the node at `port`
+// serves it, in order.
+json ReadAll(uint16_t port) {
+  json all = json::array();
+  uint64_t from = 0;
+  for (;;) {
+    auto r = Http(port, "GET", "/streams/$all?from=" + std::to_string(from) + "&count=1000&include_system=true");
+    if (r.status != 200) return json();
+    json page = r.Json();
+    for (auto& e : page["events"]) all.push_back(e);
+    if (page["endOfAll"].get<bool>() || page["events"].empty()) break;
+    from = page["nextPosition"].get<uint64_t>();
+  }
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: writers on three nodes race on shared streams; every version is won once and every node "
+          "has the same $all",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster");
+  esdb::test::NatsCluster nats(dir / "nats");
+  REQUIRE(nats.WaitReady(60000));
+  const std::vector<std::string> servers = nats.ClientUrls();
+
+  std::vector<Node> nodes;
+  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
+  for (Node& n : nodes) {
+    INFO(n.host->Stderr());
+    REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+  }
+
+  // Writers: two per node, all on the same four streams, each append with
+  // the exact version the writer believes is last; a 409 tells it the
+  // current one.
+  constexpr int kStreams = 4;
+  constexpr int64_t kVersions = 60;  // per stream
+  struct Win {
+    int writer;
+    std::string id;
+  };
+  std::mutex mu;
+  std::map<std::pair<int, int64_t>, std::vector<Win>> wins;  // (stream, version) -> who got it
+  std::atomic<int> conflicts{0}, errors{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 6; ++w) {
+    writers.emplace_back([&, w] {
+      const uint16_t port = nodes[static_cast<size_t>(w % 3)].port;
+      std::vector<int64_t> known(kStreams, -1);
+      uint64_t seq = 0;
+      for (int round = 0; round < 10000; ++round) {
+        const int s = (round + w) % kStreams;
+        if (known[static_cast<size_t>(s)] >= kVersions - 1) {
+          bool all_done = true;
+          for (int64_t k : known) all_done = all_done && k >= kVersions - 1;
+          if (all_done) return;
+          continue;
+        }
+        const std::string id = Uuid(static_cast<uint64_t>(w + 1) << 32 | ++seq, 0x1234);
+        const json body = json::array({{{"eventId", id}, {"eventType", "raced"}, {"data", {{"writer", w}}}}});
+        const int64_t expected = known[static_cast<size_t>(s)];
+        auto r = Http(port, "POST", "/streams/race-" + std::to_string(s), body.dump(),
+                      {{"ES-ExpectedVersion", std::to_string(expected)}, {"Content-Type", "application/json"}});
+        if (r.status == 201) {
+          const int64_t v = r.Json()["nextExpectedVersion"].get<int64_t>();
+          std::lock_guard<std::mutex> lock(mu);
+          wins[{s, v}].push_back({w, id});
+          known[static_cast<size_t>(s)] = v;
+        } else if (r.status == 409) {
+          conflicts.fetch_add(1);
+          json j = r.Json();
+          known[static_cast<size_t>(s)] = j["current"].is_number() ? j["current"].get<int64_t>() : -1;
+        } else {
+          errors.fetch_add(1);
+          UNSCOPED_INFO("append failed: " << r.status << " " << r.body << r.error);
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  CHECK(errors.load() == 0);
+  // Every version of every stream was won by exactly one writer, with the
+  // version it expected + 1.
+  for (int s = 0; s < kStreams; ++s) {
+    for (int64_t v = 0; v < kVersions; ++v) {
+      auto it = wins.find({s, v});
+      INFO("stream race-" << s << " version " << v);
+      REQUIRE(it != wins.end());
+      CHECK(it->second.size() == 1);
+    }
+  }
+  CHECK(wins.size() == static_cast<size_t>(kStreams * kVersions));
+  // The race is real: some appends lost to another node's.
+  WARN(conflicts.load() << " appends answered 409 for " << kStreams * kVersions << " versions");
+  CHECK(conflicts.load() > 0);
+
+  // Every node converges on the same $all: same events, ids, streams,
+  // versions, positions, created times, in the same order.
+  const size_t total = static_cast<size_t>(kStreams * kVersions);
+  std::vector<json> alls(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    do {
+      alls[i] = ReadAll(nodes[i].port);
+      if (alls[i].is_array() && alls[i].size() >= total) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    } while (std::chrono::steady_clock::now() < deadline);
+    REQUIRE(alls[i].is_array());
+    CHECK(alls[i].size() == total);
+  }
+  CHECK(alls[0] == alls[1]);
+  CHECK(alls[0] == alls[2]);
+  // Each stream read from each node holds the winners, in version order.
+  for (int s = 0; s < kStreams; ++s) {
+    for (Node& n : nodes) {
+      auto r = Http(n.port, "GET", "/streams/race-" + std::to_string(s) + "?from=0&count=1000");
+      REQUIRE(r.status == 200);
+      json events = r.Json()["events"];
+      REQUIRE(events.size() == static_cast<size_t>(kVersions));
+      for (int64_t v = 0; v < kVersions; ++v) {
+        CHECK(events[static_cast<size_t>(v)]["id"] == wins[{s, v}].front().id);
+      }
+    }
+  }
+
+  // An append resent to another node with the same ids is idempotent there.
+  {
+    const Win& w = wins[{0, 5}].front();
+    const json body = json::array({{{"eventId", w.id}, {"eventType", "raced"}, {"data", {{"writer", w.writer}}}}});
+    auto r = Http(nodes[static_cast<size_t>((w.writer + 1) % 3)].port, "POST", "/streams/race-0", body.dump(),
+                  {{"ES-ExpectedVersion", "4"}, {"Content-Type", "application/json"}});
+    CHECK(r.status == 201);
+    CHECK(r.Json()["idempotent"] == true);
+    CHECK(r.Json()["nextExpectedVersion"] == 5);
+  }
+
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+  nodes.clear();
+
+  // node-1's data against another log, which does not hold what it applied:
+  // its store refuses to serve, saying why.
+  esdb::test::NatsCluster other(dir / "other-nats", {.servers = 1});
+  REQUIRE(other.WaitReady(30000));
+  Node lost = StartNode(dir.path(), "node-1", other.ClientUrls(), 1, "manifests-other");
+  auto failed = lost.host->WaitForEvent("subsystem_failed", "store", 60000);
+  REQUIRE(failed);
+  INFO(failed->dump());
+  CHECK_THAT(failed->dump(), Catch::Contains("refusing to serve") && Catch::Contains("the log lost entries"));
+  CHECK(Http(lost.port, "GET", "/streams/race-0").status == 503);
+  CHECK(lost.host->Terminate() == 0);
+}
