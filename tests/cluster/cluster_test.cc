@@ -93,7 +93,7 @@ json ReadAll(uint16_t port) {
 }  // namespace
 
 TEST_CASE("cluster: writers on three nodes race on shared streams; every version is won once and every node "
-          "has the same $all",
+          "has the same $all; a restarted node resumes and catches up; a node against another log refuses",
           "[cluster]") {
   esdb::testing::TempDir dir("esdb-cluster");
   esdb::test::NatsCluster nats(dir / "nats");
@@ -211,6 +211,36 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
     CHECK(r.Json()["idempotent"] == true);
     CHECK(r.Json()["nextExpectedVersion"] == 5);
   }
+
+  // node-2 stops; the others go on writing; node-2 restarts on its data,
+  // resumes after the last entry it applied, catches up, and only then
+  // serves.
+  REQUIRE(nodes[1].host->Terminate() == 0);
+  constexpr int kLater = 40;
+  for (int i = 0; i < kLater; ++i) {
+    const json body = json::array({{{"eventType", "later"}, {"data", {{"i", i}}}}});
+    auto r = Http(nodes[static_cast<size_t>(i % 2 == 0 ? 0 : 2)].port, "POST", "/streams/later", body.dump(),
+                  {{"ES-ExpectedVersion", std::to_string(i - 1)}, {"Content-Type", "application/json"}});
+    REQUIRE(r.status == 201);
+  }
+  nodes[1] = StartNode(dir.path(), "node-2", servers);
+  REQUIRE(nodes[1].host->WaitForEvent("subsystem_ready", "store", 120000));
+  {
+    const std::string log = nodes[1].host->Stderr();
+    INFO(log);
+    // Its second start, from the entry after the last one it had applied.
+    const std::string marker = "node node-2 incarnation 2, applied up to entry ";
+    const size_t at = log.find(marker);
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stoull(log.substr(at + marker.size(), 20)) > 0);
+  }
+  // Ready means caught up: its $all is already complete, without waiting.
+  json restarted = ReadAll(nodes[1].port);
+  REQUIRE(restarted.is_array());
+  CHECK(restarted.size() == total + kLater);
+  json first = ReadAll(nodes[0].port);
+  CHECK(restarted == first);
+  CHECK(ReadAll(nodes[2].port) == first);
 
   for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
   nodes.clear();
