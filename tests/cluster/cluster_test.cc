@@ -27,14 +27,19 @@ using esdb::testing::Http;
 using nlohmann::json;
 
 // The manifests of one cluster-mode node: persistence, store (cluster
-// mode), log (on `servers`, the stream with `replicas`) and gateway.
+// mode), log (on `servers`, the stream with `replicas`), cluster
+// (membership from heartbeats on the same servers) and gateway.
 fs::path ClusterManifests(const fs::path& dir, const std::vector<std::string>& servers, int replicas) {
   fs::create_directories(dir);
-  for (const char* p : {"persistence", "store", "log", "gateway"}) {
+  for (const char* p : {"persistence", "store", "log", "cluster", "gateway"}) {
     json m = esdb::test::BuiltinManifest(p);
     if (std::string(p) == "store") {
       m["config"]["mode"] = "cluster";
       m["start_timeout_ms"] = 120000;
+    }
+    if (std::string(p) == "cluster") {
+      m["config"] = {{"mode", "cluster"}, {"servers", servers}, {"expected_nodes", 3}, {"heartbeat_ms", 200},
+                     {"node_timeout_ms", 2000}};
     }
     if (std::string(p) == "log") {
       m["config"]["servers"] = servers;
@@ -74,6 +79,29 @@ std::string Uuid(uint64_t a, uint64_t b) {
   return buf;
 }
 
+// How many bus events of `type` about node `node` the host printed so far.
+size_t CountClusterEvents(const esdb::testing::HostProcess& host, const std::string& type, const std::string& node) {
+  size_t n = 0;
+  for (const json& l : host.Lines()) {
+    if (l.value("type", "") == type && l.contains("data") && l["data"].is_object() &&
+        l["data"].value("node", "") == node) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+// Waits until the host printed at least `count` such events.
+bool WaitClusterEvents(const esdb::testing::HostProcess& host, const std::string& type, const std::string& node,
+                       size_t count, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (CountClusterEvents(host, type, node) < count) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
 // Every event of $all (system streams included) as the node at `port`
 // serves it, in order.
 json ReadAll(uint16_t port) {
@@ -105,6 +133,22 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
   for (Node& n : nodes) {
     INFO(n.host->Stderr());
     REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+  }
+  // Membership: every node hears every node (with its HTTP address) and the
+  // cluster forms on each.
+  for (Node& n : nodes) {
+    for (size_t k = 0; k < nodes.size(); ++k) {
+      const std::string name = "node-" + std::to_string(k + 1);
+      const std::string http = "127.0.0.1:" + std::to_string(nodes[k].port);
+      auto joined = n.host->WaitFor(
+          [&](const json& l) {
+            return l.value("type", "") == "node_joined" && l.contains("data") && l["data"].is_object() &&
+                   l["data"].value("node", "") == name && l["data"].value("http", "") == http;
+          },
+          15000);
+      CHECK(joined);
+    }
+    CHECK(n.host->WaitForEvent("cluster_formed", "", 15000));
   }
 
   // Writers: two per node, all on the same four streams, each append with
@@ -216,6 +260,10 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
   // resumes after the last entry it applied, catches up, and only then
   // serves.
   REQUIRE(nodes[1].host->Terminate() == 0);
+  // The others see it leave (its goodbye).
+  CHECK(WaitClusterEvents(*nodes[0].host, "node_left", "node-2", 1, 10000));
+  CHECK(WaitClusterEvents(*nodes[2].host, "node_left", "node-2", 1, 10000));
+  const size_t joined_before = CountClusterEvents(*nodes[0].host, "node_joined", "node-2");
   constexpr int kLater = 40;
   for (int i = 0; i < kLater; ++i) {
     const json body = json::array({{{"eventType", "later"}, {"data", {{"i", i}}}}});
@@ -225,6 +273,8 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
   }
   nodes[1] = StartNode(dir.path(), "node-2", servers);
   REQUIRE(nodes[1].host->WaitForEvent("subsystem_ready", "store", 120000));
+  // ... and join again.
+  CHECK(WaitClusterEvents(*nodes[0].host, "node_joined", "node-2", joined_before + 1, 10000));
   {
     const std::string log = nodes[1].host->Stderr();
     INFO(log);
