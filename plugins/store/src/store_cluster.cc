@@ -4,6 +4,9 @@
 // node's requests. plugins/store/README.md, "Cluster mode".
 #include <openssl/evp.h>
 
+#include <cstdio>
+#include <random>
+
 #include <spdlog/logger.h>
 
 #include "group_codec.h"
@@ -147,7 +150,7 @@ bool DecodeLogPosition(std::string_view value, LogPosition* p) {
 esdb::Status StoreCore::OpenCluster(const std::string& node) {
   cluster_ = std::make_unique<ClusterState>();
   ClusterState& c = *cluster_;
-  // Entry ids are "<node>-<incarnation>-<counter>" in printable ASCII.
+  // Entry ids are "<node>-<incarnation>.<random tag>-<counter>" in printable ASCII.
   c.node = node.empty() ? "node" : node.substr(0, 64);
   for (char& ch : c.node) {
     const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
@@ -166,6 +169,14 @@ esdb::Status StoreCore::OpenCluster(const std::string& node) {
   esdb::StorageBatch b;
   std::string v;
   PutFixed64BE(&v, c.incarnation);
+  // Two nodes given the same name by mistake would otherwise propose the
+  // same ids, and the log would drop one's entries as the other's
+  // duplicates: a random tag keeps ids apart (an id, not a decision).
+  {
+    char tag[16];
+    std::snprintf(tag, sizeof tag, ".%08x", static_cast<unsigned>(std::random_device{}()));
+    c.incarnation_tag = std::to_string(c.incarnation) + tag;
+  }
   b.Put(keys::Incarnation(), v);
   esdb::Status s = storage_->Write(b, esdb::StorageWriteOptions{true});
   if (!s.ok()) return s;
@@ -216,7 +227,7 @@ esdb::Status StoreCore::OpenCluster(const std::string& node) {
   c.open_target = *last;
   c.applied_sequence.store(applied);
   c.caught_up = applied >= c.open_target;
-  Log(2, "cluster mode: node " + c.node + " incarnation " + std::to_string(c.incarnation) + ", applied up to entry " +
+  Log(2, "cluster mode: node " + c.node + " incarnation " + c.incarnation_tag + ", applied up to entry " +
              std::to_string(applied) + " (log hash " + Hex(c.applied.hash).substr(0, 16) + "...), the log ends at " +
              std::to_string(*last));
 
@@ -355,7 +366,7 @@ void StoreCore::ProposerLoop() {
         case Request::Kind::kSetMetadata: EncodeGroupMetadata(r.stream, *r.metadata, &data); break;
       }
     }
-    std::string id = c.node + "-" + std::to_string(c.incarnation) + "-" + std::to_string(++c.counter);
+    std::string id = c.node + "-" + c.incarnation_tag + "-" + std::to_string(++c.counter);
     {
       std::lock_guard<std::mutex> lock(c.pending->mu);
       PendingGroups::Group& g = c.pending->groups[id];
@@ -532,7 +543,7 @@ nlohmann::json StoreCore::ClusterStats() const {
     pending = c.pending->groups.size();
   }
   return {{"node", c.node},
-          {"incarnation", c.incarnation},
+          {"incarnation", c.incarnation_tag},
           {"applied_sequence", c.applied_sequence.load()},
           {"open_target", c.open_target},
           {"proposed_groups", c.proposed.load()},

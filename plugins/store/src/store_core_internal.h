@@ -111,7 +111,8 @@ struct PendingGroups {
 
 struct StoreCore::ClusterState {
   std::string node;
-  uint64_t incarnation = 0;
+  uint64_t incarnation = 0;   // this node's starts, counted in storage
+  std::string incarnation_tag;  // "<incarnation>.<8 random hex digits>", in entry ids
   uint64_t counter = 0;  // proposer thread only
   LogPosition applied;   // applier thread only (after open)
   std::atomic<uint64_t> applied_sequence{0};
