@@ -121,7 +121,8 @@ json ReadAll(uint16_t port) {
 }  // namespace
 
 TEST_CASE("cluster: writers on three nodes race on shared streams; every version is won once and every node "
-          "has the same $all; a restarted node resumes and catches up; a node against another log refuses",
+          "has the same $all; a restarted node resumes and catches up; a duplicate node name and a node against "
+          "another log are refused",
           "[cluster]") {
   esdb::testing::TempDir dir("esdb-cluster");
   esdb::test::NatsCluster nats(dir / "nats");
@@ -294,6 +295,21 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
   json first = ReadAll(nodes[0].port);
   CHECK(restarted == first);
   CHECK(ReadAll(nodes[2].port) == first);
+
+  // A fourth host given node-3's name by mistake: its cluster subsystem
+  // fails, saying so.
+  {
+    Node dup = StartNode(dir / "dup", "node-3", servers);
+    auto failed = dup.host->WaitFor(
+        [](const json& l) {
+          return l.value("type", "") == "subsystem_failed" && l.contains("data") && l["data"].is_object() &&
+                 l["data"].value("name", "") == "cluster";
+        },
+        20000);
+    REQUIRE(failed);
+    CHECK_THAT(failed->dump(), Catch::Contains("--node") && Catch::Contains("'node-3' is used by another node too"));
+    CHECK(dup.host->Terminate() == 0);
+  }
 
   for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
   nodes.clear();

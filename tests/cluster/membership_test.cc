@@ -19,7 +19,7 @@ std::vector<std::string> Types(const std::vector<MemberEvent>& events) {
 }
 
 Heartbeat Beat(const std::string& node, uint64_t incarnation, bool goodbye = false) {
-  return Heartbeat{node, incarnation, 7, "127.0.0.1:2113", goodbye};
+  return Heartbeat{node, incarnation, 7, "127.0.0.1:2113", "host/1", goodbye};
 }
 
 }  // namespace
@@ -52,18 +52,20 @@ TEST_CASE("membership: joins, a quorum forms the cluster, silence and goodbyes l
 }
 
 TEST_CASE("membership: heartbeats round-trip; malformed ones are refused", "[membership]") {
-  Heartbeat h{"node-1", 42, 1000, "127.0.0.1:2113", false};
+  Heartbeat h{"node-1", 42, 1000, "127.0.0.1:2113", "host-a/77", false};
   auto back = DecodeHeartbeat(EncodeHeartbeat(h));
   REQUIRE(back.ok());
   CHECK(back->node == "node-1");
   CHECK(back->incarnation == 42);
   CHECK(back->applied_sequence == 1000);
   CHECK(back->http == "127.0.0.1:2113");
-  for (const char* bad : {"", "[]", "{}", R"({"node":"","incarnation":1,"applied_sequence":0,"http":"","goodbye":false})",
-                          R"({"node":"a","incarnation":-1,"applied_sequence":0,"http":"","goodbye":false})",
-                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":5,"goodbye":false})",
-                          R"({"node":"a\u0001","incarnation":1,"applied_sequence":0,"http":"","goodbye":false})",
-                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":""})"}) {
+  CHECK(back->process == "host-a/77");
+  for (const char* bad : {"", "[]", "{}", R"({"node":"","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
+                          R"({"node":"a","incarnation":-1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":5,"process":"h/1","goodbye":false})",
+                          R"({"node":"a\u0001","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1"})",
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","goodbye":false})"}) {
     INFO(bad);
     CHECK(DecodeHeartbeat(bad).status().code() == esdb::Code::kInvalidArgument);
   }

@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include <nats/nats.h>
+#include <unistd.h>
 
 #include <esdb/bus_events.h>
 #include <esdb/config_reader.h>
@@ -139,6 +140,9 @@ class ClusterSubsystem : public esdb::Subsystem {
   esdb::Status StartCluster() {
     membership_ = std::make_unique<Membership>(options_.expected_nodes, options_.node_timeout_ms);
     self_.node = ctx_->Node();
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    self_.process = std::string(host) + "/" + std::to_string(getpid());
     self_.incarnation = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count());
@@ -195,7 +199,18 @@ class ClusterSubsystem : public esdb::Subsystem {
     std::vector<MemberEvent> events;
     {
       std::lock_guard<std::mutex> lock(self->mu_);
-      if (self->stopping_) return;
+      if (self->stopping_ || self->name_conflict_) return;
+      const Heartbeat& me = self->self_;
+      if (h->node == me.node && h->incarnation != me.incarnation && h->process != me.process) {
+        // Another esdb-host heartbeats under this node's name.
+        self->name_conflict_ = true;
+        const std::string why = "esdb-host --node: the node name '" + me.node +
+                                "' is used by another node too (heartbeats from " + h->process + " and from this one, " +
+                                me.process + "); give each node its own name";
+        self->ctx_->Logger()->error("{}", why);
+        self->ctx_->ReportFailed(esdb::Status::InvalidArgument(why));
+        return;
+      }
       events = self->membership_->Observe(*h, NowMs());
     }
     self->Publish(events);
@@ -287,6 +302,7 @@ class ClusterSubsystem : public esdb::Subsystem {
   Heartbeat self_;                  // guarded by mu_ (http)
   bool stopping_ = false;           // guarded by mu_
   bool sub_complete_ = false;       // guarded by mu_
+  bool name_conflict_ = false;      // guarded by mu_: another node heartbeats under this name
   natsOptions* nats_options_ = nullptr;
   natsConnection* nc_ = nullptr;
   natsSubscription* sub_ = nullptr;

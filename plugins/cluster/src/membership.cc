@@ -9,6 +9,7 @@ std::string EncodeHeartbeat(const Heartbeat& h) {
                         {"incarnation", h.incarnation},
                         {"applied_sequence", h.applied_sequence},
                         {"http", h.http},
+                        {"process", h.process},
                         {"goodbye", h.goodbye}}
       .dump();
 }
@@ -38,6 +39,11 @@ esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text) {
     return esdb::Status::InvalidArgument("heartbeat: 'http' is not an address string");
   }
   h.http = http->get<std::string>();
+  auto process = j.find("process");
+  if (process == j.end() || !process->is_string() || process->get_ref<const std::string&>().size() > 300) {
+    return esdb::Status::InvalidArgument("heartbeat: 'process' is not a string");
+  }
+  h.process = process->get<std::string>();
   auto goodbye = j.find("goodbye");
   if (goodbye == j.end() || !goodbye->is_boolean()) return esdb::Status::InvalidArgument("heartbeat: 'goodbye' is not a boolean");
   h.goodbye = goodbye->get<bool>();

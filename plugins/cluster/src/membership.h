@@ -28,12 +28,14 @@
 namespace esdb_cluster {
 
 // One heartbeat, as JSON on the wire:
-// {"node", "incarnation", "applied_sequence", "http", "goodbye"}.
+// {"node", "incarnation", "applied_sequence", "http", "process", "goodbye"}.
 struct Heartbeat {
   std::string node;               // the node's name (esdb-host --node), 1 to 256 printable characters
   uint64_t incarnation = 0;       // differs at each start of the node
   uint64_t applied_sequence = 0;  // the last log entry the node applied (0: unknown)
   std::string http;               // the node's HTTP address "host:port", empty before its gateway listens
+  std::string process;            // "<host name>/<pid>" of the esdb-host: tells a second node of the same name
+                                  // from another generation of this node's own cluster plugin (a reload)
   bool goodbye = false;           // the node is stopping
 };
 
