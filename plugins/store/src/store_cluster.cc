@@ -303,9 +303,14 @@ void StoreCore::ProposerLoop() {
   std::vector<std::unique_ptr<Request>> group;
   for (;;) {
     {
-      // At most max_inflight_groups entries published and not acknowledged.
+      // At most max_inflight_groups entries published and not yet answered
+      // (acknowledged and applied here): the requests that arrive meanwhile
+      // make the next group bigger.
       std::unique_lock<std::mutex> lock(c.pending->mu);
-      c.pending->cv.wait(lock, [&] { return c.pending->inflight < max_inflight || c.pending->stop_proposing; });
+      c.pending->cv.wait(lock, [&] {
+        return (c.pending->inflight < max_inflight && c.pending->groups.size() < max_inflight) ||
+               c.pending->stop_proposing;
+      });
     }
     size_t limit = std::min(options_.max_group_bytes, log_->MaxEntryBytes());
     {
@@ -519,7 +524,10 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
         }
       }
     }
-    if (answer) Answer(done.requests, &done.statuses, &done.results, esdb::Status::OK());
+    if (answer) {
+      c.pending->cv.notify_all();  // room for the proposer
+      Answer(done.requests, &done.statuses, &done.results, esdb::Status::OK());
+    }
   }
   if (!committed) {
     return HaltApplier(esdb::Status::IOError("log entry " + std::to_string(e.sequence) +

@@ -28,8 +28,9 @@ struct StoreOptions {
   // (esdb.log/1) and every node applies the log; false ("single_node",
   // default): the writer decides and writes each group itself.
   bool cluster = false;
-  // Cluster mode: log entries published and not yet acknowledged. Fewer
-  // in flight make bigger groups (bench/cluster_bench.cc --inflight).
+  // Cluster mode: log entries published and not yet answered (acknowledged
+  // and applied here). Fewer in flight make bigger groups
+  // (bench/cluster_bench.cc --inflight).
   size_t max_inflight_groups = 2;
   // '$'-streams are reserved; appends to them are refused unless the id
   // starts with one of these (system streams of other subsystems).
