@@ -1,6 +1,7 @@
 // Cluster mode with real processes: three nats-servers (JetStream,
 // clustered, loopback) and three esdb-hosts in cluster mode (store "mode":
 // "cluster", the log plugin with the stream at 3 replicas). No mocks.
+#include <array>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -325,4 +326,96 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
   CHECK_THAT(failed->dump(), Catch::Contains("refusing to serve") && Catch::Contains("the log lost entries"));
   CHECK(Http(lost.port, "GET", "/streams/race-0").status == 503);
   CHECK(lost.host->Terminate() == 0);
+}
+
+TEST_CASE("cluster: an esdb-host killed with SIGKILL during load loses no acknowledged event; after its restart "
+          "every node has the same $all",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster-kill");
+  esdb::test::NatsCluster nats(dir / "nats");
+  REQUIRE(nats.WaitReady(60000));
+  const std::vector<std::string> servers = nats.ClientUrls();
+  std::vector<Node> nodes;
+  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
+  for (Node& n : nodes) REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+
+  // Writers on every node append events with ids of their own and keep the
+  // ids that were acknowledged (201).
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::set<std::string> acked;
+  std::atomic<int> failed{0};
+  std::array<std::atomic<uint16_t>, 3> ports;
+  for (size_t i = 0; i < 3; ++i) ports[i] = nodes[i].port;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 6; ++w) {
+    writers.emplace_back([&, w] {
+      uint64_t seq = 0;
+      while (!stop.load()) {
+        const std::string id = Uuid(static_cast<uint64_t>(w + 100) << 32 | ++seq, 0x5678);
+        const json body = json::array({{{"eventId", id}, {"eventType", "load"}, {"data", {{"w", w}}}}});
+        auto r = Http(ports[static_cast<size_t>(w % 3)].load(), "POST", "/streams/load-" + std::to_string(w), body.dump(),
+                      {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}}, 5000);
+        if (r.status == 201) {
+          std::lock_guard<std::mutex> lock(mu);
+          acked.insert(id);
+        } else {
+          failed.fetch_add(1);
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      }
+    });
+  }
+  auto acked_count = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return acked.size();
+  };
+  auto wait_acked = [&](size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (acked_count() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return acked_count() >= n;
+  };
+  REQUIRE(wait_acked(200));
+  const pid_t killed = nodes[1].host->pid();
+  nodes[1].host.reset();  // SIGKILL by PID (HostProcess's destructor)
+  const size_t at_kill = acked_count();
+  REQUIRE(wait_acked(at_kill + 200));  // the other two go on
+  nodes[1] = StartNode(dir.path(), "node-2", servers);
+  CHECK(nodes[1].host->pid() != killed);
+  REQUIRE(nodes[1].host->WaitForEvent("subsystem_ready", "store", 120000));
+  ports[1] = nodes[1].port;  // node-2's writers move to its new port
+  REQUIRE(wait_acked(acked_count() + 100));
+  stop = true;
+  for (auto& t : writers) t.join();
+  WARN(acked.size() << " appends acknowledged, " << failed.load() << " failed (node-2 down)");
+
+  // Every node: every acknowledged event exactly once, and the same $all.
+  std::vector<json> alls;
+  for (Node& n : nodes) {
+    json all;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      all = ReadAll(n.port);
+      std::set<std::string> ids;
+      size_t found = 0;
+      if (all.is_array()) {
+        for (const json& e : all) {
+          ids.insert(e["id"].get<std::string>());
+          if (acked.count(e["id"].get<std::string>())) ++found;
+        }
+      }
+      if ((found == acked.size() && ids.size() == all.size()) || std::chrono::steady_clock::now() > deadline) {
+        CHECK(found == acked.size());
+        CHECK(ids.size() == all.size());  // no event twice
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    alls.push_back(all);
+  }
+  CHECK(alls[0] == alls[1]);
+  CHECK(alls[0] == alls[2]);
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
 }
