@@ -119,6 +119,108 @@ json ReadAll(uint16_t port) {
   return all;
 }
 
+
+// Writers appending events with ids of their own to the nodes at `ports`
+// (writer w to node w % 3) with ES-ExpectedVersion any, keeping the ids that
+// were acknowledged (201) and the longest time between two acknowledgements.
+class LoadWriters {
+ public:
+  LoadWriters(std::vector<uint16_t> ports, int writers, int timeout_ms) {
+    for (size_t i = 0; i < ports.size(); ++i) ports_[i] = ports[i];
+    last_ack_ = std::chrono::steady_clock::now();
+    for (int w = 0; w < writers; ++w) {
+      threads_.emplace_back([this, w, timeout_ms] {
+        uint64_t seq = 0;
+        while (!stop_.load()) {
+          const std::string id = Uuid(static_cast<uint64_t>(w + 100) << 32 | ++seq, 0x5678);
+          const json body = json::array({{{"eventId", id}, {"eventType", "load"}, {"data", {{"w", w}}}}});
+          auto r = Http(ports_[static_cast<size_t>(w % 3)].load(), "POST", "/streams/load-" + std::to_string(w),
+                        body.dump(), {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}}, timeout_ms);
+          if (r.status == 201) {
+            std::lock_guard<std::mutex> lock(mu_);
+            acked_.insert(id);
+            const auto now = std::chrono::steady_clock::now();
+            longest_gap_ = std::max(longest_gap_, now - last_ack_);
+            last_ack_ = now;
+          } else {
+            if (failed_.fetch_add(1) == 0) {
+              std::lock_guard<std::mutex> lock(mu_);
+              first_error_ = std::to_string(r.status) + " " + r.body + r.error;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+        }
+      });
+    }
+  }
+  ~LoadWriters() { Stop(); }
+  void SetPort(size_t node, uint16_t port) { ports_[node] = port; }
+  size_t Acked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acked_.size();
+  }
+  // Waits until at least `n` appends were acknowledged.
+  bool WaitAcked(size_t n, int timeout_s = 60) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (Acked() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return Acked() >= n;
+  }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  // After Stop().
+  const std::set<std::string>& acked() const { return acked_; }
+  int failed() const { return failed_.load(); }
+  const std::string& first_error() const { return first_error_; }
+  double longest_gap_ms() const { return std::chrono::duration<double, std::milli>(longest_gap_).count(); }
+
+ private:
+  std::array<std::atomic<uint16_t>, 3> ports_{};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> failed_{0};
+  std::mutex mu_;
+  std::set<std::string> acked_;  // guarded by mu_
+  std::string first_error_;      // guarded by mu_
+  std::chrono::steady_clock::time_point last_ack_;  // guarded by mu_
+  std::chrono::steady_clock::duration longest_gap_{};  // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+// Every node holds every acknowledged event exactly once, and all have the
+// same $all (waiting up to 60 s for them to converge).
+void CheckConverged(std::vector<Node>& nodes, const std::set<std::string>& acked) {
+  std::vector<json> alls;
+  for (Node& n : nodes) {
+    json all;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (;;) {
+      all = ReadAll(n.port);
+      std::set<std::string> ids;
+      size_t found = 0;
+      if (all.is_array()) {
+        for (const json& e : all) {
+          ids.insert(e["id"].get<std::string>());
+          if (acked.count(e["id"].get<std::string>())) ++found;
+        }
+      }
+      if ((all.is_array() && found == acked.size() && ids.size() == all.size()) ||
+          std::chrono::steady_clock::now() > deadline) {
+        CHECK(found == acked.size());
+        CHECK(ids.size() == all.size());  // no event twice
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    alls.push_back(all);
+  }
+  CHECK(alls[0] == alls[1]);
+  CHECK(alls[0] == alls[2]);
+}
 }  // namespace
 
 TEST_CASE("cluster: writers on three nodes race on shared streams; every version is won once and every node "
@@ -339,83 +441,49 @@ TEST_CASE("cluster: an esdb-host killed with SIGKILL during load loses no acknow
   for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
   for (Node& n : nodes) REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
 
-  // Writers on every node append events with ids of their own and keep the
-  // ids that were acknowledged (201).
-  std::atomic<bool> stop{false};
-  std::mutex mu;
-  std::set<std::string> acked;
-  std::atomic<int> failed{0};
-  std::array<std::atomic<uint16_t>, 3> ports;
-  for (size_t i = 0; i < 3; ++i) ports[i] = nodes[i].port;
-  std::vector<std::thread> writers;
-  for (int w = 0; w < 6; ++w) {
-    writers.emplace_back([&, w] {
-      uint64_t seq = 0;
-      while (!stop.load()) {
-        const std::string id = Uuid(static_cast<uint64_t>(w + 100) << 32 | ++seq, 0x5678);
-        const json body = json::array({{{"eventId", id}, {"eventType", "load"}, {"data", {{"w", w}}}}});
-        auto r = Http(ports[static_cast<size_t>(w % 3)].load(), "POST", "/streams/load-" + std::to_string(w), body.dump(),
-                      {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}}, 5000);
-        if (r.status == 201) {
-          std::lock_guard<std::mutex> lock(mu);
-          acked.insert(id);
-        } else {
-          failed.fetch_add(1);
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-      }
-    });
-  }
-  auto acked_count = [&] {
-    std::lock_guard<std::mutex> lock(mu);
-    return acked.size();
-  };
-  auto wait_acked = [&](size_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (acked_count() < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return acked_count() >= n;
-  };
-  REQUIRE(wait_acked(200));
+  LoadWriters load({nodes[0].port, nodes[1].port, nodes[2].port}, 6, 5000);
+  REQUIRE(load.WaitAcked(200));
   const pid_t killed = nodes[1].host->pid();
   nodes[1].host.reset();  // SIGKILL by PID (HostProcess's destructor)
-  const size_t at_kill = acked_count();
-  REQUIRE(wait_acked(at_kill + 200));  // the other two go on
+  REQUIRE(load.WaitAcked(load.Acked() + 200));  // the other two go on
   nodes[1] = StartNode(dir.path(), "node-2", servers);
   CHECK(nodes[1].host->pid() != killed);
   REQUIRE(nodes[1].host->WaitForEvent("subsystem_ready", "store", 120000));
-  ports[1] = nodes[1].port;  // node-2's writers move to its new port
-  REQUIRE(wait_acked(acked_count() + 100));
-  stop = true;
-  for (auto& t : writers) t.join();
-  WARN(acked.size() << " appends acknowledged, " << failed.load() << " failed (node-2 down)");
+  load.SetPort(1, nodes[1].port);  // node-2's writers move to its new port
+  REQUIRE(load.WaitAcked(load.Acked() + 100));
+  load.Stop();
+  WARN(load.acked().size() << " appends acknowledged, " << load.failed() << " failed (node-2 down)");
+  CheckConverged(nodes, load.acked());
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+}
 
-  // Every node: every acknowledged event exactly once, and the same $all.
-  std::vector<json> alls;
-  for (Node& n : nodes) {
-    json all;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    for (;;) {
-      all = ReadAll(n.port);
-      std::set<std::string> ids;
-      size_t found = 0;
-      if (all.is_array()) {
-        for (const json& e : all) {
-          ids.insert(e["id"].get<std::string>());
-          if (acked.count(e["id"].get<std::string>())) ++found;
-        }
-      }
-      if ((found == acked.size() && ids.size() == all.size()) || std::chrono::steady_clock::now() > deadline) {
-        CHECK(found == acked.size());
-        CHECK(ids.size() == all.size());  // no event twice
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    alls.push_back(all);
-  }
-  CHECK(alls[0] == alls[1]);
-  CHECK(alls[0] == alls[2]);
+TEST_CASE("cluster: the log's stream leader killed with SIGKILL during load: no acknowledged event lost or doubled, "
+          "every node converges",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster-leader");
+  esdb::test::NatsCluster nats(dir / "nats");
+  REQUIRE(nats.WaitReady(60000));
+  const std::vector<std::string> servers = nats.ClientUrls();
+  std::vector<Node> nodes;
+  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
+  for (Node& n : nodes) REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+
+  // Requests wait out the election (the log retries for retry_window_ms).
+  LoadWriters load({nodes[0].port, nodes[1].port, nodes[2].port}, 6, 60000);
+  REQUIRE(load.WaitAcked(200));
+  const std::string leader = nats.StreamLeader("esdb-log");
+  REQUIRE_FALSE(leader.empty());
+  const int victim = leader == "n1" ? 0 : leader == "n2" ? 1 : 2;
+  REQUIRE(nats.Name(victim) == leader);
+  nats.Kill(victim);
+  REQUIRE(load.WaitAcked(load.Acked() + 300, 90));  // a new leader, and writes go on
+  nats.Restart(victim);
+  REQUIRE(nats.WaitReady(60000));
+  REQUIRE(load.WaitAcked(load.Acked() + 100, 60));
+  load.Stop();
+  WARN(load.acked().size() << " appends acknowledged, " << load.failed() << " failed; longest time without an "
+                           << "acknowledgement " << load.longest_gap_ms() << " ms (stream leader " << leader
+                           << " killed); first failure: " << load.first_error());
+  CheckConverged(nodes, load.acked());
   for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
 }

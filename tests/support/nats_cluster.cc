@@ -106,6 +106,38 @@ std::string NatsCluster::Log(int i) const {
   return s.process ? s.process->Stderr() : std::string();
 }
 
+void NatsCluster::Kill(int i) {
+  Server& s = servers_.at(static_cast<size_t>(i));
+  s.process.reset();  // HostProcess's destructor: SIGKILL by PID, then waits
+}
+
+void NatsCluster::Restart(int i) {
+  Server& s = servers_.at(static_cast<size_t>(i));
+  if (!s.process) Start(s);
+}
+
+uint16_t NatsCluster::MonitorPort(int i) const { return servers_.at(static_cast<size_t>(i)).monitor_port; }
+
+std::string NatsCluster::StreamLeader(const std::string& stream) const {
+  for (const Server& s : servers_) {
+    if (!s.process) continue;
+    esdb::testing::HttpResult r =
+        esdb::testing::Http(s.monitor_port, "GET", "/jsz?accounts=true&streams=true", "", {}, 2000);
+    const nlohmann::json j = r.Json();
+    if (!j.is_object() || !j.contains("account_details") || !j["account_details"].is_array()) continue;
+    for (const auto& a : j["account_details"]) {
+      if (!a.is_object() || !a.contains("stream_detail") || !a["stream_detail"].is_array()) continue;
+      for (const auto& sd : a["stream_detail"]) {
+        if (sd.is_object() && sd.value("name", "") == stream && sd.contains("cluster") && sd["cluster"].is_object()) {
+          const std::string leader = sd["cluster"].value("leader", "");
+          if (!leader.empty()) return leader;
+        }
+      }
+    }
+  }
+  return "";
+}
+
 int NatsCluster::Stop(int i) {
   Server& s = servers_.at(static_cast<size_t>(i));
   if (!s.process) return 0;

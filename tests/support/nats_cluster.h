@@ -46,6 +46,15 @@ class NatsCluster {
   std::string Log(int i) const;
   // SIGTERM by PID, waits; the exit code as HostProcess::Terminate().
   int Stop(int i);
+  // SIGKILL by PID (kill -9), waits for it to be gone.
+  void Kill(int i);
+  // Starts server `i` again (after Stop or Kill) with its config and data.
+  void Restart(int i);
+  // Its monitoring port (GET /healthz, /jsz, ...).
+  uint16_t MonitorPort(int i) const;
+  // The name of the server that leads JetStream stream `stream` (from
+  // /jsz of a running server), empty when none says.
+  std::string StreamLeader(const std::string& stream) const;
 
  private:
   struct Server {
