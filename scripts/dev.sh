@@ -16,7 +16,7 @@ PACKAGES=(build-essential g++ cmake ninja-build pkg-config
           libboost-dev libboost-filesystem-dev libboost-system-dev
           libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl
           libre2-dev libssl-dev openssl clang libclang-rt-14-dev llvm lld
-          libsystemd-dev dpkg-dev file lintian)
+          libsystemd-dev dpkg-dev file lintian libnats-dev nats-server)
 
 install_missing() {
   local missing=()

@@ -1,19 +1,91 @@
-// Cluster: membership and leadership. A single node today: on start it
+// Cluster: membership and leadership.
+//
+// Single node (the default, config {} or "mode": "single_node"): on start it
 // announces itself as joined, the cluster as formed and itself as leader;
-// on stop it announces that it left. The events are retained, so a subsystem
-// that starts later still learns who leads.
+// on stop it announces that it left. The events are retained, so a
+// subsystem that starts later still learns who leads.
+//
+// Cluster mode ("mode": "cluster"): membership is observed (membership.h):
+// every heartbeat_ms each node publishes a heartbeat on a core NATS subject
+// (its name, incarnation, applied log sequence and HTTP address) and every
+// node turns what it hears into node_joined / node_left / cluster_formed on
+// its bus. No leader is elected yet: leader_elected is not published in
+// cluster mode. The members are in the health details (/control/status,
+// subsystems.cluster.health.details).
+//
+// Unloading: nats.c starts threads of its own in libnats.so on first use.
+// In cluster mode the log plugin ("unloadable": false) loads the same
+// libnats.so, which therefore stays mapped when this plugin is unloaded;
+// single-node mode never calls into nats.c.
 #include <spdlog/spdlog.h>
 
+#include <nats/nats.h>
+#include <unistd.h>
+
 #include <esdb/bus_events.h>
+#include <esdb/config_reader.h>
+#include <esdb/event_store.h>
 #include <esdb/plugin.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "membership.h"
 
 namespace esdb_cluster {
 namespace {
+
+struct ClusterOptions {
+  bool cluster = false;
+  std::vector<std::string> servers;
+  std::string subject = "esdb.cluster.heartbeat";
+  uint32_t heartbeat_ms = 1000;
+  uint32_t node_timeout_ms = 5000;
+  int expected_nodes = 3;
+};
+
+esdb::Result<ClusterOptions> ParseClusterOptions(const nlohmann::json& config) {
+  esdb::ConfigProblems problems;
+  esdb::ConfigReader r(config, &problems);
+  ClusterOptions o;
+  std::string mode = "single_node";
+  r.Enum("mode", {"single_node", "cluster"}, &mode);
+  o.cluster = mode == "cluster";
+  if (r.StringList("servers", &o.servers) && o.cluster && o.servers.empty()) {
+    r.Error("servers", "is required in cluster mode: the NATS servers, e.g. [\"nats://127.0.0.1:4222\"]");
+  }
+  if (r.String("subject", false, &o.subject)) {
+    bool ok = !o.subject.empty() && o.subject.size() <= 255;
+    for (char c : o.subject) ok = ok && c > ' ' && c <= '~' && c != '*' && c != '>';
+    if (!ok) r.Error("subject", "must be a NATS subject without wildcards or spaces");
+  }
+  r.Int("heartbeat_ms", 100, 60000, &o.heartbeat_ms);
+  r.Int("node_timeout_ms", 300, 600000, &o.node_timeout_ms);
+  r.Int("expected_nodes", 1, 64, &o.expected_nodes);
+  if (o.node_timeout_ms < 2 * o.heartbeat_ms) {
+    r.Error("node_timeout_ms", "must be at least twice heartbeat_ms (" + std::to_string(o.heartbeat_ms) + ")");
+  }
+  r.RejectUnknown();
+  if (!problems.empty()) return problems.ToStatus("cluster config");
+  return o;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 class ClusterSubsystem : public esdb::Subsystem {
  public:
   esdb::Status Start(esdb::Context& ctx) override {
     ctx_ = &ctx;
+    esdb::Result<ClusterOptions> options = ParseClusterOptions(ctx.Config());
+    if (!options.ok()) return options.status();
+    options_ = *options;
+    if (options_.cluster) return StartCluster();
     const std::string& node = ctx.Node();
     const nlohmann::json members = nlohmann::json::array({node});
     esdb::Status s = Announce(esdb::event_types::kNodeJoined, "node:" + node, {{"node", node}});
@@ -26,10 +98,29 @@ class ClusterSubsystem : public esdb::Subsystem {
   }
 
   esdb::Status Stop() override {
+    if (options_.cluster) StopCluster();
     if (ctx_ != nullptr) {
       Announce(esdb::event_types::kNodeLeft, "node:" + ctx_->Node(), {{"node", ctx_->Node()}});
     }
     return esdb::Status::OK();
+  }
+
+  esdb::Health CheckHealth() override {
+    esdb::Health h;
+    if (!options_.cluster) return h;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!membership_) return h;
+    const bool connected = nc_ != nullptr && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+    h.details = {{"mode", "cluster"},
+                 {"nats_connected", connected},
+                 {"formed", membership_->formed()},
+                 {"expected_nodes", options_.expected_nodes},
+                 {"members", membership_->Members(NowMs())}};
+    if (!connected) {
+      h.healthy = false;
+      h.message = "not connected to NATS; membership unknown; reconnecting";
+    }
+    return h;
   }
 
  private:
@@ -44,7 +135,179 @@ class ClusterSubsystem : public esdb::Subsystem {
     return ctx_->Bus().Publish(std::move(e), options);
   }
 
+  // ---- cluster mode ---------------------------------------------------------
+
+  esdb::Status StartCluster() {
+    membership_ = std::make_unique<Membership>(options_.expected_nodes, options_.node_timeout_ms);
+    self_.node = ctx_->Node();
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    self_.process = std::string(host) + "/" + std::to_string(getpid());
+    self_.incarnation = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    // Where this node's gateway listens (retained, so also when it came first).
+    esdb::SubscribeOptions so;
+    so.topics = {esdb::topics::kGateway};
+    so.types = {esdb::event_types::kGatewayListening};
+    so.replay_retained = true;
+    so.name = "cluster.gateway";
+    esdb::Result<esdb::Subscription> sub = ctx_->Bus().Subscribe(so, [this](const esdb::EventPtr& e) {
+      esdb::Result<esdb::GatewayListening> l = esdb::DecodeGatewayListening(*e);
+      if (!l.ok()) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      self_.http = l->address + ":" + std::to_string(l->port);
+    });
+    if (!sub.ok()) return sub.status();
+    gateway_sub_ = std::move(*sub);
+
+    std::vector<const char*> servers;
+    for (const auto& s : options_.servers) servers.push_back(s.c_str());
+    natsStatus s = natsOptions_Create(&nats_options_);
+    if (s == NATS_OK) s = natsOptions_SetServers(nats_options_, servers.data(), static_cast<int>(servers.size()));
+    if (s == NATS_OK) s = natsOptions_SetName(nats_options_, ("esdb-cluster-" + self_.node).c_str());
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(nats_options_, -1);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(nats_options_, 250);
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(nats_options_, true, nullptr, nullptr);
+    if (s != NATS_OK) {
+      return esdb::Status::InvalidArgument(std::string("cluster config: field 'servers': ") + natsStatus_GetText(s));
+    }
+    s = natsConnection_Connect(&nc_, nats_options_);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+      nc_ = nullptr;
+      return esdb::Status::Unavailable(std::string("cannot connect to NATS: ") + natsStatus_GetText(s));
+    }
+    s = natsConnection_Subscribe(&sub_, nc_, options_.subject.c_str(), &ClusterSubsystem::OnHeartbeat, this);
+    if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(sub_, &ClusterSubsystem::OnSubscriptionComplete, this);
+    if (s != NATS_OK) return esdb::Status::Unavailable(std::string("cannot subscribe to heartbeats: ") + natsStatus_GetText(s));
+    ticker_ = std::thread([this] { TickLoop(); });
+    ctx_->Logger()->info("cluster mode: heartbeats on {} every {} ms, {} nodes expected", options_.subject,
+                         options_.heartbeat_ms, options_.expected_nodes);
+    ctx_->ReportReady({{"mode", "cluster"}, {"node", self_.node}, {"expected_nodes", options_.expected_nodes}});
+    return esdb::Status::OK();
+  }
+
+  static void OnHeartbeat(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto* self = static_cast<ClusterSubsystem*>(closure);
+    esdb::Result<Heartbeat> h = DecodeHeartbeat(
+        std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))));
+    natsMsg_Destroy(msg);
+    if (!h.ok()) {
+      self->ctx_->Logger()->warn("ignored a heartbeat: {}", h.status().message());
+      return;
+    }
+    std::vector<MemberEvent> events;
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      if (self->stopping_ || self->name_conflict_) return;
+      const Heartbeat& me = self->self_;
+      if (h->node == me.node && h->incarnation != me.incarnation && h->process != me.process) {
+        // Another esdb-host heartbeats under this node's name.
+        self->name_conflict_ = true;
+        const std::string why = "esdb-host --node: the node name '" + me.node +
+                                "' is used by another node too (heartbeats from " + h->process + " and from this one, " +
+                                me.process + "); give each node its own name";
+        self->ctx_->Logger()->error("{}", why);
+        self->ctx_->ReportFailed(esdb::Status::InvalidArgument(why));
+        return;
+      }
+      events = self->membership_->Observe(*h, NowMs());
+    }
+    self->Publish(events);
+  }
+
+  static void OnSubscriptionComplete(void* closure) {
+    auto* self = static_cast<ClusterSubsystem*>(closure);
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->sub_complete_ = true;
+    self->cv_.notify_all();
+  }
+
+  void Publish(const std::vector<MemberEvent>& events) {
+    for (const MemberEvent& e : events) {
+      ctx_->Logger()->info("{} {}", e.type, e.data.dump());
+      Announce(e.type.c_str(), e.retain_key, e.data);
+    }
+  }
+
+  // The applied log sequence the store reports (0 when it does not say).
+  uint64_t AppliedSequence() {
+    auto store = ctx_->Services().GetOrNull<esdb::EventStoreV2>(esdb::services::kEventStoreV2);
+    if (!store) return 0;
+    const nlohmann::json stats = store->Stats();
+    auto c = stats.find("cluster");
+    if (c == stats.end() || !c->is_object()) return 0;
+    auto a = c->find("applied_sequence");
+    return a != c->end() && a->is_number_unsigned() ? a->get<uint64_t>() : 0;
+  }
+
+  void SendHeartbeat(bool goodbye) {
+    Heartbeat h;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      h = self_;
+    }
+    h.goodbye = goodbye;
+    if (!goodbye) h.applied_sequence = AppliedSequence();
+    const std::string text = EncodeHeartbeat(h);
+    natsConnection_Publish(nc_, options_.subject.c_str(), text.data(), static_cast<int>(text.size()));
+    if (goodbye) natsConnection_FlushTimeout(nc_, 1000);
+  }
+
+  void TickLoop() {
+    for (;;) {
+      SendHeartbeat(false);
+      std::vector<MemberEvent> events;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (cv_.wait_for(lock, std::chrono::milliseconds(options_.heartbeat_ms), [&] { return stopping_; })) return;
+        events = membership_->Expire(NowMs());
+      }
+      Publish(events);
+    }
+  }
+
+  void StopCluster() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (ticker_.joinable()) ticker_.join();
+    gateway_sub_.cancel();
+    if (nc_ != nullptr) {
+      SendHeartbeat(true);
+      if (sub_ != nullptr) {
+        natsSubscription_Unsubscribe(sub_);
+        std::unique_lock<std::mutex> lock(mu_);
+        if (!cv_.wait_for(lock, std::chrono::seconds(5), [&] { return sub_complete_; })) {
+          ctx_->Logger()->error("the heartbeat subscription did not complete within 5 s");
+        }
+      }
+      natsConnection_Close(nc_);
+      if (sub_ != nullptr && sub_complete_) natsSubscription_Destroy(sub_);
+      natsConnection_Destroy(nc_);
+      nc_ = nullptr;
+    }
+    if (nats_options_ != nullptr) natsOptions_Destroy(nats_options_);
+    nats_options_ = nullptr;
+  }
+
   esdb::Context* ctx_ = nullptr;
+  ClusterOptions options_;
+  // Cluster mode.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unique_ptr<Membership> membership_;  // created by StartCluster() before any heartbeat
+  Heartbeat self_;                  // guarded by mu_ (http)
+  bool stopping_ = false;           // guarded by mu_
+  bool sub_complete_ = false;       // guarded by mu_
+  bool name_conflict_ = false;      // guarded by mu_: another node heartbeats under this name
+  natsOptions* nats_options_ = nullptr;
+  natsConnection* nc_ = nullptr;
+  natsSubscription* sub_ = nullptr;
+  std::thread ticker_;
+  esdb::Subscription gateway_sub_;
 };
 
 esdb::Subsystem* CreateClusterSubsystem() { return new ClusterSubsystem(); }

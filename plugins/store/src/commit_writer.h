@@ -1,11 +1,13 @@
 // The store's write path, behind one narrow interface ("Group commit" in
 // plugins/store/README.md): "make this commit group durable, atomically".
 // The group writer has already decided every request against its in-memory
-// view and assigned positions
-// [first_position, next_position); `conditions` says, per stream, which
-// version the decision assumed, so a replicated-log implementation (NATS
-// JetStream with an expected last sequence) can re-check and refuse the
-// whole group if another writer got in between.
+// view and assigned positions [first_position, next_position).
+//
+// In cluster mode the group being written is one entry of the replicated
+// log, applied; `log_sequence` is its number and `log_state` what the store
+// records about the log with it (the applied sequence and the running hash,
+// store_cluster.cc), so that the data and the log position it reflects are
+// never apart.
 //
 // StorageCommitWriter is the local implementation: one esdb::Storage batch,
 // synced when asked.
@@ -20,17 +22,16 @@
 
 namespace esdb_store {
 
-struct StreamCondition {
-  std::string stream;
-  int64_t version_before;  // the stream's last version the group was decided against
-};
-
 struct CommitGroup {
   uint64_t first_position = 0;  // first position used by this group
   uint64_t next_position = 0;   // head of $all after it
-  std::vector<StreamCondition> conditions;
   esdb::StorageBatch batch;  // events, stream index, id index and head entries (key_layout.h)
   bool sync = true;
+  // Cluster mode only (0 / empty otherwise): the log entry applied, its id
+  // (recorded for deduplication) and the store's log state after it.
+  uint64_t log_sequence = 0;
+  std::string log_entry_id;
+  std::string log_state;
 };
 
 class CommitWriter {

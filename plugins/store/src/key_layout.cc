@@ -6,6 +6,13 @@ namespace esdb_store::keys {
 
 std::string Format() { return "\x01" "format"; }
 std::string NextPosition() { return "\x01" "next_position"; }
+std::string LogApplied() { return "\x01" "log_applied"; }
+std::string Incarnation() { return "\x01" "incarnation"; }
+std::string LogEntryId(std::string_view id) {
+  std::string k(1, kLogEntryId);
+  k.append(id);
+  return k;
+}
 
 std::string Event(uint64_t position) {
   std::string k(1, kEvent);

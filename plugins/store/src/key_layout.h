@@ -11,9 +11,13 @@
 //   'i' <event id, 16 raw bytes> -> <stream> 0 <version u64>   event-id index, for idempotency
 //   'm' <stream>                 -> metadata JSON        max_count, max_age, truncate_before, custom
 //   'n' <stream> 0 <version u64> -> snapshot record
+//   "\x01log_applied"           -> log state            cluster mode: last log entry applied, running
+//                                                       hash of the log (store_cluster.cc)
+//   "\x01incarnation"           -> u64                 cluster mode: this node's starts (entry ids)
+//   'g' <log entry id>           -> <sequence u64>       cluster mode: log entries applied, by id (dedup)
 //
 // One commit group is one atomic batch: its 'e', 's', 'i' and 'h' entries
-// and "\x01next_position". So after a crash either the whole group is there
+// and "\x01next_position" (in cluster mode also "\x01log_applied" and its 'g'). So after a crash either the whole group is there
 // or none of it: no append is ever half-visible. Scavenge deletes 'e' and
 // 's' entries of hidden events but keeps their 'i' entries, so a resend of
 // an old append stays idempotent forever.
@@ -31,9 +35,13 @@ inline constexpr char kHead = 'h';
 inline constexpr char kEventId = 'i';
 inline constexpr char kMetadata = 'm';
 inline constexpr char kSnapshot = 'n';
+inline constexpr char kLogEntryId = 'g';
 
 std::string Format();
 std::string NextPosition();
+std::string LogApplied();
+std::string Incarnation();
+std::string LogEntryId(std::string_view id);
 std::string Event(uint64_t position);
 uint64_t EventPosition(std::string_view key);  // key must be an 'e' key
 std::string StreamIndex(std::string_view stream, int64_t version);

@@ -158,7 +158,8 @@ void StoreCore::WriterLoop() {
         queue_.pop_front();
       }
     }
-    ProcessGroup(group);
+    bool committed = false;
+    ProcessGroup(group, NowUs(), nullptr, &committed);
     group.clear();
   }
 }
@@ -233,7 +234,7 @@ void StoreCore::DecideAppend(Request& r, CommitGroup& group, uint64_t* position,
   std::vector<std::optional<IdLocation>> found(n);
   size_t known = 0, given = 0;
   for (size_t i = 0; i < n; ++i) {
-    if (r.raw_ids[i].empty()) continue;
+    if (r.raw_ids[i].empty() || (!r.generated.empty() && r.generated[i])) continue;
     ++given;
     auto loc = LookupId(r.raw_ids[i]);
     if (!loc.ok()) {
@@ -295,8 +296,8 @@ void StoreCore::DecideAppend(Request& r, CommitGroup& group, uint64_t* position,
   out.result.first_position = *position;
   for (size_t i = 0; i < n; ++i) {
     std::string& raw = r.raw_ids[i];
-    const bool generated = raw.empty();
-    if (generated) {
+    const bool generated = raw.empty() || (!r.generated.empty() && r.generated[i]);
+    if (raw.empty()) {
       raw.resize(16);
       uint64_t a = rng_(), b = rng_();
       for (int k = 0; k < 8; ++k) {
@@ -363,14 +364,16 @@ void StoreCore::DecideMetadata(Request& r, CommitGroup& group, Outcome& out) {
   out.writes = true;
 }
 
-void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
+std::vector<StoreCore::Outcome> StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group,
+                                                        int64_t now_us, const LogPosition* log, bool* group_committed) {
   staged_.clear();
   staged_ids_.clear();
   CommitGroup cg;
-  cg.sync = options_.sync;
+  // Cluster mode: the log is the durable copy; a batch lost in an OS crash
+  // is applied again from the log (its position is in the same batch).
+  cg.sync = options_.sync && log == nullptr;
   cg.first_position = next_position_.load();
   uint64_t position = cg.first_position;
-  const int64_t now_us = NowUs();
   std::vector<Outcome> outcomes(group.size());
   bool any_write = false;
   for (size_t i = 0; i < group.size(); ++i) {
@@ -385,12 +388,23 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
   }
   cg.next_position = position;
   esdb::Status commit;
-  if (any_write) {
-    for (const auto& [stream, st] : staged_) {
-      auto it = streams_.find(stream);
-      cg.conditions.push_back(
-          StreamCondition{stream, it == streams_.end() ? esdb::kNoStreamVersion : it->second.head.last_version});
+  if (log != nullptr) {
+    // An outcome that came from this node's disk rather than from the state
+    // (a failed read) would not be the same on every node: apply nothing.
+    for (const Outcome& out : outcomes) {
+      const esdb::Code c = out.status.code();
+      if (c == esdb::Code::kIOError || c == esdb::Code::kCorruption || c == esdb::Code::kUnavailable) {
+        commit = out.status;
+        any_write = true;  // so that every request fails with it below
+        break;
+      }
     }
+    for (Outcome& out : outcomes) out.writes = out.writes || !commit.ok();
+    cg.log_sequence = log->sequence;
+    cg.log_entry_id = log->entry_id;
+    cg.log_state = EncodeLogPosition(*log);
+  }
+  if ((any_write || log != nullptr) && commit.ok()) {
     commit = commit_writer_->Commit(cg);
     if (commit.ok()) {
       std::unique_lock<std::shared_mutex> lock(state_mu_);
@@ -400,6 +414,8 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
       commit_errors_.fetch_add(1);
       Log(4, "commit of a group of " + std::to_string(group.size()) + " requests failed: " + commit.ToString());
     }
+  }
+  if (any_write || log != nullptr) {
     group_commits_.fetch_add(1);
     size_t bucket = 0;
     for (size_t n = group.size(); n > 1 && bucket < 9; n >>= 1) ++bucket;
@@ -407,6 +423,7 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
   }
   staged_.clear();
   staged_ids_.clear();
+  *group_committed = commit.ok();
 
   // The events_appended payload (esdb/bus_events.h), built only when there
   // is a bus to publish on.
@@ -440,7 +457,10 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
         } else if (!out.status.ok()) {
           rejected_.fetch_add(1);
         }
-        if (out.status.ok()) {
+        // (Cluster mode: requests decoded from the log carry no callback;
+        // their proposer answers from the outcomes.)
+        if (!r.append_done) {
+        } else if (out.status.ok()) {
           r.append_done(out.result);
         } else {
           r.append_done(out.status);
@@ -450,7 +470,7 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
           deletes_.fetch_add(1);
           deleted.push_back(&r);
         }
-        r.status_done(out.status);
+        if (r.status_done) r.status_done(out.status);
       }
     } catch (const std::exception& e) {
       Log(4, std::string("an append callback threw: ") + e.what());
@@ -463,7 +483,7 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
                                   out.result.position, r.context.correlation_id, r.context.causation_id});
     }
   }
-  if (!publish) return;
+  if (!publish) return outcomes;
   if (events > 0) {
     esdb::Event e;
     e.topic = esdb::topics::kStore;
@@ -487,6 +507,7 @@ void StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group) {
     e.causation_id = r->context.causation_id;
     hooks_.publish(std::move(e));
   }
+  return outcomes;
 }
 
 }  // namespace esdb_store

@@ -16,21 +16,31 @@
 
 namespace esdb_store {
 
-StoreCore::StoreCore(std::shared_ptr<esdb::Storage> storage, const StoreOptions& options, StoreHooks hooks)
+StoreCore::StoreCore(std::shared_ptr<esdb::Storage> storage, const StoreOptions& options, StoreHooks hooks,
+                     std::shared_ptr<esdb::Log> log)
     : storage_(std::move(storage)),
       options_(options),
       hooks_(std::move(hooks)),
       commit_writer_(std::make_unique<StorageCommitWriter>(storage_)),
+      log_(std::move(log)),
       rng_(std::random_device{}()) {}
 
 esdb::Result<std::shared_ptr<StoreCore>> StoreCore::Open(std::shared_ptr<esdb::Storage> storage,
-                                                         const StoreOptions& options, StoreHooks hooks) {
+                                                         const StoreOptions& options, StoreHooks hooks,
+                                                         std::shared_ptr<esdb::Log> log, const std::string& node) {
   if (!storage) return esdb::Status::Unavailable("persistence is not available (no esdb.storage/1)");
-  std::shared_ptr<StoreCore> core(new StoreCore(std::move(storage), options, std::move(hooks)));
+  std::shared_ptr<StoreCore> core(new StoreCore(std::move(storage), options, std::move(hooks), std::move(log)));
   esdb::Status s = core->Recover();
   if (!s.ok()) return s;
-  core->writer_ = std::thread([c = core.get()] { c->WriterLoop(); });
-  if (options.scavenge_interval_s > 0) core->scavenger_ = std::thread([c = core.get()] { c->ScavengerLoop(); });
+  if (core->log_) {
+    s = core->OpenCluster(node);  // starts the proposer and the applier
+    if (!s.ok()) return s;
+  } else {
+    core->writer_ = std::thread([c = core.get()] { c->WriterLoop(); });
+  }
+  if (options.scavenge_interval_s > 0 && !core->log_) {  // cluster mode: Scavenge()
+    core->scavenger_ = std::thread([c = core.get()] { c->ScavengerLoop(); });
+  }
   return core;
 }
 
@@ -48,6 +58,7 @@ void StoreCore::Close() {
   }
   scavenger_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (cluster_) CloseCluster();
   if (scavenger_.joinable()) scavenger_.join();
 }
 
@@ -188,6 +199,8 @@ nlohmann::json StoreCore::Stats() {
           {"streams", streams},
           {"next_position", next_position_.load()},
           {"durability", options_.sync ? "sync" : "async"},
+          {"mode", log_ ? "cluster" : "single_node"},
+          {"cluster", ClusterStats()},
           {"storage", storage_->Stats()}};
 }
 

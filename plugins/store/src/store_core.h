@@ -13,11 +13,19 @@
 // the appends' CallContext when they all share one; each entry of
 // data.appends carries its own). Reads go straight to storage.
 //
+// In cluster mode (Open() with a log, store_cluster.cc; "Cluster mode" in
+// plugins/store/README.md) the writer thread is split in two: a proposer
+// publishes each group's requests, undecided, as one log entry, and an
+// applier decides every entry of the log, in log order, with the same
+// ProcessGroup() as single-node mode, and answers the requests this node
+// proposed once the log acknowledged them and they are applied.
+//
 // Thread-safe. Close() (also run by the destructor) stops admitting work
 // (kCancelled), lets the writer finish what is queued and joins threads.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -32,6 +40,7 @@
 
 #include <esdb/event.h>
 #include <esdb/event_store.h>
+#include <esdb/log.h>
 #include <esdb/storage.h>
 
 #include "codec.h"
@@ -44,19 +53,38 @@ class logger;
 
 namespace esdb_store {
 
+struct LogPosition;  // cluster mode: store_core_internal.h
+
 struct StoreHooks {
   // Publishes a bus event (topic "store"); may be empty (tests, bench).
   std::function<void(esdb::Event)> publish;
   // Where to log; may be null.
   std::shared_ptr<spdlog::logger> logger;
+  // Cluster mode: the node stopped applying the log (a write failed, or an
+  // entry could not be applied the same way on every node); it must stop
+  // serving. Called once, on the applier thread; may be empty.
+  std::function<void(esdb::Status)> apply_failed;
 };
 
 class StoreCore : public esdb::EventStoreV2 {
  public:
+  // A queued write and the decision on it; defined in store_core_internal.h
+  // (named here so that the cluster-mode helpers there can hold them).
+  struct Request;
+  struct Outcome;
+
   // Recovers state (stream heads, metadata limits, next position) from
   // `storage`, initializing an empty database, and starts the writer.
+  //
+  // With `log` (cluster mode), also checks that this node's stored log
+  // position is in the log (kFailedPrecondition saying why when the log
+  // does not hold what this node applied; kUnavailable when the log cannot
+  // be asked now) and starts applying the log from the entry after it.
+  // `node` names this node in the ids of the entries it proposes.
   static esdb::Result<std::shared_ptr<StoreCore>> Open(std::shared_ptr<esdb::Storage> storage,
-                                                       const StoreOptions& options, StoreHooks hooks);
+                                                       const StoreOptions& options, StoreHooks hooks,
+                                                       std::shared_ptr<esdb::Log> log = nullptr,
+                                                       const std::string& node = "");
   ~StoreCore() override;
   StoreCore(const StoreCore&) = delete;
   StoreCore& operator=(const StoreCore&) = delete;
@@ -90,9 +118,13 @@ class StoreCore : public esdb::EventStoreV2 {
   esdb::Result<esdb::ScavengeResult> Scavenge() override;
   nlohmann::json Stats() override;
 
-  // Replaces the write path (tests and a future log-backed writer).
-  // Only before the first write.
+  // Replaces the write path (tests). Only before the first write.
   void SetCommitWriterForTesting(std::unique_ptr<CommitWriter> writer) { commit_writer_ = std::move(writer); }
+
+  // Cluster mode: waits up to `timeout` until this node has applied the log
+  // as far as it reached when the store opened. OK when it has; the error
+  // that stopped the applier; kTimeout. Single-node mode: OK at once.
+  esdb::Status WaitCaughtUp(std::chrono::milliseconds timeout);
 
  private:
   // What the store keeps in memory per stream.
@@ -110,15 +142,15 @@ class StoreCore : public esdb::EventStoreV2 {
     int64_t first_visible = 0;
     int64_t min_created_us = INT64_MIN;
   };
-  struct Request;
-  struct Outcome;
+  struct ClusterState;
   struct IdLocation {
     std::string stream;
     int64_t version;
     uint64_t position;  // 0 when unknown (scavenged)
   };
 
-  StoreCore(std::shared_ptr<esdb::Storage> storage, const StoreOptions& options, StoreHooks hooks);
+  StoreCore(std::shared_ptr<esdb::Storage> storage, const StoreOptions& options, StoreHooks hooks,
+            std::shared_ptr<esdb::Log> log);
   esdb::Status Recover();
 
   esdb::Status ValidateStreamId(const std::string& stream, bool for_write) const;
@@ -126,7 +158,20 @@ class StoreCore : public esdb::EventStoreV2 {
   esdb::Status Enqueue(std::unique_ptr<Request>& request);  // moves from `request` only on success
 
   void WriterLoop();
-  void ProcessGroup(std::vector<std::unique_ptr<Request>>& group);
+  // Decides, commits and completes one group; `now_us` is the events'
+  // created time. `log`: cluster mode, the log entry the group is (its
+  // position is written with it). Returns the outcomes; `*group_committed` is
+  // false when the group's batch was not written.
+  std::vector<Outcome> ProcessGroup(std::vector<std::unique_ptr<Request>>& group, int64_t now_us,
+                                    const LogPosition* log, bool* group_committed);
+  // Cluster mode (store_cluster.cc).
+  esdb::Status OpenCluster(const std::string& node);
+  void CloseCluster();
+  void ProposerLoop();
+  void ApplierLoop();
+  void ApplyEntry(esdb::LogEntry& entry);
+  void HaltApplier(const esdb::Status& why);
+  nlohmann::json ClusterStats() const;  // null in single-node mode
   const StreamState& View(const std::string& stream);  // writer thread only
   StreamState& Staged(const std::string& stream);      // writer thread only
   esdb::Result<std::optional<IdLocation>> LookupId(const std::string& raw_id);
@@ -146,6 +191,8 @@ class StoreCore : public esdb::EventStoreV2 {
   const StoreOptions options_;
   const StoreHooks hooks_;
   std::unique_ptr<CommitWriter> commit_writer_;
+  const std::shared_ptr<esdb::Log> log_;  // cluster mode when set
+  std::unique_ptr<ClusterState> cluster_;
 
   // Committed state. Mutated only by the writer thread (under the unique
   // lock); read by others under the shared lock.
@@ -160,7 +207,8 @@ class StoreCore : public esdb::EventStoreV2 {
   bool stopping_ = false;                       // guarded by queue_mu_
   std::thread writer_;
 
-  // Writer-thread only: the group's view and id index overlay.
+  // Writer-thread (cluster mode: applier-thread) only: the group's view and
+  // id index overlay.
   std::unordered_map<std::string, StreamState> staged_;
   std::unordered_map<std::string, IdLocation> staged_ids_;
   std::mt19937_64 rng_;

@@ -6,7 +6,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
 #include <functional>
 #include <optional>
 #include <string>
@@ -49,6 +54,10 @@ struct StoreCore::Request {
   esdb::ExpectedVersion expected;
   std::vector<esdb::ProposedEvent> events;
   std::vector<std::string> raw_ids;  // parallel to events; empty = to be generated
+  // Cluster mode: parallel to events, 1 where the proposer generated the id
+  // (decided like an id generated at decide time: not looked up). Empty in
+  // single-node mode.
+  std::vector<uint8_t> generated;
   size_t bytes = 0;
   bool hard = false;
   std::optional<esdb::StreamMetadata> metadata;  // kSetMetadata only (its JSON allocates)
@@ -63,6 +72,64 @@ struct StoreCore::Outcome {
   esdb::AppendResult result;
   bool writes = false;  // contributes to the batch; fails if the batch fails
   int64_t first_version = 0, last_version = -1;
+};
+
+// Cluster mode: where this node is in the log. `hash` is the running hash
+// of every entry up to `sequence` (SHA-256 chained: store_cluster.cc),
+// `digest` the hash of entry `sequence` alone (checked against the log at
+// open). Both 32 bytes; empty hashes before the first entry.
+struct LogPosition {
+  uint64_t sequence = 0;
+  std::string hash;
+  std::string digest;
+  std::string entry_id;  // the applied entry's id ('g' key), may be empty
+};
+
+// The value of "\x01log_applied": [u8 1][u64 sequence][32B hash][32B digest]
+// [str entry id]; Decode: false when malformed.
+std::string EncodeLogPosition(const LogPosition& p);
+bool DecodeLogPosition(std::string_view value, LogPosition* p);
+
+// Cluster mode: the groups this node proposed that are not answered yet,
+// shared with the log's append callbacks (which may come after the store
+// closed: they then find the table closed).
+struct PendingGroups {
+  struct Group {
+    std::vector<std::unique_ptr<StoreCore::Request>> requests;
+    bool acked = false;    // the log acknowledged the entry
+    bool applied = false;  // this node applied it; `statuses` and `results` hold the answers
+    std::vector<esdb::Status> statuses;              // parallel to requests
+    std::vector<esdb::AppendResult> results;         // parallel to requests
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unordered_map<std::string, Group> groups;  // by entry id
+  size_t inflight = 0;  // appends whose callback has not returned
+  bool stop_proposing = false;
+  bool closed = false;
+};
+
+struct StoreCore::ClusterState {
+  std::string node;
+  uint64_t incarnation = 0;   // this node's starts, counted in storage
+  std::string incarnation_tag;  // "<incarnation>.<8 random hex digits>", in entry ids
+  uint64_t counter = 0;  // proposer thread only
+  LogPosition applied;   // applier thread only (after open)
+  std::atomic<uint64_t> applied_sequence{0};
+  std::atomic<uint64_t> proposed{0}, applied_entries{0}, duplicate_entries{0}, malformed_entries{0};
+  uint64_t open_target = 0;  // the log's last entry when the store opened
+  std::unique_ptr<esdb::LogTail> tail;
+  std::thread proposer, applier;
+  std::shared_ptr<PendingGroups> pending = std::make_shared<PendingGroups>();
+
+  // Entries delivered by the tail, waiting for the applier (bounded).
+  std::mutex apply_mu;
+  std::condition_variable apply_cv;
+  std::deque<esdb::LogEntry> apply_queue;  // guarded by apply_mu
+  bool apply_stop = false;                 // guarded by apply_mu
+  bool caught_up = false;                  // guarded by apply_mu
+  bool halted = false;                     // guarded by apply_mu
+  esdb::Status halt_status;                // guarded by apply_mu
 };
 
 }  // namespace esdb_store

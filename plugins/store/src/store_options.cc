@@ -17,6 +17,10 @@ esdb::Result<StoreOptions> ParseStoreOptions(const nlohmann::json& config) {
   r.Int("max_pending_appends", 1, int64_t{1} << 24, &o.max_pending_appends);
   r.Int("max_read_count", 1, 10000000, &o.max_read_count);
   r.Int("scavenge_interval_s", 0, 7 * 24 * 3600, &o.scavenge_interval_s);
+  std::string mode = "single_node";
+  r.Enum("mode", {"single_node", "cluster"}, &mode);
+  o.cluster = mode == "cluster";
+  r.Int("max_inflight_groups", 1, 64, &o.max_inflight_groups);
   std::vector<std::string> prefixes;
   if (r.Raw("system_stream_prefixes") != nullptr && r.StringList("system_stream_prefixes", &prefixes)) {
     bool ok = true;

@@ -24,6 +24,14 @@ struct StoreOptions {
   uint64_t max_read_count = 100000;    // largest `count` of one read
   uint64_t max_scan_per_read = 200000; // filtered $all reads return after scanning this many
   uint32_t scavenge_interval_s = 0;    // background scavenge period; 0 = only on request
+  // "cluster" (mode): commit groups go through the replicated log
+  // (esdb.log/1) and every node applies the log; false ("single_node",
+  // default): the writer decides and writes each group itself.
+  bool cluster = false;
+  // Cluster mode: log entries published and not yet answered (acknowledged
+  // and applied here). Fewer in flight make bigger groups
+  // (bench/cluster_bench.cc --inflight).
+  size_t max_inflight_groups = 2;
   // '$'-streams are reserved; appends to them are refused unless the id
   // starts with one of these (system streams of other subsystems).
   std::vector<std::string> system_stream_prefixes = {"$persistent-", "$parked-", "$checkpoint-"};
@@ -31,7 +39,8 @@ struct StoreOptions {
 
 // Reads the store's config: durability ("sync" | "async"), max_event_bytes,
 // max_append_bytes, max_stream_id_length, max_pending_appends,
-// max_read_count, scavenge_interval_s, system_stream_prefixes. Unknown keys,
+// max_read_count, scavenge_interval_s, system_stream_prefixes, mode
+// ("single_node" | "cluster"), max_inflight_groups. Unknown keys,
 // wrong types and out-of-range values are kInvalidArgument naming the key.
 esdb::Result<StoreOptions> ParseStoreOptions(const nlohmann::json& config);
 

@@ -13,13 +13,25 @@
 // host announced its shutdown (system_stopping, on the same subscription, so
 // seen first) is the planned stop of every subsystem: logged as info, not as
 // a warning.
+//
+// Cluster mode (config "mode": "cluster"): the store also needs the log
+// ("esdb.log/1"). A thread of its own (ClusterLoop) opens the store when
+// both services are there — retrying while the log cannot be reached —,
+// waits until this node has applied the log as far as it reached at open,
+// and only then provides the event store and reports ready. A node whose
+// data does not match the log fails with the reason (StoreCore::Open); one
+// that stops applying (hooks.apply_failed) reports itself failed.
 #include <spdlog/spdlog.h>
 
 #include <esdb/bus_events.h>
+#include <esdb/log.h>
 #include <esdb/plugin.h>
 #include <esdb/storage.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "store_core.h"
 #include "store_options.h"
@@ -49,20 +61,35 @@ class StoreSubsystem : public esdb::Subsystem {
         ctx.Bus().Subscribe(so, [this](const esdb::EventPtr& e) { OnServiceEvent(*e); });
     if (!sub.ok()) return sub.status();
     subscription_ = std::move(*sub);
-    ctx.Logger()->info("waiting for {}", esdb::services::kStorage);
+    if (options_.cluster) {
+      cluster_thread_ = std::thread([this] { ClusterLoop(); });
+      ctx.Logger()->info("cluster mode: waiting for {} and {}", esdb::services::kStorage, esdb::services::kLog);
+    } else {
+      ctx.Logger()->info("waiting for {}", esdb::services::kStorage);
+    }
     return esdb::Status::OK();
   }
 
   esdb::Status Stop() override {
     subscription_.cancel();  // not under mu_: the handler takes it
-    std::shared_ptr<StoreCore> core;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopped_ = true;
+    }
+    cv_.notify_all();
+    if (cluster_thread_.joinable()) cluster_thread_.join();
+    std::shared_ptr<StoreCore> core;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
       if (service_) core = service_->Detach("the store is stopped");
     }
     if (core) core->Close();
     core.reset();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      storage_.reset();
+      log_.reset();
+    }
     if (provided_) {
       for (const char* name : {esdb::services::kEventStoreV2, esdb::services::kEventStore}) {
         esdb::Status w = ctx_->Services().Withdraw(name);
@@ -92,7 +119,9 @@ class StoreSubsystem : public esdb::Subsystem {
       return;
     }
     esdb::Result<esdb::ServiceChange> change = esdb::DecodeServiceChange(e);
-    if (!change.ok() || change->name != esdb::services::kStorage) return;
+    if (!change.ok()) return;
+    if (options_.cluster) return OnClusterServiceEvent(*change);
+    if (change->name != esdb::services::kStorage) return;
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return;
     if (change->provided) {
@@ -154,8 +183,130 @@ class StoreSubsystem : public esdb::Subsystem {
     }
   }
 
+  // Cluster mode: the bus handler only notes which services are there.
+  void OnClusterServiceEvent(const esdb::ServiceChange& change) {
+    if (change.name != esdb::services::kStorage && change.name != esdb::services::kLog) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (change.name == esdb::services::kStorage) {
+      storage_ = change.provided ? ctx_->Services().GetOrNull<esdb::Storage>(esdb::services::kStorage) : nullptr;
+    } else {
+      log_ = change.provided ? ctx_->Services().GetOrNull<esdb::Log>(esdb::services::kLog) : nullptr;
+    }
+    ++services_generation_;
+    cv_.notify_all();
+  }
+
+  // Cluster mode: opens, catches up and serves while storage and the log
+  // are both provided; closes when either goes. Runs until Stop().
+  void ClusterLoop() {
+    uint64_t seen_generation = UINT64_MAX;
+    std::shared_ptr<StoreCore> core;  // the open one (attached once caught up)
+    auto close_core = [&](const std::string& why) {
+      if (!core) return;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        service_->Detach(why);
+        degraded_ = provided_;
+      }
+      core->Close();
+      core.reset();
+    };
+    auto last_report = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+    auto report = [&](const std::string& what) {  // at most every 5 s
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_report < std::chrono::seconds(5)) return;
+      last_report = now;
+      ctx_->Logger()->warn("{}", what);
+    };
+    for (;;) {
+      std::shared_ptr<esdb::Storage> storage;
+      std::shared_ptr<esdb::Log> log;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopped_ || services_generation_ != seen_generation; });
+        if (stopped_) break;
+        if (services_generation_ != seen_generation && core) {
+          lock.unlock();
+          close_core("the store is reopening: esdb.storage/1 or esdb.log/1 changed");
+          lock.lock();
+        }
+        seen_generation = services_generation_;
+        storage = storage_;
+        log = log_;
+        if (failed_) continue;
+      }
+      if (core || !storage || !log) continue;
+      StoreHooks hooks;
+      hooks.logger = ctx_->Logger();
+      esdb::Context* ctx = ctx_;
+      hooks.publish = [ctx](esdb::Event ev) { ctx->Bus().Publish(std::move(ev)); };
+      hooks.apply_failed = [ctx](esdb::Status why) { ctx->ReportFailed(std::move(why)); };
+      esdb::Result<std::shared_ptr<StoreCore>> opened = StoreCore::Open(storage, options_, hooks, log, ctx_->Node());
+      if (!opened.ok()) {
+        if (opened.status().code() == esdb::Code::kUnavailable) {
+          report("cluster mode: the store cannot open yet: " + opened.status().message() + "; retrying");
+          continue;
+        }
+        ctx_->Logger()->error("cluster mode: {}", opened.status().ToString());
+        std::lock_guard<std::mutex> lock(mu_);
+        failed_ = true;
+        ctx_->ReportFailed(opened.status());
+        continue;
+      }
+      core = *opened;
+      // Serve only once this node has applied what the log held at open.
+      esdb::Status caught_up;
+      for (;;) {
+        caught_up = core->WaitCaughtUp(std::chrono::milliseconds(1000));
+        if (caught_up.code() != esdb::Code::kTimeout) break;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopped_ || services_generation_ != seen_generation) break;
+        report("cluster mode: catching up with the log: " + caught_up.message());
+      }
+      if (!caught_up.ok()) {
+        if (caught_up.code() != esdb::Code::kTimeout && caught_up.code() != esdb::Code::kCancelled) {
+          ctx_->ReportFailed(caught_up);  // stays failed until restarted
+          std::lock_guard<std::mutex> lock(mu_);
+          failed_ = true;
+        }
+        close_core("the store stopped applying the log: " + caught_up.message());
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      service_->Attach(core);
+      degraded_ = false;
+      if (!provided_) {
+        std::shared_ptr<esdb::EventStoreV2> store = service_;
+        esdb::Status s = ctx_->Services().Provide<esdb::EventStoreV2>(esdb::services::kEventStoreV2, store);
+        if (s.ok()) {
+          s = ctx_->Services().Provide<esdb::EventStore>(esdb::services::kEventStore, store);
+          if (!s.ok()) (void)ctx_->Services().Withdraw(esdb::services::kEventStoreV2);
+        }
+        if (!s.ok()) {
+          ctx_->ReportFailed(s);
+          failed_ = true;
+          continue;
+        }
+        provided_ = true;
+      }
+      const nlohmann::json stats = core->Stats();
+      ctx_->Logger()->info("event store ready (cluster mode); next position {}", core->NextPosition());
+      ctx_->ReportReady({{"service", esdb::services::kEventStoreV2},
+                         {"mode", "cluster"},
+                         {"next_position", core->NextPosition()},
+                         {"cluster", stats["cluster"]}});
+    }
+    close_core("the store is stopped");
+  }
+
   esdb::Context* ctx_ = nullptr;
   StoreOptions options_;
+  std::condition_variable cv_;  // cluster mode: services_generation_ or stopped_ changed
+  std::thread cluster_thread_;
+  std::shared_ptr<esdb::Storage> storage_;  // cluster mode, guarded by mu_
+  std::shared_ptr<esdb::Log> log_;          // cluster mode, guarded by mu_
+  uint64_t services_generation_ = 0;        // cluster mode, guarded by mu_
+  bool failed_ = false;                     // cluster mode, guarded by mu_: reported failed, waits for a restart
   esdb::Subscription subscription_;
   std::mutex mu_;
   std::shared_ptr<StoreService> service_;

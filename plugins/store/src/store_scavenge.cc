@@ -19,6 +19,11 @@ namespace esdb_store {
 // ---- scavenge -------------------------------------------------------------
 
 esdb::Result<esdb::ScavengeResult> StoreCore::Scavenge() {
+  if (log_) {
+    // Each node would remove what its own clock hides, and the nodes' $all
+    // would differ: scavenge waits for the cluster's leader to run it.
+    return esdb::Status::FailedPrecondition("scavenge is not available in cluster mode yet");
+  }
   std::lock_guard<std::mutex> one_at_a_time(scavenge_mu_);
   std::vector<std::pair<std::string, StreamState>> candidates;
   {

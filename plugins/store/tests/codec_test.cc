@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "codec.h"
+#include "group_codec.h"
 
 using esdb::Code;
 using esdb_store::DecodeMetadata;
@@ -35,4 +36,66 @@ TEST_CASE("metadata records the store writes decode", "[codec]") {
   CHECK(out.max_age_seconds == in.max_age_seconds);
   CHECK(out.truncate_before == in.truncate_before);
   CHECK(out.custom == in.custom);
+}
+
+// Cluster mode's commit groups (group_codec.h) come from the log, written
+// by any node: every prefix of a group, and a group with a byte changed
+// where the store's keys depend on it, is Corruption.
+TEST_CASE("commit groups round-trip, and damaged or truncated ones are corruption", "[codec][cluster]") {
+  using esdb_store::DecodeGroup;
+  std::string g;
+  esdb_store::EncodeGroupHeader(1234567, 3, &g);
+  esdb::ProposedEvent e1{"", "type-a", "application/json", R"({"a":1})", ""};
+  esdb::ProposedEvent e2{"", "type-b", "application/octet-stream", std::string("\0\x01", 2), "{}"};
+  esdb_store::EncodeGroupAppend("orders-1", esdb::ExpectedVersion::Exact(4), {e1, e2},
+                                {std::string(16, 'a'), std::string(16, 'b')}, {0, 1}, &g);
+  esdb_store::EncodeGroupDelete("orders-2", esdb::ExpectedVersion::Any(), true, &g);
+  esdb::StreamMetadata m;
+  m.max_count = 10;
+  esdb_store::EncodeGroupMetadata("orders-3", m, &g);
+
+  auto r = DecodeGroup(g);
+  REQUIRE(r.ok());
+  CHECK(r->created_us == 1234567);
+  REQUIRE(r->requests.size() == 3);
+  const auto& a = r->requests[0];
+  CHECK(a.kind == esdb_store::GroupRequest::Kind::kAppend);
+  CHECK(a.stream == "orders-1");
+  CHECK(a.expected.kind == esdb::ExpectedVersion::Kind::kExact);
+  CHECK(a.expected.version == 4);
+  REQUIRE(a.events.size() == 2);
+  CHECK(a.raw_ids[1] == std::string(16, 'b'));
+  CHECK(a.generated == std::vector<uint8_t>{0, 1});
+  CHECK(a.events[1].data == std::string("\0\x01", 2));
+  CHECK(a.events[1].content_type == "application/octet-stream");
+  CHECK(r->requests[1].kind == esdb_store::GroupRequest::Kind::kDelete);
+  CHECK(r->requests[1].hard);
+  REQUIRE(r->requests[2].metadata.has_value());
+  CHECK(r->requests[2].metadata->max_count == 10u);
+
+  for (size_t n = 0; n < g.size(); ++n) {
+    INFO("prefix of " << n << " bytes");
+    CHECK(DecodeGroup(std::string_view(g).substr(0, n)).status().code() == Code::kCorruption);
+  }
+  CHECK(DecodeGroup(g + "x").status().code() == Code::kCorruption);
+
+  // A stream id with a NUL (it ends stream ids inside keys), "$all", an
+  // empty event type, an expected version below -1.
+  auto bad_append = [](std::string_view stream, esdb::ExpectedVersion expected, const std::string& type) {
+    std::string b;
+    esdb_store::EncodeGroupHeader(0, 1, &b);
+    esdb::ProposedEvent e{"", type, "application/json", "{}", ""};
+    esdb_store::EncodeGroupAppend(stream, expected, {e}, {std::string(16, 'c')}, {}, &b);
+    return DecodeGroup(b).status().code();
+  };
+  CHECK(bad_append("ok", esdb::ExpectedVersion::Any(), "t") == Code::kOk);
+  CHECK(bad_append(std::string_view("a\0b", 3), esdb::ExpectedVersion::Any(), "t") == Code::kCorruption);
+  CHECK(bad_append("$all", esdb::ExpectedVersion::Any(), "t") == Code::kCorruption);
+  CHECK(bad_append("", esdb::ExpectedVersion::Any(), "t") == Code::kCorruption);
+  CHECK(bad_append("ok", esdb::ExpectedVersion::Any(), "") == Code::kCorruption);
+  CHECK(bad_append("ok", esdb::ExpectedVersion::Exact(-2), "t") == Code::kCorruption);
+  // A count far beyond the bytes present fails without allocating for it.
+  std::string huge;
+  esdb_store::EncodeGroupHeader(0, 0xffffffffu, &huge);
+  CHECK(DecodeGroup(huge).status().code() == Code::kCorruption);
 }

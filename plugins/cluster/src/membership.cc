@@ -1,0 +1,124 @@
+#include "membership.h"
+
+#include <esdb/bus_events.h>
+
+namespace esdb_cluster {
+
+std::string EncodeHeartbeat(const Heartbeat& h) {
+  return nlohmann::json{{"node", h.node},
+                        {"incarnation", h.incarnation},
+                        {"applied_sequence", h.applied_sequence},
+                        {"http", h.http},
+                        {"process", h.process},
+                        {"goodbye", h.goodbye}}
+      .dump();
+}
+
+esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text) {
+  if (text.size() > 4096) return esdb::Status::InvalidArgument("heartbeat larger than 4096 bytes");
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return esdb::Status::InvalidArgument("heartbeat is not a JSON object");
+  Heartbeat h;
+  auto node = j.find("node");
+  if (node == j.end() || !node->is_string()) return esdb::Status::InvalidArgument("heartbeat: 'node' is not a string");
+  h.node = node->get<std::string>();
+  if (h.node.empty() || h.node.size() > 256) return esdb::Status::InvalidArgument("heartbeat: 'node' is empty or too long");
+  for (char c : h.node) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return esdb::Status::InvalidArgument("heartbeat: 'node' has a control character");
+  }
+  for (auto [field, out] : {std::pair<const char*, uint64_t*>{"incarnation", &h.incarnation},
+                            std::pair<const char*, uint64_t*>{"applied_sequence", &h.applied_sequence}}) {
+    auto v = j.find(field);
+    if (v == j.end() || !v->is_number_unsigned()) {
+      return esdb::Status::InvalidArgument(std::string("heartbeat: '") + field + "' is not an unsigned integer");
+    }
+    *out = v->get<uint64_t>();
+  }
+  auto http = j.find("http");
+  if (http == j.end() || !http->is_string() || http->get_ref<const std::string&>().size() > 300) {
+    return esdb::Status::InvalidArgument("heartbeat: 'http' is not an address string");
+  }
+  h.http = http->get<std::string>();
+  auto process = j.find("process");
+  if (process == j.end() || !process->is_string() || process->get_ref<const std::string&>().size() > 300) {
+    return esdb::Status::InvalidArgument("heartbeat: 'process' is not a string");
+  }
+  h.process = process->get<std::string>();
+  auto goodbye = j.find("goodbye");
+  if (goodbye == j.end() || !goodbye->is_boolean()) return esdb::Status::InvalidArgument("heartbeat: 'goodbye' is not a boolean");
+  h.goodbye = goodbye->get<bool>();
+  return h;
+}
+
+void Membership::Joined(const std::string& node, const Member& m, std::vector<MemberEvent>* out) {
+  members_[node] = m;
+  out->push_back({esdb::event_types::kNodeJoined, "node:" + node,
+                  {{"node", node}, {"http", m.http}, {"incarnation", m.incarnation}}});
+}
+
+void Membership::Left(const std::string& node, const char* why, std::vector<MemberEvent>* out) {
+  members_.erase(node);
+  out->push_back({esdb::event_types::kNodeLeft, "node:" + node, {{"node", node}, {"reason", why}}});
+}
+
+void Membership::CheckQuorum(std::vector<MemberEvent>* out) {
+  const bool quorum = static_cast<int>(members_.size()) * 2 > expected_;
+  if (quorum && !formed_) {
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& [name, m] : members_) names.push_back(name);
+    out->push_back({esdb::event_types::kClusterFormed, "cluster",
+                    {{"members", names}, {"size", members_.size()}, {"expected", expected_}}});
+  }
+  formed_ = quorum;
+}
+
+std::vector<MemberEvent> Membership::Observe(const Heartbeat& h, int64_t now_ms) {
+  std::vector<MemberEvent> out;
+  auto it = members_.find(h.node);
+  if (h.goodbye) {
+    if (it != members_.end() && it->second.incarnation == h.incarnation) Left(h.node, "goodbye", &out);
+    CheckQuorum(&out);
+    return out;
+  }
+  Member m{h.incarnation, h.applied_sequence, h.http, now_ms};
+  if (it == members_.end()) {
+    Joined(h.node, m, &out);
+  } else if (it->second.incarnation != h.incarnation) {
+    Left(h.node, "restarted", &out);
+    Joined(h.node, m, &out);
+  } else {
+    const bool address_changed = it->second.http != h.http;
+    it->second = m;
+    if (address_changed) {  // the retained node_joined says where it serves
+      out.push_back({esdb::event_types::kNodeJoined, "node:" + h.node,
+                     {{"node", h.node}, {"http", h.http}, {"incarnation", h.incarnation}}});
+    }
+  }
+  CheckQuorum(&out);
+  return out;
+}
+
+std::vector<MemberEvent> Membership::Expire(int64_t now_ms) {
+  std::vector<MemberEvent> out;
+  std::vector<std::string> silent;
+  for (const auto& [name, m] : members_) {
+    if (now_ms - m.last_seen_ms > timeout_ms_) silent.push_back(name);
+  }
+  for (const std::string& name : silent) Left(name, "timeout", &out);
+  CheckQuorum(&out);
+  return out;
+}
+
+nlohmann::json Membership::Members(int64_t now_ms) const {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [name, m] : members_) {
+    list.push_back({{"node", name},
+                    {"http", m.http},
+                    {"applied_sequence", m.applied_sequence},
+                    {"incarnation", m.incarnation},
+                    {"last_seen_ms_ago", now_ms - m.last_seen_ms}});
+  }
+  return list;
+}
+
+}  // namespace esdb_cluster

@@ -1,0 +1,81 @@
+// Cluster membership as observed from heartbeats (cluster mode of the
+// cluster plugin): each node publishes a heartbeat every heartbeat_ms on a
+// core NATS subject; every node keeps the members it hears.
+//
+//   first heartbeat of a node          -> node_joined   (retained, key "node:<name>")
+//   a node silent past node_timeout_ms,
+//   or its goodbye                     -> node_left     (same key)
+//   a node's heartbeat with another
+//   incarnation (it restarted)         -> node_left, then node_joined
+//   members reach a quorum of
+//   expected_nodes (more than half)    -> cluster_formed (retained, key "cluster"), each time the
+//                                         quorum is reached again after it was lost
+//
+// Pure logic, no I/O: the plugin feeds it heartbeats and the time. Not
+// thread-safe: the plugin calls it under its lock.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <esdb/status.h>
+
+namespace esdb_cluster {
+
+// One heartbeat, as JSON on the wire:
+// {"node", "incarnation", "applied_sequence", "http", "process", "goodbye"}.
+struct Heartbeat {
+  std::string node;               // the node's name (esdb-host --node), 1 to 256 printable characters
+  uint64_t incarnation = 0;       // differs at each start of the node
+  uint64_t applied_sequence = 0;  // the last log entry the node applied (0: unknown)
+  std::string http;               // the node's HTTP address "host:port", empty before its gateway listens
+  std::string process;            // "<host name>/<pid>" of the esdb-host: tells a second node of the same name
+                                  // from another generation of this node's own cluster plugin (a reload)
+  bool goodbye = false;           // the node is stopping
+};
+
+std::string EncodeHeartbeat(const Heartbeat& h);
+// kInvalidArgument naming what is wrong; the bytes come from the network.
+esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text);
+
+// A bus event to publish on topic "cluster".
+struct MemberEvent {
+  std::string type;        // node_joined, node_left, cluster_formed
+  std::string retain_key;  // "node:<name>" or "cluster"
+  nlohmann::json data;     // {"node", "http", "incarnation"} or {"members", "size", "expected"}
+};
+
+class Membership {
+ public:
+  Membership(int expected_nodes, int64_t node_timeout_ms) : expected_(expected_nodes), timeout_ms_(node_timeout_ms) {}
+
+  std::vector<MemberEvent> Observe(const Heartbeat& h, int64_t now_ms);
+  // Members silent for longer than the timeout leave.
+  std::vector<MemberEvent> Expire(int64_t now_ms);
+  // [{"node", "http", "applied_sequence", "incarnation", "last_seen_ms_ago"}], by name.
+  nlohmann::json Members(int64_t now_ms) const;
+  bool formed() const { return formed_; }
+
+ private:
+  struct Member {
+    uint64_t incarnation = 0;
+    uint64_t applied_sequence = 0;
+    std::string http;
+    int64_t last_seen_ms = 0;
+  };
+  void Joined(const std::string& node, const Member& m, std::vector<MemberEvent>* out);
+  void Left(const std::string& node, const char* why, std::vector<MemberEvent>* out);
+  void CheckQuorum(std::vector<MemberEvent>* out);
+
+  const int expected_;
+  const int64_t timeout_ms_;
+  std::map<std::string, Member> members_;
+  bool formed_ = false;  // a quorum is present
+};
+
+}  // namespace esdb_cluster

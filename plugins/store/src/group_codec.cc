@@ -1,0 +1,133 @@
+#include "group_codec.h"
+
+#include "codec.h"
+
+namespace esdb_store {
+namespace {
+
+void PutStr(std::string* out, std::string_view s) {
+  PutFixed32BE(out, static_cast<uint32_t>(s.size()));
+  out->append(s.data(), s.size());
+}
+
+void PutRequestHead(std::string* out, uint8_t kind, std::string_view stream, const esdb::ExpectedVersion& expected) {
+  out->push_back(static_cast<char>(kind));
+  PutStr(out, stream);
+  out->push_back(static_cast<char>(expected.kind));
+  PutFixed64BE(out, static_cast<uint64_t>(expected.version));
+}
+
+bool GetU32(RecordReader& r, uint32_t* v) {
+  std::string_view b;
+  if (!r.GetBytes(4, &b)) return false;
+  *v = (uint32_t{static_cast<uint8_t>(b[0])} << 24) | (uint32_t{static_cast<uint8_t>(b[1])} << 16) |
+       (uint32_t{static_cast<uint8_t>(b[2])} << 8) | uint32_t{static_cast<uint8_t>(b[3])};
+  return true;
+}
+
+}  // namespace
+
+void EncodeGroupHeader(int64_t created_us, uint32_t count, std::string* out) {
+  out->push_back(1);
+  PutFixed64BE(out, static_cast<uint64_t>(created_us));
+  PutFixed32BE(out, count);
+}
+
+void EncodeGroupAppend(std::string_view stream, const esdb::ExpectedVersion& expected,
+                       const std::vector<esdb::ProposedEvent>& events, const std::vector<std::string>& raw_ids,
+                       const std::vector<uint8_t>& generated, std::string* out) {
+  PutRequestHead(out, 0, stream, expected);
+  PutFixed32BE(out, static_cast<uint32_t>(events.size()));
+  for (size_t i = 0; i < events.size(); ++i) {
+    const esdb::ProposedEvent& e = events[i];
+    out->push_back(static_cast<char>(!generated.empty() && generated[i] ? 1 : 0));
+    out->append(raw_ids[i]);
+    PutStr(out, e.event_type);
+    PutStr(out, e.content_type);
+    PutStr(out, e.data);
+    PutStr(out, e.metadata);
+  }
+}
+
+void EncodeGroupDelete(std::string_view stream, const esdb::ExpectedVersion& expected, bool hard, std::string* out) {
+  PutRequestHead(out, 1, stream, expected);
+  out->push_back(static_cast<char>(hard ? 1 : 0));
+}
+
+void EncodeGroupMetadata(std::string_view stream, const esdb::StreamMetadata& metadata, std::string* out) {
+  PutRequestHead(out, 2, stream, esdb::ExpectedVersion::Any());
+  PutStr(out, EncodeMetadata(metadata));
+}
+
+esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
+  RecordReader r(data);
+  auto bad = [](const std::string& what) { return esdb::Status::Corruption("malformed commit group: " + what); };
+  uint8_t format = 0;
+  GroupRecord g;
+  uint32_t count = 0;
+  if (!r.GetU8(&format) || format != 1) return bad("unknown format");
+  if (!r.GetI64(&g.created_us) || !GetU32(r, &count)) return bad("truncated header");
+  if (count > data.size()) return bad("request count " + std::to_string(count) + " larger than the group");
+  g.requests.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    const std::string which = "request " + std::to_string(i);
+    GroupRequest q;
+    uint8_t kind = 0, expected_kind = 0;
+    std::string_view stream;
+    if (!r.GetU8(&kind) || !r.GetString(&stream) || !r.GetU8(&expected_kind) || !r.GetI64(&q.expected.version)) {
+      return bad(which + " truncated");
+    }
+    if (kind > 2) return bad(which + ": unknown kind " + std::to_string(kind));
+    if (expected_kind > static_cast<uint8_t>(esdb::ExpectedVersion::Kind::kExact)) return bad(which + ": bad expected version");
+    q.kind = static_cast<GroupRequest::Kind>(kind);
+    q.expected.kind = static_cast<esdb::ExpectedVersion::Kind>(expected_kind);
+    if (q.expected.kind == esdb::ExpectedVersion::Kind::kExact && q.expected.version < esdb::kNoStreamVersion) {
+      return bad(which + ": bad expected version");
+    }
+    if (stream.empty() || stream.size() > 65536 || stream.find('\0') != std::string_view::npos || stream == "$all") {
+      return bad(which + ": bad stream id");
+    }
+    q.stream.assign(stream);
+    if (q.kind == GroupRequest::Kind::kAppend) {
+      uint32_t n = 0;
+      if (!GetU32(r, &n)) return bad(which + " truncated");
+      if (n > data.size()) return bad(which + ": event count larger than the group");
+      q.events.resize(n);
+      q.raw_ids.resize(n);
+      q.generated.resize(n);
+      for (uint32_t k = 0; k < n; ++k) {
+        uint8_t flags = 0;
+        std::string_view id, type, content_type, payload, metadata;
+        if (!r.GetU8(&flags) || !r.GetBytes(16, &id) || !r.GetString(&type) || !r.GetString(&content_type) ||
+            !r.GetString(&payload) || !r.GetString(&metadata)) {
+          return bad(which + " truncated");
+        }
+        if (flags > 1) return bad(which + ": bad event flags");
+        if (type.empty()) return bad(which + ": empty event type");
+        q.generated[k] = flags;
+        q.raw_ids[k].assign(id);
+        esdb::ProposedEvent& e = q.events[k];
+        e.event_type.assign(type);
+        e.content_type.assign(content_type);
+        e.data.assign(payload);
+        e.metadata.assign(metadata);
+      }
+    } else if (q.kind == GroupRequest::Kind::kDelete) {
+      uint8_t hard = 0;
+      if (!r.GetU8(&hard) || hard > 1) return bad(which + " truncated");
+      q.hard = hard == 1;
+    } else {
+      std::string_view json;
+      if (!r.GetString(&json)) return bad(which + " truncated");
+      esdb::StreamMetadata m;
+      esdb::Status s = DecodeMetadata(json, &m);
+      if (!s.ok()) return bad(which + ": " + s.message());
+      q.metadata = std::move(m);
+    }
+    g.requests.push_back(std::move(q));
+  }
+  if (!r.done()) return bad("trailing bytes");
+  return g;
+}
+
+}  // namespace esdb_store

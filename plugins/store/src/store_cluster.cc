@@ -1,0 +1,564 @@
+// StoreCore in cluster mode: the proposer (requests -> one log entry per
+// group), the applier (log entries, in order -> ProcessGroup(), the same
+// decide-and-commit code as single-node mode), and the answers to this
+// node's requests. plugins/store/README.md, "Cluster mode".
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <random>
+
+#include <spdlog/logger.h>
+
+#include "group_codec.h"
+#include "key_layout.h"
+#include "store_core.h"
+#include "store_core_internal.h"
+
+namespace esdb_store {
+namespace {
+
+// Entries waiting for the applier before the tail is held back.
+constexpr size_t kMaxApplyQueue = 4096;
+// What the proposer adds to the bytes of a request in a log entry, at most
+// (kind, stream length, expected version) and per event (flags, id, four
+// length prefixes).
+constexpr size_t kRequestOverhead = 32;
+constexpr size_t kEventOverhead = 40;
+
+std::string Sha256(std::initializer_list<std::string_view> parts) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  for (std::string_view p : parts) EVP_DigestUpdate(ctx, p.data(), p.size());
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+// The entry alone: its sequence, id and data (length-prefixed, so no two
+// entries frame alike).
+std::string EntryDigest(const esdb::LogEntry& e) {
+  std::string head;
+  PutFixed64BE(&head, e.sequence);
+  PutFixed64BE(&head, e.id.size());
+  head += e.id;
+  PutFixed64BE(&head, e.data.size());
+  return Sha256({head, e.data});
+}
+
+std::string Hex(std::string_view bytes) {
+  static const char* const kDigits = "0123456789abcdef";
+  std::string out;
+  for (char c : bytes) {
+    out.push_back(kDigits[(static_cast<uint8_t>(c) >> 4) & 0xf]);
+    out.push_back(kDigits[static_cast<uint8_t>(c) & 0xf]);
+  }
+  return out;
+}
+
+size_t ProposedBytes(const StoreCore::Request& r, size_t events) {
+  return r.bytes + r.stream.size() + kRequestOverhead + kEventOverhead * events;
+}
+
+// Answers a proposer's requests with the outcomes decided at apply, or all
+// with `error`. Outside any lock.
+void Answer(std::vector<std::unique_ptr<StoreCore::Request>>& requests, const std::vector<esdb::Status>* statuses,
+            const std::vector<esdb::AppendResult>* results, const esdb::Status& error) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    StoreCore::Request& r = *requests[i];
+    esdb::Status st = statuses != nullptr ? (*statuses)[i] : error;
+    try {
+      if (r.append_done) {
+        if (st.ok()) r.append_done((*results)[i]);
+        else r.append_done(std::move(st));
+      } else if (r.status_done) {
+        r.status_done(std::move(st));
+      }
+    } catch (...) {
+    }
+  }
+}
+
+// The log's answer to one of this node's entries. Touches only `table`: it
+// may come after the store closed.
+void OnPublished(const std::shared_ptr<PendingGroups>& table, const std::string& id,
+                 esdb::Result<esdb::LogAppendResult> r) {
+  PendingGroups::Group done;
+  bool answer = false;
+  esdb::Status error;
+  {
+    std::lock_guard<std::mutex> lock(table->mu);
+    auto it = table->groups.find(id);
+    if (it != table->groups.end()) {
+      PendingGroups::Group& g = it->second;
+      if (g.applied) {
+        // Applied here already, so it is in the log, whatever the publisher
+        // last heard: answer with the outcomes.
+        done = std::move(g);
+        answer = true;
+        table->groups.erase(it);
+      } else if (r.ok()) {
+        g.acked = true;
+      } else {
+        error = r.status();
+        done = std::move(g);
+        answer = true;
+        table->groups.erase(it);
+      }
+    }
+  }
+  if (answer) {
+    if (done.applied) Answer(done.requests, &done.statuses, &done.results, esdb::Status::OK());
+    else Answer(done.requests, nullptr, nullptr, error);
+  }
+  std::lock_guard<std::mutex> lock(table->mu);
+  --table->inflight;
+  table->cv.notify_all();
+}
+
+}  // namespace
+
+std::string EncodeLogPosition(const LogPosition& p) {
+  std::string v(1, '\x01');
+  PutFixed64BE(&v, p.sequence);
+  v += p.hash;
+  v += p.digest;
+  PutFixed32BE(&v, static_cast<uint32_t>(p.entry_id.size()));
+  v += p.entry_id;
+  return v;
+}
+
+bool DecodeLogPosition(std::string_view value, LogPosition* p) {
+  RecordReader r(value);
+  uint8_t format = 0;
+  uint64_t seq = 0;
+  std::string_view hash, digest, id;
+  if (!r.GetU8(&format) || format != 1 || !r.GetU64(&seq) || !r.GetBytes(32, &hash) || !r.GetBytes(32, &digest) ||
+      !r.GetString(&id) || !r.done()) {
+    return false;
+  }
+  p->sequence = seq;
+  p->hash.assign(hash);
+  p->digest.assign(digest);
+  p->entry_id.assign(id);
+  return true;
+}
+
+// ---- open and close --------------------------------------------------------
+
+esdb::Status StoreCore::OpenCluster(const std::string& node) {
+  cluster_ = std::make_unique<ClusterState>();
+  ClusterState& c = *cluster_;
+  // Entry ids are "<node>-<incarnation>.<random tag>-<counter>" in printable ASCII.
+  c.node = node.empty() ? "node" : node.substr(0, 64);
+  for (char& ch : c.node) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                    ch == '.' || ch == '-';
+    if (!ok) ch = '_';
+  }
+  // This start's number, for the ids of the entries it proposes.
+  esdb::Result<std::string> inc = storage_->Get(keys::Incarnation());
+  if (inc.ok() && inc->size() == 8) {
+    c.incarnation = DecodeFixed64BE(inc->data()) + 1;
+  } else if (!inc.ok() && inc.status().code() != esdb::Code::kNotFound) {
+    return inc.status();
+  } else {
+    c.incarnation = 1;
+  }
+  esdb::StorageBatch b;
+  std::string v;
+  PutFixed64BE(&v, c.incarnation);
+  // Two nodes given the same name by mistake would otherwise propose the
+  // same ids, and the log would drop one's entries as the other's
+  // duplicates: a random tag keeps ids apart (an id, not a decision).
+  {
+    char tag[16];
+    std::snprintf(tag, sizeof tag, ".%08x", static_cast<unsigned>(std::random_device{}()));
+    c.incarnation_tag = std::to_string(c.incarnation) + tag;
+  }
+  b.Put(keys::Incarnation(), v);
+  esdb::Status s = storage_->Write(b, esdb::StorageWriteOptions{true});
+  if (!s.ok()) return s;
+
+  esdb::Result<std::string> stored = storage_->Get(keys::LogApplied());
+  if (stored.ok()) {
+    if (!DecodeLogPosition(*stored, &c.applied)) {
+      return esdb::Status::Corruption("the stored log position of this node is malformed");
+    }
+  } else if (stored.status().code() != esdb::Code::kNotFound) {
+    return stored.status();
+  } else {
+    // Nothing applied yet. A store that already holds events written in
+    // single-node mode cannot join a log: its positions are not the log's.
+    if (next_position_.load() > 0) {
+      return esdb::Status::FailedPrecondition(
+          "this node's data holds " + std::to_string(next_position_.load()) +
+          " events written in single-node mode; cluster mode needs a node whose data comes from the log only "
+          "(start it with an empty data directory)");
+    }
+    c.applied.hash.assign(32, '\0');
+    c.applied.digest.assign(32, '\0');
+  }
+  esdb::Result<uint64_t> last = log_->LastSequence();
+  if (!last.ok()) return esdb::Status::Unavailable("cannot ask the log where it ends: " + last.status().message());
+  const uint64_t applied = c.applied.sequence;
+  if (*last < applied) {
+    return esdb::Status::FailedPrecondition(
+        "refusing to serve: this node applied the log up to entry " + std::to_string(applied) +
+        " but the log ends at entry " + std::to_string(*last) +
+        ": the log lost entries this node had applied (restore the log, or empty this node's data directory so "
+        "that it rebuilds from the log)");
+  }
+  if (applied > 0) {
+    esdb::Result<esdb::LogEntry> e = log_->Get(applied);
+    if (!e.ok() && e.status().code() != esdb::Code::kNotFound) {
+      return esdb::Status::Unavailable("cannot read log entry " + std::to_string(applied) + ": " + e.status().message());
+    }
+    if (!e.ok() || EntryDigest(*e) != c.applied.digest) {
+      return esdb::Status::FailedPrecondition(
+          "refusing to serve: log entry " + std::to_string(applied) +
+          (e.ok() ? " is not the entry this node applied under that number"
+                  : " is no longer in the log, though this node applied it") +
+          ": the log is not the one this node's data comes from (restore the log, or empty this node's data "
+          "directory so that it rebuilds from the log)");
+    }
+  }
+  c.open_target = *last;
+  c.applied_sequence.store(applied);
+  c.caught_up = applied >= c.open_target;
+  Log(2, "cluster mode: node " + c.node + " incarnation " + c.incarnation_tag + ", applied up to entry " +
+             std::to_string(applied) + " (log hash " + Hex(c.applied.hash).substr(0, 16) + "...), the log ends at " +
+             std::to_string(*last));
+
+  c.applier = std::thread([this] { ApplierLoop(); });
+  esdb::Result<std::unique_ptr<esdb::LogTail>> tail = log_->Tail(applied + 1, [this](esdb::LogEntry e) {
+    ClusterState& cs = *cluster_;
+    std::unique_lock<std::mutex> lock(cs.apply_mu);
+    cs.apply_cv.wait(lock, [&] { return cs.apply_stop || cs.apply_queue.size() < kMaxApplyQueue; });
+    if (cs.apply_stop) return;
+    cs.apply_queue.push_back(std::move(e));
+    cs.apply_cv.notify_all();
+  });
+  if (!tail.ok()) return tail.status();  // Close() stops the applier
+  c.tail = std::move(*tail);
+  c.proposer = std::thread([this] { ProposerLoop(); });
+  return esdb::Status::OK();
+}
+
+void StoreCore::CloseCluster() {
+  ClusterState& c = *cluster_;
+  {
+    std::lock_guard<std::mutex> lock(c.pending->mu);
+    c.pending->stop_proposing = true;
+  }
+  c.pending->cv.notify_all();
+  if (c.proposer.joinable()) c.proposer.join();  // it saw stopping_ and failed what was queued
+  {
+    std::lock_guard<std::mutex> lock(c.apply_mu);
+    c.apply_stop = true;
+  }
+  c.apply_cv.notify_all();
+  c.tail.reset();  // no handler runs after this
+  if (c.applier.joinable()) c.applier.join();
+  // The log still holds callbacks of this library for entries in flight:
+  // wait for them (bounded), then answer whatever is left.
+  std::unordered_map<std::string, PendingGroups::Group> left;
+  {
+    std::unique_lock<std::mutex> lock(c.pending->mu);
+    c.pending->closed = true;
+    if (!c.pending->cv.wait_for(lock, std::chrono::seconds(5), [&] { return c.pending->inflight == 0; })) {
+      Log(4, std::to_string(c.pending->inflight) + " log appends still unanswered as the store closes");
+    }
+    left.swap(c.pending->groups);
+  }
+  for (auto& [id, g] : left) {
+    if (g.applied) {
+      Answer(g.requests, &g.statuses, &g.results, esdb::Status::OK());
+    } else {
+      Answer(g.requests, nullptr, nullptr,
+             esdb::Status::Unavailable("the store stopped before this write was applied here; it may or may not be "
+                                       "in the log (resend it with the same event ids to find out)"));
+    }
+  }
+}
+
+esdb::Status StoreCore::WaitCaughtUp(std::chrono::milliseconds timeout) {
+  if (!cluster_) return esdb::Status::OK();
+  ClusterState& c = *cluster_;
+  std::unique_lock<std::mutex> lock(c.apply_mu);
+  c.apply_cv.wait_for(lock, timeout, [&] { return c.caught_up || c.halted || c.apply_stop; });
+  if (c.halted) return c.halt_status;
+  if (c.caught_up) return esdb::Status::OK();
+  if (c.apply_stop) return Cancelled();
+  return esdb::Status::Timeout("applied " + std::to_string(c.applied_sequence.load()) + " of " +
+                               std::to_string(c.open_target) + " log entries");
+}
+
+// ---- proposing ---------------------------------------------------------------
+
+void StoreCore::ProposerLoop() {
+  ClusterState& c = *cluster_;
+  const size_t max_inflight = options_.max_inflight_groups;
+  std::vector<std::unique_ptr<Request>> group;
+  for (;;) {
+    {
+      // At most max_inflight_groups entries published and not yet answered
+      // (acknowledged and applied here): the requests that arrive meanwhile
+      // make the next group bigger.
+      std::unique_lock<std::mutex> lock(c.pending->mu);
+      c.pending->cv.wait(lock, [&] {
+        return (c.pending->inflight < max_inflight && c.pending->groups.size() < max_inflight) ||
+               c.pending->stop_proposing;
+      });
+    }
+    size_t limit = std::min(options_.max_group_bytes, log_->MaxEntryBytes());
+    {
+      std::unique_lock<std::mutex> lock(queue_mu_);
+      queue_cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+      if (stopping_) {
+        // Not published: answered as not done.
+        std::deque<std::unique_ptr<Request>> left;
+        left.swap(queue_);
+        lock.unlock();
+        for (auto& r : left) group.push_back(std::move(r));
+        Answer(group, nullptr, nullptr, Cancelled());
+        return;
+      }
+      size_t bytes = 16;
+      while (!queue_.empty()) {
+        const Request& r = *queue_.front();
+        const size_t b = ProposedBytes(r, r.events.size());
+        if (!group.empty() && bytes + b > limit) break;
+        bytes += b;
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    // One request too large for any entry fails alone (an append is never split).
+    if (group.size() == 1 && ProposedBytes(*group[0], group[0]->events.size()) + 16 > limit) {
+      Answer(group, nullptr, nullptr,
+             esdb::Status::InvalidArgument("the write to " + Quote(group[0]->stream) + " needs " +
+                                           std::to_string(ProposedBytes(*group[0], group[0]->events.size())) +
+                                           " bytes in the log; one log entry holds at most " + std::to_string(limit) +
+                                           " (raise max_payload of the NATS servers)"));
+      group.clear();
+      continue;
+    }
+    std::string data;
+    EncodeGroupHeader(NowUs(), static_cast<uint32_t>(group.size()), &data);
+    for (auto& rp : group) {
+      Request& r = *rp;
+      switch (r.kind) {
+        case Request::Kind::kAppend:
+          r.generated.assign(r.events.size(), 0);
+          for (size_t i = 0; i < r.events.size(); ++i) {
+            std::string& raw = r.raw_ids[i];
+            if (!raw.empty()) continue;
+            raw.resize(16);
+            uint64_t a = rng_(), b = rng_();
+            for (int k = 0; k < 8; ++k) {
+              raw[k] = static_cast<char>(a >> (8 * k));
+              raw[8 + k] = static_cast<char>(b >> (8 * k));
+            }
+            raw[6] = static_cast<char>((raw[6] & 0x0f) | 0x40);  // version 4
+            raw[8] = static_cast<char>((raw[8] & 0x3f) | 0x80);  // RFC 4122 variant
+            r.generated[i] = 1;
+          }
+          EncodeGroupAppend(r.stream, r.expected, r.events, r.raw_ids, r.generated, &data);
+          break;
+        case Request::Kind::kDelete: EncodeGroupDelete(r.stream, r.expected, r.hard, &data); break;
+        case Request::Kind::kSetMetadata: EncodeGroupMetadata(r.stream, *r.metadata, &data); break;
+      }
+    }
+    std::string id = c.node + "-" + c.incarnation_tag + "-" + std::to_string(++c.counter);
+    {
+      std::lock_guard<std::mutex> lock(c.pending->mu);
+      PendingGroups::Group& g = c.pending->groups[id];
+      g.requests = std::move(group);
+      ++c.pending->inflight;
+    }
+    group.clear();
+    c.proposed.fetch_add(1);
+    log_->Append(id, std::move(data), [table = c.pending, id](esdb::Result<esdb::LogAppendResult> r) {
+      OnPublished(table, id, std::move(r));
+    });
+  }
+}
+
+// ---- applying ------------------------------------------------------------------
+
+void StoreCore::HaltApplier(const esdb::Status& why) {
+  ClusterState& c = *cluster_;
+  {
+    std::lock_guard<std::mutex> lock(c.apply_mu);
+    if (c.halted) return;
+    c.halted = true;
+    c.halt_status = why;
+  }
+  c.apply_cv.notify_all();
+  Log(4, "stopped applying the log: " + why.ToString());
+  if (hooks_.apply_failed) hooks_.apply_failed(why);
+}
+
+void StoreCore::ApplierLoop() {
+  ClusterState& c = *cluster_;
+  for (;;) {
+    esdb::LogEntry e;
+    {
+      std::unique_lock<std::mutex> lock(c.apply_mu);
+      c.apply_cv.wait(lock, [&] { return c.apply_stop || !c.apply_queue.empty(); });
+      if (c.apply_stop) return;
+      e = std::move(c.apply_queue.front());
+      c.apply_queue.pop_front();
+      c.apply_cv.notify_all();  // room for the tail
+      if (c.halted) continue;
+    }
+    if (e.sequence <= c.applied.sequence) continue;  // delivered twice
+    if (e.sequence != c.applied.sequence + 1) {
+      HaltApplier(esdb::Status::Internal("the log delivered entry " + std::to_string(e.sequence) + " after entry " +
+                                         std::to_string(c.applied.sequence) + "; never applying past a hole"));
+      continue;
+    }
+    ApplyEntry(e);
+  }
+}
+
+void StoreCore::ApplyEntry(esdb::LogEntry& e) {
+  ClusterState& c = *cluster_;
+  LogPosition next;
+  next.sequence = e.sequence;
+  next.digest = EntryDigest(e);
+  next.hash = Sha256({c.applied.hash, next.digest});
+  next.entry_id = e.id;
+
+  // Applied before under another sequence (a resend that the log's own
+  // deduplication missed): this entry changes nothing.
+  bool duplicate = false;
+  if (!e.id.empty()) {
+    esdb::Result<std::string> seen = storage_->Get(keys::LogEntryId(e.id));
+    if (seen.ok()) {
+      duplicate = true;
+    } else if (seen.status().code() != esdb::Code::kNotFound) {
+      return HaltApplier(seen.status());
+    }
+  }
+  std::vector<std::unique_ptr<Request>> requests;
+  int64_t created_us = 0;
+  esdb::Status malformed;
+  if (duplicate) {
+    c.duplicate_entries.fetch_add(1);
+    next.entry_id.clear();  // keep the first sequence under its id
+    Log(3, "log entry " + std::to_string(e.sequence) + " repeats entry id " + e.id + ", applied before; skipped");
+  } else {
+    esdb::Result<GroupRecord> rec = DecodeGroup(e.data);
+    if (!rec.ok()) {
+      // The same bytes fail the same way on every node: skipped everywhere.
+      malformed = rec.status();
+      c.malformed_entries.fetch_add(1);
+      Log(4, "log entry " + std::to_string(e.sequence) + " (id " + e.id + ") skipped: " + malformed.message());
+    } else {
+      created_us = rec->created_us;
+      requests.reserve(rec->requests.size());
+      for (GroupRequest& q : rec->requests) {
+        auto r = std::make_unique<Request>();
+        switch (q.kind) {
+          case GroupRequest::Kind::kAppend: r->kind = Request::Kind::kAppend; break;
+          case GroupRequest::Kind::kDelete: r->kind = Request::Kind::kDelete; break;
+          case GroupRequest::Kind::kSetMetadata: r->kind = Request::Kind::kSetMetadata; break;
+        }
+        r->stream = std::move(q.stream);
+        r->expected = q.expected;
+        r->events = std::move(q.events);
+        r->raw_ids = std::move(q.raw_ids);
+        r->generated = std::move(q.generated);
+        r->hard = q.hard;
+        r->metadata = std::move(q.metadata);
+        for (const auto& ev : r->events) r->bytes += EventBytes(ev);
+        requests.push_back(std::move(r));
+      }
+    }
+  }
+  // This node's own group: its callers' trace context goes onto the bus events.
+  if (!requests.empty()) {
+    std::lock_guard<std::mutex> lock(c.pending->mu);
+    auto it = c.pending->groups.find(e.id);
+    if (it != c.pending->groups.end() && it->second.requests.size() == requests.size()) {
+      for (size_t i = 0; i < requests.size(); ++i) requests[i]->context = it->second.requests[i]->context;
+    }
+  }
+  bool committed = false;
+  std::vector<Outcome> outcomes = ProcessGroup(requests, created_us, &next, &committed);
+  if (committed) {
+    c.applied = next;
+    c.applied_sequence.store(next.sequence);
+    c.applied_entries.fetch_add(1);
+  }
+  // Answer this node's callers: now if the log acknowledged the entry,
+  // otherwise when it does.
+  if (!duplicate) {
+    PendingGroups::Group done;
+    bool answer = false;
+    {
+      std::lock_guard<std::mutex> lock(c.pending->mu);
+      auto it = c.pending->groups.find(e.id);
+      if (it != c.pending->groups.end()) {
+        PendingGroups::Group& g = it->second;
+        const size_t n = g.requests.size();
+        g.statuses.assign(n, esdb::Status::OK());
+        g.results.assign(n, esdb::AppendResult{});
+        for (size_t i = 0; i < n; ++i) {
+          if (!malformed.ok() || outcomes.size() != n) {
+            g.statuses[i] = esdb::Status::Internal("this node's log entry " + e.id + " could not be applied: " +
+                                                   (malformed.ok() ? "request count differs" : malformed.message()));
+          } else {
+            g.statuses[i] = outcomes[i].status;
+            g.results[i] = outcomes[i].result;
+          }
+        }
+        g.applied = true;
+        if (g.acked) {
+          done = std::move(g);
+          answer = true;
+          c.pending->groups.erase(it);
+        }
+      }
+    }
+    if (answer) {
+      c.pending->cv.notify_all();  // room for the proposer
+      Answer(done.requests, &done.statuses, &done.results, esdb::Status::OK());
+    }
+  }
+  if (!committed) {
+    return HaltApplier(esdb::Status::IOError("log entry " + std::to_string(e.sequence) +
+                                             " could not be applied on this node; it stops serving"));
+  }
+  if (next.sequence >= c.open_target) {
+    std::lock_guard<std::mutex> lock(c.apply_mu);
+    if (!c.caught_up) {
+      c.caught_up = true;
+      c.apply_cv.notify_all();
+    }
+  }
+}
+
+nlohmann::json StoreCore::ClusterStats() const {
+  if (!cluster_) return nullptr;
+  const ClusterState& c = *cluster_;
+  size_t pending = 0;
+  {
+    std::lock_guard<std::mutex> lock(c.pending->mu);
+    pending = c.pending->groups.size();
+  }
+  return {{"node", c.node},
+          {"incarnation", c.incarnation_tag},
+          {"applied_sequence", c.applied_sequence.load()},
+          {"open_target", c.open_target},
+          {"proposed_groups", c.proposed.load()},
+          {"applied_entries", c.applied_entries.load()},
+          {"duplicate_entries", c.duplicate_entries.load()},
+          {"malformed_entries", c.malformed_entries.load()},
+          {"pending_groups", pending}};
+}
+
+}  // namespace esdb_store

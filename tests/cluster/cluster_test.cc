@@ -1,0 +1,489 @@
+// Cluster mode with real processes: three nats-servers (JetStream,
+// clustered, loopback) and three esdb-hosts in cluster mode (store "mode":
+// "cluster", the log plugin with the stream at 3 replicas). No mocks.
+#include <array>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "esdb/testing/host_process.h"
+#include "esdb/testing/http.h"
+#include "esdb/testing/temp_dir.h"
+#include "support/nats_cluster.h"
+#include "support/test_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using esdb::testing::Http;
+using nlohmann::json;
+
+// The manifests of one cluster-mode node: persistence, store (cluster
+// mode), log (on `servers`, the stream with `replicas`), cluster
+// (membership from heartbeats on the same servers) and gateway.
+fs::path ClusterManifests(const fs::path& dir, const std::vector<std::string>& servers, int replicas) {
+  fs::create_directories(dir);
+  for (const char* p : {"persistence", "store", "log", "cluster", "gateway"}) {
+    json m = esdb::test::BuiltinManifest(p);
+    if (std::string(p) == "store") {
+      m["config"]["mode"] = "cluster";
+      m["start_timeout_ms"] = 120000;
+    }
+    if (std::string(p) == "cluster") {
+      m["config"] = {{"mode", "cluster"}, {"servers", servers}, {"expected_nodes", 3}, {"heartbeat_ms", 200},
+                     {"node_timeout_ms", 2000}};
+    }
+    if (std::string(p) == "log") {
+      m["config"]["servers"] = servers;
+      m["config"]["replicas"] = replicas;
+    }
+    esdb::test::WriteManifest(dir, m);
+  }
+  return dir;
+}
+
+struct Node {
+  std::unique_ptr<esdb::testing::HostProcess> host;
+  uint16_t port = 0;
+};
+
+Node StartNode(const fs::path& root, const std::string& name, const std::vector<std::string>& servers,
+               int replicas = 3, const std::string& manifests = "manifests") {
+  esdb::testing::HostOptions o;
+  o.manifests = ClusterManifests(root / name / manifests, servers, replicas);
+  o.data = root / name / "data";
+  o.args = {"--node", name};
+  o.log_level = "info";
+  Node n;
+  n.host = std::make_unique<esdb::testing::HostProcess>(std::move(o));
+  esdb::Result<uint16_t> port = n.host->GatewayPort(60000);
+  INFO(n.host->Stderr());
+  REQUIRE(port.ok());
+  n.port = *port;
+  return n;
+}
+
+std::string Uuid(uint64_t a, uint64_t b) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08llx-%04llx-4%03llx-8%03llx-%012llx", static_cast<unsigned long long>(a >> 32),
+                static_cast<unsigned long long>((a >> 16) & 0xffff), static_cast<unsigned long long>(a & 0xfff),
+                static_cast<unsigned long long>(b >> 48 & 0xfff), static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return buf;
+}
+
+// How many bus events of `type` about node `node` the host printed so far.
+size_t CountClusterEvents(const esdb::testing::HostProcess& host, const std::string& type, const std::string& node) {
+  size_t n = 0;
+  for (const json& l : host.Lines()) {
+    if (l.value("type", "") == type && l.contains("data") && l["data"].is_object() &&
+        l["data"].value("node", "") == node) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+// Waits until the host printed at least `count` such events.
+bool WaitClusterEvents(const esdb::testing::HostProcess& host, const std::string& type, const std::string& node,
+                       size_t count, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (CountClusterEvents(host, type, node) < count) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+// Every event of $all (system streams included) as the node at `port`
+// serves it, in order.
+json ReadAll(uint16_t port) {
+  json all = json::array();
+  uint64_t from = 0;
+  for (;;) {
+    auto r = Http(port, "GET", "/streams/$all?from=" + std::to_string(from) + "&count=1000&include_system=true");
+    if (r.status != 200) return json();
+    json page = r.Json();
+    for (auto& e : page["events"]) all.push_back(e);
+    if (page["endOfAll"].get<bool>() || page["events"].empty()) break;
+    from = page["nextPosition"].get<uint64_t>();
+  }
+  return all;
+}
+
+
+// Writers appending events with ids of their own to the nodes at `ports`
+// (writer w to node w % 3) with ES-ExpectedVersion any, keeping the ids that
+// were acknowledged (201) and the longest time between two acknowledgements.
+class LoadWriters {
+ public:
+  LoadWriters(std::vector<uint16_t> ports, int writers, int timeout_ms) {
+    for (size_t i = 0; i < ports.size(); ++i) ports_[i] = ports[i];
+    last_ack_ = std::chrono::steady_clock::now();
+    for (int w = 0; w < writers; ++w) {
+      threads_.emplace_back([this, w, timeout_ms] {
+        uint64_t seq = 0;
+        while (!stop_.load()) {
+          const std::string id = Uuid(static_cast<uint64_t>(w + 100) << 32 | ++seq, 0x5678);
+          const json body = json::array({{{"eventId", id}, {"eventType", "load"}, {"data", {{"w", w}}}}});
+          auto r = Http(ports_[static_cast<size_t>(w % 3)].load(), "POST", "/streams/load-" + std::to_string(w),
+                        body.dump(), {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}}, timeout_ms);
+          if (r.status == 201) {
+            std::lock_guard<std::mutex> lock(mu_);
+            acked_.insert(id);
+            const auto now = std::chrono::steady_clock::now();
+            longest_gap_ = std::max(longest_gap_, now - last_ack_);
+            last_ack_ = now;
+          } else {
+            if (failed_.fetch_add(1) == 0) {
+              std::lock_guard<std::mutex> lock(mu_);
+              first_error_ = std::to_string(r.status) + " " + r.body + r.error;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+        }
+      });
+    }
+  }
+  ~LoadWriters() { Stop(); }
+  void SetPort(size_t node, uint16_t port) { ports_[node] = port; }
+  size_t Acked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acked_.size();
+  }
+  // Waits until at least `n` appends were acknowledged.
+  bool WaitAcked(size_t n, int timeout_s = 60) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (Acked() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return Acked() >= n;
+  }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  // After Stop().
+  const std::set<std::string>& acked() const { return acked_; }
+  int failed() const { return failed_.load(); }
+  const std::string& first_error() const { return first_error_; }
+  double longest_gap_ms() const { return std::chrono::duration<double, std::milli>(longest_gap_).count(); }
+
+ private:
+  std::array<std::atomic<uint16_t>, 3> ports_{};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> failed_{0};
+  std::mutex mu_;
+  std::set<std::string> acked_;  // guarded by mu_
+  std::string first_error_;      // guarded by mu_
+  std::chrono::steady_clock::time_point last_ack_;  // guarded by mu_
+  std::chrono::steady_clock::duration longest_gap_{};  // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+// Every node holds every acknowledged event exactly once, and all have the
+// same $all (waiting up to 60 s for them to converge).
+void CheckConverged(std::vector<Node>& nodes, const std::set<std::string>& acked) {
+  std::vector<json> alls;
+  for (Node& n : nodes) {
+    json all;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (;;) {
+      all = ReadAll(n.port);
+      std::set<std::string> ids;
+      size_t found = 0;
+      if (all.is_array()) {
+        for (const json& e : all) {
+          ids.insert(e["id"].get<std::string>());
+          if (acked.count(e["id"].get<std::string>())) ++found;
+        }
+      }
+      if ((all.is_array() && found == acked.size() && ids.size() == all.size()) ||
+          std::chrono::steady_clock::now() > deadline) {
+        CHECK(found == acked.size());
+        CHECK(ids.size() == all.size());  // no event twice
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    alls.push_back(all);
+  }
+  CHECK(alls[0] == alls[1]);
+  CHECK(alls[0] == alls[2]);
+}
+}  // namespace
+
+TEST_CASE("cluster: writers on three nodes race on shared streams; every version is won once and every node "
+          "has the same $all; a restarted node resumes and catches up; a duplicate node name and a node against "
+          "another log are refused",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster");
+  esdb::test::NatsCluster nats(dir / "nats");
+  REQUIRE(nats.WaitReady(60000));
+  const std::vector<std::string> servers = nats.ClientUrls();
+
+  std::vector<Node> nodes;
+  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
+  for (Node& n : nodes) {
+    INFO(n.host->Stderr());
+    REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+  }
+  // Membership: every node hears every node (with its HTTP address) and the
+  // cluster forms on each.
+  for (Node& n : nodes) {
+    for (size_t k = 0; k < nodes.size(); ++k) {
+      const std::string name = "node-" + std::to_string(k + 1);
+      const std::string http = "127.0.0.1:" + std::to_string(nodes[k].port);
+      auto joined = n.host->WaitFor(
+          [&](const json& l) {
+            return l.value("type", "") == "node_joined" && l.contains("data") && l["data"].is_object() &&
+                   l["data"].value("node", "") == name && l["data"].value("http", "") == http;
+          },
+          15000);
+      CHECK(joined);
+    }
+    CHECK(n.host->WaitForEvent("cluster_formed", "", 15000));
+  }
+
+  // Writers: two per node, all on the same four streams, each append with
+  // the exact version the writer believes is last; a 409 tells it the
+  // current one.
+  constexpr int kStreams = 4;
+  constexpr int64_t kVersions = 60;  // per stream
+  struct Win {
+    int writer;
+    std::string id;
+  };
+  std::mutex mu;
+  std::map<std::pair<int, int64_t>, std::vector<Win>> wins;  // (stream, version) -> who got it
+  std::atomic<int> conflicts{0}, errors{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 6; ++w) {
+    writers.emplace_back([&, w] {
+      const uint16_t port = nodes[static_cast<size_t>(w % 3)].port;
+      std::vector<int64_t> known(kStreams, -1);
+      uint64_t seq = 0;
+      for (int round = 0; round < 10000; ++round) {
+        const int s = (round + w) % kStreams;
+        if (known[static_cast<size_t>(s)] >= kVersions - 1) {
+          bool all_done = true;
+          for (int64_t k : known) all_done = all_done && k >= kVersions - 1;
+          if (all_done) return;
+          continue;
+        }
+        const std::string id = Uuid(static_cast<uint64_t>(w + 1) << 32 | ++seq, 0x1234);
+        const json body = json::array({{{"eventId", id}, {"eventType", "raced"}, {"data", {{"writer", w}}}}});
+        const int64_t expected = known[static_cast<size_t>(s)];
+        auto r = Http(port, "POST", "/streams/race-" + std::to_string(s), body.dump(),
+                      {{"ES-ExpectedVersion", std::to_string(expected)}, {"Content-Type", "application/json"}});
+        if (r.status == 201) {
+          const int64_t v = r.Json()["nextExpectedVersion"].get<int64_t>();
+          std::lock_guard<std::mutex> lock(mu);
+          wins[{s, v}].push_back({w, id});
+          known[static_cast<size_t>(s)] = v;
+        } else if (r.status == 409) {
+          conflicts.fetch_add(1);
+          json j = r.Json();
+          known[static_cast<size_t>(s)] = j["current"].is_number() ? j["current"].get<int64_t>() : -1;
+        } else {
+          errors.fetch_add(1);
+          UNSCOPED_INFO("append failed: " << r.status << " " << r.body << r.error);
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  CHECK(errors.load() == 0);
+  // Every version of every stream was won by exactly one writer, with the
+  // version it expected + 1.
+  for (int s = 0; s < kStreams; ++s) {
+    for (int64_t v = 0; v < kVersions; ++v) {
+      auto it = wins.find({s, v});
+      INFO("stream race-" << s << " version " << v);
+      REQUIRE(it != wins.end());
+      CHECK(it->second.size() == 1);
+    }
+  }
+  CHECK(wins.size() == static_cast<size_t>(kStreams * kVersions));
+  // The race is real: some appends lost to another node's.
+  WARN(conflicts.load() << " appends answered 409 for " << kStreams * kVersions << " versions");
+  CHECK(conflicts.load() > 0);
+
+  // Every node converges on the same $all: same events, ids, streams,
+  // versions, positions, created times, in the same order.
+  const size_t total = static_cast<size_t>(kStreams * kVersions);
+  std::vector<json> alls(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    do {
+      alls[i] = ReadAll(nodes[i].port);
+      if (alls[i].is_array() && alls[i].size() >= total) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    } while (std::chrono::steady_clock::now() < deadline);
+    REQUIRE(alls[i].is_array());
+    CHECK(alls[i].size() == total);
+  }
+  CHECK(alls[0] == alls[1]);
+  CHECK(alls[0] == alls[2]);
+  // Each stream read from each node holds the winners, in version order.
+  for (int s = 0; s < kStreams; ++s) {
+    for (Node& n : nodes) {
+      auto r = Http(n.port, "GET", "/streams/race-" + std::to_string(s) + "?from=0&count=1000");
+      REQUIRE(r.status == 200);
+      json events = r.Json()["events"];
+      REQUIRE(events.size() == static_cast<size_t>(kVersions));
+      for (int64_t v = 0; v < kVersions; ++v) {
+        CHECK(events[static_cast<size_t>(v)]["id"] == wins[{s, v}].front().id);
+      }
+    }
+  }
+
+  // An append resent to another node with the same ids is idempotent there.
+  {
+    const Win& w = wins[{0, 5}].front();
+    const json body = json::array({{{"eventId", w.id}, {"eventType", "raced"}, {"data", {{"writer", w.writer}}}}});
+    auto r = Http(nodes[static_cast<size_t>((w.writer + 1) % 3)].port, "POST", "/streams/race-0", body.dump(),
+                  {{"ES-ExpectedVersion", "4"}, {"Content-Type", "application/json"}});
+    CHECK(r.status == 201);
+    CHECK(r.Json()["idempotent"] == true);
+    CHECK(r.Json()["nextExpectedVersion"] == 5);
+  }
+
+  // node-2 stops; the others go on writing; node-2 restarts on its data,
+  // resumes after the last entry it applied, catches up, and only then
+  // serves.
+  REQUIRE(nodes[1].host->Terminate() == 0);
+  // The others see it leave (its goodbye).
+  CHECK(WaitClusterEvents(*nodes[0].host, "node_left", "node-2", 1, 10000));
+  CHECK(WaitClusterEvents(*nodes[2].host, "node_left", "node-2", 1, 10000));
+  const size_t joined_before = CountClusterEvents(*nodes[0].host, "node_joined", "node-2");
+  constexpr int kLater = 40;
+  for (int i = 0; i < kLater; ++i) {
+    const json body = json::array({{{"eventType", "later"}, {"data", {{"i", i}}}}});
+    auto r = Http(nodes[static_cast<size_t>(i % 2 == 0 ? 0 : 2)].port, "POST", "/streams/later", body.dump(),
+                  {{"ES-ExpectedVersion", std::to_string(i - 1)}, {"Content-Type", "application/json"}});
+    REQUIRE(r.status == 201);
+  }
+  nodes[1] = StartNode(dir.path(), "node-2", servers);
+  REQUIRE(nodes[1].host->WaitForEvent("subsystem_ready", "store", 120000));
+  // ... and join again.
+  CHECK(WaitClusterEvents(*nodes[0].host, "node_joined", "node-2", joined_before + 1, 10000));
+  {
+    const std::string log = nodes[1].host->Stderr();
+    INFO(log);
+    // Its second start, from the entry after the last one it had applied.
+    const std::string marker = "node node-2 incarnation 2.";
+    const size_t at = log.find(marker);
+    REQUIRE(at != std::string::npos);
+    const std::string applied = ", applied up to entry ";
+    const size_t at2 = log.find(applied, at);
+    REQUIRE(at2 != std::string::npos);
+    CHECK(std::stoull(log.substr(at2 + applied.size(), 20)) > 0);
+  }
+  // Ready means caught up: its $all is already complete, without waiting.
+  json restarted = ReadAll(nodes[1].port);
+  REQUIRE(restarted.is_array());
+  CHECK(restarted.size() == total + kLater);
+  json first = ReadAll(nodes[0].port);
+  CHECK(restarted == first);
+  CHECK(ReadAll(nodes[2].port) == first);
+
+  // A fourth host given node-3's name by mistake: its cluster subsystem
+  // fails, saying so.
+  {
+    Node dup = StartNode(dir / "dup", "node-3", servers);
+    auto failed = dup.host->WaitFor(
+        [](const json& l) {
+          return l.value("type", "") == "subsystem_failed" && l.contains("data") && l["data"].is_object() &&
+                 l["data"].value("name", "") == "cluster";
+        },
+        20000);
+    REQUIRE(failed);
+    CHECK_THAT(failed->dump(), Catch::Contains("--node") && Catch::Contains("'node-3' is used by another node too"));
+    CHECK(dup.host->Terminate() == 0);
+  }
+
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+  nodes.clear();
+
+  // node-1's data against another log, which does not hold what it applied:
+  // its store refuses to serve, saying why.
+  esdb::test::NatsCluster other(dir / "other-nats", {.servers = 1});
+  REQUIRE(other.WaitReady(30000));
+  Node lost = StartNode(dir.path(), "node-1", other.ClientUrls(), 1, "manifests-other");
+  auto failed = lost.host->WaitForEvent("subsystem_failed", "store", 60000);
+  REQUIRE(failed);
+  INFO(failed->dump());
+  CHECK_THAT(failed->dump(), Catch::Contains("refusing to serve") && Catch::Contains("the log lost entries"));
+  CHECK(Http(lost.port, "GET", "/streams/race-0").status == 503);
+  CHECK(lost.host->Terminate() == 0);
+}
+
+TEST_CASE("cluster: an esdb-host killed with SIGKILL during load loses no acknowledged event; after its restart "
+          "every node has the same $all",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster-kill");
+  esdb::test::NatsCluster nats(dir / "nats");
+  REQUIRE(nats.WaitReady(60000));
+  const std::vector<std::string> servers = nats.ClientUrls();
+  std::vector<Node> nodes;
+  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
+  for (Node& n : nodes) REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+
+  LoadWriters load({nodes[0].port, nodes[1].port, nodes[2].port}, 6, 5000);
+  REQUIRE(load.WaitAcked(200));
+  const pid_t killed = nodes[1].host->pid();
+  nodes[1].host.reset();  // SIGKILL by PID (HostProcess's destructor)
+  REQUIRE(load.WaitAcked(load.Acked() + 200));  // the other two go on
+  nodes[1] = StartNode(dir.path(), "node-2", servers);
+  CHECK(nodes[1].host->pid() != killed);
+  REQUIRE(nodes[1].host->WaitForEvent("subsystem_ready", "store", 120000));
+  load.SetPort(1, nodes[1].port);  // node-2's writers move to its new port
+  REQUIRE(load.WaitAcked(load.Acked() + 100));
+  load.Stop();
+  WARN(load.acked().size() << " appends acknowledged, " << load.failed() << " failed (node-2 down)");
+  CheckConverged(nodes, load.acked());
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+}
+
+TEST_CASE("cluster: the log's stream leader killed with SIGKILL during load: no acknowledged event lost or doubled, "
+          "every node converges",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster-leader");
+  esdb::test::NatsCluster nats(dir / "nats");
+  REQUIRE(nats.WaitReady(60000));
+  const std::vector<std::string> servers = nats.ClientUrls();
+  std::vector<Node> nodes;
+  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
+  for (Node& n : nodes) REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+
+  // Requests wait out the election (the log retries for retry_window_ms).
+  LoadWriters load({nodes[0].port, nodes[1].port, nodes[2].port}, 6, 60000);
+  REQUIRE(load.WaitAcked(200));
+  const std::string leader = nats.StreamLeader("esdb-log");
+  REQUIRE_FALSE(leader.empty());
+  const int victim = leader == "n1" ? 0 : leader == "n2" ? 1 : 2;
+  REQUIRE(nats.Name(victim) == leader);
+  nats.Kill(victim);
+  REQUIRE(load.WaitAcked(load.Acked() + 300, 90));  // a new leader, and writes go on
+  nats.Restart(victim);
+  REQUIRE(nats.WaitReady(60000));
+  REQUIRE(load.WaitAcked(load.Acked() + 100, 60));
+  load.Stop();
+  WARN(load.acked().size() << " appends acknowledged, " << load.failed() << " failed; longest time without an "
+                           << "acknowledgement " << load.longest_gap_ms() << " ms (stream leader " << leader
+                           << " killed); first failure: " << load.first_error());
+  CheckConverged(nodes, load.acked());
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+}

@@ -1,0 +1,177 @@
+// The log plugin's NatsLog against a real nats-server (one server, R=1):
+// appends, deduplication by id, reads, tails; its config errors; a stream
+// that exists with other settings; NATS out of reach.
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "esdb/testing/host_process.h"
+#include "esdb/testing/temp_dir.h"
+#include "log_options.h"
+#include "nats_log.h"
+#include "support/nats_cluster.h"
+#include "support/test_support.h"
+
+namespace {
+
+using esdb_log::LogOptions;
+using esdb_log::NatsLog;
+using nlohmann::json;
+
+esdb::Result<esdb::LogAppendResult> AppendSync(NatsLog& log, const std::string& id, const std::string& data) {
+  std::promise<esdb::Result<esdb::LogAppendResult>> p;
+  auto f = p.get_future();
+  log.Append(id, data, [&p](esdb::Result<esdb::LogAppendResult> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+// Collects what a tail delivers.
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<esdb::LogEntry> entries;
+  esdb::LogEntryHandler Handler() {
+    return [this](esdb::LogEntry e) {
+      std::lock_guard<std::mutex> lock(mu);
+      entries.push_back(std::move(e));
+      cv.notify_all();
+    };
+  }
+  bool WaitFor(size_t n, int timeout_ms) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return entries.size() >= n; });
+  }
+};
+
+LogOptions Options(const std::vector<std::string>& servers) {
+  auto o = esdb_log::ParseLogOptions(json{{"servers", servers}, {"replicas", 1}, {"stream", "test-log"}});
+  REQUIRE(o.ok());
+  return *o;
+}
+
+}  // namespace
+
+TEST_CASE("log config: each bad field is named", "[log]") {
+  auto missing = esdb_log::ParseLogOptions(json::object());
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == esdb::Code::kInvalidArgument);
+  CHECK_THAT(missing.status().message(), Catch::Contains("field 'servers': is required"));
+
+  auto bad = esdb_log::ParseLogOptions(
+      json{{"servers", {"http://x"}}, {"replicas", 7}, {"stream", "a.b"}, {"subject", "x.*"}, {"colour", 1}});
+  REQUIRE_FALSE(bad.ok());
+  for (const char* field : {"'servers'", "'replicas'", "'stream'", "'subject'", "'colour'"}) {
+    CHECK_THAT(bad.status().message(), Catch::Contains(field));
+  }
+  auto window = esdb_log::ParseLogOptions(
+      json{{"servers", {"nats://127.0.0.1:4222"}}, {"duplicates_window_ms", 10000}, {"retry_window_ms", 20000}});
+  REQUIRE_FALSE(window.ok());
+  CHECK_THAT(window.status().message(), Catch::Contains("field 'retry_window_ms'"));
+  CHECK(esdb_log::ParseLogOptions(json{{"servers", {"nats://127.0.0.1:4222"}}}).ok());
+}
+
+TEST_CASE("log: appends are numbered, a resent id is answered with the first entry, tails deliver in order",
+          "[log]") {
+  esdb::testing::TempDir dir("esdb-log");
+  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
+  REQUIRE(nats.WaitReady(30000));
+  auto log = std::make_shared<NatsLog>(Options(nats.ClientUrls()), "t", nullptr);
+  REQUIRE(log->Connect().ok());
+  esdb::Status s;
+  for (int i = 0; i < 100; ++i) {
+    s = log->EnsureStream();
+    if (s.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(s.ok());
+  CHECK(log->MaxEntryBytes() > 1000000);  // the test servers' max_payload is 8 MB
+
+  for (int i = 1; i <= 3; ++i) {
+    auto r = AppendSync(*log, "t-1-" + std::to_string(i), "entry " + std::to_string(i));
+    REQUIRE(r.ok());
+    CHECK(r->sequence == static_cast<uint64_t>(i));
+    CHECK_FALSE(r->duplicate);
+  }
+  auto again = AppendSync(*log, "t-1-2", "entry 2 resent");
+  REQUIRE(again.ok());
+  CHECK(again->duplicate);
+  CHECK(again->sequence == 2);
+  CHECK(*log->LastSequence() == 3);
+
+  auto e = log->Get(2);
+  REQUIRE(e.ok());
+  CHECK(e->id == "t-1-2");
+  CHECK(e->data == "entry 2");
+  CHECK(log->Get(9).status().code() == esdb::Code::kNotFound);
+
+  auto bad_id = AppendSync(*log, "has space", "x");
+  CHECK(bad_id.status().code() == esdb::Code::kInvalidArgument);
+  auto too_big = AppendSync(*log, "t-1-99", std::string(log->MaxEntryBytes() + 1, 'x'));
+  CHECK(too_big.status().code() == esdb::Code::kInvalidArgument);
+
+  Collector c;
+  auto tail = log->Tail(2, c.Handler());
+  REQUIRE(tail.ok());
+  REQUIRE(c.WaitFor(2, 10000));
+  REQUIRE(AppendSync(*log, "t-1-4", "entry 4").ok());
+  REQUIRE(c.WaitFor(3, 10000));
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    REQUIRE(c.entries.size() == 3);
+    CHECK(c.entries[0].sequence == 2);
+    CHECK(c.entries[1].sequence == 3);
+    CHECK(c.entries[2].sequence == 4);
+    CHECK(c.entries[2].id == "t-1-4");
+    CHECK(c.entries[2].data == "entry 4");
+  }
+  CHECK((*tail)->NextSequence() == 5);
+  tail->reset();
+
+  // The same stream asked for with other settings: the start fails naming the key.
+  json other = {{"servers", nats.ClientUrls()}, {"replicas", 1}, {"stream", "test-log"}, {"duplicates_window_ms", 60000},
+                {"retry_window_ms", 30000}};
+  auto other_log = std::make_shared<NatsLog>(*esdb_log::ParseLogOptions(other), "t2", nullptr);
+  REQUIRE(other_log->Connect().ok());
+  esdb::Status mismatch;
+  for (int i = 0; i < 100; ++i) {
+    mismatch = other_log->EnsureStream();
+    if (mismatch.code() != esdb::Code::kUnavailable) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(mismatch.code() == esdb::Code::kInvalidArgument);
+  CHECK_THAT(mismatch.message(), Catch::Contains("field 'duplicates_window_ms'") &&
+                                     Catch::Contains("exists with other settings"));
+  other_log->Close();
+  log->Close();
+  CHECK(log->Get(1).status().code() == esdb::Code::kCancelled);
+}
+
+TEST_CASE("log plugin: NATS out of reach at start is not ready, retrying, and says so", "[log]") {
+  esdb::testing::TempDir dir("esdb-log-down");
+  json m = esdb::test::BuiltinManifest("log");
+  m["config"]["servers"] = {"nats://127.0.0.1:" + std::to_string(esdb::test::FreeLoopbackPort())};
+  std::filesystem::create_directories(dir / "manifests");
+  esdb::test::WriteManifest(dir / "manifests", m);
+  esdb::testing::HostOptions o;
+  o.manifests = dir / "manifests";
+  o.data = dir / "data";
+  o.ephemeral_gateway_port = false;
+  esdb::testing::HostProcess host(std::move(o));
+  REQUIRE(host.WaitForEvent("subsystem_starting", "log", 10000));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (host.Stderr().find("the log is not ready") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK_THAT(host.Stderr(), Catch::Contains("the log is not ready") && Catch::Contains("retrying") &&
+                                Catch::Contains("not connected to NATS"));
+  CHECK_FALSE(host.WaitForEvent("subsystem_ready", "log", 1000));
+  CHECK_FALSE(host.WaitForEvent("subsystem_failed", "log", 10));
+  CHECK(host.Terminate() == 0);
+}

@@ -1,0 +1,149 @@
+#include "nats_cluster.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+#include "esdb/testing/http.h"
+
+namespace esdb::test {
+namespace fs = std::filesystem;
+
+uint16_t FreeLoopbackPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket() failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof(a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot bind a loopback port");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+NatsCluster::NatsCluster(const fs::path& dir, NatsClusterOptions options) : options_(std::move(options)) {
+  servers_.resize(static_cast<size_t>(options_.servers));
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    s.name = "n" + std::to_string(i + 1);
+    s.client_port = FreeLoopbackPort();
+    s.cluster_port = FreeLoopbackPort();
+    s.monitor_port = FreeLoopbackPort();
+    s.dir = dir / s.name;
+    fs::create_directories(s.dir / "jetstream");
+  }
+  for (Server& s : servers_) {
+    std::string routes;
+    for (const Server& o : servers_) {
+      if (&o == &s) continue;
+      routes += (routes.empty() ? "" : ", ") + std::string("nats-route://127.0.0.1:") + std::to_string(o.cluster_port);
+    }
+    std::ofstream conf(s.dir / "nats.conf");
+    conf << "server_name: " << s.name << "\n"
+         << "listen: 127.0.0.1:" << s.client_port << "\n"
+         << "http: 127.0.0.1:" << s.monitor_port << "\n"
+         << "max_payload: " << options_.max_payload << "\n"
+         << "jetstream { store_dir: \"" << (s.dir / "jetstream").string() << "\" }\n";
+    if (servers_.size() > 1) {
+      conf << "cluster { name: esdb-test, listen: 127.0.0.1:" << s.cluster_port << ", routes: [" << routes
+           << "] }\n";
+    }
+    if (!conf) throw std::runtime_error("cannot write " + (s.dir / "nats.conf").string());
+  }
+  for (Server& s : servers_) Start(s);
+}
+
+NatsCluster::~NatsCluster() {
+  for (size_t i = 0; i < servers_.size(); ++i) Stop(static_cast<int>(i));
+}
+
+void NatsCluster::Start(Server& s) {
+  esdb::testing::HostOptions o = esdb::testing::HostOptions::Exactly({"-c", (s.dir / "nats.conf").string()});
+  o.binary = options_.binary;
+  o.print_events = false;
+  s.process = std::make_unique<esdb::testing::HostProcess>(std::move(o));
+}
+
+bool NatsCluster::WaitReady(int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (const Server& s : servers_) {
+    if (!s.process) continue;
+    for (;;) {
+      esdb::testing::HttpResult r = esdb::testing::Http(s.monitor_port, "GET", "/healthz", "", {}, 2000);
+      if (r.status == 200) break;
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  return true;
+}
+
+std::vector<std::string> NatsCluster::ClientUrls() const {
+  std::vector<std::string> urls;
+  for (const Server& s : servers_) urls.push_back("nats://127.0.0.1:" + std::to_string(s.client_port));
+  return urls;
+}
+
+std::string NatsCluster::Name(int i) const { return servers_.at(static_cast<size_t>(i)).name; }
+
+pid_t NatsCluster::Pid(int i) const {
+  const Server& s = servers_.at(static_cast<size_t>(i));
+  return s.process ? s.process->pid() : -1;
+}
+
+std::string NatsCluster::Log(int i) const {
+  const Server& s = servers_.at(static_cast<size_t>(i));
+  return s.process ? s.process->Stderr() : std::string();
+}
+
+void NatsCluster::Kill(int i) {
+  Server& s = servers_.at(static_cast<size_t>(i));
+  s.process.reset();  // HostProcess's destructor: SIGKILL by PID, then waits
+}
+
+void NatsCluster::Restart(int i) {
+  Server& s = servers_.at(static_cast<size_t>(i));
+  if (!s.process) Start(s);
+}
+
+uint16_t NatsCluster::MonitorPort(int i) const { return servers_.at(static_cast<size_t>(i)).monitor_port; }
+
+std::string NatsCluster::StreamLeader(const std::string& stream) const {
+  for (const Server& s : servers_) {
+    if (!s.process) continue;
+    esdb::testing::HttpResult r =
+        esdb::testing::Http(s.monitor_port, "GET", "/jsz?accounts=true&streams=true", "", {}, 2000);
+    const nlohmann::json j = r.Json();
+    if (!j.is_object() || !j.contains("account_details") || !j["account_details"].is_array()) continue;
+    for (const auto& a : j["account_details"]) {
+      if (!a.is_object() || !a.contains("stream_detail") || !a["stream_detail"].is_array()) continue;
+      for (const auto& sd : a["stream_detail"]) {
+        if (sd.is_object() && sd.value("name", "") == stream && sd.contains("cluster") && sd["cluster"].is_object()) {
+          const std::string leader = sd["cluster"].value("leader", "");
+          if (!leader.empty()) return leader;
+        }
+      }
+    }
+  }
+  return "";
+}
+
+int NatsCluster::Stop(int i) {
+  Server& s = servers_.at(static_cast<size_t>(i));
+  if (!s.process) return 0;
+  const int code = s.process->Terminate(10000);
+  s.process.reset();
+  return code;
+}
+
+}  // namespace esdb::test
