@@ -355,14 +355,7 @@ void StoreCore::ProposerLoop() {
           for (size_t i = 0; i < r.events.size(); ++i) {
             std::string& raw = r.raw_ids[i];
             if (!raw.empty()) continue;
-            raw.resize(16);
-            uint64_t a = rng_(), b = rng_();
-            for (int k = 0; k < 8; ++k) {
-              raw[k] = static_cast<char>(a >> (8 * k));
-              raw[8 + k] = static_cast<char>(b >> (8 * k));
-            }
-            raw[6] = static_cast<char>((raw[6] & 0x0f) | 0x40);  // version 4
-            raw[8] = static_cast<char>((raw[8] & 0x3f) | 0x80);  // RFC 4122 variant
+            raw = NewRandomEventId(rng_);
             r.generated[i] = 1;
           }
           EncodeGroupAppend(r.stream, r.expected, r.events, r.raw_ids, r.generated, &data);

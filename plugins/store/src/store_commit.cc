@@ -297,16 +297,7 @@ void StoreCore::DecideAppend(Request& r, CommitGroup& group, uint64_t* position,
   for (size_t i = 0; i < n; ++i) {
     std::string& raw = r.raw_ids[i];
     const bool generated = raw.empty() || (!r.generated.empty() && r.generated[i]);
-    if (raw.empty()) {
-      raw.resize(16);
-      uint64_t a = rng_(), b = rng_();
-      for (int k = 0; k < 8; ++k) {
-        raw[k] = static_cast<char>(a >> (8 * k));
-        raw[8 + k] = static_cast<char>(b >> (8 * k));
-      }
-      raw[6] = static_cast<char>((raw[6] & 0x0f) | 0x40);  // version 4
-      raw[8] = static_cast<char>((raw[8] & 0x3f) | 0x80);  // RFC 4122 variant
-    }
+    if (raw.empty()) raw = NewRandomEventId(rng_);
     const int64_t version = first_version + static_cast<int64_t>(i);
     const uint64_t pos = (*position)++;
     group.batch.Put(keys::Event(pos), EncodeEvent(r.stream, version, now_us, raw, r.events[i]));

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <functional>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,20 @@ inline size_t EventBytes(const esdb::ProposedEvent& e) {
 }
 
 inline esdb::Status Cancelled() { return esdb::Status::Cancelled("the store is stopping"); }
+
+// A random (version 4, RFC 4122 variant) event id as its 16 raw bytes, for
+// events appended without one. Not thread-safe (`rng` is the caller's).
+inline std::string NewRandomEventId(std::mt19937_64& rng) {
+  std::string raw(16, '\0');
+  const uint64_t a = rng(), b = rng();
+  for (int k = 0; k < 8; ++k) {
+    raw[k] = static_cast<char>(a >> (8 * k));
+    raw[8 + k] = static_cast<char>(b >> (8 * k));
+  }
+  raw[6] = static_cast<char>((raw[6] & 0x0f) | 0x40);  // version 4
+  raw[8] = static_cast<char>((raw[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  return raw;
+}
 
 // One queued write. Exactly one of the two completions is set.
 struct StoreCore::Request {

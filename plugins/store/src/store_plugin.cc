@@ -112,6 +112,19 @@ class StoreSubsystem : public esdb::Subsystem {
   }
 
  private:
+  // Offers the service: one object under both names, /2 for today's
+  // consumers, /1 (its SDK 1.0 base) for plugins built against SDK 1.0.
+  // Both or neither.
+  esdb::Status ProvideService() {
+    std::shared_ptr<esdb::EventStoreV2> store = service_;
+    esdb::Status s = ctx_->Services().Provide<esdb::EventStoreV2>(esdb::services::kEventStoreV2, store);
+    if (s.ok()) {
+      s = ctx_->Services().Provide<esdb::EventStore>(esdb::services::kEventStore, store);
+      if (!s.ok()) (void)ctx_->Services().Withdraw(esdb::services::kEventStoreV2);
+    }
+    return s;
+  }
+
   void OnServiceEvent(const esdb::Event& e) {
     if (e.type == esdb::event_types::kSystemStopping) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -150,14 +163,7 @@ class StoreSubsystem : public esdb::Subsystem {
       service_->Attach(*core);
       degraded_ = false;
       if (!provided_) {
-        // One object under both names: /2 for today's consumers, /1 (its
-        // SDK 1.0 base) for plugins built against SDK 1.0.
-        std::shared_ptr<esdb::EventStoreV2> store = service_;
-        esdb::Status s = ctx_->Services().Provide<esdb::EventStoreV2>(esdb::services::kEventStoreV2, store);
-        if (s.ok()) {
-          s = ctx_->Services().Provide<esdb::EventStore>(esdb::services::kEventStore, store);
-          if (!s.ok()) (void)ctx_->Services().Withdraw(esdb::services::kEventStoreV2);
-        }
+        const esdb::Status s = ProvideService();
         if (!s.ok()) {
           ctx_->ReportFailed(s);
           return;
@@ -276,12 +282,7 @@ class StoreSubsystem : public esdb::Subsystem {
       service_->Attach(core);
       degraded_ = false;
       if (!provided_) {
-        std::shared_ptr<esdb::EventStoreV2> store = service_;
-        esdb::Status s = ctx_->Services().Provide<esdb::EventStoreV2>(esdb::services::kEventStoreV2, store);
-        if (s.ok()) {
-          s = ctx_->Services().Provide<esdb::EventStore>(esdb::services::kEventStore, store);
-          if (!s.ok()) (void)ctx_->Services().Withdraw(esdb::services::kEventStoreV2);
-        }
+        const esdb::Status s = ProvideService();
         if (!s.ok()) {
           ctx_->ReportFailed(s);
           failed_ = true;
