@@ -39,8 +39,10 @@ jobs() { nproc 2>/dev/null || echo 2; }
 # sanitized build is -O0: it compiles several times faster than -O1 under
 # ASan, and the tests still pass with room to spare. Both are unity builds
 # (each target's sources compiled 8 at a time as one unit, so the headers and
-# template instantiations they share are compiled once): a fifth less CPU time
-# per build. The sanitized build links with lld.
+# template instantiations they share are compiled once), and the sanitized
+# build links with lld. With test code at -O0 (CMakeLists.txt) this took the
+# two builds of a clean CI run on a 2-core machine from 21.8 to 14.5 min
+# (normal 11.6 -> 7.7, sanitized 10.2 -> 6.8; measured on the same sources).
 NORMAL=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" -DCMAKE_UNITY_BUILD=ON)
 SANITIZED=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g1" -DCMAKE_CXX_COMPILER=clang++
            -DESDB_FUZZ=ON -DESDB_BUILD_BENCH=OFF -DCMAKE_UNITY_BUILD=ON
