@@ -124,6 +124,35 @@ TEST_CASE("SIGTERM stops every subsystem gracefully and exits 0", "[process]") {
   CHECK_FALSE(host.WaitForEvent("system_degraded", "", 10));
 }
 
+TEST_CASE("a plugin that faults kills the host, which leaves the signal and the stack on stderr", "[process]") {
+  TempDir dir;
+  const auto m = dir.path() / "manifests";
+  std::filesystem::create_directories(m);
+  WriteManifest(m, TestManifest("faulty", {{"start", "fault"}}));
+  HostProcess host(HostOptions::Exactly(WithPluginDirs({"--manifests", m.string(), "--data", (dir.path() / "data").string()})));
+  const auto code = host.Wait(30000);
+  REQUIRE(code);
+  const std::string err = host.Stderr();
+  INFO(err);
+#ifdef ESDB_SANITIZED_BUILD
+  // AddressSanitizer reports the fault itself (and exits with its own code).
+  CHECK(*code != 0);
+  CHECK(err.find("AddressSanitizer: SEGV") != std::string::npos);
+#else
+  CHECK(*code == -SIGSEGV);
+  const size_t at = err.find("esdb-host: fatal signal 11 (SEGV) in thread ");
+  REQUIRE(at != std::string::npos);
+  CHECK(err.find(" at address 0x0000000000000000; stack:\n", at) != std::string::npos);
+  // One line per frame, the faulting plugin's among them.
+  int frames = 0;
+  for (size_t p = err.find('\n', at); p != std::string::npos && p + 1 < err.size(); p = err.find('\n', p + 1)) {
+    if (err.find("[0x", p) < err.find('\n', p + 1)) ++frames;
+  }
+  CHECK(frames >= 3);
+  CHECK(err.find("libesdb_test_plugin") != std::string::npos);
+#endif
+}
+
 TEST_CASE("SIGHUP re-reads the manifests directory: added, changed and deleted files, the host keeps running",
           "[process]") {
   TempDir dir;

@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "crash_report.h"
 #include "host.h"
 #include "host_config.h"
 #include "log_format.h"
@@ -229,6 +230,8 @@ int main(int argc, char** argv) {
   esdb::host::HostOptions options = std::move(settings.options);
   options.sequential_start = args.sequential_start;
 
+  // A fault anywhere leaves its stack on stderr (the journal, a test's log).
+  esdb::host::InstallCrashReport();
   // Signals are taken synchronously by this thread; block them before any
   // other thread exists so none of those receives them.
   sigset_t signals;

@@ -57,6 +57,10 @@ class TestSubsystem : public esdb::Subsystem {
       return esdb::Status::OK();
     }
     if (mode == "never") return esdb::Status::OK();
+    if (mode == "fault") {  // a plugin bug the host cannot survive: a write through a null pointer
+      volatile int* volatile nowhere = nullptr;
+      *nowhere = 1;
+    }
     if (mode == "report_failed") {
       ctx.ReportFailed(esdb::Status::Unavailable("test plugin told to report failure"));
       return esdb::Status::OK();

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -199,6 +200,14 @@ std::optional<int> HostProcess::Wait(int timeout_ms) {
     const pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
       exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+      if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL && WTERMSIG(status) != SIGTERM &&
+          WTERMSIG(status) != SIGINT) {
+        // A crash: its stack (esdb-host's crash report) belongs in the test's output.
+        const std::string err = Stderr();
+        std::fprintf(stderr, "esdb-host (pid %d) died of signal %d; the end of its stderr:\n%s\n",
+                     static_cast<int>(pid_), WTERMSIG(status),
+                     err.substr(err.size() > 16000 ? err.size() - 16000 : 0).c_str());
+      }
       // Its last stdout lines may still be in the pipe: let the reader take
       // them (EOF), so Lines() after Wait() has everything it printed.
       std::unique_lock<std::mutex> lock(mu_);

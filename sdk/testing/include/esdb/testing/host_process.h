@@ -109,6 +109,9 @@ class HostProcess {
   pid_t pid() const { return pid_; }
 
   // Waits for the host to exit: its exit code, -signal, or nullopt on timeout.
+  // When it died of a signal other than SIGTERM, SIGINT or SIGKILL (a
+  // crash), also writes the end of its stderr (esdb-host's crash report:
+  // the signal and the stack) to this process's stderr.
   std::optional<int> Wait(int timeout_ms);
   // SIGTERM to pid(), then Wait(): the exit code (0 for a clean stop), or
   // -signal; -1000 when it did not stop in time (it is killed then).
