@@ -93,13 +93,18 @@ read_env() {
   check_settings "$file"
 }
 
-# Validates NODES, HTTP_PORT, BUILD and NATS_SERVER; `what` names their source.
+# Validates NODES and HTTP_PORT; `what` names their source.
 check_settings() {
   local what=$1
   is_uint "$NODES" && [ "$NODES" -ge 1 ] && [ "$NODES" -le 20 ] || die 2 "$what: nodes '$NODES': must be 1 to 20"
   local blocks=$(( NODES > NATS_COUNT ? NODES : NATS_COUNT ))
   is_uint "$HTTP_PORT" && [ "$HTTP_PORT" -ge 1024 ] && [ $(( HTTP_PORT + 10 * (blocks - 1) + 3 )) -le 65535 ] ||
     die 2 "$what: http port '$HTTP_PORT': must be 1024 or more, with room for $blocks blocks of 10 ports below 65536"
+}
+
+# What starting a process needs: the build's host and manifests, nats-server.
+check_binaries() {
+  local what=$1
   [ -x "$BUILD/bin/esdb-host" ] || die 1 "$what: no esdb-host in $BUILD/bin (build it: cmake --build $BUILD)"
   for f in store.json log.json; do
     [ -f "$BUILD/share/esdb/cluster/$f" ] || die 1 "$what: no $BUILD/share/esdb/cluster/$f (re-run cmake on $BUILD)"
@@ -295,6 +300,7 @@ cmd_up() {
     for name in $(all_names); do
       [ -z "$(live_pid "$name")" ] || die 1 "$DIR's cluster is up already ($name runs, pid $(live_pid "$name")); see: $0 status --dir $DIR"
     done
+    check_binaries "$DIR/cluster.env"
   else
     [ -z "$(ls -A "$DIR")" ] || die 1 "$DIR is not empty and holds no cluster (no cluster.env): give an empty or new directory"
     NODES=${NODES:-3} HTTP_PORT=${HTTP_PORT:-2113} NATS_SERVER=${NATS_SERVER:-/usr/sbin/nats-server}
@@ -302,6 +308,7 @@ cmd_up() {
     [ -d "$BUILD" ] || die 1 "--build '$BUILD' is not a directory"
     BUILD=$(cd "$BUILD" && pwd -P)
     check_settings "arguments"
+    check_binaries "arguments"
     write_configs
     printf 'nodes=%s\nhttp_port=%s\nbuild=%s\nnats_server=%s\n' "$NODES" "$HTTP_PORT" "$BUILD" "$NATS_SERVER" \
       >"$DIR/cluster.env"
@@ -344,6 +351,7 @@ cmd_restart() {
   local pid
   pid=$(live_pid "$NAME")
   [ -z "$pid" ] || die 1 "$NAME runs (pid $pid): stop or kill it before restarting it"
+  check_binaries "$DIR/cluster.env"
   launch "$NAME"
   if ! wait_ready "$NAME" $(( SECONDS + TIMEOUT )); then
     stop_one "$NAME"
