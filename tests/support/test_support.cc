@@ -87,6 +87,16 @@ void WriteFile(const fs::path& file, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
+esdb::testing::HostOptions HostOnManifests(const fs::path& dir, const std::vector<nlohmann::json>& manifests) {
+  fs::create_directories(dir / "manifests");
+  for (const nlohmann::json& m : manifests) WriteManifest(dir / "manifests", m);
+  esdb::testing::HostOptions o;
+  o.manifests = dir / "manifests";
+  o.data = dir / "data";
+  o.ephemeral_gateway_port = false;
+  return o;
+}
+
 void WriteManifest(const fs::path& dir, const nlohmann::json& manifest) {
   WriteFile(dir / (manifest.at("name").get<std::string>() + ".json"), manifest.dump(2));
 }

@@ -42,6 +42,12 @@ bool WaitUntil(const std::function<bool()>& done, int timeout_ms, int poll_ms = 
 // The whole content of `file` ("" when it cannot be read).
 std::string ReadText(const std::filesystem::path& file);
 
+// Options of a host that runs exactly `manifests` (written to
+// dir/manifests), its data in dir/data, on the listen port its gateway
+// manifest says (ephemeral_gateway_port off).
+esdb::testing::HostOptions HostOnManifests(const std::filesystem::path& dir,
+                                           const std::vector<nlohmann::json>& manifests);
+
 // Writes `manifest` (or raw text) to dir/file.
 void WriteFile(const std::filesystem::path& file, const std::string& text);
 void WriteManifest(const std::filesystem::path& dir, const nlohmann::json& manifest);
