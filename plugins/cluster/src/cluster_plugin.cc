@@ -31,6 +31,7 @@
 #include <esdb/log.h>
 #include <esdb/plugin.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
@@ -402,9 +403,11 @@ class ClusterSubsystem : public esdb::Subsystem {
       }
     }
     std::string failure;
+    int64_t renewal_sent = 0;
     if (leading) {
       const std::string value = EncodeLease(mine);
       const int64_t sent = NowMs();
+      renewal_sent = sent;
       uint64_t rev = 0;
       const natsStatus s = kvStore_Update(&rev, kv_, kLeaseKey, value.data(), static_cast<int>(value.size()), my_rev);
       if (s == NATS_OK) {
@@ -431,7 +434,16 @@ class ClusterSubsystem : public esdb::Subsystem {
       std::vector<MemberEvent> events;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (leading_ && rev != my_rev_) {
+        // A revision below this node's last write is a replica behind
+        // (reads may be served by any replica): nothing learnt. A later
+        // entry of this node's own leadership is its renewal that landed
+        // though its answer was lost: it still leads.
+        const bool own = lease.ok() && lease->node == mine.node && lease->incarnation == mine.incarnation &&
+                         lease->term == my_term_;
+        if (leading_ && rev > my_rev_ && own) {
+          my_rev_ = rev;
+          lease_deadline_ms_ = std::max(lease_deadline_ms_, renewal_sent + options_.lease_ttl_ms);
+        } else if (leading_ && rev > my_rev_) {
           leading_ = false;
           ctx_->Logger()->warn("leader lease: this node lost its lease (term {}): {}; the key is at revision {}",
                                my_term_, failure.empty() ? "another node wrote it" : failure, rev);
