@@ -19,6 +19,7 @@
 #include "esdb/testing/http.h"
 #include "esdb/testing/temp_dir.h"
 #include "support/nats_cluster.h"
+#include "http_client.h"  // plugins/gateway/tests: SseReader
 #include "support/test_support.h"
 
 namespace {
@@ -40,7 +41,10 @@ fs::path ClusterManifests(const fs::path& dir, const std::vector<std::string>& s
     }
     if (std::string(p) == "cluster") {
       m["config"] = {{"mode", "cluster"}, {"servers", servers}, {"expected_nodes", 3}, {"heartbeat_ms", 200},
-                     {"node_timeout_ms", 2000}};
+                     {"node_timeout_ms", 2000}, {"lease_ttl_ms", 2000}, {"lease_renew_ms", 250}};
+    }
+    if (std::string(p) == "gateway") {
+      m["config"]["insecure_admin"] = true;  // /control/* and /metrics without a token, on loopback
     }
     if (std::string(p) == "log") {
       m["config"]["servers"] = servers;
@@ -71,6 +75,25 @@ Node StartNode(const fs::path& root, const std::string& name, const std::vector<
   n.port = *port;
   return n;
 }
+
+// Three nats-servers (in root/nats) and node-1 to node-3 on them (in
+// root/<name>), each with its store ready. Destroyed in reverse: the hosts
+// are killed before the servers.
+struct ThreeNodes {
+  esdb::test::NatsCluster nats;
+  std::vector<std::string> servers;
+  std::vector<Node> nodes;
+
+  explicit ThreeNodes(const fs::path& root) : nats(root / "nats") {
+    REQUIRE(nats.WaitReady(60000));
+    servers = nats.ClientUrls();
+    for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(root, name, servers));
+    for (Node& n : nodes) {
+      INFO(n.host->Stderr());
+      REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+    }
+  }
+};
 
 std::string Uuid(uint64_t a, uint64_t b) {
   char buf[40];
@@ -228,16 +251,9 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
           "another log are refused",
           "[cluster]") {
   esdb::testing::TempDir dir("esdb-cluster");
-  esdb::test::NatsCluster nats(dir / "nats");
-  REQUIRE(nats.WaitReady(60000));
-  const std::vector<std::string> servers = nats.ClientUrls();
-
-  std::vector<Node> nodes;
-  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
-  for (Node& n : nodes) {
-    INFO(n.host->Stderr());
-    REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
-  }
+  ThreeNodes cluster(dir.path());
+  const std::vector<std::string>& servers = cluster.servers;
+  std::vector<Node>& nodes = cluster.nodes;
   // Membership: every node hears every node (with its HTTP address) and the
   // cluster forms on each.
   for (Node& n : nodes) {
@@ -434,12 +450,9 @@ TEST_CASE("cluster: an esdb-host killed with SIGKILL during load loses no acknow
           "every node has the same $all",
           "[cluster]") {
   esdb::testing::TempDir dir("esdb-cluster-kill");
-  esdb::test::NatsCluster nats(dir / "nats");
-  REQUIRE(nats.WaitReady(60000));
-  const std::vector<std::string> servers = nats.ClientUrls();
-  std::vector<Node> nodes;
-  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
-  for (Node& n : nodes) REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+  ThreeNodes cluster(dir.path());
+  const std::vector<std::string>& servers = cluster.servers;
+  std::vector<Node>& nodes = cluster.nodes;
 
   LoadWriters load({nodes[0].port, nodes[1].port, nodes[2].port}, 6, 5000);
   REQUIRE(load.WaitAcked(200));
@@ -461,12 +474,9 @@ TEST_CASE("cluster: the log's stream leader killed with SIGKILL during load: no 
           "every node converges",
           "[cluster]") {
   esdb::testing::TempDir dir("esdb-cluster-leader");
-  esdb::test::NatsCluster nats(dir / "nats");
-  REQUIRE(nats.WaitReady(60000));
-  const std::vector<std::string> servers = nats.ClientUrls();
-  std::vector<Node> nodes;
-  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(dir.path(), name, servers));
-  for (Node& n : nodes) REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
+  ThreeNodes cluster(dir.path());
+  esdb::test::NatsCluster& nats = cluster.nats;
+  std::vector<Node>& nodes = cluster.nodes;
 
   // Requests wait out the election (the log retries for retry_window_ms).
   LoadWriters load({nodes[0].port, nodes[1].port, nodes[2].port}, 6, 60000);
@@ -486,4 +496,197 @@ TEST_CASE("cluster: the log's stream leader killed with SIGKILL during load: no 
                            << " killed); first failure: " << load.first_error());
   CheckConverged(nodes, load.acked());
   for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+}
+
+namespace {
+
+// subsystems.cluster.health.details of /control/status on the node at `port`
+// (null when it cannot be read).
+json ClusterDetails(uint16_t port) {
+  auto r = Http(port, "GET", "/control/status");
+  if (r.status != 200) return json();
+  const json j = r.Json();
+  const json* d = &j;
+  for (const char* k : {"subsystems", "cluster", "health", "details"}) {
+    if (!d->is_object() || !d->contains(k)) return json();
+    d = &(*d)[k];
+  }
+  return *d;
+}
+
+// The leader and term every node at `ports` agrees on, once they all do
+// with a term above `above` (waiting up to 60 s); null if they never do,
+// with each node's details as last read in `last`.
+json AgreedLeader(const std::vector<uint16_t>& ports, uint64_t above, json* last) {
+  json agreed;
+  esdb::test::WaitUntil(
+      [&] {
+        json first;
+        *last = json::array();
+        for (uint16_t port : ports) {
+          const json d = ClusterDetails(port);
+          last->push_back(d);
+          if (!d.is_object() || !d["leader"].is_object() || d["term"].get<uint64_t>() <= above) return false;
+          const json l = {{"node", d["leader"]["node"]}, {"http", d["leader"]["http"]}, {"term", d["term"]}};
+          if (first.is_null()) first = l;
+          else if (l != first) return false;
+        }
+        agreed = first;
+        return true;
+      },
+      60000, 100);
+  return agreed;
+}
+
+// The host printed leader_elected naming this leader and term.
+bool SawLeader(esdb::testing::HostProcess& host, const json& leader, int timeout_ms) {
+  return host
+      .WaitFor(
+          [&](const json& l) {
+            return l.value("type", "") == "leader_elected" && l.contains("data") && l["data"].is_object() &&
+                   l["data"].value("leader", "") == leader["node"] && l["data"].value("http", "") == leader["http"] &&
+                   l["data"].value("term", uint64_t{0}) == leader["term"].get<uint64_t>();
+          },
+          timeout_ms)
+      .has_value();
+}
+
+// Whether a cluster event of `type` about node `node` (node_* events name
+// it in data.node, leader_elected in data.leader) is among `seen`, the
+// events read from `sse` so far, or arrives within `timeout_ms`.
+bool SseSees(gwtest::SseReader& sse, std::vector<json>& seen, const std::string& type, const std::string& node,
+             int timeout_ms) {
+  const auto matches = [&](const json& e) {
+    return e.is_object() && e.value("type", "") == type && e.contains("data") && e["data"].is_object() &&
+           e["data"].value(type == "leader_elected" ? "leader" : "node", "") == node;
+  };
+  for (const json& e : seen) {
+    if (matches(e)) return true;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto msg = sse.Next();
+    if (msg.empty()) return false;
+    seen.push_back(json::parse(msg["data"], nullptr, false));
+    if (matches(seen.back())) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a leader is elected through the lease; killed with SIGKILL, another node takes over with a "
+          "higher term, seen by every node; restarted, it sees the current leader; /control/status, /metrics and "
+          "another node's /control/events show it",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster-lease");
+  ThreeNodes cluster(dir.path());
+  const std::vector<std::string>& servers = cluster.servers;
+  std::vector<Node>& nodes = cluster.nodes;
+  const auto ports = [&] {
+    std::vector<uint16_t> p;
+    for (Node& n : nodes) {
+      if (n.host) p.push_back(n.port);
+    }
+    return p;
+  };
+  const auto index_of = [](const json& leader) { return std::stoi(leader["node"].get<std::string>().substr(5)) - 1; };
+
+  // One leader, the same on every node, announced on every node's bus.
+  json last;
+  const json first = AgreedLeader(ports(), 0, &last);
+  INFO("the nodes' cluster details: " << last.dump());
+  REQUIRE(first.is_object());
+  const int l1 = index_of(first);
+  CHECK(first["http"] == "127.0.0.1:" + std::to_string(nodes[static_cast<size_t>(l1)].port));
+  for (Node& n : nodes) CHECK(SawLeader(*n.host, first, 10000));
+  // /control/status: leader, term, sequences, lag, NATS, members.
+  REQUIRE(Http(nodes[0].port, "POST", "/streams/lease-test", R"([{"eventType":"t","data":{}}])",
+               {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}})
+              .status == 201);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    // As of the node's last health check (every second).
+    json d;
+    CHECK(esdb::test::WaitUntil(
+        [&] {
+          d = ClusterDetails(nodes[i].port);
+          return d.is_object() && d["applied_sequence"].get<uint64_t>() >= 1 && d["log_sequence"].get<uint64_t>() >= 1;
+        },
+        30000));
+    INFO(d.dump());
+    CHECK(d["is_leader"] == (static_cast<int>(i) == l1));
+    CHECK(d["nats_connected"] == true);
+    CHECK(d["log_sequence"].get<uint64_t>() >= 1);
+    CHECK(d["applied_sequence"].get<uint64_t>() >= 1);
+    CHECK(d["lag"].get<uint64_t>() == d["log_sequence"].get<uint64_t>() - std::min(d["log_sequence"].get<uint64_t>(), d["applied_sequence"].get<uint64_t>()));
+    REQUIRE(d["members"].size() == 3);
+    for (const json& m : d["members"]) {
+      const size_t k = static_cast<size_t>(std::stoi(m["node"].get<std::string>().substr(5)) - 1);
+      CHECK(m["http"] == "127.0.0.1:" + std::to_string(nodes[k].port));
+      CHECK(m["applied_sequence"].is_number_unsigned());
+    }
+  }
+  {
+    auto metrics = Http(nodes[0].port, "GET", "/metrics");
+    REQUIRE(metrics.status == 200);
+    CHECK_THAT(metrics.body, Catch::Contains("esdb_cluster_term " + std::to_string(first["term"].get<uint64_t>()) + "\n") &&
+                                 Catch::Contains("esdb_cluster_is_leader " + std::string(l1 == 0 ? "1" : "0") + "\n") &&
+                                 Catch::Contains("esdb_cluster_leader_info{node=\"" + first["node"].get<std::string>()) &&
+                                 Catch::Contains("esdb_cluster_member_applied_sequence{node=\"node-3\"}") &&
+                                 Catch::Contains("esdb_cluster_nats_connected 1\n") &&
+                                 Catch::Contains("esdb_cluster_lag "));
+  }
+
+  // The leader killed with SIGKILL: another node's /control/events shows it
+  // leave and the new leader.
+  const size_t watcher = static_cast<size_t>((l1 + 1) % 3);
+  gwtest::SseReader sse(nodes[watcher].port, "/control/events?topic=cluster");
+  REQUIRE(sse.ReadHeader() == 200);
+  std::vector<json> seen;
+  const std::string old_name = first["node"];
+  nodes[static_cast<size_t>(l1)].host.reset();  // SIGKILL by PID
+  const json second = AgreedLeader(ports(), first["term"].get<uint64_t>(), &last);
+  INFO("the nodes' cluster details: " << last.dump());
+  REQUIRE(second.is_object());
+  CHECK(second["node"] != old_name);
+  CHECK(second["term"].get<uint64_t>() > first["term"].get<uint64_t>());
+  for (Node& n : nodes) {
+    if (n.host) CHECK(SawLeader(*n.host, second, 10000));
+  }
+  CHECK(SseSees(sse, seen, "node_left", old_name, 30000));
+  CHECK(SseSees(sse, seen, "leader_elected", second["node"], 30000));
+
+  // Restarted, the old leader sees the current one (and does not take over).
+  seen.clear();  // what came before (the node_joined replayed at connect among it)
+  nodes[static_cast<size_t>(l1)] = StartNode(dir.path(), old_name, servers);
+  REQUIRE(nodes[static_cast<size_t>(l1)].host->WaitForEvent("subsystem_ready", "store", 120000));
+  CHECK(SawLeader(*nodes[static_cast<size_t>(l1)].host, second, 20000));
+  CHECK(SseSees(sse, seen, "node_joined", old_name, 30000));
+  const json third = AgreedLeader(ports(), 0, &last);
+  INFO("the nodes' cluster details: " << last.dump());
+  CHECK(third == second);
+  CHECK(ClusterDetails(nodes[static_cast<size_t>(l1)].port)["is_leader"] == false);
+
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+  nodes.clear();
+
+  // A node whose lease TTL differs from the bucket's: its cluster subsystem
+  // fails, naming the key.
+  {
+    const fs::path manifests = ClusterManifests(dir / "other-ttl" / "manifests", servers, 3);
+    json m = json::parse(esdb::test::ReadText(manifests / "cluster.json"));
+    m["config"]["lease_ttl_ms"] = 3000;
+    esdb::test::WriteManifest(manifests, m);
+    esdb::testing::HostOptions o;
+    o.manifests = manifests;
+    o.data = dir / "other-ttl" / "data";
+    o.args = {"--node", "node-4"};
+    esdb::testing::HostProcess host(std::move(o));
+    auto failed = host.WaitForEvent("subsystem_failed", "cluster", 60000);
+    INFO(host.Stderr());
+    REQUIRE(failed);
+    CHECK_THAT(failed->dump(), Catch::Contains("field 'lease_ttl_ms': the bucket 'esdb-leader' exists with a TTL of "
+                                               "2000 ms, not 3000"));
+    CHECK(host.Terminate() == 0);
+  }
 }

@@ -157,13 +157,7 @@ TEST_CASE("log plugin: NATS out of reach at start is not ready, retrying, and sa
   esdb::testing::TempDir dir("esdb-log-down");
   json m = esdb::test::BuiltinManifest("log");
   m["config"]["servers"] = {"nats://127.0.0.1:" + std::to_string(esdb::test::FreeLoopbackPort())};
-  std::filesystem::create_directories(dir / "manifests");
-  esdb::test::WriteManifest(dir / "manifests", m);
-  esdb::testing::HostOptions o;
-  o.manifests = dir / "manifests";
-  o.data = dir / "data";
-  o.ephemeral_gateway_port = false;
-  esdb::testing::HostProcess host(std::move(o));
+  esdb::testing::HostProcess host(esdb::test::HostOnManifests(dir.path(), {m}));
   REQUIRE(host.WaitForEvent("subsystem_starting", "log", 10000));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (host.Stderr().find("the log is not ready") == std::string::npos && std::chrono::steady_clock::now() < deadline) {

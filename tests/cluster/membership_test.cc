@@ -1,7 +1,14 @@
-// The cluster plugin's membership logic (plugins/cluster/src/membership.h),
-// fed heartbeats and times directly.
+// The cluster plugin's pure logic, fed heartbeats, lease entries and times
+// directly: membership (plugins/cluster/src/membership.h) and the leader view
+// (lease.h); and its config refused by a host.
 #include <catch2/catch.hpp>
 
+#include "esdb/testing/host_process.h"
+#include "esdb/testing/temp_dir.h"
+#include "support/nats_cluster.h"
+#include "support/test_support.h"
+
+#include "lease.h"
 #include "membership.h"
 
 using esdb_cluster::DecodeHeartbeat;
@@ -69,4 +76,68 @@ TEST_CASE("membership: heartbeats round-trip; malformed ones are refused", "[mem
     INFO(bad);
     CHECK(DecodeHeartbeat(bad).status().code() == esdb::Code::kInvalidArgument);
   }
+}
+
+TEST_CASE("leader view: a created lease's term is its revision, renewals keep it, a new leader has a higher term; "
+          "older revisions and malformed leases are refused",
+          "[membership]") {
+  using esdb_cluster::DecodeLease;
+  using esdb_cluster::EncodeLease;
+  using esdb_cluster::Lease;
+  using esdb_cluster::LeaderView;
+  LeaderView v(2000);
+  CHECK(v.Leader(0).is_null());
+  // node-1 creates the lease at revision 5: term 5.
+  auto e = v.Observe(5, Lease{"node-1", "127.0.0.1:2113", 0, 1}, 0);
+  REQUIRE(e.size() == 1);
+  CHECK(e[0].type == "leader_elected");
+  CHECK(e[0].retain_key == "leader");
+  CHECK(e[0].data == nlohmann::json{{"leader", "node-1"}, {"http", "127.0.0.1:2113"}, {"term", 5}});
+  // Its renewals carry term 5: nothing new to announce.
+  CHECK(v.Observe(6, Lease{"node-1", "127.0.0.1:2113", 5, 1}, 500).empty());
+  CHECK(v.Observe(6, Lease{"node-2", "127.0.0.1:2123", 0, 1}, 500).empty());  // not newer
+  CHECK(v.Leader(2400)["node"] == "node-1");
+  CHECK(v.Leader(2400)["term"] == 5);
+  CHECK(v.Leader(2501).is_null());  // not renewed within the TTL, as seen here
+  // node-2 takes over at revision 9: term 9.
+  e = v.Observe(9, Lease{"node-2", "127.0.0.1:2123", 0, 7}, 3000);
+  REQUIRE(e.size() == 1);
+  CHECK(e[0].data["term"] == 9);
+  CHECK(v.term() == 9);
+  // A late renewal of term 5 at a higher revision (two creates stored at
+  // once, nats-server #4320): not a leader.
+  CHECK(v.Observe(10, Lease{"node-1", "127.0.0.1:2113", 5, 1}, 3100).empty());
+  CHECK(v.Leader(3100).is_null());
+  CHECK(v.term() == 9);
+
+  Lease l{"node-1", "127.0.0.1:2113", 42, 7};
+  auto back = DecodeLease(EncodeLease(l));
+  REQUIRE(back.ok());
+  CHECK(back->node == "node-1");
+  CHECK(back->term == 42);
+  CHECK(back->incarnation == 7);
+  for (const char* bad : {"", "[]", R"({"node":"","http":"","term":0,"incarnation":1})",
+                          R"({"node":"a","http":"","term":-1,"incarnation":1})",
+                          R"({"node":"a","term":0,"incarnation":1})", R"({"node":"a\u0007","http":"","term":0,"incarnation":1})"}) {
+    INFO(bad);
+    CHECK(DecodeLease(bad).status().code() == esdb::Code::kInvalidArgument);
+  }
+}
+
+TEST_CASE("cluster plugin: bad lease settings are refused at start, each named", "[membership]") {
+  esdb::testing::TempDir dir("esdb-cluster-config");
+  nlohmann::json m = esdb::test::BuiltinManifest("cluster");
+  m["config"] = {{"mode", "cluster"},
+                 {"servers", {"nats://127.0.0.1:" + std::to_string(esdb::test::FreeLoopbackPort())}},
+                 {"lease_bucket", "no spaces"},
+                 {"lease_ttl_ms", 4000},
+                 {"lease_renew_ms", 2500},
+                 {"lease_replicas", 7}};
+  esdb::testing::HostProcess host(esdb::test::HostOnManifests(dir.path(), {m}));
+  auto failed = host.WaitForEvent("subsystem_failed", "cluster", 20000);
+  INFO(host.Stderr());
+  REQUIRE(failed);
+  CHECK_THAT(failed->dump(), Catch::Contains("field 'lease_bucket'") && Catch::Contains("field 'lease_replicas'") &&
+                                 Catch::Contains("field 'lease_renew_ms': must be at most half of lease_ttl_ms (4000)"));
+  CHECK(host.Terminate() == 0);
 }

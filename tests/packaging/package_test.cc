@@ -104,7 +104,13 @@ TEST_CASE("the esdb package: its files, conffiles, maintainer scripts and Depend
                         "./usr/lib/esdb/plugins/libesdb_cluster.so", "./usr/lib/esdb/plugins/libesdb_gateway.so",
                         "./etc/esdb/esdb.json", "./etc/esdb/manifests/store.json", "./etc/esdb/manifests/gateway.json",
                         "./lib/systemd/system/esdb.service", "./usr/share/doc/esdb/copyright",
-                        "./usr/share/doc/esdb/changelog.gz"}) {
+                        "./usr/share/doc/esdb/changelog.gz",
+                        // cluster mode: the log plugin, its and the store's manifests, three machines' configs
+                        "./usr/lib/esdb/plugins/libesdb_log.so", "./usr/share/esdb/cluster/log.json",
+                        "./usr/share/esdb/cluster/store.json", "./usr/share/esdb/cluster/db1/nats-server.conf",
+                        "./usr/share/esdb/cluster/db1/esdb.json", "./usr/share/esdb/cluster/db2/nats-server.conf",
+                        "./usr/share/esdb/cluster/db2/esdb.json", "./usr/share/esdb/cluster/db3/nats-server.conf",
+                        "./usr/share/esdb/cluster/db3/esdb.json"}) {
     INFO(f);
     CHECK(Has(files, std::string(" ") + f + "\n"));
   }
@@ -289,6 +295,54 @@ TEST_CASE("the systemd unit: what the issue asks of it, and systemd-analyze veri
   INFO("systemd-analyze verify:\n" << out);
   CHECK(code == 0);
   CHECK(out.empty());  // an unknown or misspelt directive is only a warning, with exit code 0
+}
+
+TEST_CASE("the packaged cluster example: nats-server accepts each machine's config, esdb-host each node's; the "
+          "cluster-mode manifests",
+          "[cluster]") {
+  TempDir dir;
+  const fs::path root = dir / "root";
+  Extract(dir, {"esdb"}, root);
+  const fs::path share = root / "usr/share/esdb/cluster";
+  std::string routes_seen;
+  for (int k = 1; k <= 3; ++k) {
+    const std::string name = "db" + std::to_string(k);
+    const fs::path conf = share / name / "nats-server.conf";
+    int code = 0;
+    std::string out = Output(dir, {"/usr/sbin/nats-server", "-c", conf.string(), "-t"}, &code);
+    INFO(out);
+    CHECK(code == 0);
+    const std::string text = ReadText(conf);
+    CHECK(Has(text, "server_name: " + name + "\n"));
+    CHECK(Has(text, "listen: 192.0.2." + std::to_string(k) + ":4222\n"));
+    for (int o = 1; o <= 3; ++o) {
+      CHECK(Has(text, "nats-route://192.0.2." + std::to_string(o) + ":6222") == (o != k));
+    }
+    out = Output(dir, {(root / "usr/bin/esdb-host").string(), "--config", (share / name / "esdb.json").string(),
+                       "--print-config"},
+                 &code);
+    INFO(out);
+    REQUIRE(code == 0);
+    const json config = json::parse(out, nullptr, false);
+    REQUIRE(config.is_object());
+    CHECK(config["node"]["value"] == name);
+    CHECK(config["node"]["from"] == "config file");
+    CHECK(config["data_dir"]["value"] == "/var/lib/esdb");
+    CHECK(config["plugin_dirs"]["value"] == json::array({"/usr/lib/esdb/plugins"}));
+    const json servers = json::array({"nats://192.0.2.1:4222", "nats://192.0.2.2:4222", "nats://192.0.2.3:4222"});
+    CHECK(config["overrides"]["log"]["servers"]["value"] == servers);
+    CHECK(config["overrides"]["cluster"]["servers"]["value"] == servers);
+    CHECK(config["overrides"]["cluster"]["mode"]["value"] == "cluster");
+    CHECK(config["overrides"]["gateway"]["listen_address"]["value"] == "192.0.2." + std::to_string(k));
+  }
+  const json store = json::parse(ReadText(share / "store.json"), nullptr, false);
+  REQUIRE(store.is_object());
+  CHECK(store["name"] == "store");
+  CHECK(store["config"]["mode"] == "cluster");
+  CHECK(store["start_timeout_ms"] == 3600000);
+  const json log = json::parse(ReadText(share / "log.json"), nullptr, false);
+  REQUIRE(log.is_object());
+  CHECK(log["name"] == "log");
 }
 
 TEST_CASE("the packaged host runs from a dpkg -x root on the packaged config: ready, append, read, SIGTERM",

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -14,21 +15,43 @@
 namespace esdb::test {
 namespace fs = std::filesystem;
 
-uint16_t FreeLoopbackPort() {
+namespace {
+
+// Binds 127.0.0.1:port (0: any) and releases it; the port bound, 0 if it
+// could not be bound.
+uint16_t BindLoopback(uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket() failed");
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
+  a.sin_port = htons(port);
   socklen_t len = sizeof(a);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot bind a loopback port");
-  }
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
   ::close(fd);
-  return ntohs(a.sin_port);
+  return ok ? ntohs(a.sin_port) : 0;
+}
+
+}  // namespace
+
+uint16_t FreeLoopbackPort() {
+  const uint16_t port = BindLoopback(0);
+  if (port == 0) throw std::runtime_error("cannot bind a loopback port");
+  return port;
+}
+
+uint16_t FreeLoopbackPortBlock(int count) {
+  // Below the ephemeral range (32768-60999 on Linux), where the kernel does
+  // not hand out ports by itself; a random start so parallel tests differ.
+  std::random_device rd;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const uint16_t first = static_cast<uint16_t>(20000 + rd() % (32000 - 20000 - static_cast<unsigned>(count)));
+    bool free = true;
+    for (int i = 0; i < count && free; ++i) free = BindLoopback(static_cast<uint16_t>(first + i)) != 0;
+    if (free) return first;
+  }
+  throw std::runtime_error("no block of " + std::to_string(count) + " free loopback ports found");
 }
 
 NatsCluster::NatsCluster(const fs::path& dir, NatsClusterOptions options) : options_(std::move(options)) {

@@ -19,6 +19,10 @@ namespace esdb::test {
 // A loopback TCP port that was free a moment ago (bound to 127.0.0.1:0 and
 // released; the caller's process binds it soon after).
 uint16_t FreeLoopbackPort();
+// The first of `count` consecutive loopback TCP ports that were all free a
+// moment ago (for scripts/cluster.sh, which numbers its ports from one).
+// Throws std::runtime_error if none is found.
+uint16_t FreeLoopbackPortBlock(int count);
 
 struct NatsClusterOptions {
   int servers = 3;

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace esdb::test {
 namespace fs = std::filesystem;
@@ -63,6 +65,15 @@ int RunCommand(const std::vector<std::string>& args, const fs::path& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
+bool WaitUntil(const std::function<bool()>& done, int timeout_ms, int poll_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+  }
+}
+
 std::string ReadText(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   std::stringstream s;
@@ -74,6 +85,16 @@ void WriteFile(const fs::path& file, const std::string& text) {
   std::ofstream out(file, std::ios::binary | std::ios::trunc);
   out << text;
   if (!out) throw std::runtime_error("cannot write " + file.string());
+}
+
+esdb::testing::HostOptions HostOnManifests(const fs::path& dir, const std::vector<nlohmann::json>& manifests) {
+  fs::create_directories(dir / "manifests");
+  for (const nlohmann::json& m : manifests) WriteManifest(dir / "manifests", m);
+  esdb::testing::HostOptions o;
+  o.manifests = dir / "manifests";
+  o.data = dir / "data";
+  o.ephemeral_gateway_port = false;
+  return o;
 }
 
 void WriteManifest(const fs::path& dir, const nlohmann::json& manifest) {

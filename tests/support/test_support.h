@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,18 @@ nlohmann::json BuiltinManifest(const std::string& plugin);
 // stdout and stderr to `log`. Returns the exit code, -signal, or -1000 when
 // fork() fails (127: args[0] could not be executed).
 int RunCommand(const std::vector<std::string>& args, const std::filesystem::path& log);
+// Calls `done` every `poll_ms` until it returns true (then true) or
+// `timeout_ms` passed (then false).
+bool WaitUntil(const std::function<bool()>& done, int timeout_ms, int poll_ms = 50);
+
 // The whole content of `file` ("" when it cannot be read).
 std::string ReadText(const std::filesystem::path& file);
+
+// Options of a host that runs exactly `manifests` (written to
+// dir/manifests), its data in dir/data, on the listen port its gateway
+// manifest says (ephemeral_gateway_port off).
+esdb::testing::HostOptions HostOnManifests(const std::filesystem::path& dir,
+                                           const std::vector<nlohmann::json>& manifests);
 
 // Writes `manifest` (or raw text) to dir/file.
 void WriteFile(const std::filesystem::path& file, const std::string& text);

@@ -14,31 +14,43 @@ std::string EncodeHeartbeat(const Heartbeat& h) {
       .dump();
 }
 
-esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text) {
-  if (text.size() > 4096) return esdb::Status::InvalidArgument("heartbeat larger than 4096 bytes");
+esdb::Result<nlohmann::json> DecodeClusterMessage(std::string_view text, const char* what, std::string* node_out,
+                                                  std::string* http_out,
+                                                  std::initializer_list<std::pair<const char*, uint64_t*>> numbers) {
+  const std::string w = what;
+  if (text.size() > 4096) return esdb::Status::InvalidArgument(w + " larger than 4096 bytes");
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object()) return esdb::Status::InvalidArgument("heartbeat is not a JSON object");
-  Heartbeat h;
+  if (!j.is_object()) return esdb::Status::InvalidArgument(w + " is not a JSON object");
   auto node = j.find("node");
-  if (node == j.end() || !node->is_string()) return esdb::Status::InvalidArgument("heartbeat: 'node' is not a string");
-  h.node = node->get<std::string>();
-  if (h.node.empty() || h.node.size() > 256) return esdb::Status::InvalidArgument("heartbeat: 'node' is empty or too long");
-  for (char c : h.node) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return esdb::Status::InvalidArgument("heartbeat: 'node' has a control character");
-  }
-  for (auto [field, out] : {std::pair<const char*, uint64_t*>{"incarnation", &h.incarnation},
-                            std::pair<const char*, uint64_t*>{"applied_sequence", &h.applied_sequence}}) {
-    auto v = j.find(field);
-    if (v == j.end() || !v->is_number_unsigned()) {
-      return esdb::Status::InvalidArgument(std::string("heartbeat: '") + field + "' is not an unsigned integer");
-    }
-    *out = v->get<uint64_t>();
+  if (node == j.end() || !node->is_string()) return esdb::Status::InvalidArgument(w + ": 'node' is not a string");
+  const std::string& name = node->get_ref<const std::string&>();
+  if (name.empty() || name.size() > 256) return esdb::Status::InvalidArgument(w + ": 'node' is empty or too long");
+  for (char c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return esdb::Status::InvalidArgument(w + ": 'node' has a control character");
   }
   auto http = j.find("http");
   if (http == j.end() || !http->is_string() || http->get_ref<const std::string&>().size() > 300) {
-    return esdb::Status::InvalidArgument("heartbeat: 'http' is not an address string");
+    return esdb::Status::InvalidArgument(w + ": 'http' is not an address string");
   }
-  h.http = http->get<std::string>();
+  for (auto [field, out] : numbers) {
+    auto v = j.find(field);
+    if (v == j.end() || !v->is_number_unsigned()) {
+      return esdb::Status::InvalidArgument(w + ": '" + field + "' is not an unsigned integer");
+    }
+    *out = v->get<uint64_t>();
+  }
+  *node_out = name;
+  *http_out = http->get<std::string>();
+  return j;
+}
+
+esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text) {
+  Heartbeat h;
+  esdb::Result<nlohmann::json> parsed =
+      DecodeClusterMessage(text, "heartbeat", &h.node, &h.http,
+                           {{"incarnation", &h.incarnation}, {"applied_sequence", &h.applied_sequence}});
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json& j = *parsed;
   auto process = j.find("process");
   if (process == j.end() || !process->is_string() || process->get_ref<const std::string&>().size() > 300) {
     return esdb::Status::InvalidArgument("heartbeat: 'process' is not a string");

@@ -16,6 +16,8 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 #include <map>
 #include <string>
 #include <string_view>
@@ -38,6 +40,15 @@ struct Heartbeat {
                                   // from another generation of this node's own cluster plugin (a reload)
   bool goodbye = false;           // the node is stopping
 };
+
+// Reads a message `what` ("heartbeat", "lease") that came from the network:
+// a JSON object of at most 4096 bytes with the fields heartbeats and leases
+// share, `node` (1 to 256 characters, no control character) and `http` (a
+// string of at most 300), and the unsigned integers `numbers`. The object
+// (for its other fields), or kInvalidArgument naming what is wrong.
+esdb::Result<nlohmann::json> DecodeClusterMessage(std::string_view text, const char* what, std::string* node,
+                                                  std::string* http,
+                                                  std::initializer_list<std::pair<const char*, uint64_t*>> numbers);
 
 std::string EncodeHeartbeat(const Heartbeat& h);
 // kInvalidArgument naming what is wrong; the bytes come from the network.

@@ -58,6 +58,30 @@ void RenderStats(std::ostringstream& os, const std::string& prefix, const nlohma
   }
 }
 
+// Cluster mode: the cluster subsystem's health details (its numbers as
+// esdb_cluster_*, the leader as esdb_cluster_leader_info{node,http} 1, each
+// member's applied log sequence).
+void RenderCluster(std::ostringstream& os, const nlohmann::json& details) {
+  if (!details.is_object() || details.value("mode", "") != "cluster") return;
+  RenderStats(os, "esdb_cluster", details);
+  const auto leader = details.find("leader");
+  if (leader != details.end() && leader->is_object()) {
+    os << "# TYPE esdb_cluster_leader_info gauge\n";
+    os << "esdb_cluster_leader_info{node=\"" << PromLabel(leader->value("node", "")) << "\",http=\""
+       << PromLabel(leader->value("http", "")) << "\"} 1\n";
+  }
+  const auto members = details.find("members");
+  if (members != details.end() && members->is_array()) {
+    os << "# TYPE esdb_cluster_members gauge\nesdb_cluster_members " << members->size() << "\n";
+    os << "# TYPE esdb_cluster_member_applied_sequence gauge\n";
+    for (const auto& m : *members) {
+      if (!m.is_object() || !m.contains("applied_sequence") || !m["applied_sequence"].is_number()) continue;
+      os << "esdb_cluster_member_applied_sequence{node=\"" << PromLabel(m.value("node", "")) << "\"} "
+         << Num(m["applied_sequence"].get<double>()) << "\n";
+    }
+  }
+}
+
 }  // namespace
 
 void Metrics::ObserveRequest(const std::string& route, int status, double seconds) {
@@ -145,6 +169,11 @@ std::string Metrics::Render(const nlohmann::json& store_stats, const nlohmann::j
           os << "esdb_subsystem_restarts_total{subsystem=\"" << PromLabel(name) << "\"} "
              << Num(sub["restarts"].get<double>()) << "\n";
         }
+      }
+      const auto cluster = it->find("cluster");
+      if (cluster != it->end() && cluster->is_object() && cluster->contains("health") &&
+          (*cluster)["health"].is_object() && (*cluster)["health"].contains("details")) {
+        RenderCluster(os, (*cluster)["health"]["details"]);
       }
     }
   }

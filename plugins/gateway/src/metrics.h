@@ -36,7 +36,8 @@ class Metrics {
 
   // Renders everything, plus `store_stats` (EventStoreV2::Stats()),
   // `subscription_stats` (Subscriptions::Stats()) and `control_status`
-  // (ControlService::Status()); each may be null.
+  // (ControlService::Status(); in cluster mode also the cluster subsystem's
+  // health details, as esdb_cluster_*); each may be null.
   std::string Render(const nlohmann::json& store_stats, const nlohmann::json& subscription_stats,
                      const nlohmann::json& control_status) const;
 
