@@ -283,3 +283,109 @@ TEST_CASE("grpc: a graceful stop ends open subscriptions and the host exits clea
   CHECK(stop_ms < 4000);  // the subscription did not hold the stop for the drain timeout (5 s)
   CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
 }
+
+TEST_CASE("grpc: calls beyond max_concurrent_calls are refused with RESOURCE_EXHAUSTED, the others go on", "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data", {"grpc.max_concurrent_calls=8"});
+  auto channel = host.Channel();
+  auto streams = spb::Streams::NewStub(channel);
+  struct Open {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<spb::ReadResp>> reader;
+  };
+  std::vector<Open> open;
+  int confirmed = 0, exhausted = 0;
+  for (int i = 0; i < 16; ++i) {
+    spb::ReadReq req;
+    auto* o = req.mutable_options();
+    o->mutable_all()->mutable_end();
+    o->mutable_subscription();
+    o->mutable_no_filter();
+    o->mutable_uuid_option()->mutable_string();
+    Open call{Ctx(30000), nullptr};
+    call.reader = streams->Read(call.ctx.get(), req);
+    spb::ReadResp resp;
+    if (call.reader->Read(&resp) && resp.has_confirmation()) {
+      ++confirmed;
+      open.push_back(std::move(call));
+    } else {
+      grpc::Status s = call.reader->Finish();
+      INFO(s.error_message());
+      CHECK(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+      ++exhausted;
+    }
+  }
+  CHECK(confirmed > 0);
+  CHECK(exhausted > 0);  // the thread limit held
+  // Ending the open ones frees their threads: a new call is served again.
+  for (auto& call : open) call.ctx->TryCancel();
+  for (auto& call : open) {
+    spb::ReadResp resp;
+    while (call.reader->Read(&resp)) {
+    }
+    call.reader->Finish();
+  }
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Options("after-limit"));
+    writer->Write(Message("41111111-2222-4333-8444-555555555555", "T", "{}"));
+    writer->WritesDone();
+    served = writer->Finish().ok();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(served);
+}
+
+TEST_CASE("grpc: BatchAppend matches answers by correlation id, with the protocol's error details", "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data");
+  auto streams = spb::Streams::NewStub(host.Channel());
+  auto ctx = Ctx();
+  auto call = streams->BatchAppend(ctx.get());
+  auto batch = [](const std::string& corr, const std::string& stream, std::optional<uint64_t> expected,
+                  const std::string& id, bool final) {
+    spb::BatchAppendReq r;
+    r.mutable_correlation_id()->set_string(corr);
+    r.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+    if (expected) {
+      r.mutable_options()->set_stream_position(*expected);
+    } else {
+      r.mutable_options()->mutable_no_stream();
+    }
+    r.mutable_options()->mutable_deadline()->set_seconds(10);
+    auto* m = r.add_proposed_messages();
+    m->mutable_id()->set_string(id);
+    (*m->mutable_metadata())["type"] = "B";
+    (*m->mutable_metadata())["content-type"] = "application/json";
+    m->set_data("{}");
+    r.set_is_final(final);
+    return r;
+  };
+  const std::string a = "a0000000-0000-4000-8000-000000000001", b = "b0000000-0000-4000-8000-000000000002";
+  // Batch a arrives in two messages, interleaved with batch b; b expects a revision the stream does not have.
+  REQUIRE(call->Write(batch(a, "batch-a", std::nullopt, "a1000000-0000-4000-8000-000000000001", false)));
+  REQUIRE(call->Write(batch(b, "batch-b", 5, "b1000000-0000-4000-8000-000000000001", true)));
+  spb::BatchAppendReq second = batch(a, "batch-a", std::nullopt, "a1000000-0000-4000-8000-000000000002", true);
+  second.clear_options();
+  REQUIRE(call->Write(second));
+  call->WritesDone();
+  std::map<std::string, spb::BatchAppendResp> answers;
+  spb::BatchAppendResp resp;
+  while (call->Read(&resp)) answers[resp.correlation_id().string()] = resp;
+  CHECK(call->Finish().ok());
+  REQUIRE(answers.size() == 2);
+  REQUIRE(answers[a].has_success());
+  CHECK(answers[a].success().current_revision() == 1);  // both messages of batch a, one append
+  CHECK(answers[a].stream_identifier().stream_name() == "batch-a");
+  REQUIRE(answers[b].has_error());
+  pb::WrongExpectedVersion w;
+  REQUIRE(answers[b].error().details().UnpackTo(&w));
+  CHECK(w.has_current_no_stream());
+  CHECK(w.expected_stream_position() == 5);
+  CHECK(answers[b].stream_position() == 5);
+  const json read = json::parse(esdb::testing::Http(host.http_port(), "GET", "/streams/batch-a").body);
+  CHECK(read["events"].size() == 2);
+}
