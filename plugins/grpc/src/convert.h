@@ -38,8 +38,11 @@ void SetUuid(const std::string& text, bool structured, pb::UUID* out);
 template <class Proposed>
 esdb::Result<esdb::ProposedEvent> ToProposedEvent(const Proposed& m, std::string* missing);
 
-// Size counted against max_append_bytes: data + custom metadata.
-inline uint64_t ProposedBytes(const esdb::ProposedEvent& e) { return e.data.size() + e.metadata.size(); }
+// Size counted against max_append_bytes: data, custom metadata, type,
+// content type and id (so many empty events count too).
+inline uint64_t ProposedBytes(const esdb::ProposedEvent& e) {
+  return e.data.size() + e.metadata.size() + e.event_type.size() + e.content_type.size() + e.event_id.size();
+}
 
 // Fills a recorded event of a read or subscription.
 void ToRecordedEvent(const esdb::RecordedEvent& e, bool structured_ids, spb::ReadResp::ReadEvent::RecordedEvent* out);

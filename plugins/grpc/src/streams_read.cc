@@ -63,6 +63,15 @@ bool WriteCaughtUp(std::optional<int64_t> revision, std::optional<uint64_t> posi
   return out->Write(resp);
 }
 
+// Handlers that only hand over to `queue` (they run on a notification thread).
+esdb::SubscriptionHandlers HandlersInto(const std::shared_ptr<DeliveryQueue>& queue) {
+  esdb::SubscriptionHandlers h;
+  h.on_events = [queue](const std::vector<esdb::SharedEvent>& events) { queue->PushEvents(events); };
+  h.on_caught_up = [queue] { queue->PushCaughtUp(); };
+  h.on_dropped = [queue](const esdb::Status& why) { queue->Drop(why); };
+  return h;
+}
+
 grpc::Status ClientGone() { return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"); }
 
 }  // namespace
@@ -202,10 +211,7 @@ grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Opt
     default: r.from_version = 0; break;
   }
   auto queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
-  esdb::SubscriptionHandlers h;
-  h.on_events = [queue](const std::vector<esdb::SharedEvent>& events) { queue->PushEvents(events); };
-  h.on_caught_up = [queue] { queue->PushCaughtUp(); };
-  h.on_dropped = [queue](const esdb::Status& why) { queue->Drop(why); };
+  esdb::SubscriptionHandlers h = HandlersInto(queue);
   auto sub = subs->SubscribeToStream(r, std::move(h));
   if (!sub.ok()) return ToGrpcError(ctx, sub.status(), stream);
   esdb::Subscription handle = std::move(sub).value();
@@ -256,10 +262,7 @@ grpc::Status StreamsService::SubscribeAll(grpc::ServerContext* ctx, const Option
   // Every non-system event comes through, so that checkpoints can follow
   // the events the filter skips; the filter is applied here.
   auto queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
-  esdb::SubscriptionHandlers h;
-  h.on_events = [queue](const std::vector<esdb::SharedEvent>& events) { queue->PushEvents(events); };
-  h.on_caught_up = [queue] { queue->PushCaughtUp(); };
-  h.on_dropped = [queue](const esdb::Status& why) { queue->Drop(why); };
+  esdb::SubscriptionHandlers h = HandlersInto(queue);
   auto sub = subs->SubscribeToAll(r, std::move(h));
   if (!sub.ok()) return ToGrpcError(ctx, sub.status(), "");
   esdb::Subscription handle = std::move(sub).value();

@@ -15,6 +15,18 @@
 namespace esdb_grpc {
 namespace {
 
+// The success of an append, in an AppendResp or a BatchAppendResp.
+template <class Success>
+void FillSuccess(const esdb::AppendResult& r, Success* ok) {
+  if (r.next_expected_version >= 0) {
+    ok->set_current_revision(static_cast<uint64_t>(r.next_expected_version));
+  } else {
+    ok->mutable_no_stream();
+  }
+  ok->mutable_position()->set_commit_position(r.position);
+  ok->mutable_position()->set_prepare_position(r.position);
+}
+
 // KurrentDB's answer when an append's expected version fails: in the
 // AppendResp, with both the current and the old (20.6.0) field layout.
 void FillWrongExpectedVersion(const esdb::Status& s, const esdb::ExpectedVersion& expected,
@@ -169,14 +181,7 @@ grpc::Status StreamsService::Append(grpc::ServerContext* ctx, grpc::ServerReader
   if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the append");
   auto r = DoAppend(stream, expected, std::move(events));
   if (r.ok()) {
-    auto* ok = out->mutable_success();
-    if (r->next_expected_version >= 0) {
-      ok->set_current_revision(static_cast<uint64_t>(r->next_expected_version));
-    } else {
-      ok->mutable_no_stream();
-    }
-    ok->mutable_position()->set_commit_position(r->position);
-    ok->mutable_position()->set_prepare_position(r->position);
+    FillSuccess(*r, out->mutable_success());
     return grpc::Status::OK;
   }
   if (r.status().code() == esdb::Code::kWrongExpectedVersion) {
@@ -194,8 +199,13 @@ grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
   // write the answers one at a time. All are joined before returning.
   constexpr size_t kWorkers = 8;
   constexpr size_t kMaxOpenBatches = 1024;
+  constexpr size_t kMaxReadyBatches = 64;  // finished, waiting for a worker: the reader waits beyond
+  // Unfinished batches of one call together (each is also bounded by max_append_bytes).
+  const uint64_t max_open_bytes = 16 * b_->config.max_append_bytes;
+  uint64_t open_bytes = 0;
   std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable cv;        // a batch is ready, or reading is done
+  std::condition_variable ready_cv;  // a worker took a batch
   std::deque<PendingBatch> ready;
   bool reading_done = false;
   size_t idle = 0;
@@ -208,14 +218,7 @@ grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
     *resp.mutable_stream_identifier() = batch.options.stream_identifier();
     EchoBatchExpected(batch.options, &resp);
     if (r.ok()) {
-      auto* ok = resp.mutable_success();
-      if (r->next_expected_version >= 0) {
-        ok->set_current_revision(static_cast<uint64_t>(r->next_expected_version));
-      } else {
-        ok->mutable_no_stream();
-      }
-      ok->mutable_position()->set_commit_position(r->position);
-      ok->mutable_position()->set_prepare_position(r->position);
+      FillSuccess(*r, resp.mutable_success());
     } else {
       const esdb::Status& s = r.status();
       auto* err = resp.mutable_error();
@@ -259,6 +262,7 @@ grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
       if (ready.empty()) return;
       PendingBatch batch = std::move(ready.front());
       ready.pop_front();
+      ready_cv.notify_one();
       lock.unlock();
       esdb::Result<esdb::AppendResult> r = esdb::Status::Internal("not appended");
       if (!batch.error.ok()) {
@@ -321,17 +325,27 @@ grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
         break;
       }
       batch.bytes += ProposedBytes(*e);
+      open_bytes += ProposedBytes(*e);
       if (batch.bytes > b_->config.max_append_bytes) {
         batch.error = esdb::Status::ResourceExhausted("the append exceeds max_append_bytes");
         batch.error.SetDetail(static_cast<int64_t>(b_->config.max_append_bytes));
+        open_bytes -= batch.bytes;
+        batch.bytes = 0;
         batch.events.clear();
         break;
       }
       batch.events.push_back(std::move(e).value());
     }
+    if (open_bytes > max_open_bytes) {
+      result = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "unfinished batches of this call hold more than " + std::to_string(max_open_bytes) + " bytes");
+      break;
+    }
     if (!req.is_final()) continue;
+    open_bytes -= batch.bytes;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      std::unique_lock<std::mutex> lock(mu);
+      ready_cv.wait(lock, [&] { return ready.size() < kMaxReadyBatches; });
       ready.push_back(std::move(batch));
       if (idle == 0 && workers.size() < kWorkers) workers.emplace_back(work);
       cv.notify_one();

@@ -43,6 +43,27 @@ spb::AppendReq Message(const std::string& id, const std::string& type, const std
   return r;
 }
 
+// A subscription request: to `stream` from its start, or to $all (stream
+// empty) from its start or, with `from_end`, its end.
+spb::ReadReq SubscriptionReq(const std::string& stream, bool from_end = false) {
+  spb::ReadReq req;
+  auto* o = req.mutable_options();
+  if (stream.empty()) {
+    if (from_end) {
+      o->mutable_all()->mutable_end();
+    } else {
+      o->mutable_all()->mutable_start();
+    }
+  } else {
+    o->mutable_stream()->mutable_stream_identifier()->set_stream_name(stream);
+    o->mutable_stream()->mutable_start();
+  }
+  o->mutable_subscription();
+  o->mutable_no_filter();
+  o->mutable_uuid_option()->mutable_string();
+  return req;
+}
+
 // A raw call with `bytes` as the request message (GenericStub).
 grpc::Status RawUnary(const std::shared_ptr<grpc::Channel>& channel, const std::string& method, const std::string& bytes) {
   grpc::GenericStub stub(channel);
@@ -218,12 +239,7 @@ TEST_CASE("grpc: wire values, errors, limits, unimplemented services", "[grpc]")
 
   SECTION("a subscription cancelled mid-stream ends; the server serves on") {
     for (int round = 0; round < 20; ++round) {
-      spb::ReadReq req;
-      auto* o = req.mutable_options();
-      o->mutable_all()->mutable_start();
-      o->mutable_subscription();
-      o->mutable_no_filter();
-      o->mutable_uuid_option()->mutable_string();
+      const spb::ReadReq req = SubscriptionReq("");
       auto ctx = Ctx(30000);
       auto reader = streams->Read(ctx.get(), req);
       spb::ReadResp resp;
@@ -248,13 +264,7 @@ TEST_CASE("grpc: a graceful stop ends open subscriptions and the host exits clea
   esdb::testing::TempDir dir;
   grpctest::GrpcHost host(dir / "data");
   auto streams = spb::Streams::NewStub(host.Channel());
-  spb::ReadReq req;
-  auto* o = req.mutable_options();
-  o->mutable_stream()->mutable_stream_identifier()->set_stream_name("quiet");
-  o->mutable_stream()->mutable_start();
-  o->mutable_subscription();
-  o->mutable_no_filter();
-  o->mutable_uuid_option()->mutable_string();
+  const spb::ReadReq req = SubscriptionReq("quiet");
   auto ctx = Ctx(60000);
   auto reader = streams->Read(ctx.get(), req);
   spb::ReadResp resp;
@@ -296,12 +306,7 @@ TEST_CASE("grpc: calls beyond max_concurrent_calls are refused with RESOURCE_EXH
   std::vector<Open> open;
   int confirmed = 0, exhausted = 0;
   for (int i = 0; i < 16; ++i) {
-    spb::ReadReq req;
-    auto* o = req.mutable_options();
-    o->mutable_all()->mutable_end();
-    o->mutable_subscription();
-    o->mutable_no_filter();
-    o->mutable_uuid_option()->mutable_string();
+    const spb::ReadReq req = SubscriptionReq("", true);
     Open call{Ctx(30000), nullptr};
     call.reader = streams->Read(call.ctx.get(), req);
     spb::ReadResp resp;
