@@ -206,6 +206,23 @@ struct HttpRate {
   double client_cpu_us_per_event = 0;  // this process (the HTTP client threads)
 };
 
+// The rates of a measurement of `secs` seconds, from its counts and the
+// store's counters before and after it.
+HttpRate RateOf(uint64_t events, uint64_t requests, double secs, double host_cpu, double client_cpu,
+                const StoreCounters& before, const StoreCounters& after) {
+  HttpRate r;
+  r.rate.events_per_s = events / secs;
+  r.rate.writes_per_s = requests / secs;
+  const double groups = after.group_commits - before.group_commits;
+  r.rate.events_per_sync = groups > 0 ? (after.events - before.events) / groups : 0;
+  r.rate.events = events;
+  if (events > 0) {
+    r.host_cpu_us_per_event = 1e6 * host_cpu / events;
+    r.client_cpu_us_per_event = 1e6 * client_cpu / events;
+  }
+  return r;
+}
+
 HttpRate HttpAppends(uint16_t port, int conns, int batch, double seconds) {
   std::atomic<uint64_t> events{0}, requests{0};
   std::atomic<bool> stop{false};
@@ -241,17 +258,7 @@ HttpRate HttpAppends(uint16_t port, int conns, int batch, double seconds) {
   const double host_cpu = ProcessCpuSeconds(g_pid) - host_cpu0, client_cpu = ProcessCpuSeconds(getpid()) - client_cpu0;
   const StoreCounters after = ScrapeStore(port);
   if (errors.load()) std::printf("  (%d HTTP errors)\n", errors.load());
-  HttpRate r;
-  r.rate.events_per_s = events.load() / secs;
-  r.rate.writes_per_s = requests.load() / secs;
-  const double groups = after.group_commits - before.group_commits;
-  r.rate.events_per_sync = groups > 0 ? (after.events - before.events) / groups : 0;
-  r.rate.events = events.load();
-  if (events.load() > 0) {
-    r.host_cpu_us_per_event = 1e6 * host_cpu / events.load();
-    r.client_cpu_us_per_event = 1e6 * client_cpu / events.load();
-  }
-  return r;
+  return RateOf(events.load(), requests.load(), secs, host_cpu, client_cpu, before, after);
 }
 
 // The same load over gRPC (the grpc plugin's Streams.Append): `conns`
@@ -313,17 +320,7 @@ HttpRate GrpcAppends(uint16_t port, int conns, int batch, double seconds) {
   const double host_cpu = ProcessCpuSeconds(g_pid) - host_cpu0, client_cpu = ProcessCpuSeconds(getpid()) - client_cpu0;
   const StoreCounters after = ScrapeStore(g_http_port);
   if (errors.load()) std::printf("  (%d gRPC errors)\n", errors.load());
-  HttpRate r;
-  r.rate.events_per_s = events.load() / secs;
-  r.rate.writes_per_s = requests.load() / secs;
-  const double groups = after.group_commits - before.group_commits;
-  r.rate.events_per_sync = groups > 0 ? (after.events - before.events) / groups : 0;
-  r.rate.events = events.load();
-  if (events.load() > 0) {
-    r.host_cpu_us_per_event = 1e6 * host_cpu / events.load();
-    r.client_cpu_us_per_event = 1e6 * client_cpu / events.load();
-  }
-  return r;
+  return RateOf(events.load(), requests.load(), secs, host_cpu, client_cpu, before, after);
 }
 
 // Append one event at a time; measure from the 201 (and from sending the
