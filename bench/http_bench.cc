@@ -8,7 +8,7 @@
 //                 store, notification, gateway) POSTing /streams/{stream}
 // plus live SSE delivery latency (append ack to SSE receipt).
 //
-//   http_bench [--seconds S] [--configs 64x1,16x10,...] [--tiers raw,store,http]
+//   http_bench [--seconds S] [--configs 64x1,16x10,...] [--tiers raw,store,http,grpc]
 //              [--sse-samples N] [--host-set KEY=VALUE]... [--host-arg ARG]... [--dir DIR]
 //
 // --dir puts the databases elsewhere than /tmp; on a tmpfs the syncs still
@@ -36,11 +36,14 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include <grpcpp/grpcpp.h>
+
 #include "bench_support.h"
 #include "leveldb_storage.h"
 #include "persistence_config.h"
 #include "store_core.h"
 #include "store_options.h"
+#include "streams.grpc.pb.h"
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -51,6 +54,8 @@ using esdb_bench::Clock;
 namespace {
 
 pid_t g_pid = -1;
+uint16_t g_grpc_port = 0;
+uint16_t g_http_port = 0;  // the gateway's (the store counters are read from its /metrics)  // the grpc plugin's, when the host runs it (--tiers ...,grpc)
 
 nlohmann::json ManifestConfig(const char* plugin) {
   std::ifstream in(std::string(ESDB_SOURCE_DIR) + "/plugins/" + plugin + "/manifest.json");
@@ -69,11 +74,14 @@ uint16_t FreePort() {
 // Its stdout and stderr go to <data>/../host.log. Not --print-events: the
 // host would serialize and write every bus event (one per commit group) to
 // a pipe this process reads, CPU that a real deployment does not spend.
-uint16_t StartHost(const std::string& data, const std::string& manifests, const std::vector<std::string>& extra) {
+uint16_t StartHost(const std::string& data, const std::string& manifests, const std::vector<std::string>& extra,
+                   bool with_grpc) {
   std::filesystem::create_directories(manifests);
-  for (const char* p : {"persistence", "store", "notification", "gateway"}) {
+  std::vector<std::string> plugins = {"persistence", "store", "notification", "gateway"};
+  if (with_grpc) plugins.push_back("grpc");
+  for (const std::string& p : plugins) {
     std::filesystem::create_symlink(std::string(ESDB_SOURCE_DIR) + "/plugins/" + p + "/manifest.json",
-                                    std::filesystem::path(manifests) / (std::string(p) + ".json"));
+                                    std::filesystem::path(manifests) / (p + ".json"));
   }
   const uint16_t port = FreePort();
   std::vector<std::string> args = {ESDB_HOST_BIN, "--manifests", manifests, "--data", data,
@@ -81,6 +89,10 @@ uint16_t StartHost(const std::string& data, const std::string& manifests, const 
                                    "--set", "gateway.max_connections=4096",
                                    // dev mode, deliberately: /metrics without a token on this throwaway host
                                    "--set", "gateway.insecure_admin=true", "--log-level", "warn"};
+  if (with_grpc) {
+    g_grpc_port = FreePort();
+    args.insert(args.end(), {"--set", "grpc.listen_port=" + std::to_string(g_grpc_port)});
+  }
   args.insert(args.end(), extra.begin(), extra.end());
   const std::string log = std::filesystem::path(data).parent_path() / "host.log";
   g_pid = fork();
@@ -194,6 +206,23 @@ struct HttpRate {
   double client_cpu_us_per_event = 0;  // this process (the HTTP client threads)
 };
 
+// The rates of a measurement of `secs` seconds, from its counts and the
+// store's counters before and after it.
+HttpRate RateOf(uint64_t events, uint64_t requests, double secs, double host_cpu, double client_cpu,
+                const StoreCounters& before, const StoreCounters& after) {
+  HttpRate r;
+  r.rate.events_per_s = events / secs;
+  r.rate.writes_per_s = requests / secs;
+  const double groups = after.group_commits - before.group_commits;
+  r.rate.events_per_sync = groups > 0 ? (after.events - before.events) / groups : 0;
+  r.rate.events = events;
+  if (events > 0) {
+    r.host_cpu_us_per_event = 1e6 * host_cpu / events;
+    r.client_cpu_us_per_event = 1e6 * client_cpu / events;
+  }
+  return r;
+}
+
 HttpRate HttpAppends(uint16_t port, int conns, int batch, double seconds) {
   std::atomic<uint64_t> events{0}, requests{0};
   std::atomic<bool> stop{false};
@@ -229,17 +258,69 @@ HttpRate HttpAppends(uint16_t port, int conns, int batch, double seconds) {
   const double host_cpu = ProcessCpuSeconds(g_pid) - host_cpu0, client_cpu = ProcessCpuSeconds(getpid()) - client_cpu0;
   const StoreCounters after = ScrapeStore(port);
   if (errors.load()) std::printf("  (%d HTTP errors)\n", errors.load());
-  HttpRate r;
-  r.rate.events_per_s = events.load() / secs;
-  r.rate.writes_per_s = requests.load() / secs;
-  const double groups = after.group_commits - before.group_commits;
-  r.rate.events_per_sync = groups > 0 ? (after.events - before.events) / groups : 0;
-  r.rate.events = events.load();
-  if (events.load() > 0) {
-    r.host_cpu_us_per_event = 1e6 * host_cpu / events.load();
-    r.client_cpu_us_per_event = 1e6 * client_cpu / events.load();
+  return RateOf(events.load(), requests.load(), secs, host_cpu, client_cpu, before, after);
+}
+
+// The same load over gRPC (the grpc plugin's Streams.Append): `conns`
+// threads, each with its own channel (its own HTTP/2 connection, as each
+// HTTP writer has its own), each call one append of `batch` events.
+HttpRate GrpcAppends(uint16_t port, int conns, int batch, double seconds) {
+  namespace spb = event_store::client::streams;
+  std::atomic<uint64_t> events{0}, requests{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  const StoreCounters before = ScrapeStore(g_http_port);
+  const double host_cpu0 = ProcessCpuSeconds(g_pid), client_cpu0 = ProcessCpuSeconds(getpid());
+  std::vector<std::thread> threads;
+  const auto t0 = Clock::now();
+  for (int c = 0; c < conns; ++c) {
+    threads.emplace_back([&, c] {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
+      auto stub = spb::Streams::NewStub(
+          grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args));
+      const std::string stream =
+          "grpc-bench-" + std::to_string(conns) + "-" + std::to_string(batch) + "-" + std::to_string(c);
+      spb::AppendReq options;
+      options.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+      options.mutable_options()->mutable_any();
+      spb::AppendReq message;
+      auto* m = message.mutable_proposed_message();
+      (*m->mutable_metadata())["type"] = "bench";
+      (*m->mutable_metadata())["content-type"] = "application/json";
+      uint64_t n = 0;
+      while (!stop.load()) {
+        grpc::ClientContext ctx;
+        spb::AppendResp resp;
+        auto w = stub->Append(&ctx, &resp);
+        w->Write(options);
+        for (int i = 0; i < batch; ++i) {
+          char id[40];  // unique across threads and configurations
+          std::snprintf(id, sizeof id, "%08x-%04x-4000-8000-%012llx", c, conns * 100 + batch,
+                        static_cast<unsigned long long>(n++));
+          m->mutable_id()->set_string(id);
+          m->set_data(EventJson(i).dump());
+          w->Write(message);
+        }
+        w->WritesDone();
+        const grpc::Status st = w->Finish();
+        if (st.ok() && resp.has_success()) {
+          events.fetch_add(batch);
+          requests.fetch_add(1);
+        } else if (errors.fetch_add(1) == 0) {
+          std::printf("  (first gRPC error: %d %s)\n", static_cast<int>(st.error_code()), st.error_message().c_str());
+        }
+      }
+    });
   }
-  return r;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : threads) t.join();
+  const double secs = esdb_bench::Seconds(t0, Clock::now());
+  const double host_cpu = ProcessCpuSeconds(g_pid) - host_cpu0, client_cpu = ProcessCpuSeconds(getpid()) - client_cpu0;
+  const StoreCounters after = ScrapeStore(g_http_port);
+  if (errors.load()) std::printf("  (%d gRPC errors)\n", errors.load());
+  return RateOf(events.load(), requests.load(), secs, host_cpu, client_cpu, before, after);
 }
 
 // Append one event at a time; measure from the 201 (and from sending the
@@ -284,7 +365,7 @@ void SseLatency(uint16_t port, int samples) {
 struct Options {
   double seconds = 3;
   std::vector<std::pair<int, int>> configs = {{1, 1}, {16, 1}, {64, 1}, {1, 10}, {16, 10}, {64, 10}};
-  bool raw = true, store = true, http = true;
+  bool raw = true, store = true, http = true, grpc = false;
   int sse_samples = 500;
   std::vector<std::string> host_args;  // extra esdb-host arguments (--host-set K=V adds "--set", "K=V")
   std::string dir = "/tmp";            // where the databases go (a tmpfs takes the disk out of the picture)
@@ -319,6 +400,7 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       o->raw = v.find("raw") != std::string::npos;
       o->store = v.find("store") != std::string::npos;
       o->http = v.find("http") != std::string::npos;
+      o->grpc = v.find("grpc") != std::string::npos;
     } else {
       return false;
     }
@@ -340,7 +422,7 @@ int main(int argc, char** argv) {
   Options opt;
   if (!ParseArgs(argc, argv, &opt)) {
     std::fprintf(stderr,
-                 "usage: %s [--seconds S] [--configs CONNSxEVENTS,...] [--tiers raw,store,http] [--sse-samples N]\n"
+                 "usage: %s [--seconds S] [--configs CONNSxEVENTS,...] [--tiers raw,store,http,grpc] [--sse-samples N]\n"
                  "          [--host-set KEY=VALUE]... [--host-arg ARG]... [--dir DIR]\n",
                  argv[0]);
     return 2;
@@ -353,8 +435,9 @@ int main(int argc, char** argv) {
   const std::string root = tmpl;
 
   uint16_t port = 0;
-  if (opt.http || opt.sse_samples > 0) {
-    port = StartHost(root + "/data", root + "/manifests", opt.host_args);
+  if (opt.http || opt.grpc || opt.sse_samples > 0) {
+    port = StartHost(root + "/data", root + "/manifests", opt.host_args, opt.grpc);
+    g_http_port = port;
     if (port == 0 || !WaitReady(port)) {
       std::fprintf(stderr, "esdb-host did not become ready; see %s/host.log\n", root.c_str());
       if (g_pid > 0) kill(g_pid, SIGKILL);
@@ -391,7 +474,7 @@ int main(int argc, char** argv) {
   for (auto [conns, batch] : opt.configs) {
     const std::string tag = std::to_string(conns) + "x" + std::to_string(batch) + "-" + std::to_string(n++);
     esdb_bench::Rate raw, in_process;
-    HttpRate over_http;
+    HttpRate over_http, over_grpc;
     if (opt.raw) raw = esdb_bench::RawLevelDb(root + "/raw-" + tag, conns, batch, event.data.size(), opt.seconds);
     double store_cpu_us = 0;
     if (opt.store) {
@@ -400,6 +483,13 @@ int main(int argc, char** argv) {
       if (in_process.events > 0) store_cpu_us = 1e6 * (ProcessCpuSeconds(getpid()) - cpu0) / in_process.events;
     }
     if (opt.http) over_http = HttpAppends(port, conns, batch, opt.seconds);
+    if (opt.grpc) {
+      over_grpc = GrpcAppends(g_grpc_port, conns, batch, opt.seconds);
+      std::printf("%5d %6d | gRPC %s (%.0f%% of HTTP) | CPU us/ev host, client %.1f, %.1f\n", conns, batch,
+                  Cell(over_grpc.rate.events_per_s, over_grpc.rate.events_per_sync).c_str(),
+                  over_http.rate.events_per_s > 0 ? 100 * over_grpc.rate.events_per_s / over_http.rate.events_per_s : 0.0,
+                  over_grpc.host_cpu_us_per_event, over_grpc.client_cpu_us_per_event);
+    }
     char ratio[16] = "-";
     if (in_process.events_per_s > 0 && over_http.rate.events_per_s > 0) {
       std::snprintf(ratio, sizeof ratio, "%.0f%%", 100 * over_http.rate.events_per_s / in_process.events_per_s);

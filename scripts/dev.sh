@@ -16,13 +16,24 @@ PACKAGES=(build-essential g++ cmake ninja-build pkg-config
           libboost-dev libboost-filesystem-dev libboost-system-dev
           libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl
           libre2-dev libssl-dev openssl clang libclang-rt-14-dev llvm lld
-          libsystemd-dev dpkg-dev file lintian libnats-dev nats-server)
+          libsystemd-dev dpkg-dev file lintian libnats-dev nats-server
+          libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
+# The grpc plugin's tests run the official Node clients (Node >= 20, npm):
+# Debian's nodejs and npm, installed only when no node/npm is on PATH (a
+# Node from elsewhere, e.g. NodeSource's nodejs which brings its own npm,
+# is used as it is).
+NODE_PACKAGES=(nodejs npm)
 
 install_missing() {
   local missing=()
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    for p in "${NODE_PACKAGES[@]}"; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     local sudo=""

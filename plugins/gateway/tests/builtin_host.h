@@ -44,6 +44,8 @@ struct BuiltinHostOptions {
   rlim_t file_size_limit = 0;
   // Top-level manifest fields replaced per plugin, e.g. {"persistence": {"health": {...}}}.
   std::map<std::string, nlohmann::json> manifest_patches;
+  // Further plugins of plugins/<name>/ started with them (e.g. "grpc").
+  std::vector<std::string> extra_plugins;
 };
 
 class BuiltinHost {
@@ -52,8 +54,10 @@ class BuiltinHost {
   // Throws when the gateway does not come up, with the subsystem_failed event.
   BuiltinHost(const std::filesystem::path& data_dir, std::vector<std::string> sets = {},
               BuiltinHostOptions options = {}) {
-    for (const char* p : {"persistence", "store", "notification", "gateway"}) {
-      const auto file = manifests_.path() / (std::string(p) + ".json");
+    std::vector<std::string> plugins = {"persistence", "store", "notification", "gateway"};
+    plugins.insert(plugins.end(), options.extra_plugins.begin(), options.extra_plugins.end());
+    for (const std::string& p : plugins) {
+      const auto file = manifests_.path() / (p + ".json");
       const std::string source = std::string(ESDB_SOURCE_DIR) + "/plugins/" + p + "/manifest.json";
       auto patch = options.manifest_patches.find(p);
       if (patch == options.manifest_patches.end()) {

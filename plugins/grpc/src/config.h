@@ -1,0 +1,45 @@
+// The grpc plugin's configuration (the manifest's "config"), read and
+// validated once at start with the SDK's ConfigReader. Plain value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "esdb/status.h"
+
+namespace esdb_grpc {
+
+struct GrpcConfig {
+  std::string listen_address = "127.0.0.1";  // an IP address to bind
+  uint16_t listen_port = 2114;               // 0: an ephemeral port (announced in grpc_listening)
+  // Without TLS and credentials (not built yet) a non-loopback address is
+  // refused unless this is true.
+  bool insecure = false;
+  // Dev mode, as the HTTP gateway's: every caller gets the admin role
+  // (tombstones, writes to $-streams). Otherwise every caller is "local"
+  // with the write role.
+  bool insecure_admin = false;
+  // Calls served at once (the server's thread limit); beyond it a call is
+  // refused with RESOURCE_EXHAUSTED.
+  int max_concurrent_calls = 256;
+  // Largest message accepted from a client (gRPC's own check).
+  int max_receive_message_bytes = 16 << 20;
+  // Largest append (data + metadata of its events); beyond it the client
+  // gets maximum-append-size-exceeded. KurrentDB's default.
+  uint64_t max_append_bytes = 1 << 20;
+  // Events queued for one subscriber beyond the notification service's
+  // buffer; past it the subscriber is dropped (RESOURCE_EXHAUSTED).
+  uint64_t subscriber_queue_events = 10000;
+  // Graceful stop: how long calls in flight may finish before they are cancelled.
+  int drain_timeout_ms = 5000;
+};
+
+// Reads `config`; InvalidArgument naming every bad field.
+esdb::Result<GrpcConfig> ParseGrpcConfig(const nlohmann::json& config);
+
+// Whether `address` is a loopback address (127.0.0.0/8, ::1).
+bool IsLoopbackAddress(const std::string& address);
+
+}  // namespace esdb_grpc

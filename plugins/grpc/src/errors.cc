@@ -1,0 +1,75 @@
+#include "errors.h"
+
+#include "convert.h"
+
+namespace esdb_grpc {
+
+grpc::StatusCode GrpcCodeFor(esdb::Code code) {
+  switch (code) {
+    case esdb::Code::kOk: return grpc::StatusCode::OK;
+    case esdb::Code::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
+    case esdb::Code::kNotFound: return grpc::StatusCode::NOT_FOUND;
+    case esdb::Code::kAlreadyExists: return grpc::StatusCode::ALREADY_EXISTS;
+    case esdb::Code::kFailedPrecondition:
+    case esdb::Code::kWrongExpectedVersion:
+    case esdb::Code::kStreamDeleted: return grpc::StatusCode::FAILED_PRECONDITION;
+    case esdb::Code::kUnavailable:
+    case esdb::Code::kCancelled: return grpc::StatusCode::UNAVAILABLE;
+    case esdb::Code::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case esdb::Code::kTimeout: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case esdb::Code::kUnauthenticated: return grpc::StatusCode::UNAUTHENTICATED;
+    case esdb::Code::kPermissionDenied: return grpc::StatusCode::PERMISSION_DENIED;
+    case esdb::Code::kIOError:
+    case esdb::Code::kCorruption:
+    case esdb::Code::kInternal: return grpc::StatusCode::INTERNAL;
+  }
+  return grpc::StatusCode::UNKNOWN;
+}
+
+grpc::Status ToGrpcError(grpc::ServerContext* ctx, const esdb::Status& s, const std::string& stream,
+                         const esdb::ExpectedVersion* expected) {
+  switch (s.code()) {
+    case esdb::Code::kWrongExpectedVersion:
+      ctx->AddTrailingMetadata("exception", "wrong-expected-version");
+      ctx->AddTrailingMetadata("stream-name", stream);
+      ctx->AddTrailingMetadata("expected-version",
+                               std::to_string(expected ? ExpectedVersionNumber(*expected) : -2));
+      if (s.detail() && *s.detail() >= 0) ctx->AddTrailingMetadata("actual-version", std::to_string(*s.detail()));
+      break;
+    case esdb::Code::kStreamDeleted:
+      ctx->AddTrailingMetadata("exception", "stream-deleted");
+      ctx->AddTrailingMetadata("stream-name", stream);
+      break;
+    case esdb::Code::kNotFound:
+      if (!stream.empty()) {
+        ctx->AddTrailingMetadata("exception", "stream-not-found");
+        ctx->AddTrailingMetadata("stream-name", stream);
+      }
+      break;
+    case esdb::Code::kPermissionDenied:
+      ctx->AddTrailingMetadata("exception", "access-denied");
+      break;
+    default: break;
+  }
+  return grpc::Status(GrpcCodeFor(s.code()), s.message());
+}
+
+grpc::Status AppendTooLarge(grpc::ServerContext* ctx, uint64_t limit) {
+  ctx->AddTrailingMetadata("exception", "maximum-append-size-exceeded");
+  ctx->AddTrailingMetadata("maximum-append-size", std::to_string(limit));
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      "the append exceeds max_append_bytes (" + std::to_string(limit) + " bytes)");
+}
+
+grpc::Status AccessDenied(grpc::ServerContext* ctx, const std::string& what) {
+  ctx->AddTrailingMetadata("exception", "access-denied");
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, what + " needs the admin role");
+}
+
+grpc::Status MissingMetadata(grpc::ServerContext* ctx, const std::string& names) {
+  ctx->AddTrailingMetadata("exception", "missing-required-metadata-property");
+  ctx->AddTrailingMetadata("required-metadata-properties", names);
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "proposed message lacks metadata " + names);
+}
+
+}  // namespace esdb_grpc

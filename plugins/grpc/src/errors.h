@@ -1,0 +1,37 @@
+// esdb Status values as the client protocol's errors: a gRPC status code
+// plus the trailers the official clients turn into typed errors
+// ("exception": stream-deleted, stream-not-found, wrong-expected-version,
+// access-denied, maximum-append-size-exceeded, ...; "stream-name" and the
+// versions where the clients read them). A wrong expected version on
+// Append is not an error (it is in the AppendResp); on Delete/Tombstone it is.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "esdb/event_store.h"
+#include "esdb/status.h"
+
+namespace esdb_grpc {
+
+// The gRPC status code for an esdb code.
+grpc::StatusCode GrpcCodeFor(esdb::Code code);
+
+// `s` (not ok) as a gRPC status, with its trailers added to `ctx`.
+// `stream` names the stream the call was about (may be empty); `expected`
+// is the condition of a write (for wrong-expected-version).
+grpc::Status ToGrpcError(grpc::ServerContext* ctx, const esdb::Status& s, const std::string& stream,
+                         const esdb::ExpectedVersion* expected = nullptr);
+
+// maximum-append-size-exceeded with the limit.
+grpc::Status AppendTooLarge(grpc::ServerContext* ctx, uint64_t limit);
+
+// access-denied: the caller's role is too weak for `what`.
+grpc::Status AccessDenied(grpc::ServerContext* ctx, const std::string& what);
+
+// missing-required-metadata-property naming the entries.
+grpc::Status MissingMetadata(grpc::ServerContext* ctx, const std::string& names);
+
+}  // namespace esdb_grpc

@@ -1,0 +1,301 @@
+// Streams.Read: reads of a stream or $all, and subscriptions (catch-up
+// then live, from the notification service).
+#include <atomic>
+#include <chrono>
+
+#include <google/protobuf/util/time_util.h>
+
+#include "convert.h"
+#include "delivery_queue.h"
+#include "errors.h"
+#include "metadata_stream.h"
+#include "streams_service.h"
+
+namespace esdb_grpc {
+namespace {
+
+using Options = spb::ReadReq::Options;
+
+constexpr uint64_t kReadPage = 500;  // events asked of the store per page
+constexpr auto kPumpWait = std::chrono::milliseconds(100);  // how often a subscription looks at cancel/stop
+
+std::atomic<uint64_t> g_next_subscription{1};
+
+bool WriteEvent(const esdb::RecordedEvent& e, bool structured, grpc::ServerWriter<spb::ReadResp>* out) {
+  spb::ReadResp resp;
+  auto* re = resp.mutable_event();
+  ToRecordedEvent(e, structured, re->mutable_event());
+  re->set_commit_position(e.position);
+  return out->Write(resp);
+}
+
+bool WriteStreamNotFound(const std::string& stream, grpc::ServerWriter<spb::ReadResp>* out) {
+  spb::ReadResp resp;
+  resp.mutable_stream_not_found()->mutable_stream_identifier()->set_stream_name(stream);
+  return out->Write(resp);
+}
+
+bool WriteConfirmation(grpc::ServerWriter<spb::ReadResp>* out) {
+  spb::ReadResp resp;
+  resp.mutable_confirmation()->set_subscription_id("esdb-grpc-" + std::to_string(g_next_subscription.fetch_add(1)));
+  return out->Write(resp);
+}
+
+bool WriteCheckpoint(uint64_t position, grpc::ServerWriter<spb::ReadResp>* out) {
+  spb::ReadResp resp;
+  auto* c = resp.mutable_checkpoint();
+  c->set_commit_position(position);
+  c->set_prepare_position(position);
+  *c->mutable_timestamp() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  return out->Write(resp);
+}
+
+bool WriteCaughtUp(std::optional<int64_t> revision, std::optional<uint64_t> position,
+                   grpc::ServerWriter<spb::ReadResp>* out) {
+  spb::ReadResp resp;
+  auto* c = resp.mutable_caught_up();
+  *c->mutable_timestamp() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  if (revision) c->set_stream_revision(*revision);
+  if (position) {
+    c->mutable_position()->set_commit_position(*position);
+    c->mutable_position()->set_prepare_position(*position);
+  }
+  return out->Write(resp);
+}
+
+// Handlers that only hand over to `queue` (they run on a notification thread).
+esdb::SubscriptionHandlers HandlersInto(const std::shared_ptr<DeliveryQueue>& queue) {
+  esdb::SubscriptionHandlers h;
+  h.on_events = [queue](const std::vector<esdb::SharedEvent>& events) { queue->PushEvents(events); };
+  h.on_caught_up = [queue] { queue->PushCaughtUp(); };
+  h.on_dropped = [queue](const esdb::Status& why) { queue->Drop(why); };
+  return h;
+}
+
+grpc::Status ClientGone() { return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"); }
+
+}  // namespace
+
+grpc::Status StreamsService::Read(grpc::ServerContext* ctx, const spb::ReadReq* req,
+                                  grpc::ServerWriter<spb::ReadResp>* out) {
+  const Options& o = req->options();
+  const bool subscribe = o.count_option_case() == Options::kSubscription;
+  switch (o.stream_option_case()) {
+    case Options::kStream: return subscribe ? SubscribeStream(ctx, o, out) : ReadStream(ctx, o, out);
+    case Options::kAll: return subscribe ? SubscribeAll(ctx, o, out) : ReadAll(ctx, o, out);
+    default: return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a read names a stream or $all");
+  }
+}
+
+grpc::Status StreamsService::ReadStream(grpc::ServerContext* ctx, const Options& o,
+                                        grpc::ServerWriter<spb::ReadResp>* out) {
+  const auto& so = o.stream();
+  const std::string stream = so.stream_identifier().stream_name();
+  const bool forward = o.read_direction() == Options::Forwards;
+  const bool structured = o.uuid_option().has_structured();
+  auto store = b_->store();
+  if (!store) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the event store is not available (missing: store)");
+  uint64_t remaining = o.count();
+
+  if (const auto target = MetadataTarget(stream)) {
+    auto m = store->GetMetadata(*target);
+    if (!m.ok() && m.status().code() != esdb::Code::kNotFound) return ToGrpcError(ctx, m.status(), stream);
+    if (!m.ok() || IsEmptyMetadata(*m)) return WriteStreamNotFound(stream, out) ? grpc::Status::OK : ClientGone();
+    const bool includes_zero = !forward || so.revision_option_case() == Options::StreamOptions::kStart ||
+                               (so.revision_option_case() == Options::StreamOptions::kRevision && so.revision() == 0);
+    if (remaining > 0 && includes_zero && !WriteEvent(MetadataEvent(stream, *m), structured, out)) return ClientGone();
+    return grpc::Status::OK;
+  }
+
+  int64_t from = 0;
+  switch (so.revision_option_case()) {
+    case Options::StreamOptions::kRevision:
+      from = so.revision() > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(so.revision());
+      break;
+    case Options::StreamOptions::kEnd: from = forward ? INT64_MAX : -1; break;
+    default: from = 0; break;
+  }
+  while (remaining > 0) {
+    if (ctx->IsCancelled()) return ClientGone();
+    esdb::ReadStreamRequest r;
+    r.stream_id = stream;
+    r.from = from;
+    r.count = std::min(remaining, kReadPage);
+    r.direction = forward ? esdb::Direction::kForward : esdb::Direction::kBackward;
+    auto page = store->ReadStream(r);
+    if (!page.ok()) {
+      if (page.status().code() == esdb::Code::kNotFound) {
+        return WriteStreamNotFound(stream, out) ? grpc::Status::OK : ClientGone();
+      }
+      return ToGrpcError(ctx, page.status(), stream);
+    }
+    for (const auto& e : page->events) {
+      if (!WriteEvent(e, structured, out)) return ClientGone();
+    }
+    remaining -= std::min<uint64_t>(remaining, page->events.size());
+    if (page->end_of_stream || page->events.empty()) break;
+    from = page->next_version;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status StreamsService::ReadAll(grpc::ServerContext* ctx, const Options& o, grpc::ServerWriter<spb::ReadResp>* out) {
+  const bool forward = o.read_direction() == Options::Forwards;
+  const bool structured = o.uuid_option().has_structured();
+  auto filter = ToClientFilter(o);
+  if (!filter.ok()) return ToGrpcError(ctx, filter.status(), "");
+  auto store = b_->store();
+  if (!store) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the event store is not available (missing: store)");
+  const auto& ao = o.all();
+  uint64_t from = 0;
+  switch (ao.all_option_case()) {
+    case Options::AllOptions::kPosition: {
+      const uint64_t p = ao.position().commit_position();
+      if (!forward && p == 0) return grpc::Status::OK;  // nothing before the first position
+      from = forward ? p : p - 1;  // backward from p: the events before it
+      break;
+    }
+    case Options::AllOptions::kEnd:
+      if (forward) return grpc::Status::OK;
+      from = UINT64_MAX;
+      break;
+    default:
+      if (!forward) return grpc::Status::OK;
+      from = 0;
+      break;
+  }
+  uint64_t remaining = o.count();
+  while (remaining > 0) {
+    if (ctx->IsCancelled()) return ClientGone();
+    esdb::ReadAllRequest r;
+    r.from = from;
+    r.count = filter->type_match ? kReadPage : std::min(remaining, kReadPage);
+    r.direction = forward ? esdb::Direction::kForward : esdb::Direction::kBackward;
+    r.filter = filter->stream;
+    auto page = store->ReadAll(r);
+    if (!page.ok()) return ToGrpcError(ctx, page.status(), "");
+    for (const auto& e : page->events) {
+      if (remaining == 0) break;
+      if (!filter->Matches(e)) continue;
+      if (!WriteEvent(e, structured, out)) return ClientGone();
+      --remaining;
+      if (remaining == 0 && filter->type_match) return grpc::Status::OK;
+    }
+    if (page->end_of_all) break;
+    if (page->next_position == from && page->events.empty()) break;  // no progress (cannot happen; never spin)
+    from = page->next_position;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Options& o,
+                                             grpc::ServerWriter<spb::ReadResp>* out) {
+  const auto& so = o.stream();
+  const std::string stream = so.stream_identifier().stream_name();
+  const bool structured = o.uuid_option().has_structured();
+  if (MetadataTarget(stream)) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "subscriptions to a metadata stream ($$...) are not supported");
+  }
+  auto subs = b_->subscriptions();
+  if (!subs) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the subscriptions service is not available (missing: notification)");
+  }
+  esdb::StreamSubscriptionRequest r;
+  r.stream_id = stream;
+  r.name = "grpc";
+  switch (so.revision_option_case()) {
+    case Options::StreamOptions::kRevision:
+      r.from_version = so.revision() >= static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(so.revision()) + 1;
+      break;
+    case Options::StreamOptions::kEnd: r.from_version = esdb::kSubscribeFromEndVersion; break;
+    default: r.from_version = 0; break;
+  }
+  auto queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
+  esdb::SubscriptionHandlers h = HandlersInto(queue);
+  auto sub = subs->SubscribeToStream(r, std::move(h));
+  if (!sub.ok()) return ToGrpcError(ctx, sub.status(), stream);
+  esdb::Subscription handle = std::move(sub).value();
+  if (!WriteConfirmation(out)) return ClientGone();
+  std::optional<int64_t> last;
+  for (;;) {
+    if (ctx->IsCancelled()) return ClientGone();
+    if (b_->stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
+    std::optional<esdb::Status> dropped;
+    auto item = queue->Pop(kPumpWait, &dropped);
+    if (dropped) {
+      handle.cancel();
+      return ToGrpcError(ctx, *dropped, dropped->code() == esdb::Code::kStreamDeleted ? stream : "");
+    }
+    if (!item) continue;
+    if (item->caught_up) {
+      if (!WriteCaughtUp(last, std::nullopt, out)) return ClientGone();
+      continue;
+    }
+    for (const auto& e : item->events) {
+      if (!WriteEvent(*e, structured, out)) return ClientGone();
+      last = e->version;
+    }
+  }
+}
+
+grpc::Status StreamsService::SubscribeAll(grpc::ServerContext* ctx, const Options& o,
+                                          grpc::ServerWriter<spb::ReadResp>* out) {
+  const bool structured = o.uuid_option().has_structured();
+  auto filter = ToClientFilter(o);
+  if (!filter.ok()) return ToGrpcError(ctx, filter.status(), "");
+  auto subs = b_->subscriptions();
+  if (!subs) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the subscriptions service is not available (missing: notification)");
+  }
+  esdb::AllSubscriptionRequest r;
+  r.name = "grpc";
+  const auto& ao = o.all();
+  switch (ao.all_option_case()) {
+    case Options::AllOptions::kPosition: {
+      const uint64_t p = ao.position().commit_position();
+      r.from_position = p == UINT64_MAX ? p : p + 1;  // after the position given
+      break;
+    }
+    case Options::AllOptions::kEnd: r.from_position = esdb::kSubscribeFromEndPosition; break;
+    default: r.from_position = 0; break;
+  }
+  // Every non-system event comes through, so that checkpoints can follow
+  // the events the filter skips; the filter is applied here.
+  auto queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
+  esdb::SubscriptionHandlers h = HandlersInto(queue);
+  auto sub = subs->SubscribeToAll(r, std::move(h));
+  if (!sub.ok()) return ToGrpcError(ctx, sub.status(), "");
+  esdb::Subscription handle = std::move(sub).value();
+  if (!WriteConfirmation(out)) return ClientGone();
+  std::optional<uint64_t> last_scanned;
+  uint64_t scanned_since_checkpoint = 0;
+  for (;;) {
+    if (ctx->IsCancelled()) return ClientGone();
+    if (b_->stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
+    std::optional<esdb::Status> dropped;
+    auto item = queue->Pop(kPumpWait, &dropped);
+    if (dropped) {
+      handle.cancel();
+      return ToGrpcError(ctx, *dropped, "");
+    }
+    if (!item) continue;
+    if (item->caught_up) {
+      if (filter->checkpoint_interval > 0 && last_scanned && scanned_since_checkpoint > 0) {
+        if (!WriteCheckpoint(*last_scanned, out)) return ClientGone();
+        scanned_since_checkpoint = 0;
+      }
+      if (!WriteCaughtUp(std::nullopt, last_scanned, out)) return ClientGone();
+      continue;
+    }
+    for (const auto& e : item->events) {
+      last_scanned = e->position;
+      if (filter->Matches(*e) && !WriteEvent(*e, structured, out)) return ClientGone();
+      if (filter->checkpoint_interval > 0 && ++scanned_since_checkpoint >= filter->checkpoint_interval) {
+        if (!WriteCheckpoint(e->position, out)) return ClientGone();
+        scanned_since_checkpoint = 0;
+      }
+    }
+  }
+}
+
+}  // namespace esdb_grpc

@@ -1,0 +1,48 @@
+// event_store.client.streams.Streams on the store and notification
+// services: Read (stream and $all, both directions, filters, catch-up then
+// live subscriptions), Append, BatchAppend, Delete, Tombstone, and stream
+// metadata through "$$<stream>" (metadata_stream.h). gRPC's synchronous
+// server runs each call on one of its threads; every method may run
+// concurrently with the others.
+#pragma once
+
+#include <memory>
+
+#include "backend.h"
+#include "streams.grpc.pb.h"
+
+namespace esdb_grpc {
+
+namespace spb = event_store::client::streams;
+
+class StreamsService final : public spb::Streams::Service {
+ public:
+  explicit StreamsService(std::shared_ptr<Backend> backend) : b_(std::move(backend)) {}
+
+  grpc::Status Read(grpc::ServerContext* ctx, const spb::ReadReq* req, grpc::ServerWriter<spb::ReadResp>* out) override;
+  grpc::Status Append(grpc::ServerContext* ctx, grpc::ServerReader<spb::AppendReq>* in, spb::AppendResp* out) override;
+  grpc::Status BatchAppend(grpc::ServerContext* ctx,
+                           grpc::ServerReaderWriter<spb::BatchAppendResp, spb::BatchAppendReq>* stream) override;
+  grpc::Status Delete(grpc::ServerContext* ctx, const spb::DeleteReq* req, spb::DeleteResp* out) override;
+  grpc::Status Tombstone(grpc::ServerContext* ctx, const spb::TombstoneReq* req, spb::TombstoneResp* out) override;
+
+ private:
+  grpc::Status ReadStream(grpc::ServerContext* ctx, const spb::ReadReq::Options& o, grpc::ServerWriter<spb::ReadResp>* out);
+  grpc::Status ReadAll(grpc::ServerContext* ctx, const spb::ReadReq::Options& o, grpc::ServerWriter<spb::ReadResp>* out);
+  grpc::Status SubscribeStream(grpc::ServerContext* ctx, const spb::ReadReq::Options& o,
+                               grpc::ServerWriter<spb::ReadResp>* out);
+  grpc::Status SubscribeAll(grpc::ServerContext* ctx, const spb::ReadReq::Options& o,
+                            grpc::ServerWriter<spb::ReadResp>* out);
+  grpc::Status DeleteCommon(grpc::ServerContext* ctx, const std::string& stream, const esdb::ExpectedVersion& expected,
+                            bool hard);
+  // The outcome of one append (Append and BatchAppend share it): ok with the
+  // result, or the error (wrong expected version included).
+  esdb::Result<esdb::AppendResult> DoAppend(const std::string& stream, const esdb::ExpectedVersion& expected,
+                                            std::vector<esdb::ProposedEvent> events);
+  // Why a write to `stream` is refused for this caller; OK when allowed.
+  esdb::Status CheckWrite(const std::string& stream, bool hard_delete) const;
+
+  std::shared_ptr<Backend> b_;
+};
+
+}  // namespace esdb_grpc

@@ -1,0 +1,396 @@
+// The grpc plugin through C++ gRPC clients, against a real esdb-host: what
+// the Node clients do not reach (malformed and oversized messages,
+// unimplemented services, exact values of the wire format, cancellation
+// mid-stream, a graceful stop with a subscription open).
+#include <chrono>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <grpcpp/generic/generic_stub.h>
+
+#include "esdb/uuid.h"
+#include "gossip.grpc.pb.h"
+#include "grpc_host.h"
+#include "serverfeatures.grpc.pb.h"
+#include "streams.grpc.pb.h"
+
+namespace pb = event_store::client;
+namespace spb = event_store::client::streams;
+using nlohmann::json;
+
+namespace {
+
+std::unique_ptr<grpc::ClientContext> Ctx(int timeout_ms = 10000) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  return ctx;
+}
+
+spb::AppendReq Options(const std::string& stream) {
+  spb::AppendReq r;
+  r.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+  r.mutable_options()->mutable_any();
+  return r;
+}
+
+spb::AppendReq Message(const std::string& id, const std::string& type, const std::string& data) {
+  spb::AppendReq r;
+  auto* m = r.mutable_proposed_message();
+  m->mutable_id()->set_string(id);
+  if (!type.empty()) (*m->mutable_metadata())["type"] = type;
+  (*m->mutable_metadata())["content-type"] = "application/json";
+  m->set_data(data);
+  return r;
+}
+
+// A subscription request: to `stream` from its start, or to $all (stream
+// empty) from its start or, with `from_end`, its end.
+spb::ReadReq SubscriptionReq(const std::string& stream, bool from_end = false) {
+  spb::ReadReq req;
+  auto* o = req.mutable_options();
+  if (stream.empty()) {
+    if (from_end) {
+      o->mutable_all()->mutable_end();
+    } else {
+      o->mutable_all()->mutable_start();
+    }
+  } else {
+    o->mutable_stream()->mutable_stream_identifier()->set_stream_name(stream);
+    o->mutable_stream()->mutable_start();
+  }
+  o->mutable_subscription();
+  o->mutable_no_filter();
+  o->mutable_uuid_option()->mutable_string();
+  return req;
+}
+
+// A raw call with `bytes` as the request message (GenericStub).
+grpc::Status RawUnary(const std::shared_ptr<grpc::Channel>& channel, const std::string& method, const std::string& bytes) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::ByteBuffer response;
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::Status status;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    status = std::move(s);
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done; });
+  return status;
+}
+
+}  // namespace
+
+TEST_CASE("grpc: wire values, errors, limits, unimplemented services", "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data", {"grpc.max_append_bytes=2048"});
+  auto channel = host.Channel();
+  auto streams = spb::Streams::NewStub(channel);
+
+  SECTION("an event appended over HTTP reads over gRPC with the same id, position, revision, created and bytes") {
+    const std::string id = "3f9a0c1d-2e4b-4a67-8b9c-0d1e2f3a4b5c";
+    auto r = esdb::testing::Http(
+        host.http_port(), "POST", "/streams/wire",
+        R"([{"eventId": ")" + id + R"(", "eventType": "T", "data": {"a": 1.0}, "metadata": {"m": 2}}])");
+    REQUIRE(r.status == 201);
+    const json http = json::parse(esdb::testing::Http(host.http_port(), "GET", "/streams/wire/0").body);
+    spb::ReadReq req;
+    auto* o = req.mutable_options();
+    o->mutable_stream()->mutable_stream_identifier()->set_stream_name("wire");
+    o->mutable_stream()->mutable_start();
+    o->set_count(10);
+    o->mutable_uuid_option()->mutable_structured();
+    o->mutable_no_filter();
+    auto ctx = Ctx();
+    auto reader = streams->Read(ctx.get(), req);
+    spb::ReadResp resp;
+    REQUIRE(reader->Read(&resp));
+    REQUIRE(resp.has_event());
+    const auto& e = resp.event().event();
+    std::string raw;
+    for (int64_t half : {e.id().structured().most_significant_bits(), e.id().structured().least_significant_bits()}) {
+      for (int i = 7; i >= 0; --i) raw.push_back(static_cast<char>((static_cast<uint64_t>(half) >> (i * 8)) & 0xff));
+    }
+    CHECK(esdb::FormatUuid(raw) == id);
+    CHECK(e.stream_revision() == 0);
+    CHECK(e.commit_position() == http["position"].get<uint64_t>());
+    CHECK(e.prepare_position() == http["position"].get<uint64_t>());
+    CHECK(e.metadata().at("created") == std::to_string(http["createdUs"].get<int64_t>() * 10));
+    CHECK(e.metadata().at("type") == "T");
+    CHECK(e.metadata().at("content-type") == "application/json");
+    CHECK(e.data() == "{\"a\": 1.0}");  // the client's JSON text, byte for byte
+    CHECK(json::parse(e.custom_metadata()) == json{{"m", 2}});
+    CHECK(resp.event().commit_position() == http["position"].get<uint64_t>());
+    CHECK_FALSE(reader->Read(&resp));
+    CHECK(reader->Finish().ok());
+  }
+
+  SECTION("an append whose first message is not its options is INVALID_ARGUMENT") {
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Message("11111111-2222-4333-8444-555555555555", "T", "{}"));
+    writer->WritesDone();
+    CHECK(writer->Finish().error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  }
+
+  SECTION("a proposed message without a type: missing-required-metadata-property") {
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Options("no-type"));
+    writer->Write(Message("11111111-2222-4333-8444-555555555555", "", "{}"));
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(grpctest::Trailer(*ctx, "exception") == "missing-required-metadata-property");
+    CHECK(grpctest::Trailer(*ctx, "required-metadata-properties") == "type");
+  }
+
+  SECTION("an id that is not a UUID is INVALID_ARGUMENT and nothing is written") {
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Options("bad-id"));
+    writer->Write(Message("not-a-uuid", "T", "{}"));
+    writer->WritesDone();
+    CHECK(writer->Finish().error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(esdb::testing::Http(host.http_port(), "GET", "/streams/bad-id").status == 404);
+  }
+
+  SECTION("an append over max_append_bytes: maximum-append-size-exceeded, nothing written") {
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Options("too-big"));
+    writer->Write(Message("11111111-2222-4333-8444-555555555555", "T", "\"" + std::string(3000, 'x') + "\""));
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(grpctest::Trailer(*ctx, "exception") == "maximum-append-size-exceeded");
+    CHECK(grpctest::Trailer(*ctx, "maximum-append-size") == "2048");
+    CHECK(esdb::testing::Http(host.http_port(), "GET", "/streams/too-big").status == 404);
+  }
+
+  SECTION("bytes that are not a message are refused; the server goes on") {
+    grpc::Status s = RawUnary(channel, "/event_store.client.streams.Streams/Delete", std::string("\xff\xff\xff\xff", 4));
+    CHECK(s.error_code() != grpc::StatusCode::OK);
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Options("after-garbage"));
+    writer->Write(Message("21111111-2222-4333-8444-555555555555", "T", "{}"));
+    writer->WritesDone();
+    CHECK(writer->Finish().ok());
+    CHECK(resp.has_success());
+  }
+
+  SECTION("services not served are UNIMPLEMENTED") {
+    for (const char* m : {"/event_store.client.users.Users/Details", "/event_store.client.operations.Operations/Shutdown",
+                          "/event_store.client.projections.Projections/List",
+                          "/event_store.client.persistent_subscriptions.PersistentSubscriptions/List"}) {
+      INFO(m);
+      CHECK(RawUnary(channel, m, "").error_code() == grpc::StatusCode::UNIMPLEMENTED);
+    }
+  }
+
+  SECTION("ServerFeatures lists exactly the served methods; Gossip names this node as leader") {
+    auto features = event_store::client::server_features::ServerFeatures::NewStub(channel);
+    event_store::client::server_features::SupportedMethods methods;
+    auto ctx = Ctx();
+    REQUIRE(features->GetSupportedMethods(ctx.get(), pb::Empty(), &methods).ok());
+    std::set<std::string> names;
+    for (const auto& m : methods.methods()) names.insert(m.service_name() + "/" + m.method_name());
+    CHECK(names == std::set<std::string>{"event_store.client.streams.streams/read",
+                                         "event_store.client.streams.streams/append",
+                                         "event_store.client.streams.streams/batchappend",
+                                         "event_store.client.streams.streams/delete",
+                                         "event_store.client.streams.streams/tombstone",
+                                         "event_store.client.gossip.gossip/read",
+                                         "event_store.client.server_features.serverfeatures/getsupportedmethods"});
+    auto gossip = event_store::client::gossip::Gossip::NewStub(channel);
+    event_store::client::gossip::ClusterInfo info;
+    auto ctx2 = Ctx();
+    REQUIRE(gossip->Read(ctx2.get(), pb::Empty(), &info).ok());
+    REQUIRE(info.members_size() == 1);
+    CHECK(info.members(0).state() == event_store::client::gossip::MemberInfo::Leader);
+    CHECK(info.members(0).is_alive());
+    CHECK(info.members(0).http_end_point().port() == host.grpc_port());
+  }
+
+  SECTION("a tombstone without the admin role is access-denied") {
+    spb::TombstoneReq req;
+    req.mutable_options()->mutable_stream_identifier()->set_stream_name("keep");
+    req.mutable_options()->mutable_any();
+    spb::TombstoneResp resp;
+    auto ctx = Ctx();
+    grpc::Status s = streams->Tombstone(ctx.get(), req, &resp);
+    CHECK(s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(grpctest::Trailer(*ctx, "exception") == "access-denied");
+  }
+
+  SECTION("a subscription cancelled mid-stream ends; the server serves on") {
+    for (int round = 0; round < 20; ++round) {
+      const spb::ReadReq req = SubscriptionReq("");
+      auto ctx = Ctx(30000);
+      auto reader = streams->Read(ctx.get(), req);
+      spb::ReadResp resp;
+      REQUIRE(reader->Read(&resp));
+      CHECK(resp.has_confirmation());
+      ctx->TryCancel();
+      while (reader->Read(&resp)) {
+      }
+      CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
+    }
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Options("after-cancel"));
+    writer->Write(Message("31111111-2222-4333-8444-555555555555", "T", "{}"));
+    writer->WritesDone();
+    CHECK(writer->Finish().ok());
+  }
+}
+
+TEST_CASE("grpc: a graceful stop ends open subscriptions and the host exits cleanly", "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data");
+  auto streams = spb::Streams::NewStub(host.Channel());
+  const spb::ReadReq req = SubscriptionReq("quiet");
+  auto ctx = Ctx(60000);
+  auto reader = streams->Read(ctx.get(), req);
+  spb::ReadResp resp;
+  REQUIRE(reader->Read(&resp));
+  REQUIRE(resp.has_confirmation());
+  // A client that keeps reading (a gRPC C++ client drives its connection
+  // only while it waits on a call).
+  grpc::Status s;
+  std::thread client([&] {
+    spb::ReadResp r;
+    while (reader->Read(&r)) {
+    }
+    s = reader->Finish();
+    // Done with the server: release the connection (an idle C++ channel
+    // answers the server's GOAWAY only when polled, up to 5 s later).
+    reader.reset();
+    ctx.reset();
+    streams.reset();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(host.host().Stop() == 0);
+  const auto stop_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  client.join();
+  INFO(host.process().Stderr());
+  CHECK(stop_ms < 4000);  // the subscription did not hold the stop for the drain timeout (5 s)
+  CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_CASE("grpc: calls beyond max_concurrent_calls are refused with RESOURCE_EXHAUSTED, the others go on", "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data", {"grpc.max_concurrent_calls=8"});
+  auto channel = host.Channel();
+  auto streams = spb::Streams::NewStub(channel);
+  struct Open {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<spb::ReadResp>> reader;
+  };
+  std::vector<Open> open;
+  int confirmed = 0, exhausted = 0;
+  for (int i = 0; i < 16; ++i) {
+    const spb::ReadReq req = SubscriptionReq("", true);
+    Open call{Ctx(30000), nullptr};
+    call.reader = streams->Read(call.ctx.get(), req);
+    spb::ReadResp resp;
+    if (call.reader->Read(&resp) && resp.has_confirmation()) {
+      ++confirmed;
+      open.push_back(std::move(call));
+    } else {
+      grpc::Status s = call.reader->Finish();
+      INFO(s.error_message());
+      CHECK(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+      ++exhausted;
+    }
+  }
+  CHECK(confirmed > 0);
+  CHECK(exhausted > 0);  // the thread limit held
+  // Ending the open ones frees their threads: a new call is served again.
+  for (auto& call : open) call.ctx->TryCancel();
+  for (auto& call : open) {
+    spb::ReadResp resp;
+    while (call.reader->Read(&resp)) {
+    }
+    call.reader->Finish();
+  }
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Options("after-limit"));
+    writer->Write(Message("41111111-2222-4333-8444-555555555555", "T", "{}"));
+    writer->WritesDone();
+    served = writer->Finish().ok();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(served);
+}
+
+TEST_CASE("grpc: BatchAppend matches answers by correlation id, with the protocol's error details", "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data");
+  auto streams = spb::Streams::NewStub(host.Channel());
+  auto ctx = Ctx();
+  auto call = streams->BatchAppend(ctx.get());
+  auto batch = [](const std::string& corr, const std::string& stream, std::optional<uint64_t> expected,
+                  const std::string& id, bool final) {
+    spb::BatchAppendReq r;
+    r.mutable_correlation_id()->set_string(corr);
+    r.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+    if (expected) {
+      r.mutable_options()->set_stream_position(*expected);
+    } else {
+      r.mutable_options()->mutable_no_stream();
+    }
+    r.mutable_options()->mutable_deadline()->set_seconds(10);
+    auto* m = r.add_proposed_messages();
+    m->mutable_id()->set_string(id);
+    (*m->mutable_metadata())["type"] = "B";
+    (*m->mutable_metadata())["content-type"] = "application/json";
+    m->set_data("{}");
+    r.set_is_final(final);
+    return r;
+  };
+  const std::string a = "a0000000-0000-4000-8000-000000000001", b = "b0000000-0000-4000-8000-000000000002";
+  // Batch a arrives in two messages, interleaved with batch b; b expects a revision the stream does not have.
+  REQUIRE(call->Write(batch(a, "batch-a", std::nullopt, "a1000000-0000-4000-8000-000000000001", false)));
+  REQUIRE(call->Write(batch(b, "batch-b", 5, "b1000000-0000-4000-8000-000000000001", true)));
+  spb::BatchAppendReq second = batch(a, "batch-a", std::nullopt, "a1000000-0000-4000-8000-000000000002", true);
+  second.clear_options();
+  REQUIRE(call->Write(second));
+  call->WritesDone();
+  std::map<std::string, spb::BatchAppendResp> answers;
+  spb::BatchAppendResp resp;
+  while (call->Read(&resp)) answers[resp.correlation_id().string()] = resp;
+  CHECK(call->Finish().ok());
+  REQUIRE(answers.size() == 2);
+  REQUIRE(answers[a].has_success());
+  CHECK(answers[a].success().current_revision() == 1);  // both messages of batch a, one append
+  CHECK(answers[a].stream_identifier().stream_name() == "batch-a");
+  REQUIRE(answers[b].has_error());
+  pb::WrongExpectedVersion w;
+  REQUIRE(answers[b].error().details().UnpackTo(&w));
+  CHECK(w.has_current_no_stream());
+  CHECK(w.expected_stream_position() == 5);
+  CHECK(answers[b].stream_position() == 5);
+  const json read = json::parse(esdb::testing::Http(host.http_port(), "GET", "/streams/batch-a").body);
+  CHECK(read["events"].size() == 2);
+}
