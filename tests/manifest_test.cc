@@ -135,6 +135,14 @@ TEST_CASE("malformed JSON and missing files are reported with the path", "[manif
   auto r = ParseManifestFile(dir.path() / "bad.json", {"/p"}, {});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains((dir.path() / "bad.json").string() + ": malformed JSON"));
+  // A number too large for a double: an error naming the kind, not a crash
+  // (found by the manifest fuzzer), and not quoting the file.
+  esdb::test::WriteFile(dir.path() / "huge.json", "{\"name\": 66666666E6666666666}");
+  auto huge = ParseManifestFile(dir.path() / "huge.json", {"/p"}, {});
+  REQUIRE_FALSE(huge.ok());
+  CHECK_THAT(huge.status().message(),
+             Catch::Contains((dir.path() / "huge.json").string() + ": malformed JSON: number overflow"));
+  CHECK_THAT(huge.status().message(), !Catch::Contains("6666"));
   auto missing = ParseManifestFile(dir.path() / "nope.json", {"/p"}, {});
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(missing.status().message(), Catch::Contains("nope.json: cannot open manifest"));

@@ -186,6 +186,15 @@ std::string JsonSyntaxError(const std::string& text) {
     }
     if (const auto last = what.find("; last read:"); last != std::string::npos) what.erase(last);
     why = "malformed JSON: " + what;
+  } catch (const nlohmann::json::exception& e) {
+    // Not a syntax error but a value the parser refuses, e.g.
+    // "[json.exception.out_of_range.406] number overflow parsing '1E999'":
+    // the kind of error, never the text it quotes.
+    std::string what = e.what();
+    if (const auto at = what.find("] "); at != std::string::npos) what.erase(0, at + 2);
+    if (const auto quote = what.find(" parsing '"); quote != std::string::npos) what.erase(quote);
+    if (const auto quote = what.find('\''); quote != std::string::npos) what.erase(quote);
+    why = "malformed JSON: " + what;
   }
   return why;
 }
