@@ -27,11 +27,12 @@ void PutFixed32BE(std::string* dst, uint32_t v) {
   dst->append(buf, 4);
 }
 
-namespace {
 void PutString(std::string* dst, std::string_view s) {
   PutFixed32BE(dst, static_cast<uint32_t>(s.size()));
   dst->append(s.data(), s.size());
 }
+
+namespace {
 esdb::Status Bad(const char* what) { return esdb::Status::Corruption(std::string("malformed ") + what + " record"); }
 }  // namespace
 

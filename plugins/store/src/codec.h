@@ -17,6 +17,8 @@ namespace esdb_store {
 void PutFixed64BE(std::string* dst, uint64_t v);
 uint64_t DecodeFixed64BE(const char* p);
 void PutFixed32BE(std::string* dst, uint32_t v);
+// A length-prefixed string (u32 length + bytes), as RecordReader::GetString reads it.
+void PutString(std::string* dst, std::string_view s);
 
 // Reads length-prefixed fields from a record; every Get* returns false on
 // truncated input.

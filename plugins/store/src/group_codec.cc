@@ -1,18 +1,14 @@
 #include "group_codec.h"
 
 #include "codec.h"
+#include "lease_rule.h"
 
 namespace esdb_store {
 namespace {
 
-void PutStr(std::string* out, std::string_view s) {
-  PutFixed32BE(out, static_cast<uint32_t>(s.size()));
-  out->append(s.data(), s.size());
-}
-
 void PutRequestHead(std::string* out, uint8_t kind, std::string_view stream, const esdb::ExpectedVersion& expected) {
   out->push_back(static_cast<char>(kind));
-  PutStr(out, stream);
+  PutString(out, stream);
   out->push_back(static_cast<char>(expected.kind));
   PutFixed64BE(out, static_cast<uint64_t>(expected.version));
 }
@@ -42,10 +38,10 @@ void EncodeGroupAppend(std::string_view stream, const esdb::ExpectedVersion& exp
     const esdb::ProposedEvent& e = events[i];
     out->push_back(static_cast<char>(!generated.empty() && generated[i] ? 1 : 0));
     out->append(raw_ids[i]);
-    PutStr(out, e.event_type);
-    PutStr(out, e.content_type);
-    PutStr(out, e.data);
-    PutStr(out, e.metadata);
+    PutString(out, e.event_type);
+    PutString(out, e.content_type);
+    PutString(out, e.data);
+    PutString(out, e.metadata);
   }
 }
 
@@ -56,7 +52,15 @@ void EncodeGroupDelete(std::string_view stream, const esdb::ExpectedVersion& exp
 
 void EncodeGroupMetadata(std::string_view stream, const esdb::StreamMetadata& metadata, std::string* out) {
   PutRequestHead(out, 2, stream, esdb::ExpectedVersion::Any());
-  PutStr(out, EncodeMetadata(metadata));
+  PutString(out, EncodeMetadata(metadata));
+}
+
+void EncodeGroupLease(const esdb::LeaderLeaseClaim& claim, std::string* out) {
+  out->push_back(3);
+  PutString(out, claim.node);
+  PutString(out, claim.http);
+  PutFixed64BE(out, claim.term);
+  PutFixed32BE(out, claim.ttl_ms);
 }
 
 esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
@@ -73,11 +77,27 @@ esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
     const std::string which = "request " + std::to_string(i);
     GroupRequest q;
     uint8_t kind = 0, expected_kind = 0;
+    if (!r.GetU8(&kind)) return bad(which + " truncated");
+    if (kind > 3) return bad(which + ": unknown kind " + std::to_string(kind));
+    if (kind == 3) {
+      std::string_view node, http;
+      uint64_t term = 0;
+      uint32_t ttl_ms = 0;
+      if (!r.GetString(&node) || !r.GetString(&http) || !r.GetU64(&term) || !GetU32(r, &ttl_ms)) {
+        return bad(which + " truncated");
+      }
+      esdb::LeaderLeaseClaim claim{std::string(node), std::string(http), term, ttl_ms};
+      const esdb::Status valid = ValidateLeaseClaim(claim);
+      if (!valid.ok()) return bad(which + ": " + valid.message());
+      q.kind = GroupRequest::Kind::kLease;
+      q.lease = std::move(claim);
+      g.requests.push_back(std::move(q));
+      continue;
+    }
     std::string_view stream;
-    if (!r.GetU8(&kind) || !r.GetString(&stream) || !r.GetU8(&expected_kind) || !r.GetI64(&q.expected.version)) {
+    if (!r.GetString(&stream) || !r.GetU8(&expected_kind) || !r.GetI64(&q.expected.version)) {
       return bad(which + " truncated");
     }
-    if (kind > 2) return bad(which + ": unknown kind " + std::to_string(kind));
     if (expected_kind > static_cast<uint8_t>(esdb::ExpectedVersion::Kind::kExact)) return bad(which + ": bad expected version");
     q.kind = static_cast<GroupRequest::Kind>(kind);
     q.expected.kind = static_cast<esdb::ExpectedVersion::Kind>(expected_kind);

@@ -10,6 +10,8 @@
 //                          [str content_type][str data][str metadata])
 //   delete:   [u8 hard]
 //   metadata: [str metadata JSON (codec.h)]
+// or a leader lease claim (lease_rule.h), which names no stream:
+//   [u8 kind 3][str node][str http][u64 term][u32 ttl_ms]
 // Integers big-endian, str = u32 length + bytes.
 #pragma once
 
@@ -20,12 +22,13 @@
 #include <vector>
 
 #include <esdb/event_store.h>
+#include <esdb/leader_lease.h>
 #include <esdb/status.h>
 
 namespace esdb_store {
 
 struct GroupRequest {
-  enum class Kind : uint8_t { kAppend = 0, kDelete = 1, kSetMetadata = 2 };
+  enum class Kind : uint8_t { kAppend = 0, kDelete = 1, kSetMetadata = 2, kLease = 3 };
   Kind kind = Kind::kAppend;
   std::string stream;
   esdb::ExpectedVersion expected;
@@ -34,6 +37,7 @@ struct GroupRequest {
   std::vector<uint8_t> generated;           // parallel to events: 1 = the proposer generated the id
   bool hard = false;
   std::optional<esdb::StreamMetadata> metadata;
+  std::optional<esdb::LeaderLeaseClaim> lease;  // kLease only (stream and expected unused)
 };
 
 struct GroupRecord {
@@ -49,10 +53,11 @@ void EncodeGroupAppend(std::string_view stream, const esdb::ExpectedVersion& exp
                        const std::vector<uint8_t>& generated, std::string* out);
 void EncodeGroupDelete(std::string_view stream, const esdb::ExpectedVersion& expected, bool hard, std::string* out);
 void EncodeGroupMetadata(std::string_view stream, const esdb::StreamMetadata& metadata, std::string* out);
+void EncodeGroupLease(const esdb::LeaderLeaseClaim& claim, std::string* out);
 
 // Decodes and checks what the store's keys rely on (stream ids non-empty,
 // without NUL, not "$all"; ids 16 bytes; event types non-empty; expected
-// versions valid). Corruption naming the first problem otherwise. The
+// versions valid; lease claims as ValidateLeaseClaim() wants them). Corruption naming the first problem otherwise. The
 // bytes come from the log, written by any node: treated as hostile.
 esdb::Result<GroupRecord> DecodeGroup(std::string_view data);
 

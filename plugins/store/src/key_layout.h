@@ -12,7 +12,7 @@
 //   'm' <stream>                 -> metadata JSON        max_count, max_age, truncate_before, custom
 //   'n' <stream> 0 <version u64> -> snapshot record
 //   "\x01log_applied"           -> log state            cluster mode: last log entry applied, running
-//                                                       hash of the log (store_cluster.cc)
+//                                                       hash of the log, the leader lease (store_cluster.cc)
 //   "\x01incarnation"           -> u64                 cluster mode: this node's starts (entry ids)
 //   'g' <log entry id>           -> <sequence u64>       cluster mode: log entries applied, by id (dedup)
 //

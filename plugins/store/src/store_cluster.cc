@@ -5,12 +5,14 @@
 #include <openssl/evp.h>
 
 #include <cstdio>
+#include <future>
 #include <random>
 
 #include <spdlog/logger.h>
 
 #include "group_codec.h"
 #include "key_layout.h"
+#include "lease_rule.h"
 #include "store_core.h"
 #include "store_core_internal.h"
 
@@ -72,6 +74,9 @@ void Answer(std::vector<std::unique_ptr<StoreCore::Request>>& requests, const st
       if (r.append_done) {
         if (st.ok()) r.append_done((*results)[i]);
         else r.append_done(std::move(st));
+      } else if (r.lease_done) {
+        if (st.ok()) r.lease_done(r.lease_outcome);
+        else r.lease_done(std::move(st));
       } else if (r.status_done) {
         r.status_done(std::move(st));
       }
@@ -120,12 +125,12 @@ void OnPublished(const std::shared_ptr<PendingGroups>& table, const std::string&
 }  // namespace
 
 std::string EncodeLogPosition(const LogPosition& p) {
-  std::string v(1, '\x01');
+  std::string v(1, '\x02');
   PutFixed64BE(&v, p.sequence);
   v += p.hash;
   v += p.digest;
-  PutFixed32BE(&v, static_cast<uint32_t>(p.entry_id.size()));
-  v += p.entry_id;
+  PutString(&v, p.entry_id);
+  EncodeLeaseState(p.lease, &v);
   return v;
 }
 
@@ -134,10 +139,12 @@ bool DecodeLogPosition(std::string_view value, LogPosition* p) {
   uint8_t format = 0;
   uint64_t seq = 0;
   std::string_view hash, digest, id;
-  if (!r.GetU8(&format) || format != 1 || !r.GetU64(&seq) || !r.GetBytes(32, &hash) || !r.GetBytes(32, &digest) ||
-      !r.GetString(&id) || !r.done()) {
+  if (!r.GetU8(&format) || (format != 1 && format != 2) || !r.GetU64(&seq) || !r.GetBytes(32, &hash) ||
+      !r.GetBytes(32, &digest) || !r.GetString(&id)) {
     return false;
   }
+  p->lease = esdb::LeaderLeaseState{};
+  if ((format == 2 && !DecodeLeaseState(r, &p->lease)) || !r.done()) return false;
   p->sequence = seq;
   p->hash.assign(hash);
   p->digest.assign(digest);
@@ -226,6 +233,11 @@ esdb::Status StoreCore::OpenCluster(const std::string& node) {
   }
   c.open_target = *last;
   c.applied_sequence.store(applied);
+  {
+    std::lock_guard<std::mutex> lock(c.lease_mu);
+    c.lease = c.applied.lease;
+    c.lease.sequence = applied;
+  }
   c.caught_up = applied >= c.open_target;
   Log(2, "cluster mode: node " + c.node + " incarnation " + c.incarnation_tag + ", applied up to entry " +
              std::to_string(applied) + " (log hash " + Hex(c.applied.hash).substr(0, 16) + "...), the log ends at " +
@@ -362,6 +374,7 @@ void StoreCore::ProposerLoop() {
           break;
         case Request::Kind::kDelete: EncodeGroupDelete(r.stream, r.expected, r.hard, &data); break;
         case Request::Kind::kSetMetadata: EncodeGroupMetadata(r.stream, *r.metadata, &data); break;
+        case Request::Kind::kLease: EncodeGroupLease(*r.lease, &data); break;
       }
     }
     std::string id = c.node + "-" + c.incarnation_tag + "-" + std::to_string(++c.counter);
@@ -424,6 +437,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
   next.digest = EntryDigest(e);
   next.hash = Sha256({c.applied.hash, next.digest});
   next.entry_id = e.id;
+  next.lease = c.applied.lease;  // ProcessGroup() decides lease claims against it
 
   // Applied before under another sequence (a resend that the log's own
   // deduplication missed): this entry changes nothing.
@@ -459,6 +473,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
           case GroupRequest::Kind::kAppend: r->kind = Request::Kind::kAppend; break;
           case GroupRequest::Kind::kDelete: r->kind = Request::Kind::kDelete; break;
           case GroupRequest::Kind::kSetMetadata: r->kind = Request::Kind::kSetMetadata; break;
+          case GroupRequest::Kind::kLease: r->kind = Request::Kind::kLease; break;
         }
         r->stream = std::move(q.stream);
         r->expected = q.expected;
@@ -467,6 +482,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
         r->generated = std::move(q.generated);
         r->hard = q.hard;
         r->metadata = std::move(q.metadata);
+        r->lease = std::move(q.lease);
         for (const auto& ev : r->events) r->bytes += EventBytes(ev);
         requests.push_back(std::move(r));
       }
@@ -486,6 +502,9 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
     c.applied = next;
     c.applied_sequence.store(next.sequence);
     c.applied_entries.fetch_add(1);
+    std::lock_guard<std::mutex> lock(c.lease_mu);
+    c.lease = next.lease;
+    c.lease.sequence = next.sequence;
   }
   // Answer this node's callers: now if the log acknowledged the entry,
   // otherwise when it does.
@@ -507,6 +526,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
           } else {
             g.statuses[i] = outcomes[i].status;
             g.results[i] = outcomes[i].result;
+            g.requests[i]->lease_outcome = outcomes[i].lease;
           }
         }
         g.applied = true;
@@ -533,6 +553,30 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
       c.apply_cv.notify_all();
     }
   }
+}
+
+// ---- the leader lease ------------------------------------------------------------
+
+esdb::Result<esdb::LeaderLeaseOutcome> StoreCore::ProposeLease(const esdb::LeaderLeaseClaim& claim) {
+  if (!cluster_) return esdb::Status::FailedPrecondition("the leader lease exists in cluster mode only");
+  esdb::Status s = ValidateLeaseClaim(claim);
+  if (!s.ok()) return s;
+  auto r = std::make_unique<Request>();
+  r->kind = Request::Kind::kLease;
+  r->lease = claim;
+  r->bytes = claim.node.size() + claim.http.size();
+  std::promise<esdb::Result<esdb::LeaderLeaseOutcome>> promise;
+  auto future = promise.get_future();
+  r->lease_done = [&promise](esdb::Result<esdb::LeaderLeaseOutcome> o) { promise.set_value(std::move(o)); };
+  s = Enqueue(r);
+  if (!s.ok()) return s;
+  return future.get();
+}
+
+esdb::Result<esdb::LeaderLeaseState> StoreCore::CurrentLease() {
+  if (!cluster_) return esdb::Status::FailedPrecondition("the leader lease exists in cluster mode only");
+  std::lock_guard<std::mutex> lock(cluster_->lease_mu);
+  return cluster_->lease;
 }
 
 nlohmann::json StoreCore::ClusterStats() const {

@@ -12,6 +12,7 @@
 #include "esdb/all_filter.h"
 #include "esdb/bus_events.h"
 #include "key_layout.h"
+#include "lease_rule.h"
 #include "store_core_internal.h"
 
 namespace esdb_store {
@@ -356,7 +357,7 @@ void StoreCore::DecideMetadata(Request& r, CommitGroup& group, Outcome& out) {
 }
 
 std::vector<StoreCore::Outcome> StoreCore::ProcessGroup(std::vector<std::unique_ptr<Request>>& group,
-                                                        int64_t now_us, const LogPosition* log, bool* group_committed) {
+                                                        int64_t now_us, LogPosition* log, bool* group_committed) {
   staged_.clear();
   staged_ids_.clear();
   CommitGroup cg;
@@ -374,6 +375,17 @@ std::vector<StoreCore::Outcome> StoreCore::ProcessGroup(std::vector<std::unique_
       case Request::Kind::kAppend: DecideAppend(r, cg, &position, now_us, out); break;
       case Request::Kind::kDelete: DecideDelete(r, cg, out); break;
       case Request::Kind::kSetMetadata: DecideMetadata(r, cg, out); break;
+      case Request::Kind::kLease:
+        // Cluster mode only: the lease is part of the log position, written
+        // with the group (lease_rule.h).
+        if (log == nullptr) {
+          out.status = esdb::Status::FailedPrecondition("the leader lease exists in cluster mode only");
+          break;
+        }
+        out.lease.granted = DecideLease(*r.lease, now_us, log->sequence, &log->lease);
+        out.lease.lease = log->lease;
+        out.lease.lease.sequence = log->sequence;
+        break;
     }
     any_write = any_write || out.writes;
   }
@@ -462,6 +474,8 @@ std::vector<StoreCore::Outcome> StoreCore::ProcessGroup(std::vector<std::unique_
           deleted.push_back(&r);
         }
         if (r.status_done) r.status_done(out.status);
+        if (r.lease_done && out.status.ok()) r.lease_done(out.lease);
+        else if (r.lease_done) r.lease_done(out.status);
       }
     } catch (const std::exception& e) {
       Log(4, std::string("an append callback threw: ") + e.what());

@@ -40,6 +40,7 @@
 
 #include <esdb/event.h>
 #include <esdb/event_store.h>
+#include <esdb/leader_lease.h>
 #include <esdb/log.h>
 #include <esdb/storage.h>
 
@@ -126,6 +127,13 @@ class StoreCore : public esdb::EventStoreV2 {
   // that stopped the applier; kTimeout. Single-node mode: OK at once.
   esdb::Status WaitCaughtUp(std::chrono::milliseconds timeout);
 
+  // Cluster mode: the leader lease (esdb/leader_lease.h, whose contracts
+  // these follow; StoreService offers them as esdb.leader_lease/1). A claim
+  // is proposed as a log entry like a write and decided at apply
+  // (lease_rule.h). Single-node mode: kFailedPrecondition.
+  esdb::Result<esdb::LeaderLeaseOutcome> ProposeLease(const esdb::LeaderLeaseClaim& claim);
+  esdb::Result<esdb::LeaderLeaseState> CurrentLease();
+
  private:
   // What the store keeps in memory per stream.
   struct StreamState {
@@ -162,8 +170,9 @@ class StoreCore : public esdb::EventStoreV2 {
   // created time. `log`: cluster mode, the log entry the group is (its
   // position is written with it). Returns the outcomes; `*group_committed` is
   // false when the group's batch was not written.
+  // Lease claims (cluster mode) are decided against and update log->lease.
   std::vector<Outcome> ProcessGroup(std::vector<std::unique_ptr<Request>>& group, int64_t now_us,
-                                    const LogPosition* log, bool* group_committed);
+                                    LogPosition* log, bool* group_committed);
   // Cluster mode (store_cluster.cc).
   esdb::Status OpenCluster(const std::string& node);
   void CloseCluster();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "esdb/event_store.h"
+#include "esdb/leader_lease.h"
 #include "esdb/status.h"
 #include "key_layout.h"
 #include "store_core.h"
@@ -61,9 +62,9 @@ inline std::string NewRandomEventId(std::mt19937_64& rng) {
   return raw;
 }
 
-// One queued write. Exactly one of the two completions is set.
+// One queued write. Exactly one of the three completions is set.
 struct StoreCore::Request {
-  enum class Kind { kAppend, kDelete, kSetMetadata };
+  enum class Kind { kAppend, kDelete, kSetMetadata, kLease };
   Kind kind = Kind::kAppend;
   std::string stream;
   esdb::ExpectedVersion expected;
@@ -76,8 +77,11 @@ struct StoreCore::Request {
   size_t bytes = 0;
   bool hard = false;
   std::optional<esdb::StreamMetadata> metadata;  // kSetMetadata only (its JSON allocates)
+  std::optional<esdb::LeaderLeaseClaim> lease;   // kLease only (cluster mode; stream unused)
   esdb::AppendCallback append_done;
   std::function<void(esdb::Status)> status_done;
+  std::function<void(esdb::Result<esdb::LeaderLeaseOutcome>)> lease_done;
+  esdb::LeaderLeaseOutcome lease_outcome;  // kLease: set with the proposer's answers (store_cluster.cc)
   esdb::CallContext context;  // copied onto the bus events it causes
 };
 
@@ -85,6 +89,7 @@ struct StoreCore::Request {
 struct StoreCore::Outcome {
   esdb::Status status;
   esdb::AppendResult result;
+  esdb::LeaderLeaseOutcome lease;  // kLease only
   bool writes = false;  // contributes to the batch; fails if the batch fails
   int64_t first_version = 0, last_version = -1;
 };
@@ -92,16 +97,20 @@ struct StoreCore::Outcome {
 // Cluster mode: where this node is in the log. `hash` is the running hash
 // of every entry up to `sequence` (SHA-256 chained: store_cluster.cc),
 // `digest` the hash of entry `sequence` alone (checked against the log at
-// open). Both 32 bytes; empty hashes before the first entry.
+// open). Both 32 bytes; empty hashes before the first entry. `lease` is
+// the leader lease as applied up to `sequence` (lease_rule.h): stored with
+// the position, so in the same batch as the entry's writes.
 struct LogPosition {
   uint64_t sequence = 0;
   std::string hash;
   std::string digest;
   std::string entry_id;  // the applied entry's id ('g' key), may be empty
+  esdb::LeaderLeaseState lease;  // its `sequence` unused here
 };
 
-// The value of "\x01log_applied": [u8 1][u64 sequence][32B hash][32B digest]
-// [str entry id]; Decode: false when malformed.
+// The value of "\x01log_applied": [u8 2][u64 sequence][32B hash][32B digest]
+// [str entry id][lease (lease_rule.h)]; format 1, written before the lease
+// was kept, lacks the lease (none). Decode: false when malformed.
 std::string EncodeLogPosition(const LogPosition& p);
 bool DecodeLogPosition(std::string_view value, LogPosition* p);
 
@@ -145,6 +154,11 @@ struct StoreCore::ClusterState {
   bool caught_up = false;                  // guarded by apply_mu
   bool halted = false;                     // guarded by apply_mu
   esdb::Status halt_status;                // guarded by apply_mu
+
+  // The applied lease as others read it (CurrentLease()): a copy of
+  // applied.lease and applied.sequence, updated after each entry.
+  mutable std::mutex lease_mu;
+  esdb::LeaderLeaseState lease;  // guarded by lease_mu
 };
 
 }  // namespace esdb_store

@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include <esdb/bus_events.h>
+#include <esdb/leader_lease.h>
 #include <esdb/log.h>
 #include <esdb/plugin.h>
 #include <esdb/storage.h>
@@ -91,7 +92,8 @@ class StoreSubsystem : public esdb::Subsystem {
       log_.reset();
     }
     if (provided_) {
-      for (const char* name : {esdb::services::kEventStoreV2, esdb::services::kEventStore}) {
+      for (const char* name : {esdb::services::kLeaderLease, esdb::services::kEventStoreV2, esdb::services::kEventStore}) {
+        if (std::string_view(name) == esdb::services::kLeaderLease && !options_.cluster) continue;
         esdb::Status w = ctx_->Services().Withdraw(name);
         if (!w.ok() && w.code() != esdb::Code::kNotFound) ctx_->Logger()->warn("withdraw {}: {}", name, w.ToString());
       }
@@ -113,14 +115,22 @@ class StoreSubsystem : public esdb::Subsystem {
 
  private:
   // Offers the service: one object under both names, /2 for today's
-  // consumers, /1 (its SDK 1.0 base) for plugins built against SDK 1.0.
-  // Both or neither.
+  // consumers, /1 (its SDK 1.0 base) for plugins built against SDK 1.0; in
+  // cluster mode also as esdb.leader_lease/1. All or none.
   esdb::Status ProvideService() {
     std::shared_ptr<esdb::EventStoreV2> store = service_;
     esdb::Status s = ctx_->Services().Provide<esdb::EventStoreV2>(esdb::services::kEventStoreV2, store);
     if (s.ok()) {
       s = ctx_->Services().Provide<esdb::EventStore>(esdb::services::kEventStore, store);
       if (!s.ok()) (void)ctx_->Services().Withdraw(esdb::services::kEventStoreV2);
+    }
+    if (s.ok() && options_.cluster) {
+      s = ctx_->Services().Provide<esdb::LeaderLease>(esdb::services::kLeaderLease,
+                                                      std::shared_ptr<esdb::LeaderLease>(service_));
+      if (!s.ok()) {
+        (void)ctx_->Services().Withdraw(esdb::services::kEventStore);
+        (void)ctx_->Services().Withdraw(esdb::services::kEventStoreV2);
+      }
     }
     return s;
   }

@@ -52,6 +52,11 @@ void StoreService::AppendAsync(const std::string& stream_id, esdb::ExpectedVersi
   core->AppendAsync(stream_id, expected, std::move(events), std::move(done), context);
 }
 
+esdb::Result<esdb::LeaderLeaseOutcome> StoreService::ProposeLease(const esdb::LeaderLeaseClaim& claim) {
+  ESDB_STORE_FORWARD(ProposeLease(claim));
+}
+esdb::Result<esdb::LeaderLeaseState> StoreService::CurrentLease() { ESDB_STORE_FORWARD(CurrentLease()); }
+
 esdb::Result<esdb::ReadStreamResult> StoreService::ReadStream(const esdb::ReadStreamRequest& request) {
   ESDB_STORE_FORWARD(ReadStream(request));
 }

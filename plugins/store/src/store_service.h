@@ -1,4 +1,5 @@
-// StoreService: the object the store plugin provides as "esdb.event_store/2" (and "/1").
+// StoreService: the object the store plugin provides as "esdb.event_store/2" (and "/1"),
+// and in cluster mode as "esdb.leader_lease/1".
 // It forwards to the current StoreCore, or answers kUnavailable naming the
 // missing piece (persistence) while there is none: before storage appears,
 // after it is withdrawn, after the store stopped. Consumers can keep their
@@ -12,12 +13,13 @@
 #include <string>
 
 #include <esdb/event_store.h>
+#include <esdb/leader_lease.h>
 
 #include "store_core.h"
 
 namespace esdb_store {
 
-class StoreService : public esdb::EventStoreV2 {
+class StoreService : public esdb::EventStoreV2, public esdb::LeaderLease {
  public:
   explicit StoreService(std::string unavailable_reason) : reason_(std::move(unavailable_reason)) {}
 
@@ -53,6 +55,8 @@ class StoreService : public esdb::EventStoreV2 {
   esdb::Result<std::vector<esdb::Snapshot>> ListSnapshots(const std::string& stream_id) override;
   esdb::Result<esdb::ScavengeResult> Scavenge() override;
   nlohmann::json Stats() override;
+  esdb::Result<esdb::LeaderLeaseOutcome> ProposeLease(const esdb::LeaderLeaseClaim& claim) override;
+  esdb::Result<esdb::LeaderLeaseState> CurrentLease() override;
 
  private:
   // The current core, or null with `*why` set.
