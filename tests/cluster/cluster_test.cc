@@ -1,6 +1,7 @@
 // Cluster mode with real processes: three nats-servers (JetStream,
 // clustered, loopback) and three esdb-hosts in cluster mode (store "mode":
 // "cluster", the log plugin with the stream at 3 replicas). No mocks.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <filesystem>
@@ -527,7 +528,10 @@ json AgreedLeader(const std::vector<uint16_t>& ports, uint64_t above, json* last
           const json d = ClusterDetails(port);
           last->push_back(d);
           if (!d.is_object() || !d["leader"].is_object() || d["term"].get<uint64_t>() <= above) return false;
-          const json l = {{"node", d["leader"]["node"]}, {"http", d["leader"]["http"]}, {"term", d["term"]}};
+          const json l = {{"node", d["leader"]["node"]},
+                          {"http", d["leader"]["http"]},
+                          {"term", d["term"]},
+                          {"granted_sequence", d["leader"]["granted_sequence"]}};
           if (first.is_null()) first = l;
           else if (l != first) return false;
         }
@@ -538,17 +542,28 @@ json AgreedLeader(const std::vector<uint16_t>& ports, uint64_t above, json* last
   return agreed;
 }
 
-// The host printed leader_elected naming this leader and term.
+// The host printed leader_elected naming this leader and term, granted at
+// this log sequence.
 bool SawLeader(esdb::testing::HostProcess& host, const json& leader, int timeout_ms) {
   return host
       .WaitFor(
           [&](const json& l) {
             return l.value("type", "") == "leader_elected" && l.contains("data") && l["data"].is_object() &&
                    l["data"].value("leader", "") == leader["node"] && l["data"].value("http", "") == leader["http"] &&
-                   l["data"].value("term", uint64_t{0}) == leader["term"].get<uint64_t>();
+                   l["data"].value("term", uint64_t{0}) == leader["term"].get<uint64_t>() &&
+                   l["data"].value("sequence", uint64_t{0}) == leader["granted_sequence"].get<uint64_t>();
           },
           timeout_ms)
       .has_value();
+}
+
+// Every leader_elected the host printed: {leader, http, term, sequence}, in order.
+json LeadersSeen(const esdb::testing::HostProcess& host) {
+  json seen = json::array();
+  for (const json& l : host.Lines()) {
+    if (l.value("type", "") == "leader_elected" && l.contains("data")) seen.push_back(l["data"]);
+  }
+  return seen;
 }
 
 // Whether a cluster event of `type` about node `node` (node_* events name
@@ -575,9 +590,10 @@ bool SseSees(gwtest::SseReader& sse, std::vector<json>& seen, const std::string&
 
 }  // namespace
 
-TEST_CASE("cluster: a leader is elected through the lease; killed with SIGKILL, another node takes over with a "
-          "higher term, seen by every node; restarted, it sees the current leader; /control/status, /metrics and "
-          "another node's /control/events show it",
+TEST_CASE("cluster: a leader is elected through lease claims in the log; killed with SIGKILL, another node takes "
+          "over with a higher term, seen by every node; every node names the same leader and term as granted at the "
+          "same log sequence; restarted, it sees the current leader; /control/status, /metrics and another node's "
+          "/control/events show it",
           "[cluster]") {
   esdb::testing::TempDir dir("esdb-cluster-lease");
   ThreeNodes cluster(dir.path());
@@ -653,6 +669,26 @@ TEST_CASE("cluster: a leader is elected through the lease; killed with SIGKILL, 
   for (Node& n : nodes) {
     if (n.host) CHECK(SawLeader(*n.host, second, 10000));
   }
+  // The survivors saw the same leaderships, each granted at the same log
+  // sequence, the first and the second among them.
+  {
+    std::vector<json> lists;
+    for (Node& n : nodes) {
+      if (n.host) lists.push_back(LeadersSeen(*n.host));
+    }
+    REQUIRE(lists.size() == 2);
+    INFO(lists[0].dump() << " vs " << lists[1].dump());
+    CHECK(lists[0] == lists[1]);
+    REQUIRE(lists[0].size() >= 2);
+    const json as_seen = {{"leader", first["node"]},
+                          {"http", first["http"]},
+                          {"term", first["term"]},
+                          {"sequence", first["granted_sequence"]}};
+    CHECK(std::find(lists[0].begin(), lists[0].end(), as_seen) != lists[0].end());
+    CHECK(lists[0].back()["term"] == second["term"]);
+    CHECK(lists[0].back()["sequence"] == second["granted_sequence"]);
+    CHECK(second["granted_sequence"].get<uint64_t>() > first["granted_sequence"].get<uint64_t>());
+  }
   CHECK(SseSees(sse, seen, "node_left", old_name, 30000));
   CHECK(SseSees(sse, seen, "leader_elected", second["node"], 30000));
 
@@ -670,23 +706,4 @@ TEST_CASE("cluster: a leader is elected through the lease; killed with SIGKILL, 
   for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
   nodes.clear();
 
-  // A node whose lease TTL differs from the bucket's: its cluster subsystem
-  // fails, naming the key.
-  {
-    const fs::path manifests = ClusterManifests(dir / "other-ttl" / "manifests", servers, 3);
-    json m = json::parse(esdb::test::ReadText(manifests / "cluster.json"));
-    m["config"]["lease_ttl_ms"] = 3000;
-    esdb::test::WriteManifest(manifests, m);
-    esdb::testing::HostOptions o;
-    o.manifests = manifests;
-    o.data = dir / "other-ttl" / "data";
-    o.args = {"--node", "node-4"};
-    esdb::testing::HostProcess host(std::move(o));
-    auto failed = host.WaitForEvent("subsystem_failed", "cluster", 60000);
-    INFO(host.Stderr());
-    REQUIRE(failed);
-    CHECK_THAT(failed->dump(), Catch::Contains("field 'lease_ttl_ms': the bucket 'esdb-leader' exists with a TTL of "
-                                               "2000 ms, not 3000"));
-    CHECK(host.Terminate() == 0);
-  }
 }

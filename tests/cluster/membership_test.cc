@@ -1,6 +1,7 @@
-// The cluster plugin's pure logic, fed heartbeats, lease entries and times
+// The cluster plugin's pure logic, fed heartbeats, lease states and times
 // directly: membership (plugins/cluster/src/membership.h) and the leader view
-// (lease.h); and its config refused by a host.
+// (lease.h: what it proposes and announces of the lease the store applies);
+// and its config refused by a host.
 #include <catch2/catch.hpp>
 
 #include "esdb/testing/host_process.h"
@@ -78,50 +79,56 @@ TEST_CASE("membership: heartbeats round-trip; malformed ones are refused", "[mem
   }
 }
 
-TEST_CASE("leader view: a created lease's term is its revision, renewals keep it, a new leader has a higher term; "
-          "older revisions and malformed leases are refused",
+TEST_CASE("leader view: leader_elected exactly when the applied lease names a new holder or term; a node renews "
+          "its own live lease, claims an absent or expired one, and leaves another's alone",
           "[membership]") {
-  using esdb_cluster::DecodeLease;
-  using esdb_cluster::EncodeLease;
-  using esdb_cluster::Lease;
   using esdb_cluster::LeaderView;
-  LeaderView v(2000);
+  using esdb_cluster::NextClaim;
+  using State = esdb::LeaderLeaseState;
+  LeaderView v;
   CHECK(v.Leader(0).is_null());
-  // node-1 creates the lease at revision 5: term 5.
-  auto e = v.Observe(5, Lease{"node-1", "127.0.0.1:2113", 0, 1}, 0);
+  CHECK(v.Observe(State{"", "", 0, 0, 0, 3}).empty());  // no lease yet
+  // node-1 granted term 1 at entry 5, until t = 2 s.
+  auto e = v.Observe(State{"node-1", "127.0.0.1:2113", 1, 2000000, 5, 5});
   REQUIRE(e.size() == 1);
   CHECK(e[0].type == "leader_elected");
   CHECK(e[0].retain_key == "leader");
-  CHECK(e[0].data == nlohmann::json{{"leader", "node-1"}, {"http", "127.0.0.1:2113"}, {"term", 5}});
-  // Its renewals carry term 5: nothing new to announce.
-  CHECK(v.Observe(6, Lease{"node-1", "127.0.0.1:2113", 5, 1}, 500).empty());
-  CHECK(v.Observe(6, Lease{"node-2", "127.0.0.1:2123", 0, 1}, 500).empty());  // not newer
-  CHECK(v.Leader(2400)["node"] == "node-1");
-  CHECK(v.Leader(2400)["term"] == 5);
-  CHECK(v.Leader(2501).is_null());  // not renewed within the TTL, as seen here
-  // node-2 takes over at revision 9: term 9.
-  e = v.Observe(9, Lease{"node-2", "127.0.0.1:2123", 0, 7}, 3000);
+  CHECK(e[0].data ==
+        nlohmann::json{{"leader", "node-1"}, {"http", "127.0.0.1:2113"}, {"term", 1}, {"sequence", 5}});
+  // Renewed (same holder and term, later until): nothing to announce.
+  CHECK(v.Observe(State{"node-1", "127.0.0.1:2113", 1, 4000000, 5, 9}).empty());
+  CHECK(v.Observe(State{"node-2", "127.0.0.1:2123", 2, 9000000, 8, 8}).empty());  // read at an older sequence
+  CHECK(v.Leads("node-1", 3999999));
+  CHECK_FALSE(v.Leads("node-2", 1000));
+  CHECK(v.Leader(3000000)["node"] == "node-1");
+  CHECK(v.Leader(3000000)["expires_in_ms"] == 1000);
+  CHECK(v.Leader(4000000).is_null());  // expired by this node's clock
+  CHECK_FALSE(v.Leads("node-1", 4000000));
+  // node-2 granted term 2 at entry 12.
+  e = v.Observe(State{"node-2", "127.0.0.1:2123", 2, 9000000, 12, 12});
   REQUIRE(e.size() == 1);
-  CHECK(e[0].data["term"] == 9);
-  CHECK(v.term() == 9);
-  // A late renewal of term 5 at a higher revision (two creates stored at
-  // once, nats-server #4320): not a leader.
-  CHECK(v.Observe(10, Lease{"node-1", "127.0.0.1:2113", 5, 1}, 3100).empty());
-  CHECK(v.Leader(3100).is_null());
-  CHECK(v.term() == 9);
+  CHECK(e[0].data["term"] == 2);
+  CHECK(e[0].data["sequence"] == 12);
+  CHECK(v.term() == 2);
+  CHECK(v.sequence() == 12);
 
-  Lease l{"node-1", "127.0.0.1:2113", 42, 7};
-  auto back = DecodeLease(EncodeLease(l));
-  REQUIRE(back.ok());
-  CHECK(back->node == "node-1");
-  CHECK(back->term == 42);
-  CHECK(back->incarnation == 7);
-  for (const char* bad : {"", "[]", R"({"node":"","http":"","term":0,"incarnation":1})",
-                          R"({"node":"a","http":"","term":-1,"incarnation":1})",
-                          R"({"node":"a","term":0,"incarnation":1})", R"({"node":"a\u0007","http":"","term":0,"incarnation":1})"}) {
-    INFO(bad);
-    CHECK(DecodeLease(bad).status().code() == esdb::Code::kInvalidArgument);
-  }
+  // What a node proposes, by its clock.
+  const State held{"node-1", "127.0.0.1:2113", 4, 5000000, 10, 11};
+  auto c = NextClaim(held, "node-1", "127.0.0.1:2113", 2000, 4000000);
+  REQUIRE(c);
+  CHECK(c->term == 4);  // a renewal of its live term
+  CHECK(c->ttl_ms == 2000);
+  CHECK_FALSE(NextClaim(held, "node-2", "127.0.0.1:2123", 2000, 4000000));  // another's live lease
+  c = NextClaim(held, "node-2", "127.0.0.1:2123", 2000, 5000000);
+  REQUIRE(c);
+  CHECK(c->term == 0);  // expired: a claim
+  c = NextClaim(held, "node-1", "127.0.0.1:2113", 2000, 5000000);
+  REQUIRE(c);
+  CHECK(c->term == 0);  // its own, expired: a claim too (a new term if granted)
+  c = NextClaim(State{}, "node-3", "127.0.0.1:2133", 2000, 0);
+  REQUIRE(c);
+  CHECK(c->term == 0);
+  CHECK_FALSE(NextClaim(State{}, "node-3", "", 2000, 0));  // its HTTP address unknown yet
 }
 
 TEST_CASE("cluster plugin: bad lease settings are refused at start, each named", "[membership]") {
@@ -129,15 +136,15 @@ TEST_CASE("cluster plugin: bad lease settings are refused at start, each named",
   nlohmann::json m = esdb::test::BuiltinManifest("cluster");
   m["config"] = {{"mode", "cluster"},
                  {"servers", {"nats://127.0.0.1:" + std::to_string(esdb::test::FreeLoopbackPort())}},
-                 {"lease_bucket", "no spaces"},
                  {"lease_ttl_ms", 4000},
                  {"lease_renew_ms", 2500},
-                 {"lease_replicas", 7}};
+                 {"lease_bucket", "esdb-leader"}};
   esdb::testing::HostProcess host(esdb::test::HostOnManifests(dir.path(), {m}));
   auto failed = host.WaitForEvent("subsystem_failed", "cluster", 20000);
   INFO(host.Stderr());
   REQUIRE(failed);
-  CHECK_THAT(failed->dump(), Catch::Contains("field 'lease_bucket'") && Catch::Contains("field 'lease_replicas'") &&
+  // lease_bucket is gone with the key-value lease: an unknown key now.
+  CHECK_THAT(failed->dump(), Catch::Contains("field 'lease_bucket'") &&
                                  Catch::Contains("field 'lease_renew_ms': must be at most half of lease_ttl_ms (4000)"));
   CHECK(host.Terminate() == 0);
 }

@@ -9,9 +9,12 @@
 // every heartbeat_ms each node publishes a heartbeat on a core NATS subject
 // (its name, incarnation, applied log sequence and HTTP address) and every
 // node turns what it hears into node_joined / node_left / cluster_formed on
-// its bus. The leader is elected through a lease in a JetStream key-value
-// bucket (lease.h): every node publishes leader_elected (leader, its HTTP
-// address, term) when it reads a new leader or term. The members, the
+// its bus. The leader is elected through the log: every lease_renew_ms
+// each node proposes a lease claim or renewal (lease.h) through the store's
+// esdb.leader_lease/1, which decides it at apply like any write, and reads
+// the applied lease back; every node publishes leader_elected (leader, its
+// HTTP address, term, the log sequence that granted it) when the applied
+// lease names a new holder or term. The members, the
 // leader, the term, the log's sequence and this node's applied sequence
 // and lag are in the health details (/control/status,
 // subsystems.cluster.health.details; /metrics has them as gauges).
@@ -28,15 +31,16 @@
 #include <esdb/bus_events.h>
 #include <esdb/config_reader.h>
 #include <esdb/event_store.h>
+#include <esdb/leader_lease.h>
 #include <esdb/log.h>
 #include <esdb/plugin.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "lease.h"
@@ -52,10 +56,8 @@ struct ClusterOptions {
   uint32_t heartbeat_ms = 1000;
   uint32_t node_timeout_ms = 5000;
   int expected_nodes = 3;
-  std::string lease_bucket = "esdb-leader";
   uint32_t lease_ttl_ms = 5000;
   uint32_t lease_renew_ms = 1000;
-  int lease_replicas = 3;
 };
 
 esdb::Result<ClusterOptions> ParseClusterOptions(const nlohmann::json& config) {
@@ -79,14 +81,8 @@ esdb::Result<ClusterOptions> ParseClusterOptions(const nlohmann::json& config) {
   if (o.node_timeout_ms < 2 * o.heartbeat_ms) {
     r.Error("node_timeout_ms", "must be at least twice heartbeat_ms (" + std::to_string(o.heartbeat_ms) + ")");
   }
-  if (r.String("lease_bucket", false, &o.lease_bucket)) {
-    bool ok = !o.lease_bucket.empty() && o.lease_bucket.size() <= 64;
-    for (char c : o.lease_bucket) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
-    if (!ok) r.Error("lease_bucket", "must be 1 to 64 letters, digits, '-' or '_' (a JetStream key-value bucket name)");
-  }
   r.Int("lease_ttl_ms", 1000, 600000, &o.lease_ttl_ms);
   r.Int("lease_renew_ms", 100, 300000, &o.lease_renew_ms);
-  r.Int("lease_replicas", 1, 5, &o.lease_replicas);
   if (o.lease_renew_ms * 2 > o.lease_ttl_ms) {
     r.Error("lease_renew_ms", "must be at most half of lease_ttl_ms (" + std::to_string(o.lease_ttl_ms) +
                                   "): a leader renews its lease at least twice before it expires");
@@ -98,6 +94,13 @@ esdb::Result<ClusterOptions> ParseClusterOptions(const nlohmann::json& config) {
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Microseconds since the Unix epoch: the clock of lease expiries (the
+// proposer's time in each log entry, as for events).
+int64_t WallUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -137,23 +140,23 @@ class ClusterSubsystem : public esdb::Subsystem {
     std::lock_guard<std::mutex> lock(mu_);
     if (!membership_) return h;
     const int64_t now = NowMs();
+    const int64_t now_us = WallUs();
     const bool connected = nc_ != nullptr && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
     h.details = {{"mode", "cluster"},
                  {"nats_connected", connected},
                  {"formed", membership_->formed()},
                  {"expected_nodes", options_.expected_nodes},
                  {"members", membership_->Members(now)},
-                 {"leader", leader_view_->Leader(now)},
+                 {"leader", leader_view_->Leader(now_us)},
                  {"term", leader_view_->term()},
-                 {"is_leader", Leading(now)},
+                 {"is_leader", leader_view_->Leads(self_.node, now_us)},
                  {"log_sequence", log_sequence},
                  {"applied_sequence", applied},
                  {"lag", log_sequence > applied ? log_sequence - applied : 0},
                  {"lease",
-                  {{"bucket", options_.lease_bucket},
-                   {"ttl_ms", options_.lease_ttl_ms},
+                  {{"ttl_ms", options_.lease_ttl_ms},
                    {"renew_ms", options_.lease_renew_ms},
-                   {"open", kv_open_}}}};
+                   {"sequence", leader_view_->sequence()}}}};
     if (!connected) {
       h.healthy = false;
       h.message = "not connected to NATS; membership unknown; reconnecting";
@@ -177,7 +180,7 @@ class ClusterSubsystem : public esdb::Subsystem {
 
   esdb::Status StartCluster() {
     membership_ = std::make_unique<Membership>(options_.expected_nodes, options_.node_timeout_ms);
-    leader_view_ = std::make_unique<LeaderView>(options_.lease_ttl_ms);
+    leader_view_ = std::make_unique<LeaderView>();
     self_.node = ctx_->Node();
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -319,202 +322,57 @@ class ClusterSubsystem : public esdb::Subsystem {
 
   // ---- the leader lease (lease.h) -------------------------------------------
 
-  static constexpr const char* kLeaseKey = "leader";
-
-  // Guarded by mu_.
-  bool Leading(int64_t now) const { return leading_ && now < lease_deadline_ms_; }
-
-  std::string NatsError(natsStatus s) {
-    const char* last = nats_GetLastError(nullptr);
-    return std::string(natsStatus_GetText(s)) + (last != nullptr && *last != '\0' ? std::string(": ") + last : "");
-  }
-
-  // Opens the lease bucket, creating it when absent. kInvalidArgument when
-  // it exists with other settings; kUnavailable when JetStream cannot be
-  // reached (retried).
-  esdb::Status OpenLeaseBucket() {
-    if (js_ == nullptr) {
-      jsOptions jo;
-      jsOptions_Init(&jo);
-      jo.Wait = std::max<int64_t>(2000, options_.lease_renew_ms);  // creating an R=3 bucket takes over 1 s here
-      const natsStatus s = natsConnection_JetStream(&js_, nc_, &jo);
-      if (s != NATS_OK) return esdb::Status::Unavailable("JetStream: " + NatsError(s));
-    }
-    const char* bucket = options_.lease_bucket.c_str();
-    kvStore* kv = nullptr;
-    natsStatus s = js_KeyValue(&kv, js_, bucket);
-    if (s == NATS_NOT_FOUND) {
-      kvConfig kc;
-      kvConfig_Init(&kc);
-      kc.Bucket = bucket;
-      kc.Description = "esdb cluster mode: the leader lease";
-      kc.History = 1;
-      kc.TTL = static_cast<int64_t>(options_.lease_ttl_ms) * 1000000;  // nats.c 3.4: nanoseconds (the stream's MaxAge)
-      kc.Replicas = options_.lease_replicas;
-      kc.StorageType = js_FileStorage;
-      s = js_CreateKeyValue(&kv, js_, &kc);
-    }
-    if (s != NATS_OK) return esdb::Status::Unavailable("key-value bucket '" + options_.lease_bucket + "': " + NatsError(s));
-    kvStatus* st = nullptr;
-    s = kvStore_Status(&st, kv);
-    if (s != NATS_OK) {
-      kvStore_Destroy(kv);
-      return esdb::Status::Unavailable("key-value bucket '" + options_.lease_bucket + "': " + NatsError(s));
-    }
-    const int64_t ttl = kvStatus_TTL(st) / 1000000;  // nanoseconds
-    const int64_t replicas = kvStatus_Replicas(st);
-    kvStatus_Destroy(st);
-    std::string other;
-    if (ttl != static_cast<int64_t>(options_.lease_ttl_ms)) {
-      other = "field 'lease_ttl_ms': the bucket '" + options_.lease_bucket + "' exists with a TTL of " +
-              std::to_string(ttl) + " ms, not " + std::to_string(options_.lease_ttl_ms);
-    } else if (replicas != options_.lease_replicas) {
-      other = "field 'lease_replicas': the bucket '" + options_.lease_bucket + "' exists with " +
-              std::to_string(replicas) + " replicas, not " + std::to_string(options_.lease_replicas);
-    }
-    if (!other.empty()) {
-      kvStore_Destroy(kv);
-      return esdb::Status::InvalidArgument("cluster config: " + other +
-                                           " (every node must use the same; or delete the bucket while no node runs)");
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    kv_ = kv;
-    kv_open_ = true;
-    return esdb::Status::OK();
-  }
-
-  // One round: the leader renews its lease; any other node reads it, and
-  // takes it when it is absent (expired, or deleted by a leader stopping).
+  // One round: read the lease the store applied; propose this node's
+  // renewal or claim when NextClaim() says so; publish what it shows.
   void LeaseStep() {
-    Lease mine;
-    bool leading = false;
-    uint64_t my_rev = 0;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      mine.node = self_.node;
-      mine.http = self_.http;
-      mine.incarnation = self_.incarnation;
-      mine.term = my_term_;
-      leading = Leading(NowMs());
-      my_rev = my_rev_;
-      if (leading_ && !leading) {
-        leading_ = false;
-        ctx_->Logger()->warn("leader lease: this node's lease (term {}) expired before it could renew it", my_term_);
-      }
-    }
-    std::string failure;
-    int64_t renewal_sent = 0;
-    if (leading) {
-      const std::string value = EncodeLease(mine);
-      const int64_t sent = NowMs();
-      renewal_sent = sent;
-      uint64_t rev = 0;
-      const natsStatus s = kvStore_Update(&rev, kv_, kLeaseKey, value.data(), static_cast<int>(value.size()), my_rev);
-      if (s == NATS_OK) {
-        std::vector<MemberEvent> events;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          my_rev_ = rev;
-          lease_deadline_ms_ = sent + options_.lease_ttl_ms;
-          events = leader_view_->Observe(rev, mine, NowMs());
-        }
-        Publish(events);
-        return;
-      }
-      failure = "renewal failed (" + NatsError(s) + ")";
-    }
-    // Read the key: who leads, or whether a failed renewal lost the lease.
-    kvEntry* entry = nullptr;
-    natsStatus s = kvStore_Get(&entry, kv_, kLeaseKey);
-    if (s == NATS_OK) {
-      const uint64_t rev = kvEntry_Revision(entry);
-      esdb::Result<Lease> lease = DecodeLease(std::string_view(static_cast<const char*>(kvEntry_Value(entry)),
-                                                               static_cast<size_t>(kvEntry_ValueLen(entry))));
-      kvEntry_Destroy(entry);
+    auto service = ctx_->Services().GetOrNull<esdb::LeaderLease>(esdb::services::kLeaderLease);
+    if (!service) return;  // the store is not serving yet (catching up) or not in cluster mode
+    esdb::Result<esdb::LeaderLeaseState> current = service->CurrentLease();
+    std::optional<esdb::LeaderLeaseClaim> claim;
+    if (current.ok()) {
       std::vector<MemberEvent> events;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        // A revision below this node's last write is a replica behind
-        // (reads may be served by any replica): nothing learnt. A later
-        // entry of this node's own leadership is its renewal that landed
-        // though its answer was lost: it still leads.
-        const bool own = lease.ok() && lease->node == mine.node && lease->incarnation == mine.incarnation &&
-                         lease->term == my_term_;
-        if (leading_ && rev > my_rev_ && own) {
-          my_rev_ = rev;
-          lease_deadline_ms_ = std::max(lease_deadline_ms_, renewal_sent + options_.lease_ttl_ms);
-        } else if (leading_ && rev > my_rev_) {
-          leading_ = false;
-          ctx_->Logger()->warn("leader lease: this node lost its lease (term {}): {}; the key is at revision {}",
-                               my_term_, failure.empty() ? "another node wrote it" : failure, rev);
-        }
-        if (lease.ok()) events = leader_view_->Observe(rev, *lease, NowMs());
+        events = leader_view_->Observe(*current);
+        claim = NextClaim(*current, self_.node, self_.http, options_.lease_ttl_ms, WallUs());
       }
-      if (!lease.ok()) ctx_->Logger()->warn("leader lease: ignored a malformed lease: {}", lease.status().message());
       Publish(events);
-      return;
     }
-    if (s != NATS_NOT_FOUND) {
+    esdb::Status failed = current.status();
+    if (claim) {
+      esdb::Result<esdb::LeaderLeaseOutcome> outcome = service->ProposeLease(*claim);
+      if (outcome.ok()) {
+        std::vector<MemberEvent> events;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          events = leader_view_->Observe(outcome->lease);
+        }
+        if (outcome->granted && claim->term == 0) {
+          ctx_->Logger()->info("leader lease: granted to this node, term {} (log entry {})", outcome->lease.term,
+                               outcome->lease.granted_sequence);
+        } else if (!outcome->granted && claim->term != 0) {
+          ctx_->Logger()->warn("leader lease: this node's renewal of term {} was refused; {} holds term {}",
+                               claim->term, outcome->lease.holder, outcome->lease.term);
+        }
+        Publish(events);
+      } else {
+        failed = outcome.status();
+      }
+    }
+    if (!failed.ok()) {
       const int64_t now = NowMs();
       if (now >= next_lease_warning_ms_) {
-        ctx_->Logger()->warn("leader lease: cannot read the lease: {}{}; retrying every {} ms", NatsError(s),
-                             failure.empty() ? "" : " (" + failure + ")", options_.lease_renew_ms);
+        ctx_->Logger()->warn("leader lease: {}; retrying every {} ms", failed.ToString(), options_.lease_renew_ms);
         next_lease_warning_ms_ = now + 10000;
       }
-      return;
     }
-    // No lease: it expired, or its leader deleted it as it stopped. Take it
-    // (not before this node's gateway listens: a leader must be reachable).
-    if (mine.http.empty()) return;
-    mine.term = 0;  // the entry that creates a lease: its revision is the term
-    const std::string value = EncodeLease(mine);
-    const int64_t sent = NowMs();
-    uint64_t rev = 0;
-    s = kvStore_Create(&rev, kv_, kLeaseKey, value.data(), static_cast<int>(value.size()));
-    if (s != NATS_OK) return;  // another node created it first: the next round reads it
-    std::vector<MemberEvent> events;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      leading_ = true;
-      my_rev_ = rev;
-      my_term_ = rev;
-      lease_deadline_ms_ = sent + options_.lease_ttl_ms;
-      events = leader_view_->Observe(rev, mine, NowMs());
-    }
-    ctx_->Logger()->info("leader lease: this node took the lease, term {}", rev);
-    Publish(events);
   }
 
   void LeaseLoop() {
-    int64_t next_warning = 0;
     for (;;) {
-      if (kv_ == nullptr) {
-        const esdb::Status s = OpenLeaseBucket();
-        if (s.code() == esdb::Code::kInvalidArgument) {
-          ctx_->Logger()->error("{}", s.message());
-          ctx_->ReportFailed(s);
-          return;
-        }
-        if (!s.ok() && NowMs() >= next_warning) {
-          ctx_->Logger()->warn("leader lease: {}; retrying every {} ms", s.message(), options_.lease_renew_ms);
-          next_warning = NowMs() + 10000;
-        }
-      }
-      if (kv_ != nullptr) LeaseStep();
+      LeaseStep();
       std::unique_lock<std::mutex> lock(mu_);
       if (cv_.wait_for(lock, std::chrono::milliseconds(options_.lease_renew_ms), [&] { return stopping_; })) break;
-    }
-    // Stopping: a leader hands over at once instead of after the TTL.
-    bool leading = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      leading = Leading(NowMs());
-      leading_ = false;
-    }
-    if (leading && kv_ != nullptr) {
-      const natsStatus s = kvStore_Delete(kv_, kLeaseKey);
-      if (s == NATS_OK) ctx_->Logger()->info("leader lease: released (term {})", my_term_);
-      else ctx_->Logger()->warn("leader lease: could not release it ({}); it expires after {} ms", NatsError(s), options_.lease_ttl_ms);
     }
   }
 
@@ -526,10 +384,6 @@ class ClusterSubsystem : public esdb::Subsystem {
     cv_.notify_all();
     if (ticker_.joinable()) ticker_.join();
     if (lease_thread_.joinable()) lease_thread_.join();
-    if (kv_ != nullptr) kvStore_Destroy(kv_);
-    kv_ = nullptr;
-    if (js_ != nullptr) jsCtx_Destroy(js_);
-    js_ = nullptr;
     gateway_sub_.cancel();
     if (nc_ != nullptr) {
       SendHeartbeat(true);
@@ -566,13 +420,6 @@ class ClusterSubsystem : public esdb::Subsystem {
   esdb::Subscription gateway_sub_;
   // The leader lease (LeaseLoop's thread; the fields it shares are guarded by mu_).
   std::unique_ptr<LeaderView> leader_view_;  // guarded by mu_; created with membership_
-  jsCtx* js_ = nullptr;
-  kvStore* kv_ = nullptr;                    // set once, by the lease thread
-  bool kv_open_ = false;                     // guarded by mu_
-  bool leading_ = false;                     // guarded by mu_: this node holds the lease...
-  int64_t lease_deadline_ms_ = 0;            // guarded by mu_: ...until then (its last write's send time + TTL)
-  uint64_t my_rev_ = 0;                      // guarded by mu_: the revision of this node's last lease write
-  uint64_t my_term_ = 0;                     // guarded by mu_: this node's term while it leads
   int64_t next_lease_warning_ms_ = 0;        // the lease thread's
   std::thread lease_thread_;
 };

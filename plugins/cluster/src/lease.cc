@@ -4,47 +4,39 @@
 
 namespace esdb_cluster {
 
-std::string EncodeLease(const Lease& lease) {
-  return nlohmann::json{
-      {"node", lease.node}, {"http", lease.http}, {"term", lease.term}, {"incarnation", lease.incarnation}}
-      .dump();
+std::optional<esdb::LeaderLeaseClaim> NextClaim(const esdb::LeaderLeaseState& lease, const std::string& node,
+                                                const std::string& http, uint32_t ttl_ms, int64_t now_us) {
+  if (http.empty()) return std::nullopt;
+  const bool live = !lease.holder.empty() && now_us < lease.until_us;
+  if (live && lease.holder == node) return esdb::LeaderLeaseClaim{node, http, lease.term, ttl_ms};
+  if (!live) return esdb::LeaderLeaseClaim{node, http, 0, ttl_ms};
+  return std::nullopt;
 }
 
-esdb::Result<Lease> DecodeLease(std::string_view text) {
-  Lease lease;
-  esdb::Result<nlohmann::json> parsed = DecodeClusterMessage(
-      text, "lease", &lease.node, &lease.http, {{"term", &lease.term}, {"incarnation", &lease.incarnation}});
-  if (!parsed.ok()) return parsed.status();
-  return lease;
-}
-
-std::vector<MemberEvent> LeaderView::Observe(uint64_t revision, const Lease& lease, int64_t now_ms) {
+std::vector<MemberEvent> LeaderView::Observe(const esdb::LeaderLeaseState& lease) {
   std::vector<MemberEvent> out;
-  if (revision <= revision_) return out;
-  revision_ = revision;
-  seen_ms_ = now_ms;
-  Lease l = lease;
-  if (l.term == 0 || l.term > revision) l.term = revision;  // the entry that created the lease
-  if (l.term < term_) {  // a renewal of a leadership already replaced: not the leader
-    leader_.reset();
-    return out;
-  }
-  const bool announce = !leader_ || leader_->node != l.node || leader_->http != l.http || l.term != term_;
-  leader_ = l;
-  if (announce) {
-    term_ = l.term;
-    out.push_back({esdb::event_types::kLeaderElected, "leader",
-                   {{"leader", l.node}, {"http", l.http}, {"term", l.term}}});
-  }
+  if (lease.sequence < lease_.sequence) return out;
+  lease_ = lease;
+  if (lease.holder.empty() || (lease.term == published_term_ && lease.holder == published_holder_)) return out;
+  published_term_ = lease.term;
+  published_holder_ = lease.holder;
+  out.push_back({esdb::event_types::kLeaderElected,
+                 "leader",
+                 {{"leader", lease.holder}, {"http", lease.http}, {"term", lease.term}, {"sequence", lease.granted_sequence}}});
   return out;
 }
 
-nlohmann::json LeaderView::Leader(int64_t now_ms) const {
-  if (!leader_ || now_ms - seen_ms_ > ttl_ms_) return nullptr;
-  return {{"node", leader_->node},
-          {"http", leader_->http},
-          {"term", leader_->term},
-          {"renewed_ms_ago", now_ms - seen_ms_}};
+nlohmann::json LeaderView::Leader(int64_t now_us) const {
+  if (lease_.holder.empty() || now_us >= lease_.until_us) return nullptr;
+  return {{"node", lease_.holder},
+          {"http", lease_.http},
+          {"term", lease_.term},
+          {"granted_sequence", lease_.granted_sequence},
+          {"expires_in_ms", (lease_.until_us - now_us) / 1000}};
+}
+
+bool LeaderView::Leads(const std::string& node, int64_t now_us) const {
+  return !lease_.holder.empty() && lease_.holder == node && now_us < lease_.until_us;
 }
 
 }  // namespace esdb_cluster

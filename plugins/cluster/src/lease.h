@@ -1,78 +1,59 @@
-// The leader lease of cluster mode, as the cluster plugin keeps it in a
-// JetStream key-value bucket (nats.c's kvStore API on Debian's
-// nats-server): one key whose entries the bucket expires lease_ttl_ms after
-// they were written (the bucket's TTL). A node that finds the key absent
-// creates it (kvStore_Create: only if it does not exist) and so becomes
-// leader; the leader renews it every lease_renew_ms with compare-and-set
-// on the revision it wrote last (kvStore_Update); a leader that stops
-// deletes it. The term of a leadership is the revision of the entry that
-// created it: revisions are the bucket's stream sequence numbers, so a
-// later leadership always has a higher term.
-//
-// nats-server 2.9 checks the compare-and-set before it replicates the write,
-// not as part of it (nats-server issue #4320): two nodes creating the key
-// within milliseconds of each other may both have their write stored. So
-// the leader is not "whoever's write succeeded" but the latest entry of
-// the key, which every node reads in the same order; a node whose write
-// was followed by another's finds out at its next renewal, which fails.
-//
-// This file is the pure part: the lease value and what a node concludes
-// from the entries it reads. Not thread-safe: the plugin calls it under
-// its lock.
+// What the cluster plugin makes of the leader lease. The lease itself is
+// decided by the store, at apply, from claims in the log
+// (esdb/leader_lease.h; README.md, "Leadership"); this file is the plugin's
+// pure part: which claim a node proposes now, and the leader_elected
+// events and status it derives from the lease states it reads. Not
+// thread-safe: the plugin calls it under its lock.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include <esdb/status.h>
+#include <esdb/leader_lease.h>
 
 #include "membership.h"
 
 namespace esdb_cluster {
 
-// The value of the lease key, as JSON: {"node", "http", "term", "incarnation"}.
-struct Lease {
-  std::string node;          // the leader's name, 1 to 256 printable characters
-  std::string http;          // its HTTP address "host:port" (empty before its gateway listens)
-  uint64_t term = 0;         // 0 in the entry that creates the lease (its term is its revision); then that term
-  uint64_t incarnation = 0;  // the leader's incarnation (its heartbeats')
-};
+// The claim node `node` (serving HTTP at `http`) proposes at `now_us`
+// (its clock, microseconds since the Unix epoch) given the applied lease:
+// a renewal of its term while it holds the lease and the lease has not
+// expired; a claim (term 0) when there is no lease or it has expired;
+// nothing while another node's lease lasts, or before this node's HTTP
+// address is known (a leader must be reachable). The store decides; this
+// only avoids proposing what would certainly be refused.
+std::optional<esdb::LeaderLeaseClaim> NextClaim(const esdb::LeaderLeaseState& lease, const std::string& node,
+                                                const std::string& http, uint32_t ttl_ms, int64_t now_us);
 
-std::string EncodeLease(const Lease& lease);
-// kInvalidArgument naming what is wrong; the bytes come from the network.
-esdb::Result<Lease> DecodeLease(std::string_view text);
-
-// What this node knows about the leader: the latest entry of the lease key
-// it has read (from the bucket, or the answer to its own write).
+// The applied lease as this node last read it.
 class LeaderView {
  public:
-  explicit LeaderView(int64_t ttl_ms) : ttl_ms_(ttl_ms) {}
+  // A lease state read from the store. Ignored when it was applied at a
+  // sequence below one already seen. Returns the leader_elected event
+  // (retained, key "leader", data {"leader", "http", "term", "sequence":
+  // the log sequence that granted the term}) when it names another holder
+  // or term than the last one published.
+  std::vector<MemberEvent> Observe(const esdb::LeaderLeaseState& lease);
 
-  // An entry of the lease key read at `now_ms`. Ignored unless its
-  // revision is above every one seen before. Returns the leader_elected
-  // event (retained, key "leader", data {"leader", "http", "term"}) when
-  // the entry names another leader or term than the last one published.
-  std::vector<MemberEvent> Observe(uint64_t revision, const Lease& lease, int64_t now_ms);
-
-  // {"node", "http", "term", "renewed_ms_ago"} of the leader while the
-  // entry last seen is younger than the TTL (as this node saw it), else
-  // null.
-  nlohmann::json Leader(int64_t now_ms) const;
-  // The highest term seen (0: none yet).
-  uint64_t term() const { return term_; }
-  uint64_t revision() const { return revision_; }
+  // {"node", "http", "term", "granted_sequence", "expires_in_ms"} of the
+  // holder while its lease lasts at `now_us` (this node's clock), else null.
+  nlohmann::json Leader(int64_t now_us) const;
+  // Whether `node` holds the lease and it lasts at `now_us`.
+  bool Leads(const std::string& node, int64_t now_us) const;
+  // The current term (0: none granted yet) and the sequence the lease was
+  // last read at.
+  uint64_t term() const { return lease_.term; }
+  uint64_t sequence() const { return lease_.sequence; }
+  const esdb::LeaderLeaseState& lease() const { return lease_; }
 
  private:
-  const int64_t ttl_ms_;
-  uint64_t revision_ = 0;  // the latest revision seen
-  uint64_t term_ = 0;      // the term of the leader published last
-  std::optional<Lease> leader_;
-  int64_t seen_ms_ = 0;    // when the latest entry was read
+  esdb::LeaderLeaseState lease_;
+  uint64_t published_term_ = 0;  // the term of the last leader_elected
+  std::string published_holder_;
 };
 
 }  // namespace esdb_cluster

@@ -41,9 +41,8 @@ struct Heartbeat {
   bool goodbye = false;           // the node is stopping
 };
 
-// Reads a message `what` ("heartbeat", "lease") that came from the network:
-// a JSON object of at most 4096 bytes with the fields heartbeats and leases
-// share, `node` (1 to 256 characters, no control character) and `http` (a
+// Reads a message `what` ("heartbeat") that came from the network: a JSON
+// object of at most 4096 bytes with the fields `node` (1 to 256 characters, no control character) and `http` (a
 // string of at most 300), and the unsigned integers `numbers`. The object
 // (for its other fields), or kInvalidArgument naming what is wrong.
 esdb::Result<nlohmann::json> DecodeClusterMessage(std::string_view text, const char* what, std::string* node,
