@@ -235,7 +235,10 @@ inline Result<GatewayListening> DecodeGatewayListening(const Event& e) {
 // --- cluster ----------------------------------------------------------------
 
 // node_joined / node_left: {"node"}; cluster_formed: {"members", "size"};
-// leader_elected: {"leader", "term"}. One struct for the four.
+// leader_elected: {"leader", "term"}, in cluster mode also "http" (the
+// leader's HTTP address, empty before its gateway listens) and "sequence"
+// (the log entry that granted the term), which this decoder does not read.
+// One struct for the four.
 struct ClusterChange {
   std::string type;                  // which of the four
   std::string node;                  // node_joined, node_left
