@@ -261,10 +261,16 @@ HttpRate HttpAppends(uint16_t port, int conns, int batch, double seconds) {
   return RateOf(events.load(), requests.load(), secs, host_cpu, client_cpu, before, after);
 }
 
-// The same load over gRPC (the grpc plugin's Streams.Append): `conns`
-// threads, each with its own channel (its own HTTP/2 connection, as each
-// HTTP writer has its own), each call one append of `batch` events.
-HttpRate GrpcAppends(uint16_t port, int conns, int batch, double seconds) {
+// The same load over gRPC: `conns` threads, each with its own channel (its
+// own HTTP/2 connection, as each HTTP writer has its own). With Append,
+// each call is one append of `batch` events (Streams.Append); with
+// BatchAppend, each thread keeps one Streams.BatchAppend call open and
+// sends one append of `batch` events at a time on it, waiting for its
+// answer, as the official clients append when the server advertises
+// BatchAppend.
+enum class GrpcPath { kAppend, kBatchAppend };
+
+HttpRate GrpcAppends(uint16_t port, int conns, int batch, double seconds, GrpcPath path) {
   namespace spb = event_store::client::streams;
   std::atomic<uint64_t> events{0}, requests{0};
   std::atomic<bool> stop{false};
@@ -289,6 +295,49 @@ HttpRate GrpcAppends(uint16_t port, int conns, int batch, double seconds) {
       (*m->mutable_metadata())["type"] = "bench";
       (*m->mutable_metadata())["content-type"] = "application/json";
       uint64_t n = 0;
+      if (path == GrpcPath::kBatchAppend) {
+        grpc::ClientContext ctx;
+        auto rw = stub->BatchAppend(&ctx);
+        spb::BatchAppendReq req;
+        req.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+        req.mutable_options()->mutable_any();
+        req.mutable_options()->mutable_deadline()->set_seconds(10);
+        req.set_is_final(true);
+        for (int i = 0; i < batch; ++i) {
+          auto* pm = req.add_proposed_messages();
+          (*pm->mutable_metadata())["type"] = "bench";
+          (*pm->mutable_metadata())["content-type"] = "application/json";
+          pm->set_data(EventJson(i).dump());
+        }
+        spb::BatchAppendResp resp;
+        while (!stop.load()) {
+          char id[40];
+          std::snprintf(id, sizeof id, "%08x-%04x-4000-9000-%012llx", c, conns * 100 + batch,
+                        static_cast<unsigned long long>(n));
+          req.mutable_correlation_id()->set_string(id);
+          for (int i = 0; i < batch; ++i) {
+            std::snprintf(id, sizeof id, "%08x-%04x-4000-a000-%012llx", c, conns * 100 + batch,
+                          static_cast<unsigned long long>(n++));
+            req.mutable_proposed_messages(i)->mutable_id()->set_string(id);
+          }
+          if (!rw->Write(req) || !rw->Read(&resp)) {
+            errors.fetch_add(1);
+            break;
+          }
+          if (resp.has_success()) {
+            events.fetch_add(batch);
+            requests.fetch_add(1);
+          } else if (errors.fetch_add(1) == 0) {
+            std::printf("  (first BatchAppend error: %s)\n", resp.error().message().c_str());
+          }
+        }
+        rw->WritesDone();
+        const grpc::Status st = rw->Finish();
+        if (!st.ok() && errors.fetch_add(1) == 0) {
+          std::printf("  (BatchAppend call ended: %d %s)\n", static_cast<int>(st.error_code()), st.error_message().c_str());
+        }
+        return;
+      }
       while (!stop.load()) {
         grpc::ClientContext ctx;
         spb::AppendResp resp;
@@ -484,11 +533,15 @@ int main(int argc, char** argv) {
     }
     if (opt.http) over_http = HttpAppends(port, conns, batch, opt.seconds);
     if (opt.grpc) {
-      over_grpc = GrpcAppends(g_grpc_port, conns, batch, opt.seconds);
-      std::printf("%5d %6d | gRPC %s (%.0f%% of HTTP) | CPU us/ev host, client %.1f, %.1f\n", conns, batch,
-                  Cell(over_grpc.rate.events_per_s, over_grpc.rate.events_per_sync).c_str(),
-                  over_http.rate.events_per_s > 0 ? 100 * over_grpc.rate.events_per_s / over_http.rate.events_per_s : 0.0,
-                  over_grpc.host_cpu_us_per_event, over_grpc.client_cpu_us_per_event);
+      for (GrpcPath path : {GrpcPath::kAppend, GrpcPath::kBatchAppend}) {
+        over_grpc = GrpcAppends(g_grpc_port, conns, batch, opt.seconds, path);
+        std::printf("%5d %6d | gRPC %-11s %s (%.0f%% of HTTP) | CPU us/ev host, client %.1f, %.1f\n", conns, batch,
+                    path == GrpcPath::kAppend ? "Append" : "BatchAppend",
+                    Cell(over_grpc.rate.events_per_s, over_grpc.rate.events_per_sync).c_str(),
+                    over_http.rate.events_per_s > 0 ? 100 * over_grpc.rate.events_per_s / over_http.rate.events_per_s
+                                                    : 0.0,
+                    over_grpc.host_cpu_us_per_event, over_grpc.client_cpu_us_per_event);
+      }
     }
     char ratio[16] = "-";
     if (in_process.events_per_s > 0 && over_http.rate.events_per_s > 0) {
