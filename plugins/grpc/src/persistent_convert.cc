@@ -31,7 +31,8 @@ esdb::Status ApplySettings(const Settings& s, esdb::GroupSettings* out) {
     return esdb::Status::InvalidArgument("resolve_links is not supported (esdb stores no link events)");
   }
   if (s.extra_statistics()) {
-    return esdb::Status::InvalidArgument("extra_statistics is not supported (esdb's groups keep no latency statistics)");
+    return esdb::Status::InvalidArgument(
+        "extra_statistics is not supported (esdb's groups keep no latency statistics)");
   }
   if (s.max_subscriber_count() != 0) {
     return esdb::Status::InvalidArgument("max_subscriber_count " + std::to_string(s.max_subscriber_count()) +
@@ -39,7 +40,8 @@ esdb::Status ApplySettings(const Settings& s, esdb::GroupSettings* out) {
                                          "unlimited)");
   }
   const char* sized = "esdb's groups size their buffers themselves";
-  if (auto st = OnlyDefault("live_buffer_size", s.live_buffer_size(), kDefaultLiveBufferSize, sized); !st.ok()) return st;
+  if (auto st = OnlyDefault("live_buffer_size", s.live_buffer_size(), kDefaultLiveBufferSize, sized); !st.ok())
+    return st;
   if (auto st = OnlyDefault("read_batch_size", s.read_batch_size(), kDefaultReadBatchSize, sized); !st.ok()) return st;
   if (auto st = OnlyDefault("history_buffer_size", s.history_buffer_size(), kDefaultHistoryBufferSize, sized); !st.ok())
     return st;

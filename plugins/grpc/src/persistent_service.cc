@@ -6,7 +6,9 @@
 namespace esdb_grpc {
 namespace {
 
-grpc::Status BadRequest(const esdb::Status& s) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, s.message()); }
+grpc::Status GroupRequestInvalid(const esdb::Status& s) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, s.message());
+}
 
 // The stream ("$all" for the all option) of a request's stream_option, or "".
 template <class Options>
@@ -30,6 +32,14 @@ std::shared_ptr<esdb::Subscriptions> PersistentService::Subs(grpc::Status* error
   return subs;
 }
 
+std::shared_ptr<esdb::Subscriptions> PersistentService::SubsFor(const std::string& stream, grpc::Status* error) const {
+  if (stream.empty()) {
+    *error = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options name no stream (stream_identifier or all)");
+    return nullptr;
+  }
+  return Subs(error);
+}
+
 grpc::Status PersistentService::Create(grpc::ServerContext* ctx, const pspb::CreateReq* req, pspb::CreateResp*) {
   if (!b_->CallerIsAdmin()) return AccessDenied(ctx, "creating a persistent subscription");
   return CreateOrUpdate(ctx, FromCreate(*req), true);
@@ -41,7 +51,7 @@ grpc::Status PersistentService::Update(grpc::ServerContext* ctx, const pspb::Upd
 }
 
 grpc::Status PersistentService::CreateOrUpdate(grpc::ServerContext* ctx, esdb::Result<GroupRequest> r, bool create) {
-  if (!r.ok()) return BadRequest(r.status());
+  if (!r.ok()) return GroupRequestInvalid(r.status());
   grpc::Status error;
   auto subs = Subs(&error);
   if (!subs) return error;
@@ -61,9 +71,8 @@ grpc::Status PersistentService::Delete(grpc::ServerContext* ctx, const pspb::Del
   if (!b_->CallerIsAdmin()) return AccessDenied(ctx, "deleting a persistent subscription");
   const std::string stream = StreamOf(req->options());
   const std::string& group = req->options().group_name();
-  if (stream.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options name no stream");
   grpc::Status error;
-  auto subs = Subs(&error);
+  auto subs = SubsFor(stream, &error);
   if (!subs) return error;
   esdb::Status s = subs->DeleteGroup(stream, group);
   if (!s.ok()) return GroupError(ctx, s, stream, group);
@@ -78,9 +87,8 @@ grpc::Status PersistentService::GetInfo(grpc::ServerContext* ctx, const pspb::Ge
                                         pspb::GetInfoResp* out) {
   const std::string stream = StreamOf(req->options());
   const std::string& group = req->options().group_name();
-  if (stream.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options name no stream");
   grpc::Status error;
-  auto subs = Subs(&error);
+  auto subs = SubsFor(stream, &error);
   if (!subs) return error;
   auto info = subs->GetGroupInfo(stream, group);
   if (!info.ok()) return GroupError(ctx, info.status(), stream, group);
@@ -93,13 +101,12 @@ grpc::Status PersistentService::ReplayParked(grpc::ServerContext* ctx, const psp
   if (!b_->CallerIsAdmin()) return AccessDenied(ctx, "replaying parked messages");
   const auto& o = req->options();
   const std::string stream = StreamOf(o);
-  if (stream.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options name no stream");
   if (o.stop_at_option_case() == pspb::ReplayParkedReq::Options::kStopAt) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "stop_at is not supported: esdb replays every parked message of the group (no_limit)");
   }
   grpc::Status error;
-  auto subs = Subs(&error);
+  auto subs = SubsFor(stream, &error);
   if (!subs) return error;
   auto replayed = subs->ReplayParked(stream, o.group_name());
   if (!replayed.ok()) return GroupError(ctx, replayed.status(), stream, o.group_name());

@@ -44,6 +44,8 @@ class PersistentService final
   grpc::Status CreateOrUpdate(grpc::ServerContext* ctx, esdb::Result<GroupRequest> r, bool create);
   // The service, or UNAVAILABLE naming the missing subsystem.
   std::shared_ptr<esdb::Subscriptions> Subs(grpc::Status* error) const;
+  // The same for a request about `stream`: INVALID_ARGUMENT when it is empty.
+  std::shared_ptr<esdb::Subscriptions> SubsFor(const std::string& stream, grpc::Status* error) const;
 
   std::shared_ptr<Backend> b_;
   std::shared_ptr<ReadRegistry> reads_;
