@@ -1,6 +1,7 @@
 #include "convert.h"
 
 #include "esdb/uuid.h"
+#include "persistent.pb.h"
 
 namespace esdb_grpc {
 namespace {
@@ -15,9 +16,6 @@ uint64_t GetBigEndian(const std::string& raw, size_t at) {
   return v;
 }
 
-// KurrentDB's regexes match anywhere; the filter's stream_regex must match
-// the whole text, so the client's pattern is wrapped.
-std::string AnywhereRegex(const std::string& regex) { return regex.empty() ? regex : ".*(?:" + regex + ").*"; }
 
 }  // namespace
 
@@ -73,7 +71,10 @@ esdb::Result<esdb::ProposedEvent> ToProposedEvent(const Proposed& m, std::string
 template esdb::Result<esdb::ProposedEvent> ToProposedEvent(const spb::AppendReq::ProposedMessage&, std::string*);
 template esdb::Result<esdb::ProposedEvent> ToProposedEvent(const spb::BatchAppendReq::ProposedMessage&, std::string*);
 
-void ToRecordedEvent(const esdb::RecordedEvent& e, bool structured_ids, spb::ReadResp::ReadEvent::RecordedEvent* out) {
+std::string AnywhereRegex(const std::string& regex) { return regex.empty() ? regex : ".*(?:" + regex + ").*"; }
+
+template <class Recorded>
+void ToRecordedEvent(const esdb::RecordedEvent& e, bool structured_ids, Recorded* out) {
   SetUuid(e.event_id, structured_ids, out->mutable_id());
   out->mutable_stream_identifier()->set_stream_name(e.stream_id);
   out->set_stream_revision(static_cast<uint64_t>(e.version));
@@ -86,6 +87,10 @@ void ToRecordedEvent(const esdb::RecordedEvent& e, bool structured_ids, spb::Rea
   out->set_custom_metadata(e.metadata);
   out->set_data(e.data);
 }
+
+template void ToRecordedEvent(const esdb::RecordedEvent&, bool, spb::ReadResp::ReadEvent::RecordedEvent*);
+template void ToRecordedEvent(const esdb::RecordedEvent&, bool,
+                              event_store::client::persistent_subscriptions::ReadResp::ReadEvent::RecordedEvent*);
 
 int64_t ExpectedVersionNumber(const esdb::ExpectedVersion& e) {
   switch (e.kind) {

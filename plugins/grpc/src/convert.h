@@ -44,8 +44,10 @@ inline uint64_t ProposedBytes(const esdb::ProposedEvent& e) {
   return e.data.size() + e.metadata.size() + e.event_type.size() + e.content_type.size() + e.event_id.size();
 }
 
-// Fills a recorded event of a read or subscription.
-void ToRecordedEvent(const esdb::RecordedEvent& e, bool structured_ids, spb::ReadResp::ReadEvent::RecordedEvent* out);
+// Fills a recorded event of a read or subscription (Streams.Read's or
+// PersistentSubscriptions.Read's message: the same fields).
+template <class Recorded>
+void ToRecordedEvent(const esdb::RecordedEvent& e, bool structured_ids, Recorded* out);
 
 // The expected version of an append/delete options message (fields
 // revision / no_stream / any / stream_exists); `any` when none is set.
@@ -62,6 +64,10 @@ esdb::ExpectedVersion ExpectedFrom(const Options& o) {
 // The value of the "expected-version" trailer KurrentDB sends: the number,
 // or -1 no stream, -2 any, -4 stream exists.
 int64_t ExpectedVersionNumber(const esdb::ExpectedVersion& e);
+
+// KurrentDB's regexes match anywhere; an AllFilter's stream_regex must
+// match the whole text, so a client's pattern is wrapped ("" stays "").
+std::string AnywhereRegex(const std::string& regex);
 
 // The client's $all filter: the stream part as the store's AllFilter, and
 // the event-type part matched by a CompiledAllFilter applied to the type

@@ -26,7 +26,7 @@ grpc::StatusCode GrpcCodeFor(esdb::Code code) {
   return grpc::StatusCode::UNKNOWN;
 }
 
-grpc::Status ToGrpcError(grpc::ServerContext* ctx, const esdb::Status& s, const std::string& stream,
+grpc::Status ToGrpcError(grpc::ServerContextBase* ctx, const esdb::Status& s, const std::string& stream,
                          const esdb::ExpectedVersion* expected) {
   switch (s.code()) {
     case esdb::Code::kWrongExpectedVersion:
@@ -51,6 +51,18 @@ grpc::Status ToGrpcError(grpc::ServerContext* ctx, const esdb::Status& s, const 
       break;
     default: break;
   }
+  return grpc::Status(GrpcCodeFor(s.code()), s.message());
+}
+
+grpc::Status GroupError(grpc::ServerContextBase* ctx, const esdb::Status& s, const std::string& stream,
+                        const std::string& group) {
+  const char* exception = s.code() == esdb::Code::kNotFound        ? "persistent-subscription-does-not-exist"
+                          : s.code() == esdb::Code::kAlreadyExists ? "persistent-subscription-exists"
+                                                                   : nullptr;
+  if (!exception) return ToGrpcError(ctx, s, "");
+  ctx->AddTrailingMetadata("exception", exception);
+  ctx->AddTrailingMetadata("stream-name", stream);
+  ctx->AddTrailingMetadata("subscription-group", group);
   return grpc::Status(GrpcCodeFor(s.code()), s.message());
 }
 

@@ -22,8 +22,15 @@ grpc::StatusCode GrpcCodeFor(esdb::Code code);
 // `s` (not ok) as a gRPC status, with its trailers added to `ctx`.
 // `stream` names the stream the call was about (may be empty); `expected`
 // is the condition of a write (for wrong-expected-version).
-grpc::Status ToGrpcError(grpc::ServerContext* ctx, const esdb::Status& s, const std::string& stream,
+grpc::Status ToGrpcError(grpc::ServerContextBase* ctx, const esdb::Status& s, const std::string& stream,
                          const esdb::ExpectedVersion* expected = nullptr);
+
+// An error of the group service about `group` of `stream` (a stream or
+// "$all"): kNotFound is persistent-subscription-does-not-exist, kAlreadyExists
+// persistent-subscription-exists (both with "stream-name" and
+// "subscription-group"), anything else as ToGrpcError.
+grpc::Status GroupError(grpc::ServerContextBase* ctx, const esdb::Status& s, const std::string& stream,
+                        const std::string& group);
 
 // maximum-append-size-exceeded with the limit.
 grpc::Status AppendTooLarge(grpc::ServerContext* ctx, uint64_t limit);

@@ -5,7 +5,8 @@
 // event "grpc_listening", topic "grpc"). It does not wait for the store:
 // calls answer UNAVAILABLE naming the missing subsystem until it is there.
 //
-// Stop: the stopping flag ends subscriptions at once; the server stops
+// Stop: the stopping flag ends subscriptions at once (open persistent
+// subscriptions are ended with UNAVAILABLE first); the server stops
 // accepting, lets the calls in flight finish for drain_timeout_ms, then
 // cancels the rest and joins its threads, so no gRPC thread runs plugin
 // code after Stop() returns. The generated protocol code lives in
@@ -27,6 +28,7 @@
 #include "config.h"
 #include "gateway/src/service_tracker.h"
 #include "info_services.h"
+#include "persistent_service.h"
 #include "streams_service.h"
 
 namespace esdb_grpc {
@@ -70,6 +72,7 @@ class GrpcSubsystem : public esdb::Subsystem {
     backend_->subscriptions = [tracker] { return tracker->subs(); };
 
     streams_ = std::make_unique<StreamsService>(backend_);
+    persistent_ = std::make_unique<PersistentService>(backend_);
     features_ = std::make_unique<ServerFeaturesService>();
     gossip_ = std::make_unique<GossipService>(config->listen_address, config->listen_port, RandomUuid());
 
@@ -80,6 +83,7 @@ class GrpcSubsystem : public esdb::Subsystem {
     int bound_port = 0;
     builder.AddListeningPort(where, grpc::InsecureServerCredentials(), &bound_port);
     builder.RegisterService(streams_.get());
+    builder.RegisterService(persistent_.get());
     builder.RegisterService(features_.get());
     builder.RegisterService(gossip_.get());
     builder.SetMaxReceiveMessageSize(config->max_receive_message_bytes);
@@ -106,6 +110,7 @@ class GrpcSubsystem : public esdb::Subsystem {
 
   esdb::Status Stop() override {
     if (backend_) backend_->stopping.store(true);
+    if (persistent_) persistent_->EndReads(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));
     if (server_) {
       const int drain_ms = backend_ ? backend_->config.drain_timeout_ms : 0;
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(drain_ms));
@@ -114,6 +119,7 @@ class GrpcSubsystem : public esdb::Subsystem {
       Announce(kStopped, nlohmann::json::object());
     }
     streams_.reset();
+    persistent_.reset();
     features_.reset();
     gossip_.reset();
     services_sub_.cancel();
@@ -146,6 +152,7 @@ class GrpcSubsystem : public esdb::Subsystem {
   esdb::Subscription services_sub_;
   std::shared_ptr<Backend> backend_;
   std::unique_ptr<StreamsService> streams_;
+  std::unique_ptr<PersistentService> persistent_;
   std::unique_ptr<ServerFeaturesService> features_;
   std::unique_ptr<GossipService> gossip_;
   std::unique_ptr<grpc::Server> server_;

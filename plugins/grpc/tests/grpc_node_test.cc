@@ -4,7 +4,10 @@
 // esdb-host with the grpc plugin: appends with each expected-version kind,
 // the typed errors, reads of streams and $all both ways, delete and
 // tombstone, metadata, catch-up -> live subscriptions under concurrent
-// appends, a filtered $all subscription, an HTTP <-> gRPC round trip.
+// appends, a filtered $all subscription, an HTTP <-> gRPC round trip,
+// persistent subscriptions to a stream and to $all (create, getInfo, update,
+// list, delete, ack, nack retry with its retry count, nack park then
+// replayParked, the typed errors).
 // The host runs with grpc.insecure_admin=true (dev mode, deliberately):
 // a tombstone needs the admin role and there are no credentials yet.
 #include <filesystem>

@@ -10,6 +10,9 @@ const [kind, grpcPort, httpPort] = process.argv.slice(2);
 const lib = kind === "kurrent" ? await import("@kurrent/kurrentdb-client") : await import("@eventstore/db-client");
 const Client = kind === "kurrent" ? lib.KurrentDBClient : lib.EventStoreDBClient;
 const { jsonEvent, binaryEvent, ANY, NO_STREAM, STREAM_EXISTS, START, END, FORWARDS, BACKWARDS, eventTypeFilter } = lib;
+const { streamNameFilter, PARK, RETRY } = lib;
+const streamGroupSettings = lib.persistentSubscriptionToStreamSettingsFromDefaults;
+const allGroupSettings = lib.persistentSubscriptionToAllSettingsFromDefaults;
 // The option naming the expected state of an append: `streamState` in the Kurrent client.
 const appendOpt = (v) => (kind === "kurrent" ? { streamState: v } : { expectedRevision: v });
 
@@ -214,6 +217,129 @@ await check("one event round-trips between HTTP and gRPC", async () => {
   assert.equal(h.type, "ViaGrpc");
   assert.equal(h.contentType, "application/octet-stream");
 });
+
+// Persistent subscriptions: the same checks for a group on a stream and for
+// a group on $all (filtered to this run's streams by a stream-name prefix).
+function groupTarget(onAll, streamPrefix) {
+  if (onAll) {
+    return {
+      create: (g, settings) =>
+        client.createPersistentSubscriptionToAll(g, allGroupSettings(settings), {
+          filter: streamNameFilter({ prefixes: [streamPrefix] }),
+        }),
+      update: (g, settings) => client.updatePersistentSubscriptionToAll(g, allGroupSettings(settings)),
+      info: (g) => client.getPersistentSubscriptionToAllInfo(g),
+      list: () => client.listPersistentSubscriptionsToAll(),
+      subscribe: (g) => client.subscribeToPersistentSubscriptionToAll(g),
+      replay: (g) => client.replayParkedMessagesToAll(g),
+      del: (g) => client.deletePersistentSubscriptionToAll(g),
+      source: "$all",
+    };
+  }
+  const s = streamPrefix;
+  return {
+    create: (g, settings) => client.createPersistentSubscriptionToStream(s, g, streamGroupSettings(settings)),
+    update: (g, settings) => client.updatePersistentSubscriptionToStream(s, g, streamGroupSettings(settings)),
+    info: (g) => client.getPersistentSubscriptionToStreamInfo(s, g),
+    list: () => client.listPersistentSubscriptionsToStream(s),
+    subscribe: (g) => client.subscribeToPersistentSubscriptionToStream(s, g),
+    replay: (g) => client.replayParkedMessagesToStream(s, g),
+    del: (g) => client.deletePersistentSubscriptionToStream(s, g),
+    source: s,
+  };
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function until(what, fn, ms = 10000) {
+  const t0 = Date.now();
+  while (!(await fn())) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+for (const onAll of [false, true]) {
+  const where = onAll ? "$all" : "a stream";
+  await check(`persistent subscription to ${where}: create, getInfo, update, list, subscribe and ack, delete, typed errors`, async () => {
+    const s = `${run}-ps${onAll ? "a" : "s"}`;
+    const g = `${s}-g`;
+    const t = groupTarget(onAll, s);
+    await client.appendToStream(s, [0, 1, 2, 3, 4].map((i) => ev("P", { i })), appendOpt(NO_STREAM));
+    await t.create(g, { startFrom: START });
+    await expectError(t.create(g, { startFrom: START }), "persistent-subscription-exists");
+    const info = await t.info(g);
+    assert.equal(info.eventSource, t.source);
+    assert.equal(info.groupName, g);
+    assert.equal(info.settings.startFrom, START);
+    assert.equal(info.settings.maxRetryCount, 10);
+    assert.equal(info.settings.consumerStrategyName, "RoundRobin");
+    await t.update(g, { startFrom: START, maxRetryCount: 3, messageTimeout: 10000 });
+    const updated = await t.info(g);
+    assert.equal(updated.settings.maxRetryCount, 3);
+    assert.equal(updated.settings.messageTimeout, 10000);
+    assert.deepEqual((await t.list()).filter((i) => i.groupName === g).map((i) => i.eventSource), [t.source]);
+    assert.ok((await client.listAllPersistentSubscriptions()).some((i) => i.groupName === g && i.eventSource === t.source));
+    const sub = t.subscribe(g);
+    const got = [];
+    await withTimeout((async () => {
+      for await (const e of sub) {
+        assert.equal(e.event.streamId, s);
+        got.push(e.event.data.i);
+        await sub.ack(e);
+        if (got.length === 5) break;
+      }
+    })(), 10000, "five messages");
+    assert.deepEqual(got, [0, 1, 2, 3, 4]);
+    await until("every message acked", async () => (await t.info(g)).stats.totalInFlightMessages === 0);
+    await sub.unsubscribe();
+    await t.del(g);
+    await expectError(t.info(g), "persistent-subscription-does-not-exist");
+    await expectError(t.del(g), "persistent-subscription-does-not-exist");
+    await expectError(t.update(g, { startFrom: START }), "persistent-subscription-does-not-exist");
+  });
+
+  await check(`persistent subscription to ${where}: nack retry redelivers with the retry count, nack park then replayParked delivers again`, async () => {
+    const s = `${run}-pn${onAll ? "a" : "s"}`;
+    const g = `${s}-g`;
+    const t = groupTarget(onAll, s);
+    await client.appendToStream(s, [ev("Retried", { i: 0 }), ev("Parked", { i: 1 })], appendOpt(NO_STREAM));
+    await t.create(g, { startFrom: START });
+    const sub = t.subscribe(g);
+    let retried = null;
+    let parkedOnce = false;
+    let replayed = null;
+    await withTimeout((async () => {
+      for await (const e of sub) {
+        const i = e.event.data.i;
+        if (i === 0 && e.retryCount === 0) {
+          await sub.nack(RETRY, "try again", e);
+        } else if (i === 0) {
+          retried = e.retryCount;
+          await sub.ack(e);
+        } else if (!parkedOnce) {
+          parkedOnce = true;
+          await sub.nack(PARK, "cannot handle it", e);
+          await until("the message parked", async () => (await t.info(g)).stats.parkedMessageCount === 1n);
+          await t.replay(g);
+        } else {
+          replayed = e.event.type;
+          await sub.ack(e);
+        }
+        if (retried !== null && replayed !== null) break;
+      }
+    })(), 15000, "the retried and the replayed message");
+    await sub.unsubscribe();
+    assert.equal(retried, 1);
+    assert.equal(replayed, "Parked");
+    await until("the parked message replayed", async () => (await t.info(g)).stats.parkedMessageCount === 0n);
+    await t.del(g);
+  });
+}
 
 await client.dispose();
 console.log(failures === 0 ? `all checks passed (${kind})` : `${failures} check(s) failed (${kind})`);
