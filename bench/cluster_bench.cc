@@ -2,7 +2,10 @@
 // JetStream R=3, and three esdb-hosts in cluster mode, all on loopback)
 // next to a single node (the default mode) in the same run, with the same
 // client: events/s, latency p50/p99 and, in cluster mode, events per log
-// entry. Everything shares this machine's cores; only ratios carry.
+// entry. Then the catch-up speed of a new node: after the load phases a
+// fourth host starts on an empty data directory; the time from its start to
+// /health/ready, against the log entries and events the log holds.
+// Everything shares this machine's cores; only ratios carry.
 //
 //   cluster_bench [--seconds S] [--conns N] [--batches 1,50] [--inflight N]
 //
@@ -75,6 +78,18 @@ Node StartHost(const fs::path& root, const std::string& name, const std::vector<
   std::exit(1);
 }
 
+// The log entries the node at `port` has applied (cluster mode: its store's
+// subsystems.store.health.details.cluster.applied_sequence in /control/status), 0 if unknown.
+uint64_t AppliedEntries(uint16_t port) {
+  const json j = esdb::testing::Http(port, "GET", "/control/status").Json();
+  const json* d = &j;
+  for (const char* k : {"subsystems", "store", "health", "details", "cluster", "applied_sequence"}) {
+    if (!d->is_object() || !d->contains(k)) return 0;
+    d = &(*d)[k];
+  }
+  return d->is_number_unsigned() ? d->get<uint64_t>() : 0;
+}
+
 // Events appended and commit groups (log entries in cluster mode) so far, from /metrics.
 std::pair<double, double> StoreCounters(uint16_t port) {
   double events = 0, groups = 0;
@@ -93,6 +108,7 @@ std::pair<double, double> StoreCounters(uint16_t port) {
 
 struct Result {
   double events_per_s = 0, p50_ms = 0, p99_ms = 0, events_per_entry = 0;
+  uint64_t events = 0;  // acknowledged
   int errors = 0;
 };
 
@@ -145,7 +161,8 @@ Result Load(const std::vector<uint16_t>& ports, int conns, int batch, double sec
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   Result r;
-  r.events_per_s = appended.load() / secs;
+  r.events = appended.load();
+  r.events_per_s = static_cast<double>(r.events) / secs;
   if (!all.empty()) {
     r.p50_ms = all[all.size() / 2];
     r.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
@@ -210,24 +227,38 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "nats-servers not ready\n");
     return 1;
   }
-  std::vector<Node> nodes;
-  for (const char* name : {"node-1", "node-2", "node-3"}) {
-    std::vector<json> m;
-    for (const char* p : {"persistence", "store", "log", "gateway"}) {
-      json j = esdb::test::BuiltinManifest(p);
-      if (std::string(p) == "store") {
-        j["config"]["mode"] = "cluster";
-        j["start_timeout_ms"] = 120000;
-        if (inflight > 0) j["config"]["max_inflight_groups"] = inflight;
-      }
-      if (std::string(p) == "log") j["config"]["servers"] = nats.ClientUrls();
-      m.push_back(j);
+  std::vector<json> m;
+  for (const char* p : {"persistence", "store", "log", "gateway"}) {
+    json j = esdb::test::BuiltinManifest(p);
+    if (std::string(p) == "store") {
+      j["config"]["mode"] = "cluster";
+      j["start_timeout_ms"] = 120000;
+      if (inflight > 0) j["config"]["max_inflight_groups"] = inflight;
     }
-    nodes.push_back(StartHost(dir.path() / "cluster", name, m));
+    if (std::string(p) == "log") j["config"]["servers"] = nats.ClientUrls();
+    m.push_back(j);
   }
+  std::vector<Node> nodes;
+  for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartHost(dir.path() / "cluster", name, m));
   std::vector<uint16_t> ports;
   for (const Node& n : nodes) ports.push_back(n.port);
-  for (int b : batches) Print("3-node", conns, b, Load(ports, conns, b, seconds, "c" + std::to_string(b)));
+  uint64_t events = 0;
+  for (int b : batches) {
+    const Result r = Load(ports, conns, b, seconds, "c" + std::to_string(b));
+    events += r.events;
+    Print("3-node", conns, b, r);
+  }
+  // Catch-up: a fourth node on an empty data directory, from its start until
+  // /health/ready (its store applied the log as far as it reached when the
+  // store opened), against what the load phases left in the log.
+  const uint64_t entries = AppliedEntries(ports[0]);
+  const auto t0 = Clock::now();
+  Node added = StartHost(dir.path() / "cluster", "node-4", m);
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("catch-up     node-4 ready %.2f s after its start: %llu log entries (%.0f/s), %llu events (%.0f/s)\n",
+              secs, static_cast<unsigned long long>(entries), static_cast<double>(entries) / secs,
+              static_cast<unsigned long long>(events), static_cast<double>(events) / secs);
+  added.host->Terminate();
   for (Node& n : nodes) n.host->Terminate();
   return 0;
 }
