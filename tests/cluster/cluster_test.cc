@@ -215,8 +215,33 @@ class LoadWriters {
   std::vector<std::thread> threads_;
 };
 
+// What a node logged about the log and its applier (its NATS connection,
+// consumers re-created, entries skipped, applying stopped): the last `max`
+// such lines of its stderr, shown with a failed convergence check.
+std::string LogPathLines(const Node& n, size_t max = 60) {
+  std::vector<std::string> lines;
+  const std::string text = n.host->Stderr();
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    for (const char* k : {"NATS", "log tail", "log entry", "log append", "applying", "applied", "refuses"}) {
+      if (line.find(k) != std::string::npos) {
+        lines.push_back(line);
+        break;
+      }
+    }
+    start = end + 1;
+  }
+  std::string out;
+  for (size_t i = lines.size() > max ? lines.size() - max : 0; i < lines.size(); ++i) out += lines[i] + "\n";
+  return out;
+}
+
 // Every node holds every acknowledged event exactly once, and all have the
-// same $all as the first (waiting up to 60 s for them to converge).
+// same $all as the first (waiting up to 60 s for them to converge). A
+// failure shows what the nodes concerned logged about the log.
 void CheckConverged(std::vector<Node>& nodes, const std::set<std::string>& acked) {
   std::vector<json> alls;
   for (Node& n : nodes) {
@@ -234,6 +259,7 @@ void CheckConverged(std::vector<Node>& nodes, const std::set<std::string>& acked
       }
       if ((all.is_array() && found == acked.size() && ids.size() == all.size()) ||
           std::chrono::steady_clock::now() > deadline) {
+        INFO("node " << alls.size() + 1 << " logged:\n" << LogPathLines(n));
         CHECK(found == acked.size());
         CHECK(ids.size() == all.size());  // no event twice
         break;
@@ -242,7 +268,10 @@ void CheckConverged(std::vector<Node>& nodes, const std::set<std::string>& acked
     }
     alls.push_back(all);
   }
-  for (size_t i = 1; i < alls.size(); ++i) CHECK(alls[0] == alls[i]);
+  for (size_t i = 1; i < alls.size(); ++i) {
+    INFO("node 1 logged:\n" << LogPathLines(nodes[0]) << "node " << i + 1 << " logged:\n" << LogPathLines(nodes[i]));
+    CHECK(alls[0] == alls[i]);
+  }
 }
 }  // namespace
 
