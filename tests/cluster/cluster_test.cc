@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <leveldb/db.h>
 #include <nlohmann/json.hpp>
 
 #include "esdb/testing/host_process.h"
@@ -38,6 +39,7 @@ fs::path ClusterManifests(const fs::path& dir, const std::vector<std::string>& s
     json m = esdb::test::BuiltinManifest(p);
     if (std::string(p) == "store") {
       m["config"]["mode"] = "cluster";
+      m["config"]["checkpoint_interval_ms"] = 500;  // divergence found within a second
       m["start_timeout_ms"] = 120000;
     }
     if (std::string(p) == "cluster") {
@@ -529,19 +531,22 @@ TEST_CASE("cluster: the log's stream leader killed with SIGKILL during load: no 
 
 namespace {
 
-// subsystems.cluster.health.details of /control/status on the node at `port`
-// (null when it cannot be read).
-json ClusterDetails(uint16_t port) {
+// The part of /control/status at `path` on the node at `port` (null when
+// it cannot be read).
+json StatusPart(uint16_t port, std::initializer_list<const char*> path) {
   auto r = Http(port, "GET", "/control/status");
   if (r.status != 200) return json();
   const json j = r.Json();
   const json* d = &j;
-  for (const char* k : {"subsystems", "cluster", "health", "details"}) {
+  for (const char* k : path) {
     if (!d->is_object() || !d->contains(k)) return json();
     d = &(*d)[k];
   }
   return *d;
 }
+
+// subsystems.cluster.health.details of /control/status.
+json ClusterDetails(uint16_t port) { return StatusPart(port, {"subsystems", "cluster", "health", "details"}); }
 
 // The leader and term every node at `ports` agrees on, once they all do
 // with a term above `above` (waiting up to 60 s); null if they never do,
@@ -798,5 +803,118 @@ TEST_CASE("cluster: a node added after thousands of log entries catches up from 
   CHECK(caught_up == expected);
 
   CHECK(added.host->Terminate() == 0);
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+}
+
+namespace {
+
+// The store's cluster stats (subsystems.store.health.details.cluster).
+json StoreClusterStats(uint16_t port) {
+  return StatusPart(port, {"subsystems", "store", "health", "details", "cluster"});
+}
+
+size_t CountStoreEvents(const esdb::testing::HostProcess& host, const std::string& type) {
+  size_t n = 0;
+  for (const json& l : host.Lines()) {
+    if (l.value("type", "") == type && l.contains("data") && l["data"].value("name", "") == "store") ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a node whose log hash differs from the others' is found by their checkpoints, stops serving "
+          "saying why, and rebuilds its data from the log",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster-diverged");
+  ThreeNodes cluster(dir.path());
+  std::vector<Node>& nodes = cluster.nodes;
+  std::set<std::string> acked;
+  auto write = [&](int from, int count) {
+    for (int i = from; i < from + count; ++i) {
+      const std::string id = Uuid(0xd1e00000ULL + static_cast<uint64_t>(i), 0x77);
+      const json body = json::array({{{"eventId", id}, {"eventType", "t"}, {"data", {{"i", i}}}}});
+      esdb::testing::HttpResult r;
+      // 503 while the node is not ready yet (its cluster forming, its store rebuilding).
+      esdb::test::WaitUntil(
+          [&] {
+            r = Http(nodes[static_cast<size_t>(i % 3)].port, "POST", "/streams/diverge-" + std::to_string(i % 5),
+                     body.dump(), {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}}, 30000);
+            return r.status != 503;
+          },
+          60000, 50);
+      INFO(r.body);
+      REQUIRE(r.status == 201);
+      acked.insert(id);
+    }
+  };
+  write(0, 60);
+  CheckConverged(nodes, acked);
+
+  // node-3 stops cleanly; its stored running hash gets one byte changed, as
+  // if it had applied some entry differently from the others. The digest of
+  // its last entry is untouched, so its start-time check passes.
+  const std::optional<json> ready = nodes[2].host->WaitForEvent("subsystem_ready", "persistence", 1000);
+  REQUIRE(ready.has_value());
+  const std::string db_path = (*ready)["data"]["details"]["path"].get<std::string>();
+  REQUIRE(nodes[2].host->Terminate() == 0);
+  {
+    leveldb::DB* raw = nullptr;
+    REQUIRE(leveldb::DB::Open(leveldb::Options(), db_path, &raw).ok());
+    std::unique_ptr<leveldb::DB> db(raw);
+    std::string position;
+    REQUIRE(db->Get({}, "\x01log_applied", &position).ok());
+    // [u8 format][u64 sequence][32B running hash]... (plugins/store/src/store_core_internal.h)
+    REQUIRE(position.size() > 41);
+    position[9] = static_cast<char>(position[9] ^ 0x5a);
+    leveldb::WriteOptions sync;
+    sync.sync = true;
+    REQUIRE(db->Put(sync, "\x01log_applied", position).ok());
+  }
+  nodes[2] = StartNode(dir.path(), "node-3", cluster.servers);
+  REQUIRE(nodes[2].host->WaitForEvent("subsystem_ready", "store", 120000));
+
+  // More writes: the next checkpoint of node-1 or node-2 differs from
+  // node-3's hash; node-3 re-reads the log, finds itself diverged, fails its
+  // store with the reason, and the host's restart rebuilds it from the log.
+  write(60, 30);
+  const std::optional<json> failed = nodes[2].host->WaitFor(
+      [](const json& l) {
+        return l.value("type", "") == "subsystem_failed" && l.contains("data") &&
+               l["data"].value("name", "") == "store" &&
+               l["data"].value("error", "").find("diverged from the log") != std::string::npos;
+      },
+      30000);
+  INFO(nodes[2].host->Stderr());
+  REQUIRE(failed.has_value());
+  CHECK((*failed)["data"]["error"].get<std::string>().find("rebuilds its data from the log") != std::string::npos);
+  CHECK(esdb::test::WaitUntil([&] { return CountStoreEvents(*nodes[2].host, "subsystem_ready") >= 2; }, 120000));
+  CHECK(nodes[2].host->Stderr().find("rebuilding this node's data from the log") != std::string::npos);
+  // The healthy nodes never stopped.
+  for (size_t i = 0; i < 2; ++i) CHECK(CountStoreEvents(*nodes[i].host, "subsystem_failed") == 0);
+
+  write(90, 15);
+  CheckConverged(nodes, acked);
+  // And the same running hash: the rebuilt node's checkpoints agree with
+  // the others' and theirs with its (the log moves: lease renewals).
+  json stats;
+  CHECK(esdb::test::WaitUntil(
+      [&] {
+        stats = StoreClusterStats(nodes[2].port);
+        return stats.is_object() && stats["checkpoints_matched"].get<uint64_t>() >= 2;
+      },
+      20000));
+  INFO("node-3 after its rebuild: " << stats.dump());
+  CHECK(stats["checkpoints_differing"] == 0);
+  std::vector<json> before, after;
+  for (size_t i = 0; i < 2; ++i) before.push_back(StoreClusterStats(nodes[i].port));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // four checkpoint intervals
+  for (size_t i = 0; i < 2; ++i) {
+    after.push_back(StoreClusterStats(nodes[i].port));
+    INFO("node-" << i + 1 << ": " << before[i].dump() << " then " << after[i].dump());
+    REQUIRE(after[i].is_object());
+    CHECK(after[i]["checkpoints_differing"] == before[i]["checkpoints_differing"]);
+    CHECK(after[i]["checkpoints_matched"].get<uint64_t>() > before[i]["checkpoints_matched"].get<uint64_t>());
+  }
   for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
 }

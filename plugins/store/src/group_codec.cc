@@ -63,6 +63,13 @@ void EncodeGroupLease(const esdb::LeaderLeaseClaim& claim, std::string* out) {
   PutFixed32BE(out, claim.ttl_ms);
 }
 
+void EncodeGroupCheckpoint(const LogCheckpoint& checkpoint, std::string* out) {
+  out->push_back(4);
+  PutString(out, checkpoint.node);
+  PutFixed64BE(out, checkpoint.sequence);
+  out->append(checkpoint.hash);
+}
+
 esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
   RecordReader r(data);
   auto bad = [](const std::string& what) { return esdb::Status::Corruption("malformed commit group: " + what); };
@@ -78,7 +85,20 @@ esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
     GroupRequest q;
     uint8_t kind = 0, expected_kind = 0;
     if (!r.GetU8(&kind)) return bad(which + " truncated");
-    if (kind > 3) return bad(which + ": unknown kind " + std::to_string(kind));
+    if (kind > 4) return bad(which + ": unknown kind " + std::to_string(kind));
+    if (kind == 4) {
+      std::string_view node, hash;
+      LogCheckpoint cp;
+      if (!r.GetString(&node) || !r.GetU64(&cp.sequence) || !r.GetBytes(32, &hash)) return bad(which + " truncated");
+      if (node.empty() || node.size() > 64) return bad(which + ": checkpoint node name of " + std::to_string(node.size()) + " bytes");
+      if (cp.sequence == 0) return bad(which + ": checkpoint of entry 0");
+      cp.node.assign(node);
+      cp.hash.assign(hash);
+      q.kind = GroupRequest::Kind::kCheckpoint;
+      q.checkpoint = std::move(cp);
+      g.requests.push_back(std::move(q));
+      continue;
+    }
     if (kind == 3) {
       std::string_view node, http;
       uint64_t term = 0;

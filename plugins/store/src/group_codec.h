@@ -12,6 +12,9 @@
 //   metadata: [str metadata JSON (codec.h)]
 // or a leader lease claim (lease_rule.h), which names no stream:
 //   [u8 kind 3][str node][str http][u64 term][u32 ttl_ms]
+// or a log checkpoint (a node's running log hash after an entry it applied;
+// it decides nothing: store_cluster.cc compares it with its own):
+//   [u8 kind 4][str node][u64 sequence][32B hash]
 // Integers big-endian, str = u32 length + bytes.
 #pragma once
 
@@ -27,8 +30,16 @@
 
 namespace esdb_store {
 
+// A node's claim about the log: after applying entry `sequence`, its running
+// log hash was `hash` (32 bytes). Plain value.
+struct LogCheckpoint {
+  std::string node;  // the proposer's node name (1-64 printable bytes)
+  uint64_t sequence = 0;
+  std::string hash;
+};
+
 struct GroupRequest {
-  enum class Kind : uint8_t { kAppend = 0, kDelete = 1, kSetMetadata = 2, kLease = 3 };
+  enum class Kind : uint8_t { kAppend = 0, kDelete = 1, kSetMetadata = 2, kLease = 3, kCheckpoint = 4 };
   Kind kind = Kind::kAppend;
   std::string stream;
   esdb::ExpectedVersion expected;
@@ -38,6 +49,7 @@ struct GroupRequest {
   bool hard = false;
   std::optional<esdb::StreamMetadata> metadata;
   std::optional<esdb::LeaderLeaseClaim> lease;  // kLease only (stream and expected unused)
+  std::optional<LogCheckpoint> checkpoint;       // kCheckpoint only (stream and expected unused)
 };
 
 struct GroupRecord {
@@ -54,6 +66,7 @@ void EncodeGroupAppend(std::string_view stream, const esdb::ExpectedVersion& exp
 void EncodeGroupDelete(std::string_view stream, const esdb::ExpectedVersion& expected, bool hard, std::string* out);
 void EncodeGroupMetadata(std::string_view stream, const esdb::StreamMetadata& metadata, std::string* out);
 void EncodeGroupLease(const esdb::LeaderLeaseClaim& claim, std::string* out);
+void EncodeGroupCheckpoint(const LogCheckpoint& checkpoint, std::string* out);
 
 // Decodes and checks what the store's keys rely on (stream ids non-empty,
 // without NUL, not "$all"; ids 16 bytes; event types non-empty; expected

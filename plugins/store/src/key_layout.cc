@@ -8,6 +8,7 @@ std::string Format() { return "\x01" "format"; }
 std::string NextPosition() { return "\x01" "next_position"; }
 std::string LogApplied() { return "\x01" "log_applied"; }
 std::string Incarnation() { return "\x01" "incarnation"; }
+std::string LogRebuild() { return "\x01" "log_rebuild"; }
 std::string LogEntryId(std::string_view id) {
   std::string k(1, kLogEntryId);
   k.append(id);

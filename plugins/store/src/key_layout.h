@@ -14,6 +14,9 @@
 //   "\x01log_applied"           -> log state            cluster mode: last log entry applied, running
 //                                                       hash of the log, the leader lease (store_cluster.cc)
 //   "\x01incarnation"           -> u64                 cluster mode: this node's starts (entry ids)
+//   "\x01log_rebuild"           -> reason text         cluster mode: this node diverged from the log;
+//                                                       its next open deletes every other key but
+//                                                       "\x01incarnation" and re-applies the log
 //   'g' <log entry id>           -> <sequence u64>       cluster mode: log entries applied, by id (dedup)
 //
 // One commit group is one atomic batch: its 'e', 's', 'i' and 'h' entries
@@ -41,6 +44,7 @@ std::string Format();
 std::string NextPosition();
 std::string LogApplied();
 std::string Incarnation();
+std::string LogRebuild();
 std::string LogEntryId(std::string_view id);
 std::string Event(uint64_t position);
 uint64_t EventPosition(std::string_view key);  // key must be an 'e' key

@@ -21,6 +21,8 @@ namespace {
 
 // Entries waiting for the applier before the tail is held back.
 constexpr size_t kMaxApplyQueue = 4096;
+// Applied entries whose running hash is kept for comparing checkpoints.
+constexpr size_t kHashRingSize = 65536;
 // What the proposer adds to the bytes of a request in a log entry, at most
 // (kind, stream length, expected version) and per event (flags, id, four
 // length prefixes).
@@ -125,30 +127,37 @@ void OnPublished(const std::shared_ptr<PendingGroups>& table, const std::string&
 }  // namespace
 
 std::string EncodeLogPosition(const LogPosition& p) {
-  std::string v(1, '\x02');
+  std::string v(1, '\x03');
   PutFixed64BE(&v, p.sequence);
   v += p.hash;
   v += p.digest;
   PutString(&v, p.entry_id);
   EncodeLeaseState(p.lease, &v);
+  PutFixed64BE(&v, p.verified_sequence);
+  v += p.verified_hash;
   return v;
 }
 
 bool DecodeLogPosition(std::string_view value, LogPosition* p) {
   RecordReader r(value);
   uint8_t format = 0;
-  uint64_t seq = 0;
-  std::string_view hash, digest, id;
-  if (!r.GetU8(&format) || (format != 1 && format != 2) || !r.GetU64(&seq) || !r.GetBytes(32, &hash) ||
+  uint64_t seq = 0, verified = 0;
+  std::string_view hash, digest, id, verified_hash;
+  if (!r.GetU8(&format) || format < 1 || format > 3 || !r.GetU64(&seq) || !r.GetBytes(32, &hash) ||
       !r.GetBytes(32, &digest) || !r.GetString(&id)) {
     return false;
   }
   p->lease = esdb::LeaderLeaseState{};
-  if ((format == 2 && !DecodeLeaseState(r, &p->lease)) || !r.done()) return false;
+  if (format >= 2 && !DecodeLeaseState(r, &p->lease)) return false;
+  if (format >= 3 && (!r.GetU64(&verified) || !r.GetBytes(32, &verified_hash) || verified > seq)) return false;
+  if (!r.done()) return false;
   p->sequence = seq;
   p->hash.assign(hash);
   p->digest.assign(digest);
   p->entry_id.assign(id);
+  p->verified_sequence = verified;
+  if (format >= 3) p->verified_hash.assign(verified_hash);
+  else p->verified_hash.assign(32, '\0');  // the empty log's: re-reads start at entry 1
   return true;
 }
 
@@ -206,6 +215,7 @@ esdb::Status StoreCore::OpenCluster(const std::string& node) {
     }
     c.applied.hash.assign(32, '\0');
     c.applied.digest.assign(32, '\0');
+    c.applied.verified_hash.assign(32, '\0');
   }
   esdb::Result<uint64_t> last = log_->LastSequence();
   if (!last.ok()) return esdb::Status::Unavailable("cannot ask the log where it ends: " + last.status().message());
@@ -255,11 +265,18 @@ esdb::Status StoreCore::OpenCluster(const std::string& node) {
   if (!tail.ok()) return tail.status();  // Close() stops the applier
   c.tail = std::move(*tail);
   c.proposer = std::thread([this] { ProposerLoop(); });
+  if (options_.checkpoint_interval_ms > 0) c.checkpointer = std::thread([this] { CheckpointLoop(); });
   return esdb::Status::OK();
 }
 
 void StoreCore::CloseCluster() {
   ClusterState& c = *cluster_;
+  {
+    std::lock_guard<std::mutex> lock(c.checkpoint_mu);
+    c.checkpoint_stop = true;
+  }
+  c.checkpoint_cv.notify_all();
+  if (c.checkpointer.joinable()) c.checkpointer.join();
   {
     std::lock_guard<std::mutex> lock(c.pending->mu);
     c.pending->stop_proposing = true;
@@ -375,6 +392,7 @@ void StoreCore::ProposerLoop() {
         case Request::Kind::kDelete: EncodeGroupDelete(r.stream, r.expected, r.hard, &data); break;
         case Request::Kind::kSetMetadata: EncodeGroupMetadata(r.stream, *r.metadata, &data); break;
         case Request::Kind::kLease: EncodeGroupLease(*r.lease, &data); break;
+        case Request::Kind::kCheckpoint: EncodeGroupCheckpoint(*r.checkpoint, &data); break;
       }
     }
     std::string id = c.node + "-" + c.incarnation_tag + "-" + std::to_string(++c.counter);
@@ -438,6 +456,8 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
   next.hash = Sha256({c.applied.hash, next.digest});
   next.entry_id = e.id;
   next.lease = c.applied.lease;  // ProcessGroup() decides lease claims against it
+  next.verified_sequence = c.applied.verified_sequence;
+  next.verified_hash = c.applied.verified_hash;
 
   // Applied before under another sequence (a resend that the log's own
   // deduplication missed): this entry changes nothing.
@@ -474,6 +494,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
           case GroupRequest::Kind::kDelete: r->kind = Request::Kind::kDelete; break;
           case GroupRequest::Kind::kSetMetadata: r->kind = Request::Kind::kSetMetadata; break;
           case GroupRequest::Kind::kLease: r->kind = Request::Kind::kLease; break;
+          case GroupRequest::Kind::kCheckpoint: r->kind = Request::Kind::kCheckpoint; break;
         }
         r->stream = std::move(q.stream);
         r->expected = q.expected;
@@ -483,6 +504,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
         r->hard = q.hard;
         r->metadata = std::move(q.metadata);
         r->lease = std::move(q.lease);
+        r->checkpoint = std::move(q.checkpoint);
         for (const auto& ev : r->events) r->bytes += EventBytes(ev);
         requests.push_back(std::move(r));
       }
@@ -496,12 +518,28 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
       for (size_t i = 0; i < requests.size(); ++i) requests[i]->context = it->second.requests[i]->context;
     }
   }
+  // Other nodes' checkpoints: compared with this node's hash before the
+  // entry is applied (they name earlier entries).
+  bool data = requests.empty();  // a skipped entry moves the log like data
+  for (const auto& r : requests) {
+    if (r->kind != Request::Kind::kCheckpoint) {
+      data = true;
+    } else if (r->checkpoint->node != c.node && !CheckCheckpoint(*r->checkpoint, &next)) {
+      return;  // diverged: halted, nothing applied
+    }
+  }
   bool committed = false;
   std::vector<Outcome> outcomes = ProcessGroup(requests, created_us, &next, &committed);
   if (committed) {
     c.applied = next;
     c.applied_sequence.store(next.sequence);
     c.applied_entries.fetch_add(1);
+    {
+      std::lock_guard<std::mutex> lock(c.ring_mu);
+      c.ring.push_back({next.sequence, next.digest, next.hash});
+      while (c.ring.size() > kHashRingSize) c.ring.pop_front();
+      if (data) c.last_data_sequence = next.sequence;
+    }
     std::lock_guard<std::mutex> lock(c.lease_mu);
     c.lease = next.lease;
     c.lease.sequence = next.sequence;
@@ -555,6 +593,153 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
   }
 }
 
+// ---- checkpoints: finding a divergence ---------------------------------------------
+
+void StoreCore::CheckpointLoop() {
+  ClusterState& c = *cluster_;
+  uint64_t proposed_after = 0;  // the data entry the last checkpoint followed
+  std::unique_lock<std::mutex> lock(c.checkpoint_mu);
+  while (!c.checkpoint_stop) {
+    c.checkpoint_cv.wait_for(lock, std::chrono::milliseconds(options_.checkpoint_interval_ms),
+                             [&] { return c.checkpoint_stop; });
+    if (c.checkpoint_stop) break;
+    LogCheckpoint cp;
+    {
+      std::lock_guard<std::mutex> ring(c.ring_mu);
+      // Only while the log moves: checkpoints alone do not call for more.
+      if (c.ring.empty() || c.last_data_sequence <= proposed_after) continue;
+      proposed_after = c.last_data_sequence;
+      cp.sequence = c.ring.back().sequence;
+      cp.hash = c.ring.back().hash;
+    }
+    cp.node = c.node;
+    auto r = std::make_unique<Request>();
+    r->kind = Request::Kind::kCheckpoint;
+    r->bytes = 64;
+    r->checkpoint = std::move(cp);
+    r->status_done = [](esdb::Status) {};  // the comparison is the others'
+    if (Enqueue(r).ok()) c.checkpoints_proposed.fetch_add(1);
+  }
+}
+
+bool StoreCore::CheckCheckpoint(const LogCheckpoint& cp, LogPosition* next) {
+  ClusterState& c = *cluster_;
+  std::string mine;
+  {
+    std::lock_guard<std::mutex> lock(c.ring_mu);
+    if (!c.ring.empty() && cp.sequence >= c.ring.front().sequence && cp.sequence <= c.ring.back().sequence) {
+      mine = c.ring[cp.sequence - c.ring.front().sequence].hash;
+    }
+  }
+  if (mine.empty() && cp.sequence == c.applied.verified_sequence) mine = c.applied.verified_hash;
+  if (mine.empty()) {
+    // Before this node's start or beyond its memory: nothing to compare with.
+    c.checkpoints_unverifiable.fetch_add(1);
+    return true;
+  }
+  if (mine == cp.hash) {
+    c.checkpoints_matched.fetch_add(1);
+    if (cp.sequence > next->verified_sequence) {
+      next->verified_sequence = cp.sequence;
+      next->verified_hash = mine;
+    }
+    return true;
+  }
+  // One of the two diverged. Re-read the log from the last point this
+  // node's hash was confirmed up to what it applied, and chain it again.
+  c.checkpoints_differing.fetch_add(1);
+  c.log_rereads.fetch_add(1);
+  const uint64_t from = c.applied.verified_sequence, to = c.applied.sequence;
+  Log(3, "node " + cp.node + "'s log hash after entry " + std::to_string(cp.sequence) + " differs from this node's; "
+             "re-reading log entries " + std::to_string(from + 1) + "-" + std::to_string(to) + " to find out which diverged");
+  std::string hash = c.applied.verified_hash;
+  uint64_t first_differing = 0;
+  for (uint64_t seq = from + 1; seq <= to; ++seq) {
+    if ((seq & 255) == 0) {
+      std::lock_guard<std::mutex> lock(c.apply_mu);
+      if (c.apply_stop) return false;
+    }
+    esdb::Result<esdb::LogEntry> e = log_->Get(seq);
+    if (!e.ok()) {
+      if (e.status().code() == esdb::Code::kNotFound) {
+        Diverged("log entry " + std::to_string(seq) + ", which this node applied, is no longer in the log");
+        return false;
+      }
+      // Cannot tell now; the next differing checkpoint asks again.
+      Log(4, "could not re-read the log to check node " + cp.node + "'s checkpoint: " + e.status().ToString());
+      return true;
+    }
+    const std::string digest = EntryDigest(*e);
+    if (first_differing == 0) {
+      std::lock_guard<std::mutex> lock(c.ring_mu);
+      if (!c.ring.empty() && seq >= c.ring.front().sequence && seq <= c.ring.back().sequence &&
+          c.ring[seq - c.ring.front().sequence].digest != digest) {
+        first_differing = seq;
+      }
+    }
+    hash = Sha256({hash, digest});
+  }
+  if (hash == c.applied.hash) {
+    Log(4, "node " + cp.node + " has diverged from the log: its hash after entry " + std::to_string(cp.sequence) +
+               " is not the log's, which re-reading the log up to entry " + std::to_string(to) + " confirmed here");
+    next->verified_sequence = to;
+    next->verified_hash = hash;
+    return true;
+  }
+  Diverged("this node has diverged from the log: its running hash after entry " + std::to_string(to) +
+           " is not the one the log gives (node " + cp.node + "'s checkpoint after entry " +
+           std::to_string(cp.sequence) + " disagreed; re-read from entry " + std::to_string(from + 1) + "); " +
+           (first_differing > 0 ? "it applied entry " + std::to_string(first_differing) + " differently from the log"
+                                : "it applied an entry differently from the log before this start") +
+           ". It stops serving and rebuilds its data from the log at its next start");
+  return false;
+}
+
+void StoreCore::Diverged(const std::string& why) {
+  esdb::StorageBatch b;
+  b.Put(keys::LogRebuild(), why);
+  esdb::Status s = storage_->Write(b, esdb::StorageWriteOptions{true});
+  if (!s.ok()) {
+    return HaltApplier(esdb::Status::FailedPrecondition(
+        why + "; recording that for the next start failed (" + s.ToString() +
+        "): empty this node's data directory so that it rebuilds from the log"));
+  }
+  HaltApplier(esdb::Status::FailedPrecondition(why));
+}
+
+esdb::Status StoreCore::RebuildIfDiverged() {
+  esdb::Result<std::string> why = storage_->Get(keys::LogRebuild());
+  if (!why.ok()) return why.status().code() == esdb::Code::kNotFound ? esdb::Status::OK() : why.status();
+  Log(4, "rebuilding this node's data from the log: " + *why);
+  const std::string keep = keys::Incarnation(), marker = keys::LogRebuild();
+  uint64_t deleted = 0;
+  for (;;) {
+    // At most 10000 deletes per batch; the marker goes last, so a crash
+    // in between resumes the rebuild.
+    esdb::Result<std::unique_ptr<esdb::StorageIterator>> it = storage_->NewIterator(esdb::StorageReadOptions{});
+    if (!it.ok()) return it.status();
+    esdb::StorageBatch b;
+    size_t n = 0;
+    for ((*it)->SeekToFirst(); (*it)->Valid() && n < 10000; (*it)->Next()) {
+      if ((*it)->key() == keep || (*it)->key() == marker) continue;
+      b.Delete(std::string((*it)->key()));
+      ++n;
+    }
+    if (!(*it)->status().ok()) return (*it)->status();
+    it->reset();
+    if (n == 0) break;
+    esdb::Status s = storage_->Write(b, esdb::StorageWriteOptions{false});
+    if (!s.ok()) return s;
+    deleted += n;
+  }
+  esdb::StorageBatch done;
+  done.Delete(marker);
+  esdb::Status s = storage_->Write(done, esdb::StorageWriteOptions{true});
+  if (!s.ok()) return s;
+  Log(3, "deleted " + std::to_string(deleted) + " keys; re-applying the log from entry 1");
+  return esdb::Status::OK();
+}
+
 // ---- the leader lease ------------------------------------------------------------
 
 esdb::Result<esdb::LeaderLeaseOutcome> StoreCore::ProposeLease(const esdb::LeaderLeaseClaim& claim) {
@@ -587,6 +772,16 @@ nlohmann::json StoreCore::ClusterStats() const {
     std::lock_guard<std::mutex> lock(c.pending->mu);
     pending = c.pending->groups.size();
   }
+  // The running hash after the last entry applied (hex), to compare nodes.
+  std::string hash;
+  uint64_t hash_sequence = 0;
+  {
+    std::lock_guard<std::mutex> lock(c.ring_mu);
+    if (!c.ring.empty()) {
+      hash = Hex(c.ring.back().hash);
+      hash_sequence = c.ring.back().sequence;
+    }
+  }
   return {{"node", c.node},
           {"incarnation", c.incarnation_tag},
           {"applied_sequence", c.applied_sequence.load()},
@@ -595,7 +790,14 @@ nlohmann::json StoreCore::ClusterStats() const {
           {"applied_entries", c.applied_entries.load()},
           {"duplicate_entries", c.duplicate_entries.load()},
           {"malformed_entries", c.malformed_entries.load()},
-          {"pending_groups", pending}};
+          {"checkpoints_proposed", c.checkpoints_proposed.load()},
+          {"checkpoints_matched", c.checkpoints_matched.load()},
+          {"checkpoints_differing", c.checkpoints_differing.load()},
+          {"checkpoints_unverifiable", c.checkpoints_unverifiable.load()},
+          {"log_rereads", c.log_rereads.load()},
+          {"pending_groups", pending},
+          {"log_hash", hash},
+          {"log_hash_sequence", hash_sequence}};
 }
 
 }  // namespace esdb_store

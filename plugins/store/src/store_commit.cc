@@ -386,6 +386,11 @@ std::vector<StoreCore::Outcome> StoreCore::ProcessGroup(std::vector<std::unique_
         out.lease.lease = log->lease;
         out.lease.lease.sequence = log->sequence;
         break;
+      case Request::Kind::kCheckpoint:
+        // Decides nothing: each node compares it with its own hash after
+        // the entry is applied (store_cluster.cc, CheckCheckpoint).
+        if (log == nullptr) out.status = esdb::Status::FailedPrecondition("log checkpoints exist in cluster mode only");
+        break;
     }
     any_write = any_write || out.writes;
   }

@@ -30,7 +30,8 @@ esdb::Result<std::shared_ptr<StoreCore>> StoreCore::Open(std::shared_ptr<esdb::S
                                                          std::shared_ptr<esdb::Log> log, const std::string& node) {
   if (!storage) return esdb::Status::Unavailable("persistence is not available (no esdb.storage/1)");
   std::shared_ptr<StoreCore> core(new StoreCore(std::move(storage), options, std::move(hooks), std::move(log)));
-  esdb::Status s = core->Recover();
+  esdb::Status s = core->log_ ? core->RebuildIfDiverged() : esdb::Status::OK();
+  if (s.ok()) s = core->Recover();
   if (!s.ok()) return s;
   if (core->log_) {
     s = core->OpenCluster(node);  // starts the proposer and the applier

@@ -54,7 +54,8 @@ class logger;
 
 namespace esdb_store {
 
-struct LogPosition;  // cluster mode: store_core_internal.h
+struct LogPosition;    // cluster mode: store_core_internal.h
+struct LogCheckpoint;  // cluster mode: group_codec.h
 
 struct StoreHooks {
   // Publishes a bus event (topic "store"); may be empty (tests, bench).
@@ -180,6 +181,18 @@ class StoreCore : public esdb::EventStoreV2 {
   void ApplierLoop();
   void ApplyEntry(esdb::LogEntry& entry);
   void HaltApplier(const esdb::Status& why);
+  // Compares another node's checkpoint with this node's running hash; on a
+  // difference re-reads the log from the last verified point to find out
+  // which side diverged. False when this node did: it is halted and marked
+  // for a rebuild. May move `next`'s verified point.
+  bool CheckCheckpoint(const LogCheckpoint& checkpoint, LogPosition* next);
+  // Halts with `why`, first recording in storage that the next open must
+  // rebuild this node's data from the log.
+  void Diverged(const std::string& why);
+  void CheckpointLoop();
+  // Cluster mode, at open: when a divergence was recorded, deletes this
+  // node's data (all but its incarnation) so that it re-applies the log.
+  esdb::Status RebuildIfDiverged();
   nlohmann::json ClusterStats() const;  // null in single-node mode
   const StreamState& View(const std::string& stream);  // writer thread only
   StreamState& Staged(const std::string& stream);      // writer thread only

@@ -22,6 +22,7 @@
 #include "esdb/event_store.h"
 #include "esdb/leader_lease.h"
 #include "esdb/status.h"
+#include "group_codec.h"
 #include "key_layout.h"
 #include "store_core.h"
 
@@ -64,7 +65,7 @@ inline std::string NewRandomEventId(std::mt19937_64& rng) {
 
 // One queued write. Exactly one of the three completions is set.
 struct StoreCore::Request {
-  enum class Kind { kAppend, kDelete, kSetMetadata, kLease };
+  enum class Kind { kAppend, kDelete, kSetMetadata, kLease, kCheckpoint };
   Kind kind = Kind::kAppend;
   std::string stream;
   esdb::ExpectedVersion expected;
@@ -78,6 +79,7 @@ struct StoreCore::Request {
   bool hard = false;
   std::optional<esdb::StreamMetadata> metadata;  // kSetMetadata only (its JSON allocates)
   std::optional<esdb::LeaderLeaseClaim> lease;   // kLease only (cluster mode; stream unused)
+  std::optional<LogCheckpoint> checkpoint;       // kCheckpoint only (cluster mode; stream unused)
   esdb::AppendCallback append_done;
   std::function<void(esdb::Status)> status_done;
   std::function<void(esdb::Result<esdb::LeaderLeaseOutcome>)> lease_done;
@@ -106,11 +108,17 @@ struct LogPosition {
   std::string digest;
   std::string entry_id;  // the applied entry's id ('g' key), may be empty
   esdb::LeaderLeaseState lease;  // its `sequence` unused here
+  // The last point where this node's running hash was confirmed: another
+  // node's checkpoint agreed with it, or the log re-read gave it (0 and the
+  // empty hash at first). Node-local; a divergence is searched from here.
+  uint64_t verified_sequence = 0;
+  std::string verified_hash;  // 32 bytes
 };
 
-// The value of "\x01log_applied": [u8 2][u64 sequence][32B hash][32B digest]
-// [str entry id][lease (lease_rule.h)]; format 1, written before the lease
-// was kept, lacks the lease (none). Decode: false when malformed.
+// The value of "\x01log_applied": [u8 3][u64 sequence][32B hash][32B digest]
+// [str entry id][lease (lease_rule.h)][u64 verified sequence][32B verified
+// hash]; format 2 lacks the verified point (0), format 1 also the lease
+// (none). Decode: false when malformed.
 std::string EncodeLogPosition(const LogPosition& p);
 bool DecodeLogPosition(std::string_view value, LogPosition* p);
 
@@ -159,6 +167,24 @@ struct StoreCore::ClusterState {
   // applied.lease and applied.sequence, updated after each entry.
   mutable std::mutex lease_mu;
   esdb::LeaderLeaseState lease;  // guarded by lease_mu
+
+  // The running hash after each recently applied entry (at most
+  // kHashRingSize, oldest first), for comparing checkpoints.
+  struct Applied {
+    uint64_t sequence;
+    std::string digest, hash;
+  };
+  mutable std::mutex ring_mu;
+  std::deque<Applied> ring;  // guarded by ring_mu; appended by the applier
+  uint64_t last_data_sequence = 0;  // guarded by ring_mu: the last entry that was not only checkpoints
+  // Checkpoints: proposed by a thread of their own every
+  // options.checkpoint_interval_ms while the log moves.
+  std::mutex checkpoint_mu;
+  std::condition_variable checkpoint_cv;
+  bool checkpoint_stop = false;  // guarded by checkpoint_mu
+  std::thread checkpointer;
+  std::atomic<uint64_t> checkpoints_proposed{0}, checkpoints_matched{0}, checkpoints_unverifiable{0},
+      checkpoints_differing{0}, log_rereads{0};
 };
 
 }  // namespace esdb_store

@@ -21,6 +21,10 @@ esdb::Result<StoreOptions> ParseStoreOptions(const nlohmann::json& config) {
   r.Enum("mode", {"single_node", "cluster"}, &mode);
   o.cluster = mode == "cluster";
   r.Int("max_inflight_groups", 1, 64, &o.max_inflight_groups);
+  if (r.Int("checkpoint_interval_ms", 0, 3600 * 1000, &o.checkpoint_interval_ms) && o.checkpoint_interval_ms > 0 &&
+      o.checkpoint_interval_ms < 100) {
+    r.Error("checkpoint_interval_ms", "must be 0 (never) or at least 100, got " + std::to_string(o.checkpoint_interval_ms));
+  }
   std::vector<std::string> prefixes;
   if (r.Raw("system_stream_prefixes") != nullptr && r.StringList("system_stream_prefixes", &prefixes)) {
     bool ok = true;

@@ -32,6 +32,10 @@ struct StoreOptions {
   // and applied here). Fewer in flight make bigger groups
   // (bench/cluster_bench.cc --inflight).
   size_t max_inflight_groups = 2;
+  // Cluster mode: how often this node puts its running log hash in the log
+  // (a checkpoint, compared by every other node), while the log moves; 0 =
+  // never (this node still checks the others' checkpoints).
+  uint32_t checkpoint_interval_ms = 5000;
   // '$'-streams are reserved; appends to them are refused unless the id
   // starts with one of these (system streams of other subsystems).
   std::vector<std::string> system_stream_prefixes = {"$persistent-", "$parked-", "$checkpoint-"};
@@ -40,7 +44,7 @@ struct StoreOptions {
 // Reads the store's config: durability ("sync" | "async"), max_event_bytes,
 // max_append_bytes, max_stream_id_length, max_pending_appends,
 // max_read_count, scavenge_interval_s, system_stream_prefixes, mode
-// ("single_node" | "cluster"), max_inflight_groups. Unknown keys,
+// ("single_node" | "cluster"), max_inflight_groups, checkpoint_interval_ms. Unknown keys,
 // wrong types and out-of-range values are kInvalidArgument naming the key.
 esdb::Result<StoreOptions> ParseStoreOptions(const nlohmann::json& config);
 

@@ -5,6 +5,7 @@
 
 #include "codec.h"
 #include "group_codec.h"
+#include "store_core_internal.h"
 
 using esdb::Code;
 using esdb_store::DecodeMetadata;
@@ -98,4 +99,78 @@ TEST_CASE("commit groups round-trip, and damaged or truncated ones are corruptio
   std::string huge;
   esdb_store::EncodeGroupHeader(0, 0xffffffffu, &huge);
   CHECK(DecodeGroup(huge).status().code() == Code::kCorruption);
+}
+
+// A log checkpoint (group_codec.h, kind 4) comes from the log like any
+// request: every prefix is corruption, a bad node name or entry 0 is named.
+TEST_CASE("log checkpoints round-trip in a commit group; damaged ones are corruption", "[codec][cluster]") {
+  using esdb_store::DecodeGroup;
+  const esdb_store::LogCheckpoint cp{"node-2", 4242, std::string(32, '\x7f')};
+  std::string g;
+  esdb_store::EncodeGroupHeader(7, 2, &g);
+  esdb_store::EncodeGroupCheckpoint(cp, &g);
+  esdb_store::EncodeGroupDelete("s", esdb::ExpectedVersion::Any(), false, &g);
+  auto r = DecodeGroup(g);
+  REQUIRE(r.ok());
+  REQUIRE(r->requests.size() == 2);
+  CHECK(r->requests[0].kind == esdb_store::GroupRequest::Kind::kCheckpoint);
+  REQUIRE(r->requests[0].checkpoint.has_value());
+  CHECK(r->requests[0].checkpoint->node == "node-2");
+  CHECK(r->requests[0].checkpoint->sequence == 4242);
+  CHECK(r->requests[0].checkpoint->hash == cp.hash);
+  for (size_t n = 0; n < g.size(); ++n) {
+    INFO(n);
+    CHECK(DecodeGroup(std::string_view(g).substr(0, n)).status().code() == Code::kCorruption);
+  }
+  for (const esdb_store::LogCheckpoint& bad : {esdb_store::LogCheckpoint{"", 1, std::string(32, 'h')},
+                                               esdb_store::LogCheckpoint{std::string(65, 'n'), 1, std::string(32, 'h')},
+                                               esdb_store::LogCheckpoint{"node-1", 0, std::string(32, 'h')}}) {
+    std::string e;
+    esdb_store::EncodeGroupHeader(1, 1, &e);
+    esdb_store::EncodeGroupCheckpoint(bad, &e);
+    auto d = DecodeGroup(e);
+    CHECK(d.status().code() == Code::kCorruption);
+    CHECK_THAT(d.status().message(), Catch::Contains("request 0: checkpoint"));
+  }
+}
+
+// A node's stored log position (store_core_internal.h): format 3 carries
+// the last verified point; formats 1 and 2 (written by earlier versions)
+// still decode, verified at the empty log. Truncated or inconsistent ones
+// are refused.
+TEST_CASE("the stored log position round-trips with its verified point; older formats decode", "[codec][cluster]") {
+  esdb_store::LogPosition p;
+  p.sequence = 900;
+  p.hash.assign(32, 'h');
+  p.digest.assign(32, 'd');
+  p.entry_id = "node-1-3.abcd-17";
+  p.verified_sequence = 850;
+  p.verified_hash.assign(32, 'v');
+  const std::string bytes = esdb_store::EncodeLogPosition(p);
+  esdb_store::LogPosition back;
+  REQUIRE(esdb_store::DecodeLogPosition(bytes, &back));
+  CHECK(back.sequence == 900);
+  CHECK(back.hash == p.hash);
+  CHECK(back.digest == p.digest);
+  CHECK(back.entry_id == p.entry_id);
+  CHECK(back.verified_sequence == 850);
+  CHECK(back.verified_hash == p.verified_hash);
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    INFO(n);
+    CHECK_FALSE(esdb_store::DecodeLogPosition(std::string_view(bytes).substr(0, n), &back));
+  }
+  // Verified beyond what was applied cannot be.
+  esdb_store::LogPosition ahead = p;
+  ahead.verified_sequence = 901;
+  CHECK_FALSE(esdb_store::DecodeLogPosition(esdb_store::EncodeLogPosition(ahead), &back));
+  // Format 2: the same without the verified point.
+  std::string v2 = bytes.substr(0, bytes.size() - 40);
+  v2[0] = 2;
+  REQUIRE(esdb_store::DecodeLogPosition(v2, &back));
+  CHECK(back.sequence == 900);
+  CHECK(back.verified_sequence == 0);
+  CHECK(back.verified_hash == std::string(32, '\0'));
+  std::string v4 = bytes;
+  v4[0] = 4;
+  CHECK_FALSE(esdb_store::DecodeLogPosition(v4, &back));
 }

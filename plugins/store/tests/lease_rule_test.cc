@@ -160,8 +160,8 @@ TEST_CASE("lease claims in commit groups: validated where proposed and where dec
   CHECK(g->requests[0].lease->ttl_ms == 2000);
   CHECK(g->requests[1].kind == esdb_store::GroupRequest::Kind::kDelete);
   std::string unknown = e;
-  unknown[13] = 4;  // the first request's kind
-  CHECK_THAT(esdb_store::DecodeGroup(unknown).status().message(), Catch::Contains("unknown kind 4"));
+  unknown[13] = 5;  // the first request's kind
+  CHECK_THAT(esdb_store::DecodeGroup(unknown).status().message(), Catch::Contains("unknown kind 5"));
 
   const LeaderLeaseState l{"node-a", "127.0.0.1:2113", 3, 1234567, 42, 0};
   std::string bytes;

@@ -703,9 +703,13 @@ TEST_CASE("store config: defaults and clear errors naming the key") {
   REQUIRE(a.ok());
   CHECK_FALSE(a->sync);
   CHECK(a->max_stream_id_length == 64);
+  CHECK(d->checkpoint_interval_ms == 5000);
+  CHECK(esdb_store::ParseStoreOptions({{"checkpoint_interval_ms", 0}})->checkpoint_interval_ms == 0);
   for (const nlohmann::json& bad : {nlohmann::json{{"durability", "fast"}}, nlohmann::json{{"max_event_bytes", -1}},
                                     nlohmann::json{{"max_event_bytes", "1MiB"}}, nlohmann::json{{"durabilty", "sync"}},
-                                    nlohmann::json{{"system_stream_prefixes", {"x-"}}}}) {
+                                    nlohmann::json{{"system_stream_prefixes", {"x-"}}},
+                                    nlohmann::json{{"checkpoint_interval_ms", 50}},
+                                    nlohmann::json{{"checkpoint_interval_ms", -1}}}) {
     auto r = esdb_store::ParseStoreOptions(bad);
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().message().find(bad.begin().key()) != std::string::npos);
