@@ -99,7 +99,21 @@ void OnPublished(const std::shared_ptr<PendingGroups>& table, const std::string&
     auto it = table->groups.find(id);
     if (it != table->groups.end()) {
       PendingGroups::Group& g = it->second;
-      if (g.applied) {
+      if (g.applied && r.ok() && r->sequence != g.applied_sequence) {
+        // The log holds this entry under another sequence than the one this
+        // node applied it at: the tail gave this node an entry the log does
+        // not hold there. Its outcomes are not the log's: not answered with.
+        // (Or the log stored it twice, its deduplication missing a resend:
+        // the applier asks the log which.)
+        table->suspects.emplace_back(g.applied_sequence, id);
+        error = esdb::Status::Unavailable(
+            "the log stored this write as entry " + std::to_string(r->sequence) + " but this node applied it as "
+            "entry " + std::to_string(g.applied_sequence) + "; resend it with the same event ids to learn its outcome");
+        done = std::move(g);
+        done.applied = false;
+        answer = true;
+        table->groups.erase(it);
+      } else if (g.applied) {
         // Applied here already, so it is in the log, whatever the publisher
         // last heard: answer with the outcomes.
         done = std::move(g);
@@ -107,6 +121,8 @@ void OnPublished(const std::shared_ptr<PendingGroups>& table, const std::string&
         table->groups.erase(it);
       } else if (r.ok()) {
         g.acked = true;
+        g.acked_sequence = r->sequence;
+        g.acked_at = std::chrono::steady_clock::now();
       } else {
         error = r.status();
         done = std::move(g);
@@ -265,7 +281,7 @@ esdb::Status StoreCore::OpenCluster(const std::string& node) {
   if (!tail.ok()) return tail.status();  // Close() stops the applier
   c.tail = std::move(*tail);
   c.proposer = std::thread([this] { ProposerLoop(); });
-  if (options_.checkpoint_interval_ms > 0) c.checkpointer = std::thread([this] { CheckpointLoop(); });
+  c.checkpointer = std::thread([this] { HousekeepingLoop(); });
   return esdb::Status::OK();
 }
 
@@ -419,6 +435,7 @@ void StoreCore::HaltApplier(const esdb::Status& why) {
     if (c.halted) return;
     c.halted = true;
     c.halt_status = why;
+    c.refusing.store(true);
   }
   c.apply_cv.notify_all();
   Log(4, "stopped applying the log: " + why.ToString());
@@ -518,6 +535,31 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
       for (size_t i = 0; i < requests.size(); ++i) requests[i]->context = it->second.requests[i]->context;
     }
   }
+  // The log stored one of this node's entries elsewhere than it was
+  // applied (OnPublished), or delivers one here that it acknowledged under
+  // another sequence and does not hold here.
+  {
+    std::string diverged;
+    uint64_t acked_at = 0;
+    {
+      std::lock_guard<std::mutex> lock(c.pending->mu);
+      auto it = c.pending->groups.find(e.id);
+      if (it != c.pending->groups.end() && it->second.acked) acked_at = it->second.acked_sequence;
+    }
+    if (acked_at != 0 && acked_at != e.sequence) {
+      esdb::Result<esdb::LogEntry> held = log_->Get(e.sequence);
+      if (held.ok() && held->id != e.id) {
+        diverged = "the log delivered this node's entry " + e.id + " as entry " + std::to_string(e.sequence) +
+                   ", which the log holds another entry under (it acknowledged this one as entry " +
+                   std::to_string(acked_at) + ")";
+      }
+    }
+    if (!diverged.empty()) {
+      Diverged("this node has diverged from the log: " + diverged +
+               ". It stops serving and rebuilds its data from the log at its next start");
+      return;
+    }
+  }
   // Other nodes' checkpoints: compared with this node's hash before the
   // entry is applied (they name earlier entries).
   bool data = requests.empty();  // a skipped entry moves the log like data
@@ -568,6 +610,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
           }
         }
         g.applied = true;
+        g.applied_sequence = e.sequence;
         if (g.acked) {
           done = std::move(g);
           answer = true;
@@ -595,14 +638,19 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
 
 // ---- checkpoints: finding a divergence ---------------------------------------------
 
-void StoreCore::CheckpointLoop() {
+void StoreCore::HousekeepingLoop() {
   ClusterState& c = *cluster_;
+  using Clock = std::chrono::steady_clock;
   uint64_t proposed_after = 0;  // the data entry the last checkpoint followed
+  Clock::time_point next_checkpoint = Clock::now() + std::chrono::milliseconds(options_.checkpoint_interval_ms);
   std::unique_lock<std::mutex> lock(c.checkpoint_mu);
   while (!c.checkpoint_stop) {
-    c.checkpoint_cv.wait_for(lock, std::chrono::milliseconds(options_.checkpoint_interval_ms),
-                             [&] { return c.checkpoint_stop; });
+    c.checkpoint_cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return c.checkpoint_stop; });
     if (c.checkpoint_stop) break;
+    ExpireUnapplied();
+    CheckSuspects();
+    if (options_.checkpoint_interval_ms == 0 || Clock::now() < next_checkpoint) continue;
+    next_checkpoint = Clock::now() + std::chrono::milliseconds(options_.checkpoint_interval_ms);
     LogCheckpoint cp;
     {
       std::lock_guard<std::mutex> ring(c.ring_mu);
@@ -619,6 +667,62 @@ void StoreCore::CheckpointLoop() {
     r->checkpoint = std::move(cp);
     r->status_done = [](esdb::Status) {};  // the comparison is the others'
     if (Enqueue(r).ok()) c.checkpoints_proposed.fetch_add(1);
+  }
+}
+
+void StoreCore::CheckSuspects() {
+  ClusterState& c = *cluster_;
+  std::vector<std::pair<uint64_t, std::string>> suspects;
+  {
+    std::lock_guard<std::mutex> lock(c.pending->mu);
+    suspects.swap(c.pending->suspects);
+  }
+  for (size_t i = 0; i < suspects.size(); ++i) {
+    const auto& [seq, id] = suspects[i];
+    esdb::Result<esdb::LogEntry> held = log_->Get(seq);
+    if (held.ok() && held->id == id) continue;  // the log stored it twice; this node applied the first
+    if (!held.ok() && held.status().code() != esdb::Code::kNotFound) {
+      // Cannot tell now: asked again next round.
+      std::lock_guard<std::mutex> lock(c.pending->mu);
+      c.pending->suspects.insert(c.pending->suspects.end(), suspects.begin() + static_cast<std::ptrdiff_t>(i),
+                                 suspects.end());
+      return;
+    }
+    return Diverged("this node has diverged from the log: it applied its own entry " + id + " as entry " +
+                    std::to_string(seq) + ", under which the log holds " +
+                    (held.ok() ? "another entry" : "no entry") +
+                    ". It stops serving and rebuilds its data from the log at its next start");
+  }
+}
+
+void StoreCore::ExpireUnapplied() {
+  ClusterState& c = *cluster_;
+  const auto now = std::chrono::steady_clock::now();
+  const auto limit = std::chrono::milliseconds(options_.apply_timeout_ms);
+  std::vector<PendingGroups::Group> expired;
+  {
+    std::lock_guard<std::mutex> lock(c.pending->mu);
+    for (auto it = c.pending->groups.begin(); it != c.pending->groups.end();) {
+      PendingGroups::Group& g = it->second;
+      if (g.acked && !g.applied && now - g.acked_at >= limit) {
+        expired.push_back(std::move(g));
+        it = c.pending->groups.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (expired.empty()) return;
+  c.pending->cv.notify_all();  // room for the proposer
+  c.apply_timeouts.fetch_add(expired.size());
+  for (PendingGroups::Group& g : expired) {
+    Answer(g.requests, nullptr, nullptr,
+           esdb::Status::Unavailable("the log stored this write as entry " + std::to_string(g.acked_sequence) +
+                                     " but this node has not applied it within apply_timeout_ms (" +
+                                     std::to_string(options_.apply_timeout_ms) +
+                                     " ms; it has applied up to entry " + std::to_string(c.applied_sequence.load()) +
+                                     "): its outcome is decided in the log; read it back, or resend it with the "
+                                     "same event ids to learn it"));
   }
 }
 
@@ -795,6 +899,7 @@ nlohmann::json StoreCore::ClusterStats() const {
           {"checkpoints_differing", c.checkpoints_differing.load()},
           {"checkpoints_unverifiable", c.checkpoints_unverifiable.load()},
           {"log_rereads", c.log_rereads.load()},
+          {"apply_timeouts", c.apply_timeouts.load()},
           {"pending_groups", pending},
           {"log_hash", hash},
           {"log_hash_sequence", hash_sequence}};

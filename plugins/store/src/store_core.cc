@@ -156,6 +156,11 @@ esdb::Status StoreCore::ValidateExpected(const esdb::ExpectedVersion& expected) 
 }
 
 esdb::Status StoreCore::Enqueue(std::unique_ptr<Request>& request) {
+  if (cluster_ && cluster_->refusing.load()) {
+    // Nothing more goes into the log from a node that stopped applying it.
+    std::lock_guard<std::mutex> lock(cluster_->apply_mu);
+    return esdb::Status::Unavailable("this node stopped applying the log: " + cluster_->halt_status.message());
+  }
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (stopping_) return Cancelled();

@@ -189,7 +189,13 @@ class StoreCore : public esdb::EventStoreV2 {
   // Halts with `why`, first recording in storage that the next open must
   // rebuild this node's data from the log.
   void Diverged(const std::string& why);
-  void CheckpointLoop();
+  void HousekeepingLoop();
+  // Answers unavailable the requests of entries the log acknowledged more
+  // than options.apply_timeout_ms ago that this node has not applied.
+  void ExpireUnapplied();
+  // Asks the log what it holds where this node applied its own entries that
+  // the log acknowledged elsewhere; Diverged() when another entry.
+  void CheckSuspects();
   // Cluster mode, at open: when a divergence was recorded, deletes this
   // node's data (all but its incarnation) so that it re-applies the log.
   esdb::Status RebuildIfDiverged();

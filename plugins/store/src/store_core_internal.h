@@ -130,6 +130,9 @@ struct PendingGroups {
     std::vector<std::unique_ptr<StoreCore::Request>> requests;
     bool acked = false;    // the log acknowledged the entry
     bool applied = false;  // this node applied it; `statuses` and `results` hold the answers
+    uint64_t acked_sequence = 0;    // where the log says it stored the entry (acked)
+    uint64_t applied_sequence = 0;  // where this node applied it (applied)
+    std::chrono::steady_clock::time_point acked_at;  // acked: when (apply_timeout_ms counts from it)
     std::vector<esdb::Status> statuses;              // parallel to requests
     std::vector<esdb::AppendResult> results;         // parallel to requests
   };
@@ -139,6 +142,10 @@ struct PendingGroups {
   size_t inflight = 0;  // appends whose callback has not returned
   bool stop_proposing = false;
   bool closed = false;
+  // This node's entries that the log acknowledged under another sequence
+  // than the one this node applied them at: (applied sequence, id). The
+  // housekeeping thread asks the log what it holds there (CheckSuspects).
+  std::vector<std::pair<uint64_t, std::string>> suspects;
 };
 
 struct StoreCore::ClusterState {
@@ -161,6 +168,7 @@ struct StoreCore::ClusterState {
   bool apply_stop = false;                 // guarded by apply_mu
   bool caught_up = false;                  // guarded by apply_mu
   bool halted = false;                     // guarded by apply_mu
+  std::atomic<bool> refusing{false};       // halted, for Enqueue() (no lock)
   esdb::Status halt_status;                // guarded by apply_mu
 
   // The applied lease as others read it (CurrentLease()): a copy of
@@ -177,14 +185,15 @@ struct StoreCore::ClusterState {
   mutable std::mutex ring_mu;
   std::deque<Applied> ring;  // guarded by ring_mu; appended by the applier
   uint64_t last_data_sequence = 0;  // guarded by ring_mu: the last entry that was not only checkpoints
-  // Checkpoints: proposed by a thread of their own every
-  // options.checkpoint_interval_ms while the log moves.
+  // Housekeeping, on a thread of its own: checkpoints proposed every
+  // options.checkpoint_interval_ms while the log moves; acknowledged
+  // entries not applied within options.apply_timeout_ms answered.
   std::mutex checkpoint_mu;
   std::condition_variable checkpoint_cv;
   bool checkpoint_stop = false;  // guarded by checkpoint_mu
   std::thread checkpointer;
   std::atomic<uint64_t> checkpoints_proposed{0}, checkpoints_matched{0}, checkpoints_unverifiable{0},
-      checkpoints_differing{0}, log_rereads{0};
+      checkpoints_differing{0}, log_rereads{0}, apply_timeouts{0};
 };
 
 }  // namespace esdb_store

@@ -25,6 +25,7 @@ esdb::Result<StoreOptions> ParseStoreOptions(const nlohmann::json& config) {
       o.checkpoint_interval_ms < 100) {
     r.Error("checkpoint_interval_ms", "must be 0 (never) or at least 100, got " + std::to_string(o.checkpoint_interval_ms));
   }
+  r.Int("apply_timeout_ms", 1000, 3600 * 1000, &o.apply_timeout_ms);
   std::vector<std::string> prefixes;
   if (r.Raw("system_stream_prefixes") != nullptr && r.StringList("system_stream_prefixes", &prefixes)) {
     bool ok = true;

@@ -36,6 +36,10 @@ struct StoreOptions {
   // (a checkpoint, compared by every other node), while the log moves; 0 =
   // never (this node still checks the others' checkpoints).
   uint32_t checkpoint_interval_ms = 5000;
+  // Cluster mode: a write whose log entry the log acknowledged but this
+  // node has not applied after this long is answered unavailable (its
+  // outcome is decided in the log; reading or resending tells it).
+  uint32_t apply_timeout_ms = 30000;
   // '$'-streams are reserved; appends to them are refused unless the id
   // starts with one of these (system streams of other subsystems).
   std::vector<std::string> system_stream_prefixes = {"$persistent-", "$parked-", "$checkpoint-"};
@@ -44,7 +48,7 @@ struct StoreOptions {
 // Reads the store's config: durability ("sync" | "async"), max_event_bytes,
 // max_append_bytes, max_stream_id_length, max_pending_appends,
 // max_read_count, scavenge_interval_s, system_stream_prefixes, mode
-// ("single_node" | "cluster"), max_inflight_groups, checkpoint_interval_ms. Unknown keys,
+// ("single_node" | "cluster"), max_inflight_groups, checkpoint_interval_ms, apply_timeout_ms. Unknown keys,
 // wrong types and out-of-range values are kInvalidArgument naming the key.
 esdb::Result<StoreOptions> ParseStoreOptions(const nlohmann::json& config);
 

@@ -34,8 +34,13 @@ inline esdb::ProposedEvent Ev(std::string type, std::string data = "{}", std::st
 }
 
 // A store on <dir>/leveldb, reopenable; collects published bus events.
+// With `log`, in cluster mode on it (options.cluster should be true), as
+// node "node-t".
 struct StoreFixture {
-  explicit StoreFixture(esdb_store::StoreOptions o = {}) : options(std::move(o)) { Open(); }
+  explicit StoreFixture(esdb_store::StoreOptions o = {}, std::shared_ptr<esdb::Log> l = nullptr)
+      : options(std::move(o)), log(std::move(l)) {
+    Open();
+  }
   ~StoreFixture() { Close(); }
 
   void Open() {
@@ -47,7 +52,7 @@ struct StoreFixture {
       std::lock_guard<std::mutex> lock(mu);
       published.push_back(std::move(e));
     };
-    auto c = esdb_store::StoreCore::Open(storage, options, hooks);
+    auto c = esdb_store::StoreCore::Open(storage, options, hooks, log, "node-t");
     REQUIRE(c.ok());
     store = *c;
   }
@@ -68,6 +73,7 @@ struct StoreFixture {
 
   TempDir dir;
   esdb_store::StoreOptions options;
+  std::shared_ptr<esdb::Log> log;
   std::shared_ptr<esdb_persistence::LevelDbStorage> storage;
   std::shared_ptr<esdb_store::StoreCore> store;
   std::mutex mu;

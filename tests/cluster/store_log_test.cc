@@ -1,0 +1,224 @@
+// The store in cluster mode (StoreCore) on a real log: the log plugin's
+// NatsLog on a real nats-server, seen through a pass-through that can hold
+// back what the log's tail delivers, as a node whose applier falls behind
+// (or whose consumer is gone) sees it. Nothing of the log is faked: every
+// entry is the real log's.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "esdb/testing/temp_dir.h"
+#include "group_codec.h"
+#include "log_options.h"
+#include "nats_log.h"
+#include "support/nats_cluster.h"
+#include "support/test_support.h"
+#include "test_util.h"  // plugins/store/tests: StoreFixture
+
+namespace {
+
+// The real log; its tail's deliveries wait while Hold(true).
+class HeldTailLog : public esdb::Log {
+ public:
+  explicit HeldTailLog(std::shared_ptr<esdb::Log> real) : real_(std::move(real)) {}
+  void Hold(bool held) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = held;
+    }
+    cv_.notify_all();
+  }
+  void Append(std::string id, std::string data, esdb::LogAppendCallback done) override {
+    real_->Append(std::move(id), std::move(data), std::move(done));
+  }
+  esdb::Result<std::unique_ptr<esdb::LogTail>> Tail(uint64_t from, esdb::LogEntryHandler on_entry) override {
+    return real_->Tail(from, [this, on_entry](esdb::LogEntry e) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return !held_; });
+      }
+      on_entry(std::move(e));
+    });
+  }
+  esdb::Result<esdb::LogEntry> Get(uint64_t sequence) override { return real_->Get(sequence); }
+  esdb::Result<uint64_t> LastSequence() override { return real_->LastSequence(); }
+  size_t MaxEntryBytes() const override { return real_->MaxEntryBytes(); }
+  nlohmann::json Stats() override { return real_->Stats(); }
+
+ private:
+  std::shared_ptr<esdb::Log> real_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;  // guarded by mu_
+};
+
+// The real log, except that once armed, the next append is first shown to
+// the tail as the next entry (a phantom: what a dying JetStream leader was
+// seen to deliver), while the log really stores another node's entry
+// there and this one after it.
+class PhantomLog : public esdb::Log {
+ public:
+  PhantomLog(std::shared_ptr<esdb::Log> real, std::string foreign_id, std::string foreign_data)
+      : real_(std::move(real)), foreign_id_(std::move(foreign_id)), foreign_data_(std::move(foreign_data)) {}
+  void Arm() { armed_ = true; }
+  void Append(std::string id, std::string data, esdb::LogAppendCallback done) override {
+    if (armed_.exchange(false)) {
+      esdb::Result<uint64_t> last = real_->LastSequence();
+      REQUIRE(last.ok());
+      handler_(esdb::LogEntry{*last + 1, id, data});  // the phantom
+      std::promise<void> stored;
+      real_->Append(foreign_id_, foreign_data_, [&stored](esdb::Result<esdb::LogAppendResult>) { stored.set_value(); });
+      stored.get_future().wait();
+    }
+    real_->Append(std::move(id), std::move(data), std::move(done));
+  }
+  esdb::Result<std::unique_ptr<esdb::LogTail>> Tail(uint64_t from, esdb::LogEntryHandler on_entry) override {
+    handler_ = on_entry;
+    return real_->Tail(from, std::move(on_entry));
+  }
+  esdb::Result<esdb::LogEntry> Get(uint64_t sequence) override { return real_->Get(sequence); }
+  esdb::Result<uint64_t> LastSequence() override { return real_->LastSequence(); }
+  size_t MaxEntryBytes() const override { return real_->MaxEntryBytes(); }
+  nlohmann::json Stats() override { return real_->Stats(); }
+
+ private:
+  std::shared_ptr<esdb::Log> real_;
+  const std::string foreign_id_, foreign_data_;
+  std::atomic<bool> armed_{false};
+  esdb::LogEntryHandler handler_;  // set by Tail() at open, before any append
+};
+
+// A NatsLog on a one-server NATS in `dir`, its stream created.
+std::shared_ptr<esdb_log::NatsLog> ConnectedLog(esdb::test::NatsCluster& nats) {
+  auto o = esdb_log::ParseLogOptions(nlohmann::json{{"servers", nats.ClientUrls()}, {"replicas", 1}});
+  REQUIRE(o.ok());
+  auto real = std::make_shared<esdb_log::NatsLog>(*o, "node-t", nullptr);
+  REQUIRE(real->Connect().ok());
+  esdb::Status s;
+  for (int i = 0; i < 100 && !(s = real->EnsureStream()).ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(s.ok());
+  return real;
+}
+
+}  // namespace
+
+TEST_CASE("store, cluster mode: a node shown its own entry at a sequence where the log holds another stops as "
+          "diverged, never answers with that position, and rebuilds from the log at its next open",
+          "[cluster][store-log]") {
+  esdb::testing::TempDir dir("esdb-store-phantom");
+  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
+  REQUIRE(nats.WaitReady(30000));
+  auto real = ConnectedLog(nats);
+  // Another node's entry: a group appending one event to "other".
+  std::string foreign;
+  esdb_store::EncodeGroupHeader(1, 1, &foreign);
+  esdb::ProposedEvent ev = esdb_store_test::Ev("from-another-node");
+  esdb_store::EncodeGroupAppend("other", esdb::ExpectedVersion::Any(), {ev}, {std::string(16, '\x42')}, {0}, &foreign);
+  auto log = std::make_shared<PhantomLog>(real, "node-x-1.00000000-1", foreign);
+
+  esdb_store::StoreOptions options;
+  options.cluster = true;
+  options.apply_timeout_ms = 2000;
+  options.checkpoint_interval_ms = 0;
+  esdb_store_test::StoreFixture f(options, log);
+  REQUIRE(f.store->WaitCaughtUp(std::chrono::seconds(30)).ok());
+  REQUIRE(f.store->Append("s", esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("first")}).ok());
+
+  log->Arm();
+  esdb::Result<esdb::AppendResult> r = f.store->Append("s", esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("second")});
+  // Not the phantom's position: an error that says where the log has it.
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == esdb::Code::kUnavailable);
+  CHECK_THAT(r.status().message(), Catch::Contains("the log stored this write as entry 3"));
+  // The applier stopped as diverged: at the phantom itself (the log's
+  // acknowledgement came first) or when the log's own entries arrive.
+  esdb::Status halted;
+  CHECK(esdb::test::WaitUntil(
+      [&] {
+        halted = f.store->WaitCaughtUp(std::chrono::milliseconds(100));
+        return !halted.ok();
+      },
+      20000));
+  CHECK(halted.code() == esdb::Code::kFailedPrecondition);
+  CHECK_THAT(halted.message(), Catch::Contains("this node has diverged from the log") &&
+                                   Catch::Contains("rebuilds its data from the log"));
+  // From then on it puts nothing more in the log.
+  esdb::Result<esdb::AppendResult> refused =
+      f.store->Append("s", esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("refused")});
+  CHECK(refused.status().code() == esdb::Code::kUnavailable);
+  CHECK_THAT(refused.status().message(), Catch::Contains("this node stopped applying the log"));
+
+  // Reopened (as the host restarts a failed store): rebuilt from the log, it
+  // holds the other node's event, its own, in the log's order.
+  f.Reopen();
+  REQUIRE(f.store->WaitCaughtUp(std::chrono::seconds(30)).ok());
+  esdb::ReadAllRequest all;
+  all.count = 100;
+  esdb::Result<esdb::ReadAllResult> a = f.store->ReadAll(all);
+  REQUIRE(a.ok());
+  std::vector<std::string> types;
+  for (const auto& e : a->events) types.push_back(e.event_type);
+  CHECK(types == std::vector<std::string>{"first", "from-another-node", "second"});
+  f.Close();
+  real->Close();
+}
+
+TEST_CASE("store, cluster mode: a write the log acknowledged but this node has not applied within apply_timeout_ms "
+          "is answered unavailable, and applied once the log is delivered",
+          "[cluster][store-log]") {
+  esdb::testing::TempDir dir("esdb-store-log");
+  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
+  REQUIRE(nats.WaitReady(30000));
+  auto real = ConnectedLog(nats);
+  auto log = std::make_shared<HeldTailLog>(real);
+
+  esdb_store::StoreOptions options;
+  options.cluster = true;
+  options.apply_timeout_ms = 1000;
+  options.checkpoint_interval_ms = 0;
+  esdb_store_test::StoreFixture f(options, log);
+  REQUIRE(f.store->WaitCaughtUp(std::chrono::seconds(30)).ok());
+  REQUIRE(f.store->Append("s", esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("first")}).ok());
+
+  log->Hold(true);
+  std::promise<esdb::Result<esdb::AppendResult>> answered;
+  auto answer = answered.get_future();
+  const auto sent = std::chrono::steady_clock::now();
+  f.store->AppendAsync("s", esdb::ExpectedVersion::Exact(0), {esdb_store_test::Ev("second")},
+                       [&answered](esdb::Result<esdb::AppendResult> r) { answered.set_value(std::move(r)); });
+  REQUIRE(answer.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  const auto waited = std::chrono::steady_clock::now() - sent;
+  esdb::Result<esdb::AppendResult> r = answer.get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == esdb::Code::kUnavailable);
+  CHECK_THAT(r.status().message(), Catch::Contains("the log stored this write as entry 2") &&
+                                       Catch::Contains("has not applied it within apply_timeout_ms (1000 ms") &&
+                                       Catch::Contains("resend it with the same event ids"));
+  CHECK(waited >= std::chrono::milliseconds(1000));  // not before the deadline
+  CHECK(f.store->Stats()["cluster"]["apply_timeouts"] == 1);
+
+  // The write is in the log: applied once the tail delivers again.
+  log->Hold(false);
+  esdb::ReadStreamRequest q;
+  q.stream_id = "s";
+  CHECK(esdb::test::WaitUntil(
+      [&] {
+        esdb::Result<esdb::ReadStreamResult> read = f.store->ReadStream(q);
+        return read.ok() && read->events.size() == 2;
+      },
+      20000));
+  esdb::Result<esdb::ReadStreamResult> read = f.store->ReadStream(q);
+  REQUIRE(read.ok());
+  REQUIRE(read->events.size() == 2);
+  CHECK(read->events[1].event_type == "second");
+  f.Close();
+  real->Close();
+}
