@@ -90,4 +90,22 @@ TEST_CASE("the other decoders read what their publishers send", "[bus_events]") 
       Make(esdb::event_types::kClusterFormed, {{"members", {"n1", "n2"}}, {"size", 2}}));
   REQUIRE(formed.ok());
   CHECK(formed->members == std::vector<std::string>{"n1", "n2"});
+  auto grpc = esdb::DecodeListening(Make(esdb::event_types::kGrpcListening, {{"address", "::1"}, {"port", 2114}}),
+                                    esdb::event_types::kGrpcListening);
+  REQUIRE(grpc.ok());
+  CHECK(grpc->address == "::1");
+  CHECK(grpc->port == 2114);
+  CHECK_FALSE(esdb::DecodeGatewayListening(
+                  Make(esdb::event_types::kGrpcListening, {{"address", "::1"}, {"port", 2114}}))
+                  .ok());
+  auto joined = esdb::DecodeClusterChange(Make(
+      esdb::event_types::kNodeJoined, {{"node", "n2"}, {"http", "127.0.0.1:2113"}, {"grpc", "127.0.0.1:2114"}}));
+  REQUIRE(joined.ok());
+  CHECK(joined->node == "n2");
+  CHECK(joined->http == "127.0.0.1:2113");
+  CHECK(joined->grpc == "127.0.0.1:2114");
+  auto single = esdb::DecodeClusterChange(Make(esdb::event_types::kNodeJoined, {{"node", "n1"}}));
+  REQUIRE(single.ok());
+  CHECK(single->grpc.empty());
+  CHECK_FALSE(esdb::DecodeClusterChange(Make(esdb::event_types::kNodeJoined, {{"node", "n1"}, {"grpc", 5}})).ok());
 }

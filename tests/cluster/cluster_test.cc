@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <grpcpp/grpcpp.h>
 #include <leveldb/db.h>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,7 @@
 #include "support/nats_cluster.h"
 #include "http_client.h"  // plugins/gateway/tests: SseReader
 #include "support/test_support.h"
+#include "gossip.grpc.pb.h"
 
 namespace {
 
@@ -32,24 +34,29 @@ using nlohmann::json;
 
 // The manifests of one cluster-mode node: persistence, store (cluster
 // mode), log (on `servers`, the stream with `replicas`), cluster
-// (membership from heartbeats on the same servers) and gateway.
-fs::path ClusterManifests(const fs::path& dir, const std::vector<std::string>& servers, int replicas) {
+// (membership from heartbeats on the same servers) and gateway; with `grpc`
+// also the grpc plugin, on an ephemeral port.
+fs::path ClusterManifests(const fs::path& dir, const std::vector<std::string>& servers, int replicas,
+                          bool grpc = false) {
   fs::create_directories(dir);
-  for (const char* p : {"persistence", "store", "log", "cluster", "gateway"}) {
+  std::vector<std::string> plugins = {"persistence", "store", "log", "cluster", "gateway"};
+  if (grpc) plugins.push_back("grpc");
+  for (const std::string& p : plugins) {
     json m = esdb::test::BuiltinManifest(p);
-    if (std::string(p) == "store") {
+    if (p == "grpc") m["config"]["listen_port"] = 0;
+    if (p == "store") {
       m["config"]["mode"] = "cluster";
       m["config"]["checkpoint_interval_ms"] = 500;  // divergence found within a second
       m["start_timeout_ms"] = 120000;
     }
-    if (std::string(p) == "cluster") {
+    if (p == "cluster") {
       m["config"] = {{"mode", "cluster"}, {"servers", servers}, {"expected_nodes", 3}, {"heartbeat_ms", 200},
                      {"node_timeout_ms", 2000}, {"lease_ttl_ms", 2000}, {"lease_renew_ms", 250}};
     }
-    if (std::string(p) == "gateway") {
+    if (p == "gateway") {
       m["config"]["insecure_admin"] = true;  // /control/* and /metrics without a token, on loopback
     }
-    if (std::string(p) == "log") {
+    if (p == "log") {
       m["config"]["servers"] = servers;
       m["config"]["replicas"] = replicas;
     }
@@ -64,9 +71,9 @@ struct Node {
 };
 
 Node StartNode(const fs::path& root, const std::string& name, const std::vector<std::string>& servers,
-               int replicas = 3, const std::string& manifests = "manifests") {
+               int replicas = 3, const std::string& manifests = "manifests", bool grpc = false) {
   esdb::testing::HostOptions o;
-  o.manifests = ClusterManifests(root / name / manifests, servers, replicas);
+  o.manifests = ClusterManifests(root / name / manifests, servers, replicas, grpc);
   o.data = root / name / "data";
   o.args = {"--node", name};
   o.log_level = "info";
@@ -87,10 +94,12 @@ struct ThreeNodes {
   std::vector<std::string> servers;
   std::vector<Node> nodes;
 
-  explicit ThreeNodes(const fs::path& root) : nats(root / "nats") {
+  explicit ThreeNodes(const fs::path& root, bool grpc = false) : nats(root / "nats") {
     REQUIRE(nats.WaitReady(60000));
     servers = nats.ClientUrls();
-    for (const char* name : {"node-1", "node-2", "node-3"}) nodes.push_back(StartNode(root, name, servers));
+    for (const char* name : {"node-1", "node-2", "node-3"}) {
+      nodes.push_back(StartNode(root, name, servers, 3, "manifests", grpc));
+    }
     for (Node& n : nodes) {
       INFO(n.host->Stderr());
       REQUIRE(n.host->WaitForEvent("subsystem_ready", "store", 120000));
@@ -940,4 +949,129 @@ TEST_CASE("cluster: a node whose log hash differs from the others' is found by t
     CHECK(after[i]["checkpoints_matched"].get<uint64_t>() > before[i]["checkpoints_matched"].get<uint64_t>());
   }
   for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+}
+
+namespace {
+
+// The port of the grpc plugin of `host` (its grpc_listening), or 0.
+uint16_t GrpcPort(const esdb::testing::HostProcess& host) {
+  for (const json& l : host.Lines()) {
+    if (l.value("type", "") == "grpc_listening") return l["data"]["port"].get<uint16_t>();
+  }
+  return 0;
+}
+
+// Gossip.Read of the node whose grpc plugin listens on `port`: {port: state}
+// of every member (empty on an error).
+std::map<uint32_t, int> GossipOf(uint16_t port, std::set<std::string>* ids = nullptr) {
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto stub = event_store::client::gossip::Gossip::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  event_store::client::Empty empty;
+  event_store::client::gossip::ClusterInfo info;
+  std::map<uint32_t, int> out;
+  if (!stub->Read(&ctx, empty, &info).ok()) return out;
+  for (const auto& m : info.members()) {
+    if (m.http_end_point().address() != "127.0.0.1" || !m.is_alive()) return {};
+    out[m.http_end_point().port()] = m.state();
+    if (ids) ids->insert(m.instance_id().string());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: gRPC clients find the cluster by gossip: every node's Gossip.Read lists the three members at "
+          "their gRPC ports, the leader as Leader; an official Node client given every node appends through the "
+          "leader and, when that node is killed with SIGKILL, goes on through another: every event stored once, "
+          "in order, on every node",
+          "[cluster-gossip]") {
+  esdb::testing::TempDir dir("esdb-cluster-gossip");
+  ThreeNodes cluster(dir.path(), /*grpc=*/true);
+  std::vector<Node>& nodes = cluster.nodes;
+  std::vector<uint16_t> http_ports, grpc_ports;
+  for (Node& n : nodes) {
+    http_ports.push_back(n.port);
+    REQUIRE(n.host->WaitForEvent("subsystem_ready", "grpc", 30000));
+    grpc_ports.push_back(GrpcPort(*n.host));
+    REQUIRE(grpc_ports.back() != 0);
+  }
+  json last;
+  const json leader = AgreedLeader(http_ports, 0, &last);
+  INFO("the nodes' cluster details: " << last.dump());
+  REQUIRE(leader.is_object());
+  const size_t l = static_cast<size_t>(std::stoi(leader["node"].get<std::string>().substr(5)) - 1);
+
+  // Every node gossips the same three members, each at its gRPC port, the
+  // leader (and only it) as Leader, each with an id of its own.
+  const int kLeader = event_store::client::gossip::MemberInfo::Leader;
+  const int kFollower = event_store::client::gossip::MemberInfo::Follower;
+  std::map<uint32_t, int> expected;
+  for (size_t i = 0; i < 3; ++i) expected[grpc_ports[i]] = i == l ? kLeader : kFollower;
+  for (size_t i = 0; i < 3; ++i) {
+    std::map<uint32_t, int> seen;
+    std::set<std::string> ids;
+    CHECK(esdb::test::WaitUntil(
+        [&] {
+          ids.clear();
+          seen = GossipOf(grpc_ports[i], &ids);
+          return seen == expected;
+        },
+        20000));
+    INFO("node-" << i + 1 << " gossips " << json(seen).dump() << ", expected " << json(expected).dump());
+    CHECK(seen == expected);
+    CHECK(ids.size() == 3);
+  }
+
+#ifdef ESDB_NODE_BIN
+  // The official client, given every node, appends one event at a time;
+  // the node it chose (the leader) is killed after the first 60.
+  const std::string stream = "gossip-failover";
+  constexpr int kCount = 200;
+  std::string hosts;
+  for (uint16_t p : grpc_ports) hosts += (hosts.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(p);
+  const fs::path log = dir.path() / "client.log";
+  std::atomic<int> code{-1};
+  std::thread client([&] {
+    code = esdb::test::RunCommand({ESDB_NODE_BIN, std::string(ESDB_GRPC_NODE_DIR) + "/cluster.mjs", "eventstore",
+                                   stream, std::to_string(kCount), hosts},
+                                  log);
+  });
+  const auto stream_length = [&](uint16_t port) -> int {
+    auto r = Http(port, "GET", "/streams/" + stream + "?from=0&count=1000");
+    return r.status == 200 ? static_cast<int>(r.Json()["events"].size()) : 0;
+  };
+  const bool started = esdb::test::WaitUntil([&] { return stream_length(http_ports[(l + 1) % 3]) >= 60; }, 60000);
+  nodes[l].host.reset();  // SIGKILL by PID
+  client.join();
+  const std::string out = esdb::test::ReadText(log);
+  std::printf("the Node client: %s\n", out.c_str());
+  INFO("client: " << out);
+  REQUIRE(started);
+  CHECK(code == 0);
+  // It lost the node it had chosen: some append failed there and was resent.
+  CHECK(out.find("\"attempts\"") != std::string::npos);
+  for (size_t i = 0; i < 3; ++i) {
+    if (i == l) continue;
+    json events;
+    CHECK(esdb::test::WaitUntil(
+        [&] {
+          auto r = Http(http_ports[i], "GET", "/streams/" + stream + "?from=0&count=1000");
+          if (r.status != 200) return false;
+          events = r.Json()["events"];
+          return events.size() >= static_cast<size_t>(kCount);
+        },
+        30000));
+    INFO("node-" << i + 1 << ": " << events.size() << " events");
+    REQUIRE(events.size() == static_cast<size_t>(kCount));
+    for (int n = 0; n < kCount; ++n) {
+      INFO("event " << n << ": " << events[static_cast<size_t>(n)].dump());
+      CHECK(events[static_cast<size_t>(n)]["data"]["n"] == n);
+    }
+  }
+#endif
+  for (Node& n : nodes) {
+    if (n.host) CHECK(n.host->Terminate() == 0);
+  }
 }

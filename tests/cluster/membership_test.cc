@@ -27,7 +27,7 @@ std::vector<std::string> Types(const std::vector<MemberEvent>& events) {
 }
 
 Heartbeat Beat(const std::string& node, uint64_t incarnation, bool goodbye = false) {
-  return Heartbeat{node, incarnation, 7, "127.0.0.1:2113", "host/1", goodbye};
+  return Heartbeat{node, incarnation, 7, "127.0.0.1:2113", "host/1", goodbye, ""};
 }
 
 }  // namespace
@@ -43,6 +43,14 @@ TEST_CASE("membership: joins, a quorum forms the cluster, silence and goodbyes l
   CHECK(m.formed());
   CHECK(Types(m.Observe(Beat("c", 1), 1000)) == std::vector<std::string>{"node_joined node:c"});
   CHECK(m.Members(1000).size() == 3);
+  // c's grpc plugin starts listening: node_joined again, saying where.
+  Heartbeat with_grpc = Beat("c", 1);
+  with_grpc.grpc = "127.0.0.1:2114";
+  auto again = m.Observe(with_grpc, 1000);
+  REQUIRE(Types(again) == std::vector<std::string>{"node_joined node:c"});
+  CHECK(again[0].data["grpc"] == "127.0.0.1:2114");
+  CHECK(again[0].data["http"] == "127.0.0.1:2113");
+  CHECK(Types(m.Observe(with_grpc, 1000)).empty());
 
   // c restarts (another incarnation) before its timeout.
   CHECK(Types(m.Observe(Beat("c", 2), 2000)) == std::vector<std::string>{"node_left node:c", "node_joined node:c"});
@@ -60,7 +68,7 @@ TEST_CASE("membership: joins, a quorum forms the cluster, silence and goodbyes l
 }
 
 TEST_CASE("membership: heartbeats round-trip; malformed ones are refused", "[membership]") {
-  Heartbeat h{"node-1", 42, 1000, "127.0.0.1:2113", "host-a/77", false};
+  Heartbeat h{"node-1", 42, 1000, "127.0.0.1:2113", "host-a/77", false, "127.0.0.1:2114"};
   auto back = DecodeHeartbeat(EncodeHeartbeat(h));
   REQUIRE(back.ok());
   CHECK(back->node == "node-1");
@@ -68,12 +76,19 @@ TEST_CASE("membership: heartbeats round-trip; malformed ones are refused", "[mem
   CHECK(back->applied_sequence == 1000);
   CHECK(back->http == "127.0.0.1:2113");
   CHECK(back->process == "host-a/77");
+  CHECK(back->grpc == "127.0.0.1:2114");
+  // A node of an earlier build sends no "grpc".
+  auto old = DecodeHeartbeat(
+      R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"h:1","process":"h/1","goodbye":false})");
+  REQUIRE(old.ok());
+  CHECK(old->grpc.empty());
   for (const char* bad : {"", "[]", "{}", R"({"node":"","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
                           R"({"node":"a","incarnation":-1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
                           R"({"node":"a","incarnation":1,"applied_sequence":0,"http":5,"process":"h/1","goodbye":false})",
                           R"({"node":"a\u0001","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
                           R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1"})",
-                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","goodbye":false})"}) {
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","goodbye":false})",
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false,"grpc":7})"}) {
     INFO(bad);
     CHECK(DecodeHeartbeat(bad).status().code() == esdb::Code::kInvalidArgument);
   }

@@ -188,17 +188,24 @@ class ClusterSubsystem : public esdb::Subsystem {
     self_.incarnation = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count());
-    // Where this node's gateway listens (retained, so also when it came first).
+    // Where this node's gateway and grpc plugin listen (retained, so also
+    // when they came first), told in the heartbeats.
     esdb::SubscribeOptions so;
-    so.topics = {esdb::topics::kGateway};
-    so.types = {esdb::event_types::kGatewayListening};
+    so.topics = {esdb::topics::kGateway, esdb::topics::kGrpc};
+    so.types = {esdb::event_types::kGatewayListening, esdb::event_types::kGrpcListening,
+                esdb::event_types::kGrpcStopped};
     so.replay_retained = true;
-    so.name = "cluster.gateway";
+    so.name = "cluster.listeners";
     esdb::Result<esdb::Subscription> sub = ctx_->Bus().Subscribe(so, [this](const esdb::EventPtr& e) {
-      esdb::Result<esdb::GatewayListening> l = esdb::DecodeGatewayListening(*e);
-      if (!l.ok()) return;
       std::lock_guard<std::mutex> lock(mu_);
-      self_.http = l->address + ":" + std::to_string(l->port);
+      if (e->type == esdb::event_types::kGrpcStopped) {
+        self_.grpc.clear();
+        return;
+      }
+      esdb::Result<esdb::Listening> l = esdb::DecodeListening(*e, e->type.c_str());
+      if (!l.ok()) return;
+      (e->type == esdb::event_types::kGrpcListening ? self_.grpc : self_.http) =
+          l->address + ":" + std::to_string(l->port);
     });
     if (!sub.ok()) return sub.status();
     gateway_sub_ = std::move(*sub);
@@ -409,7 +416,7 @@ class ClusterSubsystem : public esdb::Subsystem {
   std::mutex mu_;
   std::condition_variable cv_;
   std::unique_ptr<Membership> membership_;  // created by StartCluster() before any heartbeat
-  Heartbeat self_;                  // guarded by mu_ (http)
+  Heartbeat self_;                  // guarded by mu_ (http, grpc)
   bool stopping_ = false;           // guarded by mu_
   bool sub_complete_ = false;       // guarded by mu_
   bool name_conflict_ = false;      // guarded by mu_: another node heartbeats under this name

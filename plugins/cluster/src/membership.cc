@@ -10,7 +10,8 @@ std::string EncodeHeartbeat(const Heartbeat& h) {
                         {"applied_sequence", h.applied_sequence},
                         {"http", h.http},
                         {"process", h.process},
-                        {"goodbye", h.goodbye}}
+                        {"goodbye", h.goodbye},
+                        {"grpc", h.grpc}}
       .dump();
 }
 
@@ -59,13 +60,20 @@ esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text) {
   auto goodbye = j.find("goodbye");
   if (goodbye == j.end() || !goodbye->is_boolean()) return esdb::Status::InvalidArgument("heartbeat: 'goodbye' is not a boolean");
   h.goodbye = goodbye->get<bool>();
+  auto grpc = j.find("grpc");
+  if (grpc != j.end()) {
+    if (!grpc->is_string() || grpc->get_ref<const std::string&>().size() > 300) {
+      return esdb::Status::InvalidArgument("heartbeat: 'grpc' is not an address string");
+    }
+    h.grpc = grpc->get<std::string>();
+  }
   return h;
 }
 
 void Membership::Joined(const std::string& node, const Member& m, std::vector<MemberEvent>* out) {
   members_[node] = m;
   out->push_back({esdb::event_types::kNodeJoined, "node:" + node,
-                  {{"node", node}, {"http", m.http}, {"incarnation", m.incarnation}}});
+                  {{"node", node}, {"http", m.http}, {"grpc", m.grpc}, {"incarnation", m.incarnation}}});
 }
 
 void Membership::Left(const std::string& node, const char* why, std::vector<MemberEvent>* out) {
@@ -92,18 +100,18 @@ std::vector<MemberEvent> Membership::Observe(const Heartbeat& h, int64_t now_ms)
     CheckQuorum(&out);
     return out;
   }
-  Member m{h.incarnation, h.applied_sequence, h.http, now_ms};
+  Member m{h.incarnation, h.applied_sequence, h.http, h.grpc, now_ms};
   if (it == members_.end()) {
     Joined(h.node, m, &out);
   } else if (it->second.incarnation != h.incarnation) {
     Left(h.node, "restarted", &out);
     Joined(h.node, m, &out);
   } else {
-    const bool address_changed = it->second.http != h.http;
-    it->second = m;
-    if (address_changed) {  // the retained node_joined says where it serves
-      out.push_back({esdb::event_types::kNodeJoined, "node:" + h.node,
-                     {{"node", h.node}, {"http", h.http}, {"incarnation", h.incarnation}}});
+    const bool address_changed = it->second.http != h.http || it->second.grpc != h.grpc;
+    if (address_changed) {
+      Joined(h.node, m, &out);  // the retained node_joined says where it serves
+    } else {
+      it->second = m;
     }
   }
   CheckQuorum(&out);
@@ -126,6 +134,7 @@ nlohmann::json Membership::Members(int64_t now_ms) const {
   for (const auto& [name, m] : members_) {
     list.push_back({{"node", name},
                     {"http", m.http},
+                    {"grpc", m.grpc},
                     {"applied_sequence", m.applied_sequence},
                     {"incarnation", m.incarnation},
                     {"last_seen_ms_ago", now_ms - m.last_seen_ms}});

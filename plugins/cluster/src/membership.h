@@ -30,7 +30,8 @@
 namespace esdb_cluster {
 
 // One heartbeat, as JSON on the wire:
-// {"node", "incarnation", "applied_sequence", "http", "process", "goodbye"}.
+// {"node", "incarnation", "applied_sequence", "http", "process", "goodbye", "grpc"}
+// ("grpc" may be absent: nodes of earlier builds do not send it).
 struct Heartbeat {
   std::string node;               // the node's name (esdb-host --node), 1 to 256 printable characters
   uint64_t incarnation = 0;       // differs at each start of the node
@@ -39,6 +40,7 @@ struct Heartbeat {
   std::string process;            // "<host name>/<pid>" of the esdb-host: tells a second node of the same name
                                   // from another generation of this node's own cluster plugin (a reload)
   bool goodbye = false;           // the node is stopping
+  std::string grpc;               // the node's gRPC address "host:port" (its grpc plugin), empty when it has none
 };
 
 // Reads a message `what` ("heartbeat") that came from the network: a JSON
@@ -57,7 +59,7 @@ esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text);
 struct MemberEvent {
   std::string type;        // node_joined, node_left, cluster_formed
   std::string retain_key;  // "node:<name>" or "cluster"
-  nlohmann::json data;     // {"node", "http", "incarnation"} or {"members", "size", "expected"}
+  nlohmann::json data;     // {"node", "http", "grpc", "incarnation"} or {"members", "size", "expected"}
 };
 
 class Membership {
@@ -67,7 +69,7 @@ class Membership {
   std::vector<MemberEvent> Observe(const Heartbeat& h, int64_t now_ms);
   // Members silent for longer than the timeout leave.
   std::vector<MemberEvent> Expire(int64_t now_ms);
-  // [{"node", "http", "applied_sequence", "incarnation", "last_seen_ms_ago"}], by name.
+  // [{"node", "http", "grpc", "applied_sequence", "incarnation", "last_seen_ms_ago"}], by name.
   nlohmann::json Members(int64_t now_ms) const;
   bool formed() const { return formed_; }
 
@@ -76,6 +78,7 @@ class Membership {
     uint64_t incarnation = 0;
     uint64_t applied_sequence = 0;
     std::string http;
+    std::string grpc;
     int64_t last_seen_ms = 0;
   };
   void Joined(const std::string& node, const Member& m, std::vector<MemberEvent>* out);

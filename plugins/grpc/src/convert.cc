@@ -129,4 +129,21 @@ esdb::Result<ClientFilter> ToClientFilter(const spb::ReadReq::Options& options) 
   return f;
 }
 
+std::string NameUuid(const std::string& name) {
+  auto fnv1a = [&name](uint64_t h) {
+    for (unsigned char c : name) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    return h;
+  };
+  std::string raw;
+  for (uint64_t h : {fnv1a(14695981039346656037ull), fnv1a(1469598103934665603ull)}) {
+    for (int i = 7; i >= 0; --i) raw.push_back(static_cast<char>((h >> (i * 8)) & 0xff));
+  }
+  raw[6] = static_cast<char>((raw[6] & 0x0f) | 0x50);  // version 5 layout (name-based)
+  raw[8] = static_cast<char>((raw[8] & 0x3f) | 0x80);
+  return esdb::FormatUuid(raw);
+}
+
 }  // namespace esdb_grpc

@@ -31,6 +31,9 @@ inline int64_t TicksFromMicros(int64_t us) { return us * 10; }
 std::optional<std::string> UuidText(const pb::UUID& id);
 // Fills `out` with `text` (a canonical UUID) as a string or as two halves.
 void SetUuid(const std::string& text, bool structured, pb::UUID* out);
+// A stable UUID (version-5 layout; two 64-bit FNV-1a hashes) derived from
+// `name`: the same name gives the same id in every process.
+std::string NameUuid(const std::string& name);
 
 // A proposed message as a store event. InvalidArgument naming what is
 // wrong (id, the "type" or "content-type" metadata entry). `missing` gets the

@@ -34,9 +34,9 @@
 namespace esdb_grpc {
 namespace {
 
-constexpr const char* kTopic = "grpc";
-constexpr const char* kListening = "grpc_listening";
-constexpr const char* kStopped = "grpc_stopped";
+constexpr const char* kTopic = esdb::topics::kGrpc;
+constexpr const char* kListening = esdb::event_types::kGrpcListening;
+constexpr const char* kStopped = esdb::event_types::kGrpcStopped;
 
 std::string RandomUuid() {
   std::random_device rd;
@@ -100,6 +100,18 @@ class GrpcSubsystem : public esdb::Subsystem {
       return Fail(esdb::Status::Unavailable("grpc: cannot listen on " + where + " (address in use or not local?)"));
     }
     gossip_->SetPort(static_cast<uint16_t>(bound_port));
+    // The cluster's members for Gossip.Read (retained: also those announced before).
+    esdb::SubscribeOptions cluster_events;
+    cluster_events.topics = {esdb::topics::kCluster};
+    cluster_events.types = {esdb::event_types::kNodeJoined, esdb::event_types::kNodeLeft,
+                            esdb::event_types::kLeaderElected};
+    cluster_events.replay_retained = true;
+    cluster_events.name = "grpc-gossip";
+    GossipService* gossip = gossip_.get();
+    auto cluster_sub =
+        ctx.Bus().Subscribe(cluster_events, [gossip](const esdb::EventPtr& e) { gossip->OnClusterEvent(*e); });
+    if (!cluster_sub.ok()) return Fail(cluster_sub.status());
+    cluster_sub_ = std::move(*cluster_sub);
 
     const nlohmann::json at = {{"address", config->listen_address}, {"port", bound_port}};
     Announce(kListening, at);
@@ -118,6 +130,7 @@ class GrpcSubsystem : public esdb::Subsystem {
       server_.reset();
       Announce(kStopped, nlohmann::json::object());
     }
+    cluster_sub_.cancel();
     streams_.reset();
     persistent_.reset();
     features_.reset();
@@ -150,6 +163,7 @@ class GrpcSubsystem : public esdb::Subsystem {
   esdb::Context* ctx_ = nullptr;
   std::shared_ptr<esdb_gateway::ServiceTracker> tracker_;
   esdb::Subscription services_sub_;
+  esdb::Subscription cluster_sub_;  // feeds gossip_
   std::shared_ptr<Backend> backend_;
   std::unique_ptr<StreamsService> streams_;
   std::unique_ptr<PersistentService> persistent_;

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "esdb/uuid.h"
+#include "convert.h"
 
 namespace esdb_grpc {
 namespace {
@@ -10,16 +10,6 @@ namespace {
 constexpr const char* kMaxCount = "$maxCount";
 constexpr const char* kMaxAge = "$maxAge";
 constexpr const char* kTruncateBefore = "$tb";
-
-// FNV-1a, 64 bits, from `seed`: a stable id per metadata stream.
-uint64_t Fnv1a(const std::string& s, uint64_t seed) {
-  uint64_t h = seed;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -70,13 +60,7 @@ esdb::RecordedEvent MetadataEvent(const std::string& metadata_stream, const esdb
   e.stream_id = metadata_stream;
   e.version = 0;
   e.position = 0;
-  std::string raw;
-  for (uint64_t h : {Fnv1a(metadata_stream, 14695981039346656037ull), Fnv1a(metadata_stream, 1469598103934665603ull)}) {
-    for (int i = 7; i >= 0; --i) raw.push_back(static_cast<char>((h >> (i * 8)) & 0xff));
-  }
-  raw[6] = static_cast<char>((raw[6] & 0x0f) | 0x50);  // version 5 layout (name-based)
-  raw[8] = static_cast<char>((raw[8] & 0x3f) | 0x80);
-  e.event_id = esdb::FormatUuid(raw);
+  e.event_id = NameUuid(metadata_stream);
   e.event_type = "$metadata";
   e.content_type = "application/json";
   e.data = MetadataToJson(m);

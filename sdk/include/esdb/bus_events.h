@@ -30,6 +30,7 @@ namespace esdb {
 namespace topics {
 inline constexpr const char* kGateway = "gateway";            // gateway_listening, circuit_*...
 inline constexpr const char* kNotification = "notification";  // stored_state_skipped
+inline constexpr const char* kGrpc = "grpc";                  // grpc_listening, grpc_stopped
 }  // namespace topics
 
 namespace event_types {
@@ -48,6 +49,9 @@ inline constexpr const char* kGatewayStopped = "gateway_stopped";
 inline constexpr const char* kCircuitOpened = "circuit_opened";  // retained per circuit
 inline constexpr const char* kCircuitHalfOpen = "circuit_half_open";
 inline constexpr const char* kCircuitClosed = "circuit_closed";
+// topic grpc, by the grpc plugin (retained, one key for both)
+inline constexpr const char* kGrpcListening = "grpc_listening";
+inline constexpr const char* kGrpcStopped = "grpc_stopped";
 // topic notification, by the notification plugin
 inline constexpr const char* kStoredStateSkipped = "stored_state_skipped";
 }  // namespace event_types
@@ -214,16 +218,19 @@ inline Result<Subscription> WatchServices(EventBus& bus, std::string subscriber_
 
 // --- gateway ----------------------------------------------------------------
 
-// gateway_listening: the address and the bound port (useful with port 0).
-struct GatewayListening {
+// gateway_listening, grpc_listening: the address and the bound port (useful
+// with port 0).
+struct Listening {
   std::string address;
   uint16_t port = 0;
 };
+using GatewayListening = Listening;
 
-inline Result<GatewayListening> DecodeGatewayListening(const Event& e) {
-  const char* t = event_types::kGatewayListening;
+// `e` must be of type `type` (kGatewayListening or kGrpcListening).
+inline Result<Listening> DecodeListening(const Event& e, const char* type) {
+  const char* t = type;
   if (Status s = bus_detail::Expect(e, t); !s.ok()) return s;
-  GatewayListening v;
+  Listening v;
   ESDB_BUS_FIELD_(e.data, t, "address", &v.address);
   uint64_t port = 0;
   ESDB_BUS_FIELD_(e.data, t, "port", &port);
@@ -232,9 +239,16 @@ inline Result<GatewayListening> DecodeGatewayListening(const Event& e) {
   return v;
 }
 
+inline Result<GatewayListening> DecodeGatewayListening(const Event& e) {
+  return DecodeListening(e, event_types::kGatewayListening);
+}
+
 // --- cluster ----------------------------------------------------------------
 
-// node_joined / node_left: {"node"}; cluster_formed: {"members", "size"};
+// node_joined / node_left: {"node"}, node_joined in cluster mode also
+// "http" and "grpc" (where the node's gateway and grpc plugin listen, "host:port";
+// empty while they do not; node_joined is published again when they change);
+// cluster_formed: {"members", "size"};
 // leader_elected: {"leader", "term"}, in cluster mode also "http" (the
 // leader's HTTP address, empty before its gateway listens) and "sequence"
 // (the log entry that granted the term), which this decoder does not read.
@@ -242,6 +256,8 @@ inline Result<GatewayListening> DecodeGatewayListening(const Event& e) {
 struct ClusterChange {
   std::string type;                  // which of the four
   std::string node;                  // node_joined, node_left
+  std::string http;                  // node_joined ("" when absent)
+  std::string grpc;                  // node_joined ("" when absent)
   std::vector<std::string> members;  // cluster_formed
   std::string leader;                // leader_elected
   int64_t term = 0;                  // leader_elected
@@ -254,6 +270,10 @@ inline Result<ClusterChange> DecodeClusterChange(const Event& e) {
   const char* t = e.type.c_str();
   if (e.type == event_types::kNodeJoined || e.type == event_types::kNodeLeft) {
     ESDB_BUS_FIELD_(e.data, t, "node", &v.node);
+    if (e.type == event_types::kNodeJoined) {
+      ESDB_BUS_FIELD_(e.data, t, "http", &v.http, false);
+      ESDB_BUS_FIELD_(e.data, t, "grpc", &v.grpc, false);
+    }
   } else if (e.type == event_types::kClusterFormed) {
     auto members = e.data.find("members");
     if (members == e.data.end() || !members->is_array()) {
