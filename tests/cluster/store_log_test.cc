@@ -94,9 +94,13 @@ class PhantomLog : public esdb::Log {
   esdb::LogEntryHandler handler_;  // set by Tail() at open, before any append
 };
 
-// A NatsLog on a one-server NATS in `dir`, its stream created.
-std::shared_ptr<esdb_log::NatsLog> ConnectedLog(esdb::test::NatsCluster& nats) {
-  auto o = esdb_log::ParseLogOptions(nlohmann::json{{"servers", nats.ClientUrls()}, {"replicas", 1}});
+// A NatsLog on a one-server NATS in `dir`, its stream created, with the
+// further log settings `more`.
+std::shared_ptr<esdb_log::NatsLog> ConnectedLog(esdb::test::NatsCluster& nats,
+                                                nlohmann::json more = nlohmann::json::object()) {
+  more["servers"] = nats.ClientUrls();
+  more["replicas"] = 1;
+  auto o = esdb_log::ParseLogOptions(more);
   REQUIRE(o.ok());
   auto real = std::make_shared<esdb_log::NatsLog>(*o, "node-t", nullptr);
   REQUIRE(real->Connect().ok());
@@ -219,6 +223,75 @@ TEST_CASE("store, cluster mode: a write the log acknowledged but this node has n
   REQUIRE(read.ok());
   REQUIRE(read->events.size() == 2);
   CHECK(read->events[1].event_type == "second");
+  f.Close();
+  real->Close();
+}
+
+TEST_CASE("store, cluster mode: an entry id applied within entry_id_window entries is skipped as a resend; older "
+          "ids no longer count and their keys are deleted",
+          "[cluster][store-log]") {
+  esdb::testing::TempDir dir("esdb-store-entry-ids");
+  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
+  REQUIRE(nats.WaitReady(30000));
+  // The log's own deduplication forgets an id after one second, so a copy
+  // published later is stored again: what the store's 'g' keys are for.
+  auto real = ConnectedLog(nats, {{"duplicates_window_ms", 1000}, {"publish_timeout_ms", 500}, {"retry_window_ms", 0}});
+
+  esdb_store::StoreOptions options;
+  options.cluster = true;
+  options.checkpoint_interval_ms = 0;
+  options.entry_id_window = 100;
+  esdb_store_test::StoreFixture f(options, real);
+  REQUIRE(f.store->WaitCaughtUp(std::chrono::seconds(30)).ok());
+  const auto append = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      REQUIRE(f.store->Append("s", esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("e")}).ok());
+    }
+  };
+  const auto stats = [&] { return f.store->Stats()["cluster"]; };
+  const auto resend = [&](uint64_t sequence) {  // a copy of entry `sequence`, once the log forgot its id
+    esdb::Result<esdb::LogEntry> e = real->Get(sequence);
+    REQUIRE(e.ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+    std::promise<esdb::Result<esdb::LogAppendResult>> stored;
+    real->Append(e->id, e->data, [&stored](esdb::Result<esdb::LogAppendResult> r) { stored.set_value(std::move(r)); });
+    esdb::Result<esdb::LogAppendResult> r = stored.get_future().get();
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->duplicate);
+    return r->sequence;
+  };
+  const auto wait_applied = [&](uint64_t sequence) {
+    REQUIRE(esdb::test::WaitUntil([&] { return stats()["applied_sequence"].get<uint64_t>() >= sequence; }, 20000));
+  };
+  const auto entry_id_keys = [&] {
+    auto it = f.storage->NewIterator(esdb::StorageReadOptions{});
+    REQUIRE(it.ok());
+    size_t n = 0;
+    for ((*it)->Seek("g"); (*it)->Valid() && (*it)->key()[0] == 'g'; (*it)->Next()) ++n;
+    return n;
+  };
+
+  append(10);  // entries 1..10
+  wait_applied(resend(5));
+  CHECK(stats()["duplicate_entries"] == 1);  // 6 entries later: skipped
+  esdb::ReadStreamRequest q;
+  q.stream_id = "s";
+  esdb::Result<esdb::ReadStreamResult> read = f.store->ReadStream(q);
+  REQUIRE(read.ok());
+  CHECK(read->events.size() == 10);
+
+  append(200);
+  const uint64_t last = stats()["applied_sequence"].get<uint64_t>();
+  // Swept in the background (every 200 ms): at most a window and a quarter
+  // of ids kept.
+  CHECK(esdb::test::WaitUntil([&] { return entry_id_keys() <= 125; }, 10000));
+  INFO(stats().dump());
+  CHECK(entry_id_keys() >= 100);  // the window itself is kept
+  CHECK(stats()["entry_ids_pruned"].get<uint64_t>() >= last - 125);
+
+  // More than a window later, the id no longer counts: applied like any entry.
+  wait_applied(resend(5));
+  CHECK(stats()["duplicate_entries"] == 1);
   f.Close();
   real->Close();
 }

@@ -17,7 +17,8 @@
 //   "\x01log_rebuild"           -> reason text         cluster mode: this node diverged from the log;
 //                                                       its next open deletes every other key but
 //                                                       "\x01incarnation" and re-applies the log
-//   'g' <log entry id>           -> <sequence u64>       cluster mode: log entries applied, by id (dedup)
+//   'g' <log entry id>           -> <sequence u64>       cluster mode: log entries applied, by id (dedup;
+//                                                       deleted once entry_id_window entries old)
 //
 // One commit group is one atomic batch: its 'e', 's', 'i' and 'h' entries
 // and "\x01next_position" (in cluster mode also "\x01log_applied" and its 'g'). So after a crash either the whole group is there

@@ -476,13 +476,17 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
   next.verified_sequence = c.applied.verified_sequence;
   next.verified_hash = c.applied.verified_hash;
 
-  // Applied before under another sequence (a resend that the log's own
-  // deduplication missed): this entry changes nothing.
+  // Applied before under another sequence, at most entry_id_window entries
+  // ago (a resend that the log's own deduplication missed): this entry
+  // changes nothing. Older ids do not count, whether PruneEntryIds() has
+  // deleted them yet or not, so every node decides alike.
   bool duplicate = false;
   if (!e.id.empty()) {
     esdb::Result<std::string> seen = storage_->Get(keys::LogEntryId(e.id));
     if (seen.ok()) {
-      duplicate = true;
+      RecordReader r(*seen);
+      uint64_t first = 0;
+      duplicate = !r.GetU64(&first) || e.sequence - first <= options_.entry_id_window;
     } else if (seen.status().code() != esdb::Code::kNotFound) {
       return HaltApplier(seen.status());
     }
@@ -638,6 +642,51 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
 
 // ---- checkpoints: finding a divergence ---------------------------------------------
 
+void StoreCore::PruneEntryIds() {
+  ClusterState& c = *cluster_;
+  const uint64_t window = options_.entry_id_window;
+  const uint64_t applied = c.applied_sequence.load();
+  if (!c.prune_sweeping) {
+    // A sweep over every 'g' key each time the window moved by a quarter of
+    // itself: at most 1.25 windows of ids are kept, and each applied entry
+    // costs about five keys looked at.
+    if (applied <= window || applied - window < c.prune_below + window / 4 + 1) return;
+    c.prune_sweeping = true;
+    c.prune_below = applied - window;
+    c.prune_cursor.assign(1, keys::kLogEntryId);
+  }
+  esdb::Result<std::unique_ptr<esdb::StorageIterator>> it = storage_->NewIterator(esdb::StorageReadOptions{});
+  if (!it.ok()) return;  // tried again at the next round
+  esdb::StorageBatch batch;
+  size_t looked = 0, deleted = 0;
+  bool end = true;
+  for ((*it)->Seek(c.prune_cursor); (*it)->Valid(); (*it)->Next()) {
+    const std::string_view key = (*it)->key();
+    if (key.empty() || key[0] != keys::kLogEntryId) break;
+    if (key == c.prune_cursor) continue;  // done in the last round
+    if (++looked > 10000) {
+      end = false;
+      break;
+    }
+    RecordReader r((*it)->value());
+    uint64_t first = 0;
+    if (r.GetU64(&first) && first < c.prune_below) {
+      batch.Delete(std::string(key));
+      ++deleted;
+    }
+    c.prune_cursor.assign(key);
+  }
+  if (!(*it)->status().ok()) return;
+  it->reset();
+  if (deleted > 0) {
+    esdb::StorageWriteOptions o;
+    o.sync = false;  // what a crash keeps, the next sweep finds again
+    if (!storage_->Write(batch, o).ok()) return;
+    c.entry_ids_pruned.fetch_add(deleted);
+  }
+  if (end) c.prune_sweeping = false;
+}
+
 void StoreCore::HousekeepingLoop() {
   ClusterState& c = *cluster_;
   using Clock = std::chrono::steady_clock;
@@ -649,6 +698,7 @@ void StoreCore::HousekeepingLoop() {
     if (c.checkpoint_stop) break;
     ExpireUnapplied();
     CheckSuspects();
+    PruneEntryIds();
     if (options_.checkpoint_interval_ms == 0 || Clock::now() < next_checkpoint) continue;
     next_checkpoint = Clock::now() + std::chrono::milliseconds(options_.checkpoint_interval_ms);
     LogCheckpoint cp;
@@ -893,6 +943,7 @@ nlohmann::json StoreCore::ClusterStats() const {
           {"proposed_groups", c.proposed.load()},
           {"applied_entries", c.applied_entries.load()},
           {"duplicate_entries", c.duplicate_entries.load()},
+          {"entry_ids_pruned", c.entry_ids_pruned.load()},
           {"malformed_entries", c.malformed_entries.load()},
           {"checkpoints_proposed", c.checkpoints_proposed.load()},
           {"checkpoints_matched", c.checkpoints_matched.load()},

@@ -189,6 +189,9 @@ class StoreCore : public esdb::EventStoreV2 {
   // Halts with `why`, first recording in storage that the next open must
   // rebuild this node's data from the log.
   void Diverged(const std::string& why);
+  // Deletes the 'g' keys of entries more than entry_id_window before the
+  // last applied one, a bounded part per call (housekeeping thread).
+  void PruneEntryIds();
   void HousekeepingLoop();
   // Answers unavailable the requests of entries the log acknowledged more
   // than options.apply_timeout_ms ago that this node has not applied.

@@ -156,6 +156,13 @@ struct StoreCore::ClusterState {
   LogPosition applied;   // applier thread only (after open)
   std::atomic<uint64_t> applied_sequence{0};
   std::atomic<uint64_t> proposed{0}, applied_entries{0}, duplicate_entries{0}, malformed_entries{0};
+  std::atomic<uint64_t> entry_ids_pruned{0};
+  // PruneEntryIds() (the housekeeping thread only): a sweep over the 'g'
+  // keys deleting those of entries before prune_below, resumed after
+  // prune_cursor.
+  bool prune_sweeping = false;
+  uint64_t prune_below = 0;
+  std::string prune_cursor;
   uint64_t open_target = 0;  // the log's last entry when the store opened
   std::unique_ptr<esdb::LogTail> tail;
   std::thread proposer, applier;

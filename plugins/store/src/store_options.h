@@ -40,6 +40,12 @@ struct StoreOptions {
   // node has not applied after this long is answered unavailable (its
   // outcome is decided in the log; reading or resending tells it).
   uint32_t apply_timeout_ms = 30000;
+  // Cluster mode: an entry whose id was applied at most this many entries
+  // before is skipped as a resend; older ids no longer count and their 'g'
+  // keys are deleted in the background. It decides how entries are applied,
+  // so it must be the same on every node: not read from the config (tests
+  // shrink it).
+  uint64_t entry_id_window = 1000000;
   // '$'-streams are reserved; appends to them are refused unless the id
   // starts with one of these (system streams of other subsystems).
   std::vector<std::string> system_stream_prefixes = {"$persistent-", "$parked-", "$checkpoint-"};
