@@ -112,15 +112,25 @@ std::shared_ptr<esdb_log::NatsLog> ConnectedLog(esdb::test::NatsCluster& nats,
   return real;
 }
 
+// One nats-server in a temp dir and a connected NatsLog on it.
+struct OneServerLog {
+  explicit OneServerLog(const char* name, nlohmann::json more = nlohmann::json::object())
+      : dir(name), nats(dir / "nats", {.servers = 1}) {
+    REQUIRE(nats.WaitReady(30000));
+    real = ConnectedLog(nats, std::move(more));
+  }
+  esdb::testing::TempDir dir;
+  esdb::test::NatsCluster nats;
+  std::shared_ptr<esdb_log::NatsLog> real;
+};
+
 }  // namespace
 
 TEST_CASE("store, cluster mode: a node shown its own entry at a sequence where the log holds another stops as "
           "diverged, never answers with that position, and rebuilds from the log at its next open",
           "[cluster][store-log]") {
-  esdb::testing::TempDir dir("esdb-store-phantom");
-  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
-  REQUIRE(nats.WaitReady(30000));
-  auto real = ConnectedLog(nats);
+  OneServerLog server("esdb-store-phantom");
+  auto& real = server.real;
   // Another node's entry: a group appending one event to "other".
   std::string foreign;
   esdb_store::EncodeGroupHeader(1, 1, &foreign);
@@ -178,10 +188,8 @@ TEST_CASE("store, cluster mode: a node shown its own entry at a sequence where t
 TEST_CASE("store, cluster mode: a write the log acknowledged but this node has not applied within apply_timeout_ms "
           "is answered unavailable, and applied once the log is delivered",
           "[cluster][store-log]") {
-  esdb::testing::TempDir dir("esdb-store-log");
-  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
-  REQUIRE(nats.WaitReady(30000));
-  auto real = ConnectedLog(nats);
+  OneServerLog server("esdb-store-log");
+  auto& real = server.real;
   auto log = std::make_shared<HeldTailLog>(real);
 
   esdb_store::StoreOptions options;
@@ -230,12 +238,11 @@ TEST_CASE("store, cluster mode: a write the log acknowledged but this node has n
 TEST_CASE("store, cluster mode: an entry id applied within entry_id_window entries is skipped as a resend; older "
           "ids no longer count and their keys are deleted",
           "[cluster][store-log]") {
-  esdb::testing::TempDir dir("esdb-store-entry-ids");
-  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
-  REQUIRE(nats.WaitReady(30000));
   // The log's own deduplication forgets an id after one second, so a copy
   // published later is stored again: what the store's 'g' keys are for.
-  auto real = ConnectedLog(nats, {{"duplicates_window_ms", 1000}, {"publish_timeout_ms", 500}, {"retry_window_ms", 0}});
+  OneServerLog server("esdb-store-entry-ids",
+                      {{"duplicates_window_ms", 1000}, {"publish_timeout_ms", 500}, {"retry_window_ms", 0}});
+  auto& real = server.real;
 
   esdb_store::StoreOptions options;
   options.cluster = true;
