@@ -63,6 +63,26 @@ bool WriteCaughtUp(std::optional<int64_t> revision, std::optional<uint64_t> posi
   return out->Write(resp);
 }
 
+bool WriteFellBehind(std::optional<int64_t> revision, std::optional<uint64_t> position,
+                     grpc::ServerWriter<spb::ReadResp>* out) {
+  spb::ReadResp resp;
+  auto* f = resp.mutable_fell_behind();
+  *f->mutable_timestamp() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  if (revision) f->set_stream_revision(*revision);
+  if (position) {
+    f->mutable_position()->set_commit_position(*position);
+    f->mutable_position()->set_prepare_position(*position);
+  }
+  return out->Write(resp);
+}
+
+// Whether the client asked for fell_behind messages (compatibility >= 2).
+bool WantsFellBehind(const Options& o) { return o.control_option().compatibility() >= 2; }
+
+grpc::Status SubscriptionsGone() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the subscriptions service is not available (missing: notification)");
+}
+
 // Handlers that only hand over to `queue` (they run on a notification thread).
 esdb::SubscriptionHandlers HandlersInto(const std::shared_ptr<DeliveryQueue>& queue) {
   esdb::SubscriptionHandlers h;
@@ -196,10 +216,6 @@ grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Opt
   if (MetadataTarget(stream)) {
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "subscriptions to a metadata stream ($$...) are not supported");
   }
-  auto subs = b_->subscriptions();
-  if (!subs) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the subscriptions service is not available (missing: notification)");
-  }
   esdb::StreamSubscriptionRequest r;
   r.stream_id = stream;
   r.name = "grpc";
@@ -210,13 +226,24 @@ grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Opt
     case Options::StreamOptions::kEnd: r.from_version = esdb::kSubscribeFromEndVersion; break;
     default: r.from_version = 0; break;
   }
-  auto queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
-  esdb::SubscriptionHandlers h = HandlersInto(queue);
-  auto sub = subs->SubscribeToStream(r, std::move(h));
-  if (!sub.ok()) return ToGrpcError(ctx, sub.status(), stream);
-  esdb::Subscription handle = std::move(sub).value();
+  // A subscriber that falls more than subscriber_queue_events behind is
+  // subscribed again from the event after the last one it was sent: the
+  // notification service catches it up from the store, then live again.
+  std::shared_ptr<DeliveryQueue> queue;
+  esdb::Subscription handle;
+  auto subscribe = [&]() -> grpc::Status {
+    auto subs = b_->subscriptions();
+    if (!subs) return SubscriptionsGone();
+    queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
+    auto sub = subs->SubscribeToStream(r, HandlersInto(queue));
+    if (!sub.ok()) return ToGrpcError(ctx, sub.status(), stream);
+    handle = std::move(sub).value();
+    return grpc::Status::OK;
+  };
+  if (auto st = subscribe(); !st.ok()) return st;
   if (!WriteConfirmation(out)) return ClientGone();
   std::optional<int64_t> last;
+  bool live = false;  // caught_up was sent
   for (;;) {
     if (ctx->IsCancelled()) return ClientGone();
     if (b_->stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
@@ -227,8 +254,17 @@ grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Opt
       return ToGrpcError(ctx, *dropped, dropped->code() == esdb::Code::kStreamDeleted ? stream : "");
     }
     if (!item) continue;
+    if (item->fell_behind) {
+      handle.cancel();
+      if (live && WantsFellBehind(o) && !WriteFellBehind(last, std::nullopt, out)) return ClientGone();
+      live = false;
+      if (last) r.from_version = *last + 1;
+      if (auto st = subscribe(); !st.ok()) return st;
+      continue;
+    }
     if (item->caught_up) {
       if (!WriteCaughtUp(last, std::nullopt, out)) return ClientGone();
+      live = true;
       continue;
     }
     for (const auto& e : item->events) {
@@ -243,10 +279,6 @@ grpc::Status StreamsService::SubscribeAll(grpc::ServerContext* ctx, const Option
   const bool structured = o.uuid_option().has_structured();
   auto filter = ToClientFilter(o);
   if (!filter.ok()) return ToGrpcError(ctx, filter.status(), "");
-  auto subs = b_->subscriptions();
-  if (!subs) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the subscriptions service is not available (missing: notification)");
-  }
   esdb::AllSubscriptionRequest r;
   r.name = "grpc";
   const auto& ao = o.all();
@@ -260,15 +292,25 @@ grpc::Status StreamsService::SubscribeAll(grpc::ServerContext* ctx, const Option
     default: r.from_position = 0; break;
   }
   // Every non-system event comes through, so that checkpoints can follow
-  // the events the filter skips; the filter is applied here.
-  auto queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
-  esdb::SubscriptionHandlers h = HandlersInto(queue);
-  auto sub = subs->SubscribeToAll(r, std::move(h));
-  if (!sub.ok()) return ToGrpcError(ctx, sub.status(), "");
-  esdb::Subscription handle = std::move(sub).value();
+  // the events the filter skips; the filter is applied here. One that
+  // falls behind is subscribed again after the last event it scanned, as
+  // in SubscribeStream.
+  std::shared_ptr<DeliveryQueue> queue;
+  esdb::Subscription handle;
+  auto subscribe = [&]() -> grpc::Status {
+    auto subs = b_->subscriptions();
+    if (!subs) return SubscriptionsGone();
+    queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
+    auto sub = subs->SubscribeToAll(r, HandlersInto(queue));
+    if (!sub.ok()) return ToGrpcError(ctx, sub.status(), "");
+    handle = std::move(sub).value();
+    return grpc::Status::OK;
+  };
+  if (auto st = subscribe(); !st.ok()) return st;
   if (!WriteConfirmation(out)) return ClientGone();
   std::optional<uint64_t> last_scanned;
   uint64_t scanned_since_checkpoint = 0;
+  bool live = false;  // caught_up was sent
   for (;;) {
     if (ctx->IsCancelled()) return ClientGone();
     if (b_->stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
@@ -279,12 +321,21 @@ grpc::Status StreamsService::SubscribeAll(grpc::ServerContext* ctx, const Option
       return ToGrpcError(ctx, *dropped, "");
     }
     if (!item) continue;
+    if (item->fell_behind) {
+      handle.cancel();
+      if (live && WantsFellBehind(o) && !WriteFellBehind(std::nullopt, last_scanned, out)) return ClientGone();
+      live = false;
+      if (last_scanned) r.from_position = *last_scanned == UINT64_MAX ? UINT64_MAX : *last_scanned + 1;
+      if (auto st = subscribe(); !st.ok()) return st;
+      continue;
+    }
     if (item->caught_up) {
       if (filter->checkpoint_interval > 0 && last_scanned && scanned_since_checkpoint > 0) {
         if (!WriteCheckpoint(*last_scanned, out)) return ClientGone();
         scanned_since_checkpoint = 0;
       }
       if (!WriteCaughtUp(std::nullopt, last_scanned, out)) return ClientGone();
+      live = true;
       continue;
     }
     for (const auto& e : item->events) {

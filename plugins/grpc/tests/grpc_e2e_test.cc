@@ -401,3 +401,79 @@ TEST_CASE("grpc: BatchAppend matches answers by correlation id, with the protoco
   const json read = json::parse(esdb::testing::Http(host.http_port(), "GET", "/streams/batch-a").body);
   CHECK(read["events"].size() == 2);
 }
+
+TEST_CASE("grpc: a subscriber that falls behind its queue is caught up again from the store, missing nothing", "[grpc]") {
+  esdb::testing::TempDir dir;
+  // 20 queued events per subscription: the 300 events of 32 KB below (far
+  // more than the HTTP/2 windows of a client that does not read) overflow it.
+  grpctest::GrpcHost host(dir / "data", {"grpc.subscriber_queue_events=20"});
+  auto streams = spb::Streams::NewStub(host.Channel());
+  const std::string payload = "{\"p\":\"" + std::string(32 * 1024, 'x') + "\"}";
+  int next_id = 0;
+  auto append = [&](int n) {
+    auto ctx = Ctx(30000);
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    REQUIRE(writer->Write(Options("behind")));
+    for (int i = 0; i < n; ++i) {
+      char id[37];
+      std::snprintf(id, sizeof id, "c0000000-0000-4000-8000-%012d", next_id++);
+      REQUIRE(writer->Write(Message(id, "T", payload)));
+    }
+    writer->WritesDone();
+    REQUIRE(writer->Finish().ok());
+    REQUIRE(resp.has_success());
+  };
+  append(10);
+
+  struct Sub {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<spb::ReadResp>> reader;
+    std::vector<int64_t> revisions;  // of the events received, in order
+    std::vector<std::string> marks;  // "caught_up" / "fell_behind", in order, with the event count before each
+  };
+  auto open = [&](const std::string& stream, uint32_t compatibility) {
+    Sub s;
+    spb::ReadReq req = SubscriptionReq(stream);
+    req.mutable_options()->mutable_control_option()->set_compatibility(compatibility);
+    s.ctx = Ctx(120000);
+    s.reader = streams->Read(s.ctx.get(), req);
+    return s;
+  };
+  // Reads until `events` events came (and, with `until_caught_up`, a caught_up after them).
+  auto read = [](Sub& s, size_t events, bool until_caught_up) {
+    spb::ReadResp resp;
+    while (s.revisions.size() < events || (until_caught_up && (s.marks.empty() || s.marks.back().rfind("caught_up", 0) != 0))) {
+      REQUIRE(s.reader->Read(&resp));
+      if (resp.has_event()) {
+        s.revisions.push_back(static_cast<int64_t>(resp.event().event().stream_revision()));
+      } else if (resp.has_caught_up()) {
+        s.marks.push_back("caught_up@" + std::to_string(s.revisions.size()));
+      } else if (resp.has_fell_behind()) {
+        s.marks.push_back("fell_behind@" + std::to_string(s.revisions.size()));
+      }
+    }
+  };
+  Sub stream2 = open("behind", 2), stream0 = open("behind", 0), all2 = open("", 2);
+  for (Sub* s : {&stream2, &stream0, &all2}) read(*s, 10, true);
+
+  // None of them reads while 300 more events come.
+  for (int i = 0; i < 30; ++i) append(10);
+  for (Sub* s : {&stream2, &stream0, &all2}) read(*s, 310, true);
+
+  for (Sub* s : {&stream2, &stream0, &all2}) {
+    INFO(nlohmann::json(s->marks).dump());
+    REQUIRE(s->revisions.size() == 310);
+    for (int64_t i = 0; i < 310; ++i) REQUIRE(s->revisions[i] == i);  // each once, in order
+  }
+  // The subscriptions that asked for it were told they fell behind, then caught up again.
+  for (Sub* s : {&stream2, &all2}) {
+    INFO(nlohmann::json(s->marks).dump());
+    REQUIRE(s->marks.size() >= 3);
+    CHECK(s->marks[0] == "caught_up@10");
+    CHECK(s->marks[1].rfind("fell_behind@", 0) == 0);
+    CHECK(s->marks.back().rfind("caught_up@", 0) == 0);
+  }
+  for (const auto& m : stream0.marks) CHECK(m.rfind("fell_behind", 0) != 0);  // compatibility 0: not told
+  for (Sub* s : {&stream2, &stream0, &all2}) s->ctx->TryCancel();
+}
