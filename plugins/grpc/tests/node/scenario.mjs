@@ -27,7 +27,9 @@ async function check(name, fn) {
     console.log(`ok   ${name} (${Date.now() - t0} ms)`);
   } catch (e) {
     failures++;
-    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+    // A Kurrent client error keeps what its Rust bridge threw in `_raw`.
+    const raw = e && e._raw ? ` (bridge: ${JSON.stringify({ name: e._raw.name, message: e._raw.message, metadata: e._raw.metadata })})` : "";
+    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}${raw}`);
   }
 }
 
