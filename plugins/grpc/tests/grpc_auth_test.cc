@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "../src/config.h"  // the plugin's (the gateway's src has a config.h too)
+#include "credentials.h"
 #include "esdb/uuid.h"
 #include "grpc_host.h"
 #include "persistent.grpc.pb.h"
@@ -318,4 +319,52 @@ TEST_CASE("auth: config errors name the key", "[auth]") {
   auto c = esdb_grpc::ParseGrpcConfig({{"users", {{{"name", "a"}, {"password", "p"}}}}});
   REQUIRE(c.ok());
   CHECK(c->users[0].role == esdb_plugin_shared::Role::kRead);
+}
+
+TEST_CASE("auth: the shared Authorization parser (basic, bearer, base64)", "[auth]") {
+  using esdb_plugin_shared::Credentials;
+  using esdb_plugin_shared::Role;
+  std::string out;
+  CHECK(esdb_plugin_shared::Base64Decode("YWxpY2U6cHc=", &out));
+  CHECK(out == "alice:pw");
+  CHECK(esdb_plugin_shared::Base64Decode("YWxpY2U6cHc", &out));  // padding left off
+  CHECK(out == "alice:pw");
+  CHECK(esdb_plugin_shared::Base64Decode("YQ", &out));
+  CHECK(out == "a");
+  CHECK(esdb_plugin_shared::Base64Decode("", &out));
+  CHECK(out.empty());
+  CHECK_FALSE(esdb_plugin_shared::Base64Decode("!!!!", &out));
+  CHECK_FALSE(esdb_plugin_shared::Base64Decode("YWxp*2U6", &out));
+
+  const Credentials none;
+  CHECK_FALSE(none.enabled());
+  const Credentials c({{"tok", "ci", Role::kWrite}}, {{"alice", "pw", Role::kRead}, {"root", "a:b", Role::kAdmin}});
+  CHECK(c.enabled());
+  auto basic = [&](const std::string& value) { return c.Check(value); };
+  auto r = basic("Basic " + Base64("alice:pw"));
+  CHECK(r.valid);
+  CHECK(r.role == Role::kRead);
+  CHECK(r.name == "alice");
+  CHECK(basic("BASIC   " + Base64("alice:pw") + " \t").valid);
+  CHECK(basic("Basic " + Base64("root:a:b")).role == Role::kAdmin);
+  CHECK_FALSE(basic("Basic " + Base64("alice:pwx")).valid);
+  CHECK_FALSE(basic("Basic " + Base64("alice:p")).valid);
+  CHECK_FALSE(basic("Basic " + Base64("alicepw")).valid);  // no ':'
+  CHECK_FALSE(basic("Basic " + Base64("Alice:pw")).valid);
+  CHECK_FALSE(basic("Basicx " + Base64("alice:pw")).valid);
+  CHECK_FALSE(basic("Basic").valid);
+  r = c.Check("Bearer tok");
+  CHECK(r.valid);
+  CHECK(r.role == Role::kWrite);
+  CHECK(r.name == "ci");
+  CHECK(c.Check("bearer tok\t").valid);
+  CHECK_FALSE(c.Check("Bearer tok2").valid);
+  CHECK_FALSE(c.Check("Bearer to").valid);
+  CHECK_FALSE(c.Check("Bearertok").valid);
+  CHECK_FALSE(c.Check("Token tok").valid);
+  r = c.Check("");
+  CHECK_FALSE(r.presented);
+  CHECK_FALSE(r.valid);
+  CHECK(r.role == Role::kNone);
+  CHECK(r.name == "anonymous");
 }
