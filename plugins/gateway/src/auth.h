@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config.h"
+#include "credentials.h"
 #include "http_types.h"
 
 namespace esdb_gateway {
@@ -31,9 +32,9 @@ struct Identity {
 class Authenticator {
  public:
   explicit Authenticator(std::vector<TokenConfig> tokens, bool insecure_admin = false)
-      : tokens_(std::move(tokens)), insecure_admin_(insecure_admin) {}
+      : credentials_(std::move(tokens), {}), insecure_admin_(insecure_admin) {}
   // Tokens are configured (every non-public route needs one).
-  bool enabled() const { return !tokens_.empty(); }
+  bool enabled() const { return credentials_.enabled(); }
   // `authorization` is the raw Authorization header ("" when absent);
   // `count` how many Authorization headers the request carried.
   Identity Authenticate(const std::string& authorization, size_t count = 1) const;
@@ -47,7 +48,7 @@ class Authenticator {
   nlohmann::json Describe() const;
 
  private:
-  std::vector<TokenConfig> tokens_;
+  esdb_plugin_shared::Credentials credentials_;  // tokens only: the gateway has no users
   bool insecure_admin_;
 };
 

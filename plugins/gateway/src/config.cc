@@ -6,54 +6,10 @@
 
 namespace esdb_gateway {
 
-const char* RoleName(Role role) {
-  switch (role) {
-    case Role::kRead: return "read";
-    case Role::kWrite: return "write";
-    case Role::kAdmin: return "admin";
-    case Role::kNone: break;
-  }
-  return "none";
-}
-
 namespace {
 
 using esdb::Status;
 using nlohmann::json;
-
-// "read" | "write" | "admin" at `value`, named `field` in problems.
-bool ParseRole(const json& value, esdb::ConfigReader& r, const std::string& field, Role* role) {
-  const std::string s = value.is_string() ? value.get<std::string>() : std::string();
-  if (s == "read") *role = Role::kRead;
-  else if (s == "write") *role = Role::kWrite;
-  else if (s == "admin") *role = Role::kAdmin;
-  else return r.Error(field, "must be one of \"read\", \"write\", \"admin\", got " + value.dump());
-  return true;
-}
-
-void ParseToken(const json& item, size_t index, esdb::ConfigProblems* problems, TokenConfig* token) {
-  const std::string where = "tokens[" + std::to_string(index) + "]";
-  esdb::ConfigReader r(item, problems, where + ".");
-  if (!item.is_object()) return;
-  r.String("token", true, &token->token);
-  r.String("name", false, &token->name);
-  if (const json* role = r.Raw("role")) ParseRole(*role, r, "role", &token->role);
-  if (const json* roles = r.Raw("roles")) {
-    // The highest role listed wins (roles are cumulative).
-    if (!roles->is_array() || roles->empty()) {
-      r.Error("roles", "must be a non-empty array of roles");
-    } else {
-      Role best = Role::kNone;
-      for (size_t i = 0; i < roles->size(); ++i) {
-        Role one = Role::kNone;
-        if (ParseRole((*roles)[i], r, "roles[" + std::to_string(i) + "]", &one) && one > best) best = one;
-      }
-      token->role = best;
-    }
-  }
-  r.RejectUnknown();
-  if (token->name.empty()) token->name = where;
-}
 
 void ParseCircuitConfig(const json& value, esdb::ConfigProblems* problems, CircuitConfig* c) {
   esdb::ConfigReader r(value, problems, "circuit_breaker.");
@@ -64,17 +20,6 @@ void ParseCircuitConfig(const json& value, esdb::ConfigProblems* problems, Circu
   r.Int("open_ms", 1, 3600000, &o.open_ms);
   r.Int("half_open_probes", 1, 1000, &o.half_open_probes);
   r.Int("probe_timeout_ms", 1, 3600000, &o.probe_timeout_ms);
-  r.RejectUnknown();
-}
-
-void ParseTlsConfig(const json& value, esdb::ConfigProblems* problems, TlsConfig* t) {
-  esdb::ConfigReader r(value, problems, "tls.");
-  if (!value.is_object()) return;
-  r.String("cert_file", true, &t->cert_file);
-  r.String("key_file", true, &t->key_file);
-  r.String("chain_file", false, &t->chain_file);
-  std::string min_version = t->min_version == 13 ? "1.3" : "1.2";
-  if (r.Enum("min_version", {"1.2", "1.3"}, &min_version)) t->min_version = min_version == "1.3" ? 13 : 12;
   r.RejectUnknown();
 }
 
@@ -110,20 +55,10 @@ esdb::Result<GatewayConfig> ParseConfig(const json& config) {
   r.Int("sse_heartbeat_ms", 10, 3600000, &c.sse_heartbeat_ms);
   r.Int("drain_timeout_ms", 0, 600000, &c.drain_timeout_ms);
   if (const json* v = r.Raw("circuit_breaker")) ParseCircuitConfig(*v, &problems, &c.circuit_breaker);
-  if (const json* v = r.Raw("tls")) ParseTlsConfig(*v, &problems, &c.tls);
+  if (const json* v = r.Raw("tls")) esdb_plugin_shared::ParseTlsConfig(*v, &problems, &c.tls);
   r.Bool("insecure", &c.insecure);
   r.Bool("insecure_admin", &c.insecure_admin);
-  if (const json* v = r.Raw("tokens")) {
-    if (!v->is_array()) {
-      r.Error("tokens", std::string("must be an array of {token, role, name}, got ") + esdb::JsonTypeName(*v));
-    } else {
-      for (size_t i = 0; i < v->size(); ++i) {
-        TokenConfig t;
-        ParseToken((*v)[i], i, &problems, &t);
-        c.tokens.push_back(std::move(t));
-      }
-    }
-  }
+  esdb_plugin_shared::ParseTokens(r, "tokens", &problems, &c.tokens);
   r.RejectUnknown();
   if (problems.empty() && c.insecure_admin && !c.tokens.empty()) {
     problems.Add("insecure_admin", "(every client is admin without a token) contradicts 'tokens'; remove one");

@@ -10,22 +10,16 @@
 #include <nlohmann/json.hpp>
 
 #include "circuit_breaker.h"
+#include "credentials.h"
 #include "esdb/status.h"
+#include "tls_files.h"
 
 namespace esdb_gateway {
 
-// Access levels; each includes the ones below it (admin > write > read).
-enum class Role { kNone = 0, kRead = 1, kWrite = 2, kAdmin = 3 };
-
-// "read" / "write" / "admin" / "none".
-const char* RoleName(Role role);
-
-// One bearer token and the role it grants.
-struct TokenConfig {
-  std::string token;  // the secret sent as "Authorization: Bearer <token>"
-  std::string name;   // who it belongs to; shown in logs, never the token
-  Role role = Role::kRead;
-};
+// The roles and bearer tokens (shared with the grpc plugin: credentials.h).
+using esdb_plugin_shared::Role;
+using esdb_plugin_shared::RoleName;
+using esdb_plugin_shared::TokenConfig;
 
 // The "circuit_breaker" object: one setting for every circuit (circuits.h).
 struct CircuitConfig {
@@ -35,14 +29,9 @@ struct CircuitConfig {
 
 // The "tls" object: HTTPS on the listener (absent: plain HTTP). PEM files,
 // read at start and again, for new connections, when they change on disk
-// (checked at most once a second when a connection arrives).
-struct TlsConfig {
-  std::string cert_file;   // required: the certificate, optionally followed by its chain
-  std::string key_file;    // required: its private key, unencrypted
-  std::string chain_file;  // optional: intermediate certificates kept apart from cert_file
-  int min_version = 12;    // "1.2" (12) or "1.3" (13); older versions are never offered
-  bool enabled() const { return !cert_file.empty(); }
-};
+// (checked at most once a second when a connection arrives). Shared with
+// the grpc plugin (tls_files.h).
+using esdb_plugin_shared::TlsConfig;
 
 // Every knob of the gateway, with its default.
 struct GatewayConfig {

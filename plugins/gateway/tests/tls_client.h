@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,25 @@ inline void MakeCert(const std::filesystem::path& dir, const std::string& name) 
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl req failed: " + cmd);
   std::filesystem::rename(key + ".tmp", key);
   std::filesystem::rename(crt + ".tmp", crt);
+}
+
+// Writes `<dir>/<name>-ca.crt` (a CA, self-signed) and `<dir>/<name>.crt` /
+// `<dir>/<name>.key`: a server certificate for 127.0.0.1 the CA signed, not
+// itself a CA. For clients (rustls/webpki: the Kurrent Node client's reads)
+// that refuse a CA certificate as a server's.
+inline void MakeCaSignedCert(const std::filesystem::path& dir, const std::string& name) {
+  const std::string base = (dir / name).string();
+  const std::string ext = base + ".ext";
+  std::ofstream(ext) << "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
+                        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n";
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+  const std::string cmd =
+      "openssl req -x509 " + ec + "-days 1 -subj /CN=esdb-test-" + name + "-ca -keyout '" + base + "-ca.key' -out '" +
+      base + "-ca.crt' 2>/dev/null && openssl req " + ec + "-subj /CN=esdb-test-" + name + " -keyout '" + base +
+      ".key' -out '" + base + ".csr' 2>/dev/null && openssl x509 -req -in '" + base + ".csr' -CA '" + base +
+      "-ca.crt' -CAkey '" + base + "-ca.key' -CAcreateserial -days 1 -extfile '" + ext + "' -out '" + base +
+      ".crt' 2>/dev/null";
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl failed: " + cmd);
 }
 
 // A client context trusting only `ca_file`, verifying the server's name

@@ -4,23 +4,34 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "credentials.h"
 #include "esdb/status.h"
+#include "tls_files.h"
 
 namespace esdb_grpc {
 
 struct GrpcConfig {
   std::string listen_address = "127.0.0.1";  // an IP address to bind
   uint16_t listen_port = 2114;               // 0: an ephemeral port (announced in grpc_listening)
-  // Without TLS and credentials (not built yet) a non-loopback address is
-  // refused unless this is true.
+  // A non-loopback address is refused without both tls and credentials
+  // (users or tokens) unless this is true.
   bool insecure = false;
-  // Dev mode, as the HTTP gateway's: every caller gets the admin role
-  // (tombstones, writes to $-streams). Otherwise every caller is "local"
-  // with the write role.
+  // Dev mode, as the HTTP gateway's: without credentials every caller gets
+  // the admin role (tombstones, writes to $-streams). Otherwise every caller
+  // is "local" with the write role. An error together with users or tokens.
   bool insecure_admin = false;
+  // Credentials: with any configured, every call but the anonymous ones
+  // (server features, gossip) needs a user's password or a token.
+  std::vector<esdb_plugin_shared::UserConfig> users;    // "users": [{name, password, role}]
+  std::vector<esdb_plugin_shared::TokenConfig> tokens;  // "tokens": as the gateway's
+  // "tls": {cert_file, key_file, chain_file?}: the files are checked at
+  // start (errors name the key). min_version may only be "1.2": gRPC's own
+  // TLS offers 1.2 and 1.3 and has no setting for the minimum.
+  esdb_plugin_shared::TlsConfig tls;
   // Calls served at once (the server's thread limit); beyond it a call is
   // refused with RESOURCE_EXHAUSTED.
   int max_concurrent_calls = 256;

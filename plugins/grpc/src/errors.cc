@@ -73,9 +73,9 @@ grpc::Status AppendTooLarge(grpc::ServerContext* ctx, uint64_t limit) {
                       "the append exceeds max_append_bytes (" + std::to_string(limit) + " bytes)");
 }
 
-grpc::Status AccessDenied(grpc::ServerContext* ctx, const std::string& what) {
+grpc::Status AccessDenied(grpc::ServerContextBase* ctx, const std::string& message) {
   ctx->AddTrailingMetadata("exception", "access-denied");
-  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, what + " needs the admin role");
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, message);
 }
 
 grpc::Status MissingMetadata(grpc::ServerContext* ctx, const std::string& names) {

@@ -35,8 +35,9 @@ grpc::Status GroupError(grpc::ServerContextBase* ctx, const esdb::Status& s, con
 // maximum-append-size-exceeded with the limit.
 grpc::Status AppendTooLarge(grpc::ServerContext* ctx, uint64_t limit);
 
-// access-denied: the caller's role is too weak for `what`.
-grpc::Status AccessDenied(grpc::ServerContext* ctx, const std::string& what);
+// access-denied (PERMISSION_DENIED, which the clients turn into AccessDenied):
+// the caller's role is too weak; `message` says for what.
+grpc::Status AccessDenied(grpc::ServerContextBase* ctx, const std::string& message);
 
 // missing-required-metadata-property naming the entries.
 grpc::Status MissingMetadata(grpc::ServerContext* ctx, const std::string& names);

@@ -47,12 +47,37 @@ std::string RandomUuid() {
   return esdb::FormatUuid(raw);
 }
 
+// gRPC's server credentials from the (already checked) PEM files: the
+// certificate followed by the chain file, and the key.
+esdb::Result<std::shared_ptr<grpc::ServerCredentials>> TlsCredentials(const esdb_plugin_shared::TlsConfig& tls) {
+  auto cert = esdb_plugin_shared::ReadTlsFile("cert_file", tls.cert_file, "grpc");
+  if (!cert.ok()) return cert.status();
+  auto key = esdb_plugin_shared::ReadTlsFile("key_file", tls.key_file, "grpc");
+  if (!key.ok()) return key.status();
+  std::string chain = *cert;
+  if (!tls.chain_file.empty()) {
+    auto more = esdb_plugin_shared::ReadTlsFile("chain_file", tls.chain_file, "grpc");
+    if (!more.ok()) return more.status();
+    if (!chain.empty() && chain.back() != '\n') chain += '\n';
+    chain += *more;
+  }
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back({*key, chain});
+  return grpc::SslServerCredentials(options);
+}
+
 class GrpcSubsystem : public esdb::Subsystem {
  public:
   esdb::Status Start(esdb::Context& ctx) override {
     ctx_ = &ctx;
     auto config = ParseGrpcConfig(ctx.Config());
     if (!config.ok()) return Fail(config.status());
+    std::shared_ptr<grpc::ServerCredentials> server_credentials = grpc::InsecureServerCredentials();
+    if (config->tls.enabled()) {
+      auto tls = TlsCredentials(config->tls);
+      if (!tls.ok()) return Fail(tls.status());
+      server_credentials = std::move(tls.value());
+    }
     if (config->insecure_admin) {
       ctx.Logger()->warn("grpc: INSECURE DEV MODE: every caller has the admin role (insecure_admin)");
     }
@@ -70,8 +95,9 @@ class GrpcSubsystem : public esdb::Subsystem {
     backend_->logger = ctx.Logger();
     backend_->store = [tracker] { return tracker->store(); };
     backend_->subscriptions = [tracker] { return tracker->subs(); };
+    backend_->credentials = esdb_plugin_shared::Credentials(config->tokens, config->users);
 
-    streams_ = std::make_unique<StreamsService>(backend_);
+    streams_ = std::make_unique<AuthorizedStreamsService>(backend_);
     persistent_ = std::make_unique<PersistentService>(backend_);
     features_ = std::make_unique<ServerFeaturesService>();
     gossip_ = std::make_unique<GossipService>(config->listen_address, config->listen_port, RandomUuid());
@@ -81,7 +107,7 @@ class GrpcSubsystem : public esdb::Subsystem {
                               std::to_string(config->listen_port);
     grpc::ServerBuilder builder;
     int bound_port = 0;
-    builder.AddListeningPort(where, grpc::InsecureServerCredentials(), &bound_port);
+    builder.AddListeningPort(where, server_credentials, &bound_port);
     builder.RegisterService(streams_.get());
     builder.RegisterService(persistent_.get());
     builder.RegisterService(features_.get());
@@ -113,9 +139,11 @@ class GrpcSubsystem : public esdb::Subsystem {
     if (!cluster_sub.ok()) return Fail(cluster_sub.status());
     cluster_sub_ = std::move(*cluster_sub);
 
-    const nlohmann::json at = {{"address", config->listen_address}, {"port", bound_port}};
+    const nlohmann::json at = {{"address", config->listen_address}, {"port", bound_port}, {"tls", config->tls.enabled()}};
     Announce(kListening, at);
-    ctx.Logger()->info("grpc listening on {}:{}", config->listen_address, bound_port);
+    ctx.Logger()->info("grpc listening on {}:{} ({}; credentials: {} users, {} tokens)", config->listen_address,
+                       bound_port, config->tls.enabled() ? "TLS" : "plaintext", config->users.size(),
+                       config->tokens.size());
     ctx.ReportReady(at);
     return esdb::Status::OK();
   }

@@ -17,6 +17,13 @@ std::string StreamOf(const Options& o) {
   return o.has_stream_identifier() ? o.stream_identifier().stream_name() : std::string();
 }
 
+// A Read refused before it starts: finishes at once with the error.
+class Refused final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb::ReadResp> {
+ public:
+  explicit Refused(grpc::Status error) { Finish(std::move(error)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 std::shared_ptr<esdb::Subscriptions> PersistentService::Subs(grpc::Status* error) const {
@@ -41,12 +48,12 @@ std::shared_ptr<esdb::Subscriptions> PersistentService::SubsFor(const std::strin
 }
 
 grpc::Status PersistentService::Create(grpc::ServerContext* ctx, const pspb::CreateReq* req, pspb::CreateResp*) {
-  if (!b_->CallerIsAdmin()) return AccessDenied(ctx, "creating a persistent subscription");
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kAdmin, "Creating a persistent subscription"); !a.ok()) return a;
   return CreateOrUpdate(ctx, FromCreate(*req), true);
 }
 
 grpc::Status PersistentService::Update(grpc::ServerContext* ctx, const pspb::UpdateReq* req, pspb::UpdateResp*) {
-  if (!b_->CallerIsAdmin()) return AccessDenied(ctx, "updating a persistent subscription");
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kAdmin, "Updating a persistent subscription"); !a.ok()) return a;
   return CreateOrUpdate(ctx, FromUpdate(*req), false);
 }
 
@@ -68,7 +75,7 @@ grpc::Status PersistentService::CreateOrUpdate(grpc::ServerContext* ctx, esdb::R
 }
 
 grpc::Status PersistentService::Delete(grpc::ServerContext* ctx, const pspb::DeleteReq* req, pspb::DeleteResp*) {
-  if (!b_->CallerIsAdmin()) return AccessDenied(ctx, "deleting a persistent subscription");
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kAdmin, "Deleting a persistent subscription"); !a.ok()) return a;
   const std::string stream = StreamOf(req->options());
   const std::string& group = req->options().group_name();
   grpc::Status error;
@@ -80,11 +87,15 @@ grpc::Status PersistentService::Delete(grpc::ServerContext* ctx, const pspb::Del
 }
 
 grpc::ServerBidiReactor<pspb::ReadReq, pspb::ReadResp>* PersistentService::Read(grpc::CallbackServerContext* ctx) {
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kRead, "Reading a persistent subscription"); !a.ok()) {
+    return new Refused(std::move(a));
+  }
   return StartPersistentRead(b_, reads_, ctx);
 }
 
 grpc::Status PersistentService::GetInfo(grpc::ServerContext* ctx, const pspb::GetInfoReq* req,
                                         pspb::GetInfoResp* out) {
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kRead, "Getting a persistent subscription's info"); !a.ok()) return a;
   const std::string stream = StreamOf(req->options());
   const std::string& group = req->options().group_name();
   grpc::Status error;
@@ -98,7 +109,7 @@ grpc::Status PersistentService::GetInfo(grpc::ServerContext* ctx, const pspb::Ge
 
 grpc::Status PersistentService::ReplayParked(grpc::ServerContext* ctx, const pspb::ReplayParkedReq* req,
                                              pspb::ReplayParkedResp*) {
-  if (!b_->CallerIsAdmin()) return AccessDenied(ctx, "replaying parked messages");
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kAdmin, "Replaying parked messages"); !a.ok()) return a;
   const auto& o = req->options();
   const std::string stream = StreamOf(o);
   if (o.stop_at_option_case() == pspb::ReplayParkedReq::Options::kStopAt) {
@@ -114,6 +125,7 @@ grpc::Status PersistentService::ReplayParked(grpc::ServerContext* ctx, const psp
 }
 
 grpc::Status PersistentService::List(grpc::ServerContext* ctx, const pspb::ListReq* req, pspb::ListResp* out) {
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kRead, "Listing persistent subscriptions"); !a.ok()) return a;
   const auto& o = req->options();
   std::string stream;  // "" = every group
   if (o.list_option_case() == pspb::ListReq::Options::kListForStream) {
@@ -133,7 +145,7 @@ grpc::Status PersistentService::List(grpc::ServerContext* ctx, const pspb::ListR
 
 grpc::Status PersistentService::RestartSubsystem(grpc::ServerContext* ctx, const event_store::client::Empty*,
                                                  event_store::client::Empty*) {
-  if (!b_->CallerIsAdmin()) return AccessDenied(ctx, "restarting the persistent subscriptions");
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kAdmin, "Restarting the persistent subscriptions"); !a.ok()) return a;
   reads_->EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the persistent subscriptions were restarted"));
   return grpc::Status::OK;
 }

@@ -15,7 +15,7 @@ namespace esdb_grpc {
 
 namespace spb = event_store::client::streams;
 
-class StreamsService final : public spb::Streams::Service {
+class StreamsService : public spb::Streams::Service {
  public:
   explicit StreamsService(std::shared_ptr<Backend> backend) : b_(std::move(backend)) {}
 
@@ -39,10 +39,22 @@ class StreamsService final : public spb::Streams::Service {
   // result, or the error (wrong expected version included).
   esdb::Result<esdb::AppendResult> DoAppend(const std::string& stream, const esdb::ExpectedVersion& expected,
                                             std::vector<esdb::ProposedEvent> events);
-  // Why a write to `stream` is refused for this caller; OK when allowed.
-  esdb::Status CheckWrite(const std::string& stream, bool hard_delete) const;
+  // Why a write to `stream` is refused for a caller with `role`; OK when allowed.
+  esdb::Status CheckWrite(const std::string& stream, bool hard_delete, Role role) const;
 
+ protected:
   std::shared_ptr<Backend> b_;
+};
+
+// The service as registered: Read behind the read-role check (Backend::Authorize),
+// before StreamsService::Read (streams_read.cc) serves it.
+class AuthorizedStreamsService final : public StreamsService {
+ public:
+  using StreamsService::StreamsService;
+  grpc::Status Read(grpc::ServerContext* ctx, const spb::ReadReq* req, grpc::ServerWriter<spb::ReadResp>* out) override {
+    if (grpc::Status a = b_->Authorize(*ctx, Role::kRead, "Reading"); !a.ok()) return a;
+    return StreamsService::Read(ctx, req, out);
+  }
 };
 
 }  // namespace esdb_grpc

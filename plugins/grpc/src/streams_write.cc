@@ -104,10 +104,10 @@ struct PendingBatch {
 
 }  // namespace
 
-esdb::Status StreamsService::CheckWrite(const std::string& stream, bool hard_delete) const {
+esdb::Status StreamsService::CheckWrite(const std::string& stream, bool hard_delete, Role role) const {
   if (stream.empty()) return esdb::Status::InvalidArgument("stream name is empty");
   if (stream == esdb::kAllStreamId) return esdb::Status::InvalidArgument("$all is read-only");
-  if (b_->CallerIsAdmin()) return esdb::Status::OK();
+  if (role >= Role::kAdmin) return esdb::Status::OK();
   const auto target = MetadataTarget(stream);
   const std::string& owner = target ? *target : stream;
   if (!owner.empty() && owner[0] == '$') {
@@ -156,13 +156,15 @@ esdb::Result<esdb::AppendResult> StreamsService::DoAppend(const std::string& str
 
 grpc::Status StreamsService::Append(grpc::ServerContext* ctx, grpc::ServerReader<spb::AppendReq>* in,
                                     spb::AppendResp* out) {
+  Role role = Role::kNone;
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kWrite, "Appending", &role); !a.ok()) return a;
   spb::AppendReq req;
   if (!in->Read(&req) || !req.has_options()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of an append must be its options");
   }
   const std::string stream = req.options().stream_identifier().stream_name();
   const esdb::ExpectedVersion expected = ExpectedFrom(req.options());
-  esdb::Status allowed = CheckWrite(stream, false);
+  esdb::Status allowed = CheckWrite(stream, false, role);
   if (!allowed.ok()) return ToGrpcError(ctx, allowed, stream);
   std::vector<esdb::ProposedEvent> events;
   uint64_t bytes = 0;
@@ -197,6 +199,8 @@ grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
   // kWorkers threads of this call (so one connection's appends, which the
   // clients multiplex on one BatchAppend call, commit together), which
   // write the answers one at a time. All are joined before returning.
+  Role role = Role::kNone;
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kWrite, "Appending", &role); !a.ok()) return a;
   constexpr size_t kWorkers = 8;
   constexpr size_t kMaxOpenBatches = 1024;
   constexpr size_t kMaxReadyBatches = 64;  // finished, waiting for a worker: the reader waits beyond
@@ -310,7 +314,7 @@ grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
       batch.options = req.options();
       batch.has_options = true;
       const std::string name = batch.options.stream_identifier().stream_name();
-      esdb::Status allowed = CheckWrite(name, false);
+      esdb::Status allowed = CheckWrite(name, false, role);
       if (!allowed.ok() && batch.error.ok()) batch.error = allowed;
     }
     if (!batch.has_options && batch.error.ok()) {
@@ -365,7 +369,11 @@ grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
 
 grpc::Status StreamsService::DeleteCommon(grpc::ServerContext* ctx, const std::string& stream,
                                           const esdb::ExpectedVersion& expected, bool hard) {
-  esdb::Status allowed = CheckWrite(stream, hard);
+  Role role = Role::kNone;
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kWrite, hard ? "A tombstone" : "Deleting a stream", &role); !a.ok()) {
+    return a;
+  }
+  esdb::Status allowed = CheckWrite(stream, hard, role);
   if (!allowed.ok()) return ToGrpcError(ctx, allowed, stream);
   auto store = b_->store();
   if (!store) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the event store is not available (missing: store)");

@@ -1,0 +1,27 @@
+// The check runner of the Node client scripts (auth.mjs): each check is
+// timed and printed as "ok" or "FAIL" with its stack; finish() prints the
+// count and exits 0 only when every check passed.
+let failures = 0;
+
+export async function check(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+
+// The events of a read or subscription iterable, in order.
+export async function collect(iterable) {
+  const out = [];
+  for await (const resolved of iterable) out.push(resolved.event);
+  return out;
+}
+
+export function finish() {
+  console.log(failures === 0 ? "all passed" : `${failures} failed`);
+  process.exit(failures === 0 ? 0 : 1);
+}
