@@ -1,4 +1,4 @@
-// The check runner of the Node client scripts (auth.mjs): each check is
+// The check runner of the Node client scripts (scenario.mjs, auth.mjs): each check is
 // timed and printed as "ok" or "FAIL" with its stack; finish() prints the
 // count and exits 0 only when every check passed.
 let failures = 0;
@@ -10,7 +10,9 @@ export async function check(name, fn) {
     console.log(`ok   ${name} (${Date.now() - t0} ms)`);
   } catch (e) {
     failures++;
-    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+    // A Kurrent client error keeps what its Rust bridge threw in `_raw`.
+    const raw = e && e._raw ? ` (bridge: ${JSON.stringify({ name: e._raw.name, message: e._raw.message, metadata: e._raw.metadata })})` : "";
+    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}${raw}`);
   }
 }
 
@@ -21,7 +23,8 @@ export async function collect(iterable) {
   return out;
 }
 
-export function finish() {
-  console.log(failures === 0 ? "all passed" : `${failures} failed`);
+export function finish(what = "") {
+  const of = what ? ` (${what})` : "";
+  console.log(failures === 0 ? `all checks passed${of}` : `${failures} check(s) failed${of}`);
   process.exit(failures === 0 ? 0 : 1);
 }

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 
+import { check, collect, finish } from "./checks.mjs";
+
 const [kind, grpcPort, httpPort] = process.argv.slice(2);
 const lib = kind === "kurrent" ? await import("@kurrent/kurrentdb-client") : await import("@eventstore/db-client");
 const Client = kind === "kurrent" ? lib.KurrentDBClient : lib.EventStoreDBClient;
@@ -18,26 +20,6 @@ const appendOpt = (v) => (kind === "kurrent" ? { streamState: v } : { expectedRe
 
 const client = Client.connectionString(`esdb://127.0.0.1:${grpcPort}?tls=false`);
 const run = `${kind}-${randomUUID().slice(0, 8)}`;
-let failures = 0;
-
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failures++;
-    // A Kurrent client error keeps what its Rust bridge threw in `_raw`.
-    const raw = e && e._raw ? ` (bridge: ${JSON.stringify({ name: e._raw.name, message: e._raw.message, metadata: e._raw.metadata })})` : "";
-    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}${raw}`);
-  }
-}
-
-async function collect(iterable) {
-  const out = [];
-  for await (const resolved of iterable) out.push(resolved.event);
-  return out;
-}
 
 async function expectError(promise, type) {
   try {
@@ -344,5 +326,4 @@ for (const onAll of [false, true]) {
 }
 
 await client.dispose();
-console.log(failures === 0 ? `all checks passed (${kind})` : `${failures} check(s) failed (${kind})`);
-process.exit(failures === 0 ? 0 : 1);
+finish(kind);
