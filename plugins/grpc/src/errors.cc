@@ -66,7 +66,7 @@ grpc::Status GroupError(grpc::ServerContextBase* ctx, const esdb::Status& s, con
   return grpc::Status(GrpcCodeFor(s.code()), s.message());
 }
 
-grpc::Status AppendTooLarge(grpc::ServerContext* ctx, uint64_t limit) {
+grpc::Status AppendTooLarge(grpc::ServerContextBase* ctx, uint64_t limit) {
   ctx->AddTrailingMetadata("exception", "maximum-append-size-exceeded");
   ctx->AddTrailingMetadata("maximum-append-size", std::to_string(limit));
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -78,7 +78,7 @@ grpc::Status AccessDenied(grpc::ServerContextBase* ctx, const std::string& messa
   return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, message);
 }
 
-grpc::Status MissingMetadata(grpc::ServerContext* ctx, const std::string& names) {
+grpc::Status MissingMetadata(grpc::ServerContextBase* ctx, const std::string& names) {
   ctx->AddTrailingMetadata("exception", "missing-required-metadata-property");
   ctx->AddTrailingMetadata("required-metadata-properties", names);
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "proposed message lacks metadata " + names);

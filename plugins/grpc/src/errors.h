@@ -33,13 +33,13 @@ grpc::Status GroupError(grpc::ServerContextBase* ctx, const esdb::Status& s, con
                         const std::string& group);
 
 // maximum-append-size-exceeded with the limit.
-grpc::Status AppendTooLarge(grpc::ServerContext* ctx, uint64_t limit);
+grpc::Status AppendTooLarge(grpc::ServerContextBase* ctx, uint64_t limit);
 
 // access-denied (PERMISSION_DENIED, which the clients turn into AccessDenied):
 // the caller's role is too weak; `message` says for what.
 grpc::Status AccessDenied(grpc::ServerContextBase* ctx, const std::string& message);
 
 // missing-required-metadata-property naming the entries.
-grpc::Status MissingMetadata(grpc::ServerContext* ctx, const std::string& names);
+grpc::Status MissingMetadata(grpc::ServerContextBase* ctx, const std::string& names);
 
 }  // namespace esdb_grpc

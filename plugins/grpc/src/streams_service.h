@@ -1,9 +1,10 @@
 // event_store.client.streams.Streams on the store and notification
 // services: Read (stream and $all, both directions, filters, catch-up then
 // live subscriptions), Append, BatchAppend, Delete, Tombstone, and stream
-// metadata through "$$<stream>" (metadata_stream.h). gRPC's synchronous
-// server runs each call on one of its threads; every method may run
-// concurrently with the others.
+// metadata through "$$<stream>" (metadata_stream.h). Append runs on gRPC's
+// callback API (no thread per call: an append waits for its group commit
+// without holding one); gRPC's synchronous server runs each other call on
+// one of its threads. Every method may run concurrently with the others.
 #pragma once
 
 #include <memory>
@@ -15,18 +16,19 @@ namespace esdb_grpc {
 
 namespace spb = event_store::client::streams;
 
-class StreamsService : public spb::Streams::Service {
+class StreamsService : public spb::Streams::WithCallbackMethod_Append<spb::Streams::Service> {
  public:
   explicit StreamsService(std::shared_ptr<Backend> backend) : b_(std::move(backend)) {}
 
   grpc::Status Read(grpc::ServerContext* ctx, const spb::ReadReq* req, grpc::ServerWriter<spb::ReadResp>* out) override;
-  grpc::Status Append(grpc::ServerContext* ctx, grpc::ServerReader<spb::AppendReq>* in, spb::AppendResp* out) override;
+  grpc::ServerReadReactor<spb::AppendReq>* Append(grpc::CallbackServerContext* ctx, spb::AppendResp* out) override;
   grpc::Status BatchAppend(grpc::ServerContext* ctx,
                            grpc::ServerReaderWriter<spb::BatchAppendResp, spb::BatchAppendReq>* stream) override;
   grpc::Status Delete(grpc::ServerContext* ctx, const spb::DeleteReq* req, spb::DeleteResp* out) override;
   grpc::Status Tombstone(grpc::ServerContext* ctx, const spb::TombstoneReq* req, spb::TombstoneResp* out) override;
 
  private:
+  friend class AppendCall;
   grpc::Status ReadStream(grpc::ServerContext* ctx, const spb::ReadReq::Options& o, grpc::ServerWriter<spb::ReadResp>* out);
   grpc::Status ReadAll(grpc::ServerContext* ctx, const spb::ReadReq::Options& o, grpc::ServerWriter<spb::ReadResp>* out);
   grpc::Status SubscribeStream(grpc::ServerContext* ctx, const spb::ReadReq::Options& o,

@@ -154,43 +154,128 @@ esdb::Result<esdb::AppendResult> StreamsService::DoAppend(const std::string& str
   return r;
 }
 
-grpc::Status StreamsService::Append(grpc::ServerContext* ctx, grpc::ServerReader<spb::AppendReq>* in,
-                                    spb::AppendResp* out) {
-  Role role = Role::kNone;
-  if (grpc::Status a = b_->Authorize(*ctx, Role::kWrite, "Appending", &role); !a.ok()) return a;
-  spb::AppendReq req;
-  if (!in->Read(&req) || !req.has_options()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of an append must be its options");
-  }
-  const std::string stream = req.options().stream_identifier().stream_name();
-  const esdb::ExpectedVersion expected = ExpectedFrom(req.options());
-  esdb::Status allowed = CheckWrite(stream, false, role);
-  if (!allowed.ok()) return ToGrpcError(ctx, allowed, stream);
-  std::vector<esdb::ProposedEvent> events;
-  uint64_t bytes = 0;
-  while (in->Read(&req)) {
-    if (!req.has_proposed_message()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options may only be the first message of an append");
+// One Append call on the callback API: reads the options and the events
+// (as gRPC hands them over, on its threads), then appends them with the
+// store's AppendAsync and finishes from the store's completion. It deletes
+// itself in OnDone, which gRPC calls once Finish completed; the server's
+// Shutdown waits for that, and the store calls every completion exactly
+// once, so no reactor outlives the plugin's stop.
+class AppendCall final : public grpc::ServerReadReactor<spb::AppendReq> {
+ public:
+  AppendCall(StreamsService* service, grpc::CallbackServerContext* ctx, spb::AppendResp* out)
+      : service_(service), b_(service->b_), ctx_(ctx), out_(out) {
+    if (b_->stopping.load()) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));
+      return;
     }
-    std::string missing;
-    auto e = ToProposedEvent(req.proposed_message(), &missing);
-    if (!missing.empty()) return MissingMetadata(ctx, missing);
-    if (!e.ok()) return ToGrpcError(ctx, e.status(), "");
-    bytes += ProposedBytes(*e);
-    if (bytes > b_->config.max_append_bytes) return AppendTooLarge(ctx, b_->config.max_append_bytes);
-    events.push_back(std::move(e).value());
+    counted_ = true;
+    if (b_->open_appends.fetch_add(1) >= static_cast<size_t>(b_->config.max_concurrent_calls)) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "more than max_concurrent_calls (" + std::to_string(b_->config.max_concurrent_calls) +
+                              ") appends are in progress"));
+      return;
+    }
+    if (grpc::Status a = b_->Authorize(*ctx_, Role::kWrite, "Appending", &role_); !a.ok()) {
+      Finish(a);
+      return;
+    }
+    StartRead(&req_);
   }
-  if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the append");
-  auto r = DoAppend(stream, expected, std::move(events));
-  if (r.ok()) {
-    FillSuccess(*r, out->mutable_success());
-    return grpc::Status::OK;
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client sent everything (or went away)
+      Append();
+      return;
+    }
+    if (!has_options_) {
+      if (!req_.has_options()) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of an append must be its options"));
+        return;
+      }
+      has_options_ = true;
+      stream_ = req_.options().stream_identifier().stream_name();
+      expected_ = ExpectedFrom(req_.options());
+      if (esdb::Status allowed = service_->CheckWrite(stream_, false, role_); !allowed.ok()) {
+        Finish(ToGrpcError(ctx_, allowed, stream_));
+        return;
+      }
+    } else {
+      if (!req_.has_proposed_message()) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options may only be the first message of an append"));
+        return;
+      }
+      std::string missing;
+      auto e = ToProposedEvent(req_.proposed_message(), &missing);
+      if (!missing.empty()) {
+        Finish(MissingMetadata(ctx_, missing));
+        return;
+      }
+      if (!e.ok()) {
+        Finish(ToGrpcError(ctx_, e.status(), ""));
+        return;
+      }
+      bytes_ += ProposedBytes(*e);
+      if (bytes_ > b_->config.max_append_bytes) {
+        Finish(AppendTooLarge(ctx_, b_->config.max_append_bytes));
+        return;
+      }
+      events_.push_back(std::move(e).value());
+    }
+    StartRead(&req_);
   }
-  if (r.status().code() == esdb::Code::kWrongExpectedVersion) {
-    FillWrongExpectedVersion(r.status(), expected, out->mutable_wrong_expected_version());
-    return grpc::Status::OK;
+
+  void OnDone() override {
+    if (counted_) b_->open_appends.fetch_sub(1);
+    delete this;
   }
-  return ToGrpcError(ctx, r.status(), stream, &expected);
+
+ private:
+  void Append() {
+    if (ctx_->IsCancelled()) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the append"));
+      return;
+    }
+    if (!has_options_) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of an append must be its options"));
+      return;
+    }
+    auto store = b_->store();
+    if (!store || MetadataTarget(stream_)) {  // "$$<stream>" (rare): the store's metadata calls, here
+      Done(service_->DoAppend(stream_, expected_, std::move(events_)));
+      return;
+    }
+    store->AppendAsync(stream_, expected_, std::move(events_),
+                       [this](esdb::Result<esdb::AppendResult> r) { Done(std::move(r)); });
+  }
+
+  void Done(esdb::Result<esdb::AppendResult> r) {
+    if (r.ok()) {
+      FillSuccess(*r, out_->mutable_success());
+      Finish(grpc::Status::OK);
+    } else if (r.status().code() == esdb::Code::kWrongExpectedVersion) {
+      FillWrongExpectedVersion(r.status(), expected_, out_->mutable_wrong_expected_version());
+      Finish(grpc::Status::OK);
+    } else {
+      Finish(ToGrpcError(ctx_, r.status(), stream_, &expected_));
+    }
+  }
+
+  StreamsService* service_;
+  std::shared_ptr<Backend> b_;
+  grpc::CallbackServerContext* ctx_;
+  spb::AppendResp* out_;
+  bool counted_ = false;  // in open_appends
+  Role role_ = Role::kNone;
+  spb::AppendReq req_;
+  bool has_options_ = false;
+  std::string stream_;
+  esdb::ExpectedVersion expected_ = esdb::ExpectedVersion::Any();
+  std::vector<esdb::ProposedEvent> events_;
+  uint64_t bytes_ = 0;
+};
+
+grpc::ServerReadReactor<spb::AppendReq>* StreamsService::Append(grpc::CallbackServerContext* ctx, spb::AppendResp* out) {
+  return new AppendCall(this, ctx, out);
 }
 
 grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,

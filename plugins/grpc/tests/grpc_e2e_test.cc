@@ -349,6 +349,55 @@ TEST_CASE("grpc: calls beyond max_concurrent_calls are refused with RESOURCE_EXH
     if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   CHECK(served);
+
+  // Appends run without a thread each; they are counted on their own: 8
+  // appends left open (their events not all sent), the 9th is refused, and
+  // once they finish an append is served again.
+  struct OpenAppend {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    spb::AppendResp resp;
+    std::unique_ptr<grpc::ClientWriter<spb::AppendReq>> writer;
+  };
+  std::vector<std::unique_ptr<OpenAppend>> appends;
+  for (int i = 0; i < 8; ++i) {
+    auto a = std::make_unique<OpenAppend>();
+    a->ctx = Ctx(30000);
+    a->writer = streams->Append(a->ctx.get(), &a->resp);
+    REQUIRE(a->writer->Write(Options("open-appends")));
+    appends.push_back(std::move(a));
+  }
+  // The 9th: refused at once, while the others are open (retried while the
+  // 8 are still being registered by the server).
+  grpc::Status ninth;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    auto ctx = Ctx();
+    spb::AppendResp resp;
+    auto writer = streams->Append(ctx.get(), &resp);
+    writer->Write(Options("open-appends"));
+    writer->WritesDone();
+    ninth = writer->Finish();
+    if (ninth.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  INFO(ninth.error_message());
+  CHECK(ninth.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  int n = 0;
+  for (auto& a : appends) {
+    char id[37];
+    std::snprintf(id, sizeof id, "51111111-2222-4333-8444-%012d", n++);
+    REQUIRE(a->writer->Write(Message(id, "T", "{}")));
+    a->writer->WritesDone();
+    CHECK(a->writer->Finish().ok());
+  }
+  const json read = json::parse(esdb::testing::Http(host.http_port(), "GET", "/streams/open-appends").body);
+  CHECK(read["events"].size() == 8);
+  auto ctx = Ctx();
+  spb::AppendResp resp;
+  auto writer = streams->Append(ctx.get(), &resp);
+  writer->Write(Options("open-appends"));
+  writer->Write(Message("61111111-2222-4333-8444-555555555555", "T", "{}"));
+  writer->WritesDone();
+  CHECK(writer->Finish().ok());
 }
 
 TEST_CASE("grpc: BatchAppend matches answers by correlation id, with the protocol's error details", "[grpc]") {
