@@ -1,12 +1,14 @@
 // The grpc subsystem: the EventStoreDB / KurrentDB client protocol on the
 // store and notification services. Reads its config, follows the services
-// through the registry (the gateway's ServiceTracker), serves gRPC on
-// gRPC's synchronous server and announces where it listens (retained bus
+// through the registry (the gateway's ServiceTracker), serves gRPC (the
+// appends and persistent Reads on gRPC's callback API, the other calls on
+// its synchronous server) and announces where it listens (retained bus
 // event "grpc_listening", topic "grpc"). It does not wait for the store:
 // calls answer UNAVAILABLE naming the missing subsystem until it is there.
 //
 // Stop: the stopping flag ends subscriptions at once (open persistent
-// subscriptions are ended with UNAVAILABLE first); the server stops
+// subscriptions and BatchAppend calls are ended with UNAVAILABLE first, the
+// latter once their appends in progress are answered); the server stops
 // accepting, lets the calls in flight finish for drain_timeout_ms, then
 // cancels the rest and joins its threads, so no gRPC thread runs plugin
 // code after Stop() returns. The generated protocol code lives in
@@ -151,6 +153,7 @@ class GrpcSubsystem : public esdb::Subsystem {
   esdb::Status Stop() override {
     if (backend_) backend_->stopping.store(true);
     if (persistent_) persistent_->EndReads(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));
+    if (streams_) streams_->EndCalls(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));
     if (server_) {
       const int drain_ms = backend_ ? backend_->config.drain_timeout_ms : 0;
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(drain_ms));

@@ -12,9 +12,9 @@ namespace esdb_grpc {
 
 namespace pspb = event_store::client::persistent_subscriptions;
 
-class PersistentRead final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb::ReadResp> {
+class PersistentRead final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb::ReadResp>, public EndableCall {
  public:
-  PersistentRead(std::shared_ptr<Backend> backend, std::shared_ptr<ReadRegistry> registry,
+  PersistentRead(std::shared_ptr<Backend> backend, std::shared_ptr<CallRegistry> registry,
                  grpc::CallbackServerContext* ctx)
       : b_(std::move(backend)), registry_(std::move(registry)), ctx_(ctx) {
     if (!registry_->Add(this, static_cast<size_t>(b_->config.max_concurrent_calls))) {
@@ -32,7 +32,7 @@ class PersistentRead final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb:
   }
 
   // Ends the call with `s` (once; later calls do nothing).
-  void End(const grpc::Status& s) {
+  void End(const grpc::Status& s) override {
     bool finish_now = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -279,7 +279,7 @@ class PersistentRead final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb:
   }
 
   const std::shared_ptr<Backend> b_;
-  const std::shared_ptr<ReadRegistry> registry_;
+  const std::shared_ptr<CallRegistry> registry_;
   grpc::CallbackServerContext* const ctx_;
   bool registered_ = false;
 
@@ -302,27 +302,8 @@ class PersistentRead final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb:
   esdb::Subscription handle_;
 };
 
-bool ReadRegistry::Add(PersistentRead* r, size_t limit) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (reads_.size() >= limit) return false;
-  reads_.insert(r);
-  return true;
-}
-
-void ReadRegistry::Remove(PersistentRead* r) {
-  std::lock_guard<std::mutex> lock(mu_);
-  reads_.erase(r);
-}
-
-void ReadRegistry::EndAll(const grpc::Status& status) {
-  // A read's Finish completes on a gRPC thread, never inside End, so its
-  // OnDone (which calls Remove) cannot run while this holds the lock.
-  std::lock_guard<std::mutex> lock(mu_);
-  for (PersistentRead* r : reads_) r->End(status);
-}
-
 grpc::ServerBidiReactor<pspb::ReadReq, pspb::ReadResp>* StartPersistentRead(std::shared_ptr<Backend> backend,
-                                                                          std::shared_ptr<ReadRegistry> registry,
+                                                                          std::shared_ptr<CallRegistry> registry,
                                                                           grpc::CallbackServerContext* ctx) {
   return new PersistentRead(std::move(backend), std::move(registry), ctx);
 }

@@ -11,40 +11,22 @@
 // (only redeliveries after the message timeout add to them) drop it with
 // RESOURCE_EXHAUSTED. Live reads are counted against max_concurrent_calls.
 //
-// Thread-safety: ReadRegistry's methods may be called from any thread.
 #pragma once
 
 #include <memory>
-#include <mutex>
-#include <set>
 
 #include <grpcpp/grpcpp.h>
 
 #include "backend.h"
+#include "call_registry.h"
 #include "persistent.pb.h"
 
 namespace esdb_grpc {
 
-class PersistentRead;
-
-// The open Read calls, so that a stop or RestartSubsystem can end them.
-class ReadRegistry {
- public:
-  // Adds `r`; false when max_concurrent_calls reads are open already.
-  bool Add(PersistentRead* r, size_t limit);
-  void Remove(PersistentRead* r);
-  // Ends every open read with `status` (they finish on their own threads).
-  void EndAll(const grpc::Status& status);
-
- private:
-  std::mutex mu_;
-  std::set<PersistentRead*> reads_;
-};
-
 // A new reactor for one Read call; it deletes itself when the call is done.
 grpc::ServerBidiReactor<event_store::client::persistent_subscriptions::ReadReq,
                         event_store::client::persistent_subscriptions::ReadResp>*
-StartPersistentRead(std::shared_ptr<Backend> backend, std::shared_ptr<ReadRegistry> registry,
+StartPersistentRead(std::shared_ptr<Backend> backend, std::shared_ptr<CallRegistry> registry,
                     grpc::CallbackServerContext* ctx);
 
 }  // namespace esdb_grpc

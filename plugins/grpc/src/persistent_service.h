@@ -21,7 +21,7 @@ class PersistentService final
     : public pspb::PersistentSubscriptions::WithCallbackMethod_Read<pspb::PersistentSubscriptions::Service> {
  public:
   explicit PersistentService(std::shared_ptr<Backend> backend)
-      : b_(std::move(backend)), reads_(std::make_shared<ReadRegistry>()) {}
+      : b_(std::move(backend)), reads_(std::make_shared<CallRegistry>()) {}
 
   grpc::Status Create(grpc::ServerContext* ctx, const pspb::CreateReq* req, pspb::CreateResp* out) override;
   grpc::Status Update(grpc::ServerContext* ctx, const pspb::UpdateReq* req, pspb::UpdateResp* out) override;
@@ -48,7 +48,7 @@ class PersistentService final
   std::shared_ptr<esdb::Subscriptions> SubsFor(const std::string& stream, grpc::Status* error) const;
 
   std::shared_ptr<Backend> b_;
-  std::shared_ptr<ReadRegistry> reads_;
+  std::shared_ptr<CallRegistry> reads_;
 };
 
 }  // namespace esdb_grpc

@@ -1,34 +1,41 @@
 // event_store.client.streams.Streams on the store and notification
 // services: Read (stream and $all, both directions, filters, catch-up then
 // live subscriptions), Append, BatchAppend, Delete, Tombstone, and stream
-// metadata through "$$<stream>" (metadata_stream.h). Append runs on gRPC's
-// callback API (no thread per call: an append waits for its group commit
-// without holding one); gRPC's synchronous server runs each other call on
-// one of its threads. Every method may run concurrently with the others.
+// metadata through "$$<stream>" (metadata_stream.h). Append and
+// BatchAppend run on gRPC's callback API (no thread per call: an append
+// waits for its group commit without holding one); gRPC's synchronous
+// server runs each other call on one of its threads. Every method may run concurrently with the others.
 #pragma once
 
 #include <memory>
 
 #include "backend.h"
+#include "call_registry.h"
 #include "streams.grpc.pb.h"
 
 namespace esdb_grpc {
 
 namespace spb = event_store::client::streams;
 
-class StreamsService : public spb::Streams::WithCallbackMethod_Append<spb::Streams::Service> {
+class StreamsService
+    : public spb::Streams::WithCallbackMethod_Append<spb::Streams::WithCallbackMethod_BatchAppend<spb::Streams::Service>> {
  public:
-  explicit StreamsService(std::shared_ptr<Backend> backend) : b_(std::move(backend)) {}
+  explicit StreamsService(std::shared_ptr<Backend> backend)
+      : b_(std::move(backend)), calls_(std::make_shared<CallRegistry>()) {}
+
+  // Ends the open BatchAppend calls (a stop): each once its appends in
+  // progress are answered, with `status`.
+  void EndCalls(const grpc::Status& status) { calls_->EndAll(status); }
 
   grpc::Status Read(grpc::ServerContext* ctx, const spb::ReadReq* req, grpc::ServerWriter<spb::ReadResp>* out) override;
   grpc::ServerReadReactor<spb::AppendReq>* Append(grpc::CallbackServerContext* ctx, spb::AppendResp* out) override;
-  grpc::Status BatchAppend(grpc::ServerContext* ctx,
-                           grpc::ServerReaderWriter<spb::BatchAppendResp, spb::BatchAppendReq>* stream) override;
+  grpc::ServerBidiReactor<spb::BatchAppendReq, spb::BatchAppendResp>* BatchAppend(grpc::CallbackServerContext* ctx) override;
   grpc::Status Delete(grpc::ServerContext* ctx, const spb::DeleteReq* req, spb::DeleteResp* out) override;
   grpc::Status Tombstone(grpc::ServerContext* ctx, const spb::TombstoneReq* req, spb::TombstoneResp* out) override;
 
  private:
   friend class AppendCall;
+  friend class BatchAppendCall;
   grpc::Status ReadStream(grpc::ServerContext* ctx, const spb::ReadReq::Options& o, grpc::ServerWriter<spb::ReadResp>* out);
   grpc::Status ReadAll(grpc::ServerContext* ctx, const spb::ReadReq::Options& o, grpc::ServerWriter<spb::ReadResp>* out);
   grpc::Status SubscribeStream(grpc::ServerContext* ctx, const spb::ReadReq::Options& o,
@@ -46,6 +53,7 @@ class StreamsService : public spb::Streams::WithCallbackMethod_Append<spb::Strea
 
  protected:
   std::shared_ptr<Backend> b_;
+  std::shared_ptr<CallRegistry> calls_;  // the open BatchAppend calls
 };
 
 // The service as registered: Read behind the read-role check (Backend::Authorize),

@@ -91,6 +91,8 @@ void EchoBatchExpected(const spb::BatchAppendReq::Options& o, spb::BatchAppendRe
   }
 }
 
+}  // namespace
+
 // One batch of a BatchAppend call, from its first message to is_final.
 struct PendingBatch {
   bool has_options = false;
@@ -101,8 +103,6 @@ struct PendingBatch {
   esdb::Status error;                 // the first problem of the batch
   std::chrono::steady_clock::time_point arrived{};
 };
-
-}  // namespace
 
 esdb::Status StreamsService::CheckWrite(const std::string& stream, bool hard_delete, Role role) const {
   if (stream.empty()) return esdb::Status::InvalidArgument("stream name is empty");
@@ -278,134 +278,162 @@ grpc::ServerReadReactor<spb::AppendReq>* StreamsService::Append(grpc::CallbackSe
   return new AppendCall(this, ctx, out);
 }
 
-grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
-                                         grpc::ServerReaderWriter<spb::BatchAppendResp, spb::BatchAppendReq>* stream) {
-  // The handler thread reads; finished batches are appended by up to
-  // kWorkers threads of this call (so one connection's appends, which the
-  // clients multiplex on one BatchAppend call, commit together), which
-  // write the answers one at a time. All are joined before returning.
-  Role role = Role::kNone;
-  if (grpc::Status a = b_->Authorize(*ctx, Role::kWrite, "Appending", &role); !a.ok()) return a;
-  constexpr size_t kWorkers = 8;
-  constexpr size_t kMaxOpenBatches = 1024;
-  constexpr size_t kMaxReadyBatches = 64;  // finished, waiting for a worker: the reader waits beyond
-  // Unfinished batches of one call together (each is also bounded by max_append_bytes).
-  const uint64_t max_open_bytes = 16 * b_->config.max_append_bytes;
-  uint64_t open_bytes = 0;
-  std::mutex mu;
-  std::condition_variable cv;        // a batch is ready, or reading is done
-  std::condition_variable ready_cv;  // a worker took a batch
-  std::deque<PendingBatch> ready;
-  bool reading_done = false;
-  size_t idle = 0;
-  std::vector<std::thread> workers;
-  std::mutex write_mu;
-
-  auto answer = [&](const PendingBatch& batch, const esdb::Result<esdb::AppendResult>& r) {
-    spb::BatchAppendResp resp;
-    *resp.mutable_correlation_id() = batch.correlation;
-    *resp.mutable_stream_identifier() = batch.options.stream_identifier();
-    EchoBatchExpected(batch.options, &resp);
-    if (r.ok()) {
-      FillSuccess(*r, resp.mutable_success());
+// The answer to one batch of a BatchAppend call: its outcome, with the
+// protocol's error details.
+static spb::BatchAppendResp BatchAnswer(const PendingBatch& batch, const esdb::Result<esdb::AppendResult>& r) {
+  spb::BatchAppendResp resp;
+  *resp.mutable_correlation_id() = batch.correlation;
+  *resp.mutable_stream_identifier() = batch.options.stream_identifier();
+  EchoBatchExpected(batch.options, &resp);
+  if (r.ok()) {
+    FillSuccess(*r, resp.mutable_success());
+  } else {
+    const esdb::Status& s = r.status();
+    auto* err = resp.mutable_error();
+    err->set_code(static_cast<int>(GrpcCodeFor(s.code())));
+    err->set_message(s.message());
+    const std::string name = batch.options.stream_identifier().stream_name();
+    if (s.code() == esdb::Code::kWrongExpectedVersion) {
+      pb::WrongExpectedVersion w;
+      FillSharedWrongExpectedVersion(s, BatchExpected(batch.options), &w);
+      err->mutable_details()->PackFrom(w);
+    } else if (s.code() == esdb::Code::kStreamDeleted) {
+      pb::StreamDeleted d;
+      d.mutable_stream_identifier()->set_stream_name(name);
+      err->mutable_details()->PackFrom(d);
+    } else if (s.code() == esdb::Code::kPermissionDenied) {
+      err->mutable_details()->PackFrom(pb::AccessDenied());
+    } else if (s.code() == esdb::Code::kTimeout) {
+      err->mutable_details()->PackFrom(pb::Timeout());
+    } else if (s.code() == esdb::Code::kResourceExhausted && s.detail()) {
+      pb::MaximumAppendSizeExceeded m;
+      m.set_maxappendsize(static_cast<uint32_t>(*s.detail()));
+      err->mutable_details()->PackFrom(m);
+    } else if (s.code() == esdb::Code::kInvalidArgument) {
+      pb::BadRequest bad;
+      bad.set_message(s.message());
+      err->mutable_details()->PackFrom(bad);
     } else {
-      const esdb::Status& s = r.status();
-      auto* err = resp.mutable_error();
-      err->set_code(static_cast<int>(GrpcCodeFor(s.code())));
-      err->set_message(s.message());
-      const std::string name = batch.options.stream_identifier().stream_name();
-      if (s.code() == esdb::Code::kWrongExpectedVersion) {
-        pb::WrongExpectedVersion w;
-        FillSharedWrongExpectedVersion(s, BatchExpected(batch.options), &w);
-        err->mutable_details()->PackFrom(w);
-      } else if (s.code() == esdb::Code::kStreamDeleted) {
-        pb::StreamDeleted d;
-        d.mutable_stream_identifier()->set_stream_name(name);
-        err->mutable_details()->PackFrom(d);
-      } else if (s.code() == esdb::Code::kPermissionDenied) {
-        err->mutable_details()->PackFrom(pb::AccessDenied());
-      } else if (s.code() == esdb::Code::kTimeout) {
-        err->mutable_details()->PackFrom(pb::Timeout());
-      } else if (s.code() == esdb::Code::kResourceExhausted && s.detail()) {
-        pb::MaximumAppendSizeExceeded m;
-        m.set_maxappendsize(static_cast<uint32_t>(*s.detail()));
-        err->mutable_details()->PackFrom(m);
-      } else if (s.code() == esdb::Code::kInvalidArgument) {
-        pb::BadRequest bad;
-        bad.set_message(s.message());
-        err->mutable_details()->PackFrom(bad);
-      } else {
-        err->mutable_details()->PackFrom(pb::Unknown());
-      }
+      err->mutable_details()->PackFrom(pb::Unknown());
     }
-    std::lock_guard<std::mutex> lock(write_mu);
-    stream->Write(resp);
-  };
+  }
+  return resp;
+}
 
-  auto work = [&] {
-    std::unique_lock<std::mutex> lock(mu);
-    for (;;) {
-      ++idle;
-      cv.wait(lock, [&] { return !ready.empty() || reading_done; });
-      --idle;
-      if (ready.empty()) return;
-      PendingBatch batch = std::move(ready.front());
-      ready.pop_front();
-      ready_cv.notify_one();
-      lock.unlock();
-      esdb::Result<esdb::AppendResult> r = esdb::Status::Internal("not appended");
-      if (!batch.error.ok()) {
-        r = batch.error;
-      } else {
-        const auto& o = batch.options;
-        std::optional<std::chrono::steady_clock::time_point> deadline;
-        if (o.has_deadline()) {
-          deadline = batch.arrived + std::chrono::nanoseconds(
-                                         google::protobuf::util::TimeUtil::DurationToNanoseconds(o.deadline()));
-        }
-        if (deadline && std::chrono::steady_clock::now() > *deadline) {
-          r = esdb::Status::Timeout("the batch's deadline passed before it was appended");
-        } else {
-          r = DoAppend(o.stream_identifier().stream_name(), BatchExpected(o), std::move(batch.events));
-        }
-      }
-      answer(batch, r);
-      lock.lock();
-    }
-  };
+// One BatchAppend call on the callback API (a bidi stream that a client
+// keeps open and multiplexes its appends on, matched by correlation id).
+// Messages are read as gRPC hands them over; a finished batch goes to the
+// store's AppendAsync at once, so one connection's batches commit together,
+// and each answer is written as its append completes, one write at a time
+// (queued meanwhile). At most kMaxInFlight appends of a call are in
+// progress: reading pauses beyond. The call ends once the client finished
+// sending (or a problem ended reading: its status) and every append of it
+// was answered. It deletes itself in OnDone, which comes after Finish, and
+// Finish comes only when no append is in progress.
+class BatchAppendCall final : public grpc::ServerBidiReactor<spb::BatchAppendReq, spb::BatchAppendResp>,
+                              public EndableCall {
+ public:
+  static constexpr size_t kMaxOpenBatches = 1024;  // unfinished batches of one call
+  static constexpr size_t kMaxInFlight = 64;       // appends of one call in progress
 
-  std::map<std::string, PendingBatch> open;
-  spb::BatchAppendReq req;
-  grpc::Status result = grpc::Status::OK;
-  while (!b_->stopping.load() && stream->Read(&req)) {
-    const auto corr = UuidText(req.correlation_id());
-    if (!corr) {
-      result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a BatchAppend message without a valid correlation_id");
-      break;
+  BatchAppendCall(StreamsService* service, grpc::CallbackServerContext* ctx)
+      : service_(service), b_(service->b_), ctx_(ctx), max_open_bytes_(16 * b_->config.max_append_bytes) {
+    if (b_->stopping.load()) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));
+      return;
     }
-    auto it = open.find(*corr);
-    if (it == open.end()) {
-      if (open.size() >= kMaxOpenBatches) {
-        result = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              "more than " + std::to_string(kMaxOpenBatches) + " unfinished batches on one call");
-        break;
+    counted_ = true;
+    if (b_->open_appends.fetch_add(1) >= static_cast<size_t>(b_->config.max_concurrent_calls)) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "more than max_concurrent_calls (" + std::to_string(b_->config.max_concurrent_calls) +
+                              ") appends are in progress"));
+      return;
+    }
+    if (grpc::Status a = b_->Authorize(*ctx_, Role::kWrite, "Appending", &role_); !a.ok()) {
+      Finish(a);
+      return;
+    }
+    registered_ = service_->calls_->Add(this, SIZE_MAX);
+    StartRead(&req_);
+  }
+
+  // A stop: the call ends once the appends in progress are answered.
+  void End(const grpc::Status& status) override { EndReading(status); }
+
+  void OnReadDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (reading_done_) return;  // ended meanwhile (a stop): the message is not taken
+    }
+    if (!ok) {
+      EndReading(grpc::Status::OK);
+      return;
+    }
+    if (b_->stopping.load()) {
+      EndReading(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));
+      return;
+    }
+    std::shared_ptr<PendingBatch> finished;
+    if (grpc::Status s = Take(&finished); !s.ok()) {
+      EndReading(s);
+      return;
+    }
+    if (finished) Submit(std::move(finished));
+    bool read = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (in_flight_ >= kMaxInFlight) {
+        read_paused_ = true;
+      } else {
+        read = true;
       }
-      it = open.emplace(*corr, PendingBatch{}).first;
-      it->second.correlation = req.correlation_id();
+    }
+    if (read) StartRead(&req_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      write_failed_ = true;  // the client went away: its reads end too
+      to_write_.clear();
+    }
+    Act(std::move(lock));
+  }
+
+  void OnDone() override {
+    if (registered_) service_->calls_->Remove(this);
+    if (counted_) b_->open_appends.fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  // Takes req_ into its batch; `*finished` is set when it completed one.
+  // A status that is not ok ends the call.
+  grpc::Status Take(std::shared_ptr<PendingBatch>* finished) {
+    const auto corr = UuidText(req_.correlation_id());
+    if (!corr) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a BatchAppend message without a valid correlation_id");
+    auto it = open_.find(*corr);
+    if (it == open_.end()) {
+      if (open_.size() >= kMaxOpenBatches) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "more than " + std::to_string(kMaxOpenBatches) + " unfinished batches on one call");
+      }
+      it = open_.emplace(*corr, PendingBatch{}).first;
+      it->second.correlation = req_.correlation_id();
       it->second.arrived = std::chrono::steady_clock::now();
     }
     PendingBatch& batch = it->second;
-    if (req.has_options() && !batch.has_options) {
-      batch.options = req.options();
+    if (req_.has_options() && !batch.has_options) {
+      batch.options = req_.options();
       batch.has_options = true;
-      const std::string name = batch.options.stream_identifier().stream_name();
-      esdb::Status allowed = CheckWrite(name, false, role);
+      esdb::Status allowed = service_->CheckWrite(batch.options.stream_identifier().stream_name(), false, role_);
       if (!allowed.ok() && batch.error.ok()) batch.error = allowed;
     }
     if (!batch.has_options && batch.error.ok()) {
       batch.error = esdb::Status::InvalidArgument("the first message of a batch must carry its options");
     }
-    for (const auto& m : req.proposed_messages()) {
+    for (const auto& m : req_.proposed_messages()) {
       if (!batch.error.ok()) break;
       std::string missing;
       auto e = ToProposedEvent(m, &missing);
@@ -414,42 +442,132 @@ grpc::Status StreamsService::BatchAppend(grpc::ServerContext* ctx,
         break;
       }
       batch.bytes += ProposedBytes(*e);
-      open_bytes += ProposedBytes(*e);
+      open_bytes_ += ProposedBytes(*e);
       if (batch.bytes > b_->config.max_append_bytes) {
         batch.error = esdb::Status::ResourceExhausted("the append exceeds max_append_bytes");
         batch.error.SetDetail(static_cast<int64_t>(b_->config.max_append_bytes));
-        open_bytes -= batch.bytes;
+        open_bytes_ -= batch.bytes;
         batch.bytes = 0;
         batch.events.clear();
         break;
       }
       batch.events.push_back(std::move(e).value());
     }
-    if (open_bytes > max_open_bytes) {
-      result = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                            "unfinished batches of this call hold more than " + std::to_string(max_open_bytes) + " bytes");
-      break;
+    if (open_bytes_ > max_open_bytes_) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "unfinished batches of this call hold more than " + std::to_string(max_open_bytes_) + " bytes");
     }
-    if (!req.is_final()) continue;
-    open_bytes -= batch.bytes;
+    if (req_.is_final()) {
+      open_bytes_ -= batch.bytes;
+      *finished = std::make_shared<PendingBatch>(std::move(batch));
+      open_.erase(it);
+    }
+    return grpc::Status::OK;
+  }
+
+  // Appends a finished batch (or answers it at once: its error, a passed deadline).
+  void Submit(std::shared_ptr<PendingBatch> batch) {
     {
-      std::unique_lock<std::mutex> lock(mu);
-      ready_cv.wait(lock, [&] { return ready.size() < kMaxReadyBatches; });
-      ready.push_back(std::move(batch));
-      if (idle == 0 && workers.size() < kWorkers) workers.emplace_back(work);
-      cv.notify_one();
+      std::lock_guard<std::mutex> lock(mu_);
+      ++in_flight_;
     }
-    open.erase(it);
+    if (!batch->error.ok()) return Complete(batch, batch->error);
+    const auto& o = batch->options;
+    if (o.has_deadline()) {
+      const auto deadline = batch->arrived + std::chrono::nanoseconds(
+                                                 google::protobuf::util::TimeUtil::DurationToNanoseconds(o.deadline()));
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Complete(batch, esdb::Status::Timeout("the batch's deadline passed before it was appended"));
+      }
+    }
+    const std::string stream = o.stream_identifier().stream_name();
+    auto store = b_->store();
+    if (!store || MetadataTarget(stream)) {  // "$$<stream>" (rare): the store's metadata calls, here
+      return Complete(batch, service_->DoAppend(stream, BatchExpected(o), std::move(batch->events)));
+    }
+    std::vector<esdb::ProposedEvent> events = std::move(batch->events);
+    store->AppendAsync(stream, BatchExpected(o), std::move(events),
+                       [this, batch](esdb::Result<esdb::AppendResult> r) { Complete(batch, r); });
   }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    reading_done = true;
+
+  // An append of this call completed (on a store thread, or here).
+  void Complete(const std::shared_ptr<PendingBatch>& batch, const esdb::Result<esdb::AppendResult>& r) {
+    spb::BatchAppendResp resp = BatchAnswer(*batch, r);
+    std::unique_lock<std::mutex> lock(mu_);
+    --in_flight_;
+    if (!write_failed_) to_write_.push_back(std::move(resp));
+    Act(std::move(lock));
   }
-  cv.notify_all();
-  for (auto& t : workers) t.join();
-  if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call");
-  if (result.ok() && b_->stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
-  return result;
+
+  // No more messages are taken; the call ends with `why` (the first
+  // reason given) once every append in progress was answered.
+  void EndReading(const grpc::Status& why) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!reading_done_) result_ = why;
+    reading_done_ = true;
+    Act(std::move(lock));
+  }
+
+  // Decides, under `lock`, what comes next (a write, resuming reads, the
+  // end of the call), then does it without the lock. Finish is the last
+  // thing done: OnDone (and the deletion of this) may follow at once.
+  void Act(std::unique_lock<std::mutex> lock) {
+    const spb::BatchAppendResp* write = nullptr;
+    if (!writing_ && !to_write_.empty()) {
+      writing_ = true;
+      current_ = std::move(to_write_.front());
+      to_write_.pop_front();
+      write = &current_;
+    }
+    bool read = false;
+    if (read_paused_ && !reading_done_ && in_flight_ < kMaxInFlight) {
+      read_paused_ = false;
+      read = true;
+    }
+    bool finish = false;
+    if (reading_done_ && in_flight_ == 0 && !writing_ && to_write_.empty() && !finished_) {
+      finished_ = true;
+      finish = true;
+    }
+    lock.unlock();
+    if (write) StartWrite(write);
+    if (read) StartRead(&req_);
+    if (finish) {
+      if (ctx_->IsCancelled()) {
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call"));
+      } else {
+        Finish(result_);
+      }
+    }
+  }
+
+  StreamsService* service_;
+  std::shared_ptr<Backend> b_;
+  grpc::CallbackServerContext* ctx_;
+  const uint64_t max_open_bytes_;  // unfinished batches of the call together (each also <= max_append_bytes)
+  bool counted_ = false;           // in open_appends
+  bool registered_ = false;        // in service_->calls_
+  Role role_ = Role::kNone;
+  // Reading side (gRPC runs one reaction of a kind at a time).
+  spb::BatchAppendReq req_;
+  std::map<std::string, PendingBatch> open_;  // by correlation id
+  uint64_t open_bytes_ = 0;
+  // Shared with the completions and the writes, under mu_.
+  std::mutex mu_;
+  size_t in_flight_ = 0;
+  bool read_paused_ = false;
+  bool reading_done_ = false;
+  grpc::Status result_;
+  std::deque<spb::BatchAppendResp> to_write_;
+  spb::BatchAppendResp current_;  // being written
+  bool writing_ = false;
+  bool write_failed_ = false;
+  bool finished_ = false;
+};
+
+grpc::ServerBidiReactor<spb::BatchAppendReq, spb::BatchAppendResp>* StreamsService::BatchAppend(
+    grpc::CallbackServerContext* ctx) {
+  return new BatchAppendCall(this, ctx);
 }
 
 grpc::Status StreamsService::DeleteCommon(grpc::ServerContext* ctx, const std::string& stream,

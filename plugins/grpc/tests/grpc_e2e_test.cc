@@ -526,3 +526,99 @@ TEST_CASE("grpc: a subscriber that falls behind its queue is caught up again fro
   for (const auto& m : stream0.marks) CHECK(m.rfind("fell_behind", 0) != 0);  // compatibility 0: not told
   for (Sub* s : {&stream2, &stream0, &all2}) s->ctx->TryCancel();
 }
+
+namespace {
+
+spb::BatchAppendReq OneEventBatch(const std::string& corr, const std::string& stream, const std::string& id) {
+  spb::BatchAppendReq r;
+  r.mutable_correlation_id()->set_string(corr);
+  r.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+  r.mutable_options()->mutable_any();
+  r.mutable_options()->mutable_deadline()->set_seconds(30);
+  auto* m = r.add_proposed_messages();
+  m->mutable_id()->set_string(id);
+  (*m->mutable_metadata())["type"] = "B";
+  (*m->mutable_metadata())["content-type"] = "application/json";
+  m->set_data("{}");
+  r.set_is_final(true);
+  return r;
+}
+
+std::string NumberedUuid(const char* prefix8, int n) {
+  char id[37];
+  std::snprintf(id, sizeof id, "%s-0000-4000-8000-%012d", prefix8, n);
+  return id;
+}
+
+}  // namespace
+
+TEST_CASE("grpc: BatchAppend answers every batch of a call once, however many are sent before the first answer",
+          "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data");
+  auto streams = spb::Streams::NewStub(host.Channel());
+  auto ctx = Ctx(60000);
+  auto call = streams->BatchAppend(ctx.get());
+  // 500 batches to 5 streams, all written before any answer is read (more
+  // than the 64 appends a call has in progress: the server pauses reading).
+  constexpr int kBatches = 500;
+  std::thread sender([&] {
+    for (int i = 0; i < kBatches; ++i) {
+      if (!call->Write(OneEventBatch(NumberedUuid("aaaaaaaa", i), "pipelined-" + std::to_string(i % 5),
+                                     NumberedUuid("bbbbbbbb", i)))) {
+        return;
+      }
+    }
+    call->WritesDone();
+  });
+  std::map<std::string, int> answers;
+  spb::BatchAppendResp resp;
+  int ok = 0;
+  while (call->Read(&resp)) {
+    ++answers[resp.correlation_id().string()];
+    if (resp.has_success()) ++ok;
+  }
+  sender.join();
+  CHECK(call->Finish().ok());
+  CHECK(answers.size() == static_cast<size_t>(kBatches));
+  CHECK(ok == kBatches);
+  for (const auto& [corr, n] : answers) CHECK(n == 1);
+  uint64_t total = 0;
+  for (int s = 0; s < 5; ++s) {
+    const json read = json::parse(
+        esdb::testing::Http(host.http_port(), "GET", "/streams/pipelined-" + std::to_string(s) + "?count=1000").body);
+    total += read["events"].size();
+  }
+  CHECK(total == static_cast<uint64_t>(kBatches));
+}
+
+TEST_CASE("grpc: a stop ends an idle BatchAppend call at once with UNAVAILABLE", "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data");
+  auto streams = spb::Streams::NewStub(host.Channel());
+  auto ctx = Ctx(60000);
+  auto call = streams->BatchAppend(ctx.get());
+  REQUIRE(call->Write(OneEventBatch(NumberedUuid("cccccccc", 1), "idle-batch", NumberedUuid("dddddddd", 1))));
+  spb::BatchAppendResp resp;
+  REQUIRE(call->Read(&resp));
+  REQUIRE(resp.has_success());
+  // The call stays open, idle, as the clients keep theirs; the client keeps reading.
+  grpc::Status s;
+  std::thread client([&] {
+    spb::BatchAppendResp r;
+    while (call->Read(&r)) {
+    }
+    s = call->Finish();
+    call.reset();
+    ctx.reset();
+    streams.reset();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(host.host().Stop() == 0);
+  const auto stop_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  client.join();
+  INFO(host.process().Stderr());
+  CHECK(stop_ms < 4000);  // not held for the drain timeout (5 s)
+  CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+}
