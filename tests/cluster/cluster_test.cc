@@ -987,6 +987,9 @@ TEST_CASE("cluster: gRPC clients find the cluster by gossip: every node's Gossip
           "leader and, when that node is killed with SIGKILL, goes on through another: every event stored once, "
           "in order, on every node",
           "[cluster-gossip]") {
+  // Each official client in turn, against a cluster of its own.
+  const std::string client_kind = GENERATE(as<std::string>(), "eventstore", "kurrent");
+  INFO("client: " << client_kind);
   esdb::testing::TempDir dir("esdb-cluster-gossip");
   ThreeNodes cluster(dir.path(), /*grpc=*/true);
   std::vector<Node>& nodes = cluster.nodes;
@@ -1034,7 +1037,7 @@ TEST_CASE("cluster: gRPC clients find the cluster by gossip: every node's Gossip
   const fs::path log = dir.path() / "client.log";
   std::atomic<int> code{-1};
   std::thread client([&] {
-    code = esdb::test::RunCommand({ESDB_NODE_BIN, std::string(ESDB_GRPC_NODE_DIR) + "/cluster.mjs", "eventstore",
+    code = esdb::test::RunCommand({ESDB_NODE_BIN, std::string(ESDB_GRPC_NODE_DIR) + "/cluster.mjs", client_kind,
                                    stream, std::to_string(kCount), hosts},
                                   log);
   });
@@ -1046,7 +1049,7 @@ TEST_CASE("cluster: gRPC clients find the cluster by gossip: every node's Gossip
   nodes[l].host.reset();  // SIGKILL by PID
   client.join();
   const std::string out = esdb::test::ReadText(log);
-  std::printf("the Node client: %s\n", out.c_str());
+  std::printf("the Node client (%s): %s\n", client_kind.c_str(), out.c_str());
   INFO("client: " << out);
   REQUIRE(started);
   CHECK(code == 0);

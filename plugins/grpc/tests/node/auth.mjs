@@ -9,12 +9,11 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 
 import { check, collect, finish } from "./checks.mjs";
+import { clientOf } from "./client_kind.mjs";
 
 const [kind, grpcPort, caFile] = process.argv.slice(2);
-const lib = kind === "kurrent" ? await import("@kurrent/kurrentdb-client") : await import("@eventstore/db-client");
-const Client = kind === "kurrent" ? lib.KurrentDBClient : lib.EventStoreDBClient;
+const { lib, Client, scheme, appendOpt } = await clientOf(kind);
 const { jsonEvent, ANY, START, FORWARDS } = lib;
-const appendOpt = (v) => (kind === "kurrent" ? { streamState: v } : { expectedRevision: v });
 
 // The users grpc_node_test configures.
 const WRITER = { username: "writer", password: "w-secret" };
@@ -23,7 +22,7 @@ const ADMIN = { username: "admin", password: "a:secret" };
 
 const connect = (userinfo) =>
   Client.connectionString(
-    `esdb://${userinfo}127.0.0.1:${grpcPort}?tls=true&tlsCAFile=${encodeURIComponent(caFile)}&defaultDeadline=10000`,
+    `${scheme}://${userinfo}127.0.0.1:${grpcPort}?tls=true&tlsCAFile=${encodeURIComponent(caFile)}&defaultDeadline=10000`,
   );
 const as = (u) => `${encodeURIComponent(u.username)}:${encodeURIComponent(u.password)}@`;
 

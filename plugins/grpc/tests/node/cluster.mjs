@@ -1,6 +1,6 @@
 // An official Node client against a cluster of esdb-hosts with the grpc
 // plugin, given every node in its connection string (gossip discovery).
-// Run by tests/cluster/gossip_test.cc, which starts the nodes and, while
+// Run by tests/cluster/cluster_test.cc ([cluster-gossip]), which starts the nodes and, while
 // this runs, kills the node the client chose:
 //   node cluster.mjs <eventstore|kurrent> <stream> <count> <host:port,host:port,...>
 // Appends events 0..count-1 to <stream> one at a time, each with its own
@@ -10,13 +10,14 @@
 // Exit code 0 when every event was appended.
 import { randomUUID } from "node:crypto";
 
+import { clientOf } from "./client_kind.mjs";
+
 const [kind, stream, countText, hosts] = process.argv.slice(2);
-const lib = kind === "kurrent" ? await import("@kurrent/kurrentdb-client") : await import("@eventstore/db-client");
-const Client = kind === "kurrent" ? lib.KurrentDBClient : lib.EventStoreDBClient;
+const { lib, Client, scheme } = await clientOf(kind);
 const { jsonEvent } = lib;
 
 const client = Client.connectionString(
-  `esdb://${hosts}?tls=false&nodePreference=leader&discoveryInterval=100&gossipTimeout=3&maxDiscoverAttempts=50`,
+  `${scheme}://${hosts}?tls=false&nodePreference=leader&discoveryInterval=100&gossipTimeout=3&maxDiscoverAttempts=50`,
 );
 const count = Number(countText);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -7,18 +7,16 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 
 import { check, collect, finish } from "./checks.mjs";
+import { clientOf } from "./client_kind.mjs";
 
 const [kind, grpcPort, httpPort] = process.argv.slice(2);
-const lib = kind === "kurrent" ? await import("@kurrent/kurrentdb-client") : await import("@eventstore/db-client");
-const Client = kind === "kurrent" ? lib.KurrentDBClient : lib.EventStoreDBClient;
+const { lib, Client, scheme, appendOpt } = await clientOf(kind);
 const { jsonEvent, binaryEvent, ANY, NO_STREAM, STREAM_EXISTS, START, END, FORWARDS, BACKWARDS, eventTypeFilter } = lib;
 const { streamNameFilter, PARK, RETRY } = lib;
 const streamGroupSettings = lib.persistentSubscriptionToStreamSettingsFromDefaults;
 const allGroupSettings = lib.persistentSubscriptionToAllSettingsFromDefaults;
-// The option naming the expected state of an append: `streamState` in the Kurrent client.
-const appendOpt = (v) => (kind === "kurrent" ? { streamState: v } : { expectedRevision: v });
 
-const client = Client.connectionString(`esdb://127.0.0.1:${grpcPort}?tls=false`);
+const client = Client.connectionString(`${scheme}://127.0.0.1:${grpcPort}?tls=false`);
 const run = `${kind}-${randomUUID().slice(0, 8)}`;
 
 async function expectError(promise, type) {
