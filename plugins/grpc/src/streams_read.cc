@@ -50,29 +50,29 @@ bool WriteCheckpoint(uint64_t position, grpc::ServerWriter<spb::ReadResp>* out) 
   return out->Write(resp);
 }
 
+// A caught_up or fell_behind message (the same fields) at `revision` (a
+// stream subscription) or `position` ($all).
+template <class Mark>
+void FillMark(std::optional<int64_t> revision, std::optional<uint64_t> position, Mark* m) {
+  *m->mutable_timestamp() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  if (revision) m->set_stream_revision(*revision);
+  if (position) {
+    m->mutable_position()->set_commit_position(*position);
+    m->mutable_position()->set_prepare_position(*position);
+  }
+}
+
 bool WriteCaughtUp(std::optional<int64_t> revision, std::optional<uint64_t> position,
                    grpc::ServerWriter<spb::ReadResp>* out) {
   spb::ReadResp resp;
-  auto* c = resp.mutable_caught_up();
-  *c->mutable_timestamp() = google::protobuf::util::TimeUtil::GetCurrentTime();
-  if (revision) c->set_stream_revision(*revision);
-  if (position) {
-    c->mutable_position()->set_commit_position(*position);
-    c->mutable_position()->set_prepare_position(*position);
-  }
+  FillMark(revision, position, resp.mutable_caught_up());
   return out->Write(resp);
 }
 
 bool WriteFellBehind(std::optional<int64_t> revision, std::optional<uint64_t> position,
                      grpc::ServerWriter<spb::ReadResp>* out) {
   spb::ReadResp resp;
-  auto* f = resp.mutable_fell_behind();
-  *f->mutable_timestamp() = google::protobuf::util::TimeUtil::GetCurrentTime();
-  if (revision) f->set_stream_revision(*revision);
-  if (position) {
-    f->mutable_position()->set_commit_position(*position);
-    f->mutable_position()->set_prepare_position(*position);
-  }
+  FillMark(revision, position, resp.mutable_fell_behind());
   return out->Write(resp);
 }
 
@@ -91,6 +91,25 @@ esdb::SubscriptionHandlers HandlersInto(const std::shared_ptr<DeliveryQueue>& qu
   h.on_dropped = [queue](const esdb::Status& why) { queue->Drop(why); };
   return h;
 }
+
+// One subscription of the notification service feeding a call: its queue
+// and handle. Open subscribes (again, after a fall-behind: the previous
+// handle is cancelled by the assignment) through `subscribe(subs, handlers)`.
+struct Feed {
+  std::shared_ptr<DeliveryQueue> queue;
+  esdb::Subscription handle;
+
+  template <class Subscribe>
+  grpc::Status Open(const Backend& b, grpc::ServerContext* ctx, const std::string& stream, Subscribe subscribe) {
+    auto subs = b.subscriptions();
+    if (!subs) return SubscriptionsGone();
+    queue = std::make_shared<DeliveryQueue>(b.config.subscriber_queue_events);
+    auto sub = subscribe(*subs, HandlersInto(queue));
+    if (!sub.ok()) return ToGrpcError(ctx, sub.status(), stream);
+    handle = std::move(sub).value();
+    return grpc::Status::OK;
+  }
+};
 
 grpc::Status ClientGone() { return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"); }
 
@@ -229,16 +248,11 @@ grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Opt
   // A subscriber that falls more than subscriber_queue_events behind is
   // subscribed again from the event after the last one it was sent: the
   // notification service catches it up from the store, then live again.
-  std::shared_ptr<DeliveryQueue> queue;
-  esdb::Subscription handle;
-  auto subscribe = [&]() -> grpc::Status {
-    auto subs = b_->subscriptions();
-    if (!subs) return SubscriptionsGone();
-    queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
-    auto sub = subs->SubscribeToStream(r, HandlersInto(queue));
-    if (!sub.ok()) return ToGrpcError(ctx, sub.status(), stream);
-    handle = std::move(sub).value();
-    return grpc::Status::OK;
+  Feed feed;
+  auto subscribe = [&] {
+    return feed.Open(*b_, ctx, stream, [&](esdb::Subscriptions& subs, esdb::SubscriptionHandlers h) {
+      return subs.SubscribeToStream(r, std::move(h));
+    });
   };
   if (auto st = subscribe(); !st.ok()) return st;
   if (!WriteConfirmation(out)) return ClientGone();
@@ -248,14 +262,14 @@ grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Opt
     if (ctx->IsCancelled()) return ClientGone();
     if (b_->stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
     std::optional<esdb::Status> dropped;
-    auto item = queue->Pop(kPumpWait, &dropped);
+    auto item = feed.queue->Pop(kPumpWait, &dropped);
     if (dropped) {
-      handle.cancel();
+      feed.handle.cancel();
       return ToGrpcError(ctx, *dropped, dropped->code() == esdb::Code::kStreamDeleted ? stream : "");
     }
     if (!item) continue;
     if (item->fell_behind) {
-      handle.cancel();
+      feed.handle.cancel();
       if (live && WantsFellBehind(o) && !WriteFellBehind(last, std::nullopt, out)) return ClientGone();
       live = false;
       if (last) r.from_version = *last + 1;
@@ -295,16 +309,11 @@ grpc::Status StreamsService::SubscribeAll(grpc::ServerContext* ctx, const Option
   // the events the filter skips; the filter is applied here. One that
   // falls behind is subscribed again after the last event it scanned, as
   // in SubscribeStream.
-  std::shared_ptr<DeliveryQueue> queue;
-  esdb::Subscription handle;
-  auto subscribe = [&]() -> grpc::Status {
-    auto subs = b_->subscriptions();
-    if (!subs) return SubscriptionsGone();
-    queue = std::make_shared<DeliveryQueue>(b_->config.subscriber_queue_events);
-    auto sub = subs->SubscribeToAll(r, HandlersInto(queue));
-    if (!sub.ok()) return ToGrpcError(ctx, sub.status(), "");
-    handle = std::move(sub).value();
-    return grpc::Status::OK;
+  Feed feed;
+  auto subscribe = [&] {
+    return feed.Open(*b_, ctx, "", [&](esdb::Subscriptions& subs, esdb::SubscriptionHandlers h) {
+      return subs.SubscribeToAll(r, std::move(h));
+    });
   };
   if (auto st = subscribe(); !st.ok()) return st;
   if (!WriteConfirmation(out)) return ClientGone();
@@ -315,14 +324,14 @@ grpc::Status StreamsService::SubscribeAll(grpc::ServerContext* ctx, const Option
     if (ctx->IsCancelled()) return ClientGone();
     if (b_->stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
     std::optional<esdb::Status> dropped;
-    auto item = queue->Pop(kPumpWait, &dropped);
+    auto item = feed.queue->Pop(kPumpWait, &dropped);
     if (dropped) {
-      handle.cancel();
+      feed.handle.cancel();
       return ToGrpcError(ctx, *dropped, "");
     }
     if (!item) continue;
     if (item->fell_behind) {
-      handle.cancel();
+      feed.handle.cancel();
       if (live && WantsFellBehind(o) && !WriteFellBehind(std::nullopt, last_scanned, out)) return ClientGone();
       live = false;
       if (last_scanned) r.from_position = *last_scanned == UINT64_MAX ? UINT64_MAX : *last_scanned + 1;

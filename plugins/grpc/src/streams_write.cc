@@ -154,6 +154,21 @@ esdb::Result<esdb::AppendResult> StreamsService::DoAppend(const std::string& str
   return r;
 }
 
+// Whether a new Append or BatchAppend call may go on: not while stopping,
+// at most max_concurrent_calls of them (counted in open_appends when
+// `*counted` is set: the call's OnDone takes it back), and with the write
+// role (`*role`: the caller's).
+grpc::Status AdmitAppendCall(Backend& b, grpc::CallbackServerContext& ctx, bool* counted, Role* role) {
+  if (b.stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
+  *counted = true;
+  if (b.open_appends.fetch_add(1) >= static_cast<size_t>(b.config.max_concurrent_calls)) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "more than max_concurrent_calls (" +
+                                                                  std::to_string(b.config.max_concurrent_calls) +
+                                                                  ") appends are in progress");
+  }
+  return b.Authorize(ctx, Role::kWrite, "Appending", role);
+}
+
 // One Append call on the callback API: reads the options and the events
 // (as gRPC hands them over, on its threads), then appends them with the
 // store's AppendAsync and finishes from the store's completion. It deletes
@@ -164,19 +179,8 @@ class AppendCall final : public grpc::ServerReadReactor<spb::AppendReq> {
  public:
   AppendCall(StreamsService* service, grpc::CallbackServerContext* ctx, spb::AppendResp* out)
       : service_(service), b_(service->b_), ctx_(ctx), out_(out) {
-    if (b_->stopping.load()) {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));
-      return;
-    }
-    counted_ = true;
-    if (b_->open_appends.fetch_add(1) >= static_cast<size_t>(b_->config.max_concurrent_calls)) {
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "more than max_concurrent_calls (" + std::to_string(b_->config.max_concurrent_calls) +
-                              ") appends are in progress"));
-      return;
-    }
-    if (grpc::Status a = b_->Authorize(*ctx_, Role::kWrite, "Appending", &role_); !a.ok()) {
-      Finish(a);
+    if (grpc::Status s = AdmitAppendCall(*b_, *ctx_, &counted_, &role_); !s.ok()) {
+      Finish(s);
       return;
     }
     StartRead(&req_);
@@ -338,19 +342,8 @@ class BatchAppendCall final : public grpc::ServerBidiReactor<spb::BatchAppendReq
 
   BatchAppendCall(StreamsService* service, grpc::CallbackServerContext* ctx)
       : service_(service), b_(service->b_), ctx_(ctx), max_open_bytes_(16 * b_->config.max_append_bytes) {
-    if (b_->stopping.load()) {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));
-      return;
-    }
-    counted_ = true;
-    if (b_->open_appends.fetch_add(1) >= static_cast<size_t>(b_->config.max_concurrent_calls)) {
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "more than max_concurrent_calls (" + std::to_string(b_->config.max_concurrent_calls) +
-                              ") appends are in progress"));
-      return;
-    }
-    if (grpc::Status a = b_->Authorize(*ctx_, Role::kWrite, "Appending", &role_); !a.ok()) {
-      Finish(a);
+    if (grpc::Status s = AdmitAppendCall(*b_, *ctx_, &counted_, &role_); !s.ok()) {
+      Finish(s);
       return;
     }
     registered_ = service_->calls_->Add(this, SIZE_MAX);

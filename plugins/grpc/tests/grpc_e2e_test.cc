@@ -267,7 +267,33 @@ TEST_CASE("grpc: wire values, errors, limits, unimplemented services", "[grpc]")
   }
 }
 
-TEST_CASE("grpc: a graceful stop ends open subscriptions and the host exits cleanly", "[grpc]") {
+namespace {
+
+spb::BatchAppendReq OneEventBatch(const std::string& corr, const std::string& stream, const std::string& id) {
+  spb::BatchAppendReq r;
+  r.mutable_correlation_id()->set_string(corr);
+  r.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+  r.mutable_options()->mutable_any();
+  r.mutable_options()->mutable_deadline()->set_seconds(30);
+  auto* m = r.add_proposed_messages();
+  m->mutable_id()->set_string(id);
+  (*m->mutable_metadata())["type"] = "B";
+  (*m->mutable_metadata())["content-type"] = "application/json";
+  m->set_data("{}");
+  r.set_is_final(true);
+  return r;
+}
+
+std::string NumberedUuid(const char* prefix8, int n) {
+  char id[37];
+  std::snprintf(id, sizeof id, "%s-0000-4000-8000-%012d", prefix8, n);
+  return id;
+}
+
+}  // namespace
+
+TEST_CASE("grpc: a graceful stop ends open subscriptions and idle BatchAppend calls at once; the host exits cleanly",
+          "[grpc]") {
   esdb::testing::TempDir dir;
   grpctest::GrpcHost host(dir / "data");
   auto streams = spb::Streams::NewStub(host.Channel());
@@ -277,28 +303,45 @@ TEST_CASE("grpc: a graceful stop ends open subscriptions and the host exits clea
   spb::ReadResp resp;
   REQUIRE(reader->Read(&resp));
   REQUIRE(resp.has_confirmation());
-  // A client that keeps reading (a gRPC C++ client drives its connection
+  // A BatchAppend call kept open and idle after one batch, as the clients keep theirs.
+  auto batch_ctx = Ctx(60000);
+  auto batch = streams->BatchAppend(batch_ctx.get());
+  REQUIRE(batch->Write(OneEventBatch(NumberedUuid("cccccccc", 1), "idle-batch", NumberedUuid("dddddddd", 1))));
+  spb::BatchAppendResp answer;
+  REQUIRE(batch->Read(&answer));
+  REQUIRE(answer.has_success());
+  // Clients that keep reading (a gRPC C++ client drives its connection
   // only while it waits on a call).
-  grpc::Status s;
+  grpc::Status s, batch_status;
   std::thread client([&] {
     spb::ReadResp r;
     while (reader->Read(&r)) {
     }
     s = reader->Finish();
-    // Done with the server: release the connection (an idle C++ channel
-    // answers the server's GOAWAY only when polled, up to 5 s later).
-    reader.reset();
-    ctx.reset();
-    streams.reset();
+  });
+  std::thread batch_client([&] {
+    spb::BatchAppendResp r;
+    while (batch->Read(&r)) {
+    }
+    batch_status = batch->Finish();
   });
   const auto t0 = std::chrono::steady_clock::now();
   CHECK(host.host().Stop() == 0);
   const auto stop_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   client.join();
+  batch_client.join();
+  // Done with the server: release the connection (an idle C++ channel
+  // answers the server's GOAWAY only when polled, up to 5 s later).
+  reader.reset();
+  ctx.reset();
+  batch.reset();
+  batch_ctx.reset();
+  streams.reset();
   INFO(host.process().Stderr());
-  CHECK(stop_ms < 4000);  // the subscription did not hold the stop for the drain timeout (5 s)
+  CHECK(stop_ms < 4000);  // neither call held the stop for the drain timeout (5 s)
   CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(batch_status.error_code() == grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_CASE("grpc: calls beyond max_concurrent_calls are refused with RESOURCE_EXHAUSTED, the others go on", "[grpc]") {
@@ -527,30 +570,6 @@ TEST_CASE("grpc: a subscriber that falls behind its queue is caught up again fro
   for (Sub* s : {&stream2, &stream0, &all2}) s->ctx->TryCancel();
 }
 
-namespace {
-
-spb::BatchAppendReq OneEventBatch(const std::string& corr, const std::string& stream, const std::string& id) {
-  spb::BatchAppendReq r;
-  r.mutable_correlation_id()->set_string(corr);
-  r.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
-  r.mutable_options()->mutable_any();
-  r.mutable_options()->mutable_deadline()->set_seconds(30);
-  auto* m = r.add_proposed_messages();
-  m->mutable_id()->set_string(id);
-  (*m->mutable_metadata())["type"] = "B";
-  (*m->mutable_metadata())["content-type"] = "application/json";
-  m->set_data("{}");
-  r.set_is_final(true);
-  return r;
-}
-
-std::string NumberedUuid(const char* prefix8, int n) {
-  char id[37];
-  std::snprintf(id, sizeof id, "%s-0000-4000-8000-%012d", prefix8, n);
-  return id;
-}
-
-}  // namespace
 
 TEST_CASE("grpc: BatchAppend answers every batch of a call once, however many are sent before the first answer",
           "[grpc]") {
@@ -590,35 +609,4 @@ TEST_CASE("grpc: BatchAppend answers every batch of a call once, however many ar
     total += read["events"].size();
   }
   CHECK(total == static_cast<uint64_t>(kBatches));
-}
-
-TEST_CASE("grpc: a stop ends an idle BatchAppend call at once with UNAVAILABLE", "[grpc]") {
-  esdb::testing::TempDir dir;
-  grpctest::GrpcHost host(dir / "data");
-  auto streams = spb::Streams::NewStub(host.Channel());
-  auto ctx = Ctx(60000);
-  auto call = streams->BatchAppend(ctx.get());
-  REQUIRE(call->Write(OneEventBatch(NumberedUuid("cccccccc", 1), "idle-batch", NumberedUuid("dddddddd", 1))));
-  spb::BatchAppendResp resp;
-  REQUIRE(call->Read(&resp));
-  REQUIRE(resp.has_success());
-  // The call stays open, idle, as the clients keep theirs; the client keeps reading.
-  grpc::Status s;
-  std::thread client([&] {
-    spb::BatchAppendResp r;
-    while (call->Read(&r)) {
-    }
-    s = call->Finish();
-    call.reset();
-    ctx.reset();
-    streams.reset();
-  });
-  const auto t0 = std::chrono::steady_clock::now();
-  CHECK(host.host().Stop() == 0);
-  const auto stop_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-  client.join();
-  INFO(host.process().Stderr());
-  CHECK(stop_ms < 4000);  // not held for the drain timeout (5 s)
-  CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
 }
