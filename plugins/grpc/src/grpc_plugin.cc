@@ -99,7 +99,7 @@ class GrpcSubsystem : public esdb::Subsystem {
     backend_->subscriptions = [tracker] { return tracker->subs(); };
     backend_->credentials = esdb_plugin_shared::Credentials(config->tokens, config->users);
 
-    streams_ = std::make_unique<AuthorizedStreamsService>(backend_);
+    streams_ = std::make_unique<StreamsService>(backend_);
     persistent_ = std::make_unique<PersistentService>(backend_);
     features_ = std::make_unique<ServerFeaturesService>();
     gossip_ = std::make_unique<GossipService>(config->listen_address, config->listen_port, RandomUuid());

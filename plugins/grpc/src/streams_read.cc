@@ -117,6 +117,7 @@ grpc::Status ClientGone() { return grpc::Status(grpc::StatusCode::CANCELLED, "th
 
 grpc::Status StreamsService::Read(grpc::ServerContext* ctx, const spb::ReadReq* req,
                                   grpc::ServerWriter<spb::ReadResp>* out) {
+  if (grpc::Status a = b_->Authorize(*ctx, Role::kRead, "Reading"); !a.ok()) return a;
   const Options& o = req->options();
   const bool subscribe = o.count_option_case() == Options::kSubscription;
   switch (o.stream_option_case()) {

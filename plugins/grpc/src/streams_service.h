@@ -17,7 +17,7 @@ namespace esdb_grpc {
 
 namespace spb = event_store::client::streams;
 
-class StreamsService
+class StreamsService final
     : public spb::Streams::WithCallbackMethod_Append<spb::Streams::WithCallbackMethod_BatchAppend<spb::Streams::Service>> {
  public:
   explicit StreamsService(std::shared_ptr<Backend> backend)
@@ -51,20 +51,8 @@ class StreamsService
   // Why a write to `stream` is refused for a caller with `role`; OK when allowed.
   esdb::Status CheckWrite(const std::string& stream, bool hard_delete, Role role) const;
 
- protected:
   std::shared_ptr<Backend> b_;
   std::shared_ptr<CallRegistry> calls_;  // the open BatchAppend calls
-};
-
-// The service as registered: Read behind the read-role check (Backend::Authorize),
-// before StreamsService::Read (streams_read.cc) serves it.
-class AuthorizedStreamsService final : public StreamsService {
- public:
-  using StreamsService::StreamsService;
-  grpc::Status Read(grpc::ServerContext* ctx, const spb::ReadReq* req, grpc::ServerWriter<spb::ReadResp>* out) override {
-    if (grpc::Status a = b_->Authorize(*ctx, Role::kRead, "Reading"); !a.ok()) return a;
-    return StreamsService::Read(ctx, req, out);
-  }
 };
 
 }  // namespace esdb_grpc
