@@ -19,6 +19,7 @@ esdb::Result<GrpcConfig> ParseGrpcConfig(const nlohmann::json& config) {
   r.Bool("insecure", &c.insecure);
   r.Bool("insecure_admin", &c.insecure_admin);
   r.Int("max_concurrent_calls", 4, 100000, &c.max_concurrent_calls);
+  r.Int("max_streams_per_connection", 1, 100000, &c.max_streams_per_connection);
   r.Int("max_receive_message_bytes", 1024, 64 << 20, &c.max_receive_message_bytes);
   r.Int("max_append_bytes", 1024, 64 << 20, &c.max_append_bytes);
   r.Int("subscriber_queue_events", 1, 10000000, &c.subscriber_queue_events);

@@ -32,16 +32,22 @@ struct GrpcConfig {
   // start (errors name the key). min_version may only be "1.2": gRPC's own
   // TLS offers 1.2 and 1.3 and has no setting for the minimum.
   esdb_plugin_shared::TlsConfig tls;
-  // Calls served at once (the server's thread limit); beyond it a call is
-  // refused with RESOURCE_EXHAUSTED.
+  // Calls served at once (the server's thread limit; Append and BatchAppend
+  // calls, which hold no thread, are counted apart against it); beyond it a
+  // call is refused with RESOURCE_EXHAUSTED.
   int max_concurrent_calls = 256;
+  // Calls (HTTP/2 streams) open at once on one client connection, announced
+  // to the client in its SETTINGS: the client queues calls beyond it, so one
+  // connection cannot take every thread. Kestrel's (KurrentDB's) default.
+  int max_streams_per_connection = 100;
   // Largest message accepted from a client (gRPC's own check).
   int max_receive_message_bytes = 16 << 20;
   // Largest append (data + metadata of its events); beyond it the client
   // gets maximum-append-size-exceeded. KurrentDB's default.
   uint64_t max_append_bytes = 1 << 20;
   // Events queued for one subscriber beyond the notification service's
-  // buffer; past it the subscriber is dropped (RESOURCE_EXHAUSTED).
+  // buffer; past it the subscriber is subscribed again after the last event
+  // it was sent (caught up from the store; fell_behind at compatibility 2).
   uint64_t subscriber_queue_events = 10000;
   // Graceful stop: how long calls in flight may finish before they are cancelled.
   int drain_timeout_ms = 5000;

@@ -119,6 +119,7 @@ class GrpcSubsystem : public esdb::Subsystem {
     // with GOAWAY ENHANCE_YOUR_CALM and drops the connection.
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config->max_streams_per_connection);
     grpc::ResourceQuota quota("esdb-grpc");
     quota.SetMaxThreads(config->max_concurrent_calls);
     builder.SetResourceQuota(quota);

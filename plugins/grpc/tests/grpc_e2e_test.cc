@@ -443,6 +443,60 @@ TEST_CASE("grpc: calls beyond max_concurrent_calls are refused with RESOURCE_EXH
   CHECK(writer->Finish().ok());
 }
 
+TEST_CASE("grpc: one connection has at most max_streams_per_connection calls open; the others wait, other "
+          "connections are served",
+          "[grpc]") {
+  esdb::testing::TempDir dir;
+  grpctest::GrpcHost host(dir / "data", {"grpc.max_streams_per_connection=2"});
+  // A channel of its own (gRPC would otherwise share one connection between channels).
+  auto own_channel = [&] {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(host.grpc_port()),
+                                     grpc::InsecureChannelCredentials(), args);
+  };
+  auto first = spb::Streams::NewStub(own_channel());
+  struct Open {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<spb::ReadResp>> reader;
+  };
+  std::vector<Open> open;
+  for (int i = 0; i < 2; ++i) {
+    Open call{Ctx(30000), nullptr};
+    call.reader = first->Read(call.ctx.get(), SubscriptionReq("", true));
+    spb::ReadResp resp;
+    REQUIRE(call.reader->Read(&resp));
+    REQUIRE(resp.has_confirmation());
+    open.push_back(std::move(call));
+  }
+  auto append = [](spb::Streams::Stub& stub, const std::string& id, int timeout_ms) {
+    auto ctx = Ctx(timeout_ms);
+    spb::AppendResp resp;
+    auto writer = stub.Append(ctx.get(), &resp);
+    writer->Write(Options("per-connection"));
+    writer->Write(Message(id, "T", "{}"));
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  // A third call on that connection waits for a free stream: it runs out of time.
+  CHECK(append(*first, "71111111-2222-4333-8444-555555555555", 1000).error_code() ==
+        grpc::StatusCode::DEADLINE_EXCEEDED);
+  // Another connection is served meanwhile.
+  auto second = spb::Streams::NewStub(own_channel());
+  CHECK(append(*second, "81111111-2222-4333-8444-555555555555", 10000).ok());
+  // With one of the two closed, the first connection takes a call again.
+  open[0].ctx->TryCancel();
+  spb::ReadResp resp;
+  while (open[0].reader->Read(&resp)) {
+  }
+  open[0].reader->Finish();
+  CHECK(append(*first, "91111111-2222-4333-8444-555555555555", 10000).ok());
+  open[1].ctx->TryCancel();
+  while (open[1].reader->Read(&resp)) {
+  }
+  open[1].reader->Finish();
+}
+
 TEST_CASE("grpc: BatchAppend matches answers by correlation id, with the protocol's error details", "[grpc]") {
   esdb::testing::TempDir dir;
   grpctest::GrpcHost host(dir / "data");
