@@ -3,7 +3,9 @@
 // added), and gRPC channels to it.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -24,6 +26,23 @@ inline std::optional<uint16_t> LatestGrpcPort(esdb::testing::HostProcess& host) 
     if (line.value("type", "") == "grpc_listening") port = line["data"]["port"].get<uint16_t>();
   }
   return port;
+}
+
+// The port of the `n`-th grpc_listening event the host printed (1: the
+// first build's; after a reload the new build's is the next), waiting up to
+// `timeout_ms` for it to be printed; nullopt when it was not. A reload's
+// answer can come before the host's line is read, and the new build may get
+// the port the old one had.
+inline std::optional<uint16_t> NthGrpcPort(esdb::testing::HostProcess& host, size_t n, int timeout_ms = 10000) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    size_t seen = 0;
+    for (const auto& line : host.Lines()) {
+      if (line.value("type", "") == "grpc_listening" && ++seen == n) return line["data"]["port"].get<uint16_t>();
+    }
+    if (std::chrono::steady_clock::now() > end) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 class GrpcHost {
