@@ -296,7 +296,16 @@ TEST_CASE("grpc: a graceful stop ends open subscriptions and idle BatchAppend ca
           "[grpc]") {
   esdb::testing::TempDir dir;
   grpctest::GrpcHost host(dir / "data");
-  auto streams = spb::Streams::NewStub(host.Channel());
+  // Each call on a connection of its own, which its client releases when
+  // the call ends (an idle C++ channel answers the server's GOAWAY only
+  // when polled, up to 5 s later, and the stop would wait for it).
+  auto own_channel = [&] {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(host.grpc_port()),
+                                     grpc::InsecureChannelCredentials(), args);
+  };
+  auto streams = spb::Streams::NewStub(own_channel());
   const spb::ReadReq req = SubscriptionReq("quiet");
   auto ctx = Ctx(60000);
   auto reader = streams->Read(ctx.get(), req);
@@ -304,26 +313,33 @@ TEST_CASE("grpc: a graceful stop ends open subscriptions and idle BatchAppend ca
   REQUIRE(reader->Read(&resp));
   REQUIRE(resp.has_confirmation());
   // A BatchAppend call kept open and idle after one batch, as the clients keep theirs.
+  auto batch_streams = spb::Streams::NewStub(own_channel());
   auto batch_ctx = Ctx(60000);
-  auto batch = streams->BatchAppend(batch_ctx.get());
+  auto batch = batch_streams->BatchAppend(batch_ctx.get());
   REQUIRE(batch->Write(OneEventBatch(NumberedUuid("cccccccc", 1), "idle-batch", NumberedUuid("dddddddd", 1))));
   spb::BatchAppendResp answer;
   REQUIRE(batch->Read(&answer));
   REQUIRE(answer.has_success());
   // Clients that keep reading (a gRPC C++ client drives its connection
-  // only while it waits on a call).
+  // only while it waits on a call), then release their connections.
   grpc::Status s, batch_status;
   std::thread client([&] {
     spb::ReadResp r;
     while (reader->Read(&r)) {
     }
     s = reader->Finish();
+    reader.reset();
+    ctx.reset();
+    streams.reset();
   });
   std::thread batch_client([&] {
     spb::BatchAppendResp r;
     while (batch->Read(&r)) {
     }
     batch_status = batch->Finish();
+    batch.reset();
+    batch_ctx.reset();
+    batch_streams.reset();
   });
   const auto t0 = std::chrono::steady_clock::now();
   CHECK(host.host().Stop() == 0);
@@ -331,13 +347,6 @@ TEST_CASE("grpc: a graceful stop ends open subscriptions and idle BatchAppend ca
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   client.join();
   batch_client.join();
-  // Done with the server: release the connection (an idle C++ channel
-  // answers the server's GOAWAY only when polled, up to 5 s later).
-  reader.reset();
-  ctx.reset();
-  batch.reset();
-  batch_ctx.reset();
-  streams.reset();
   INFO(host.process().Stderr());
   CHECK(stop_ms < 4000);  // neither call held the stop for the drain timeout (5 s)
   CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
