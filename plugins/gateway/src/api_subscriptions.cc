@@ -2,6 +2,7 @@
 // groups, on the notification plugin's esdb.subscriptions/1 service.
 #include "api_common.h"
 #include "esdb/group_settings.h"
+#include "esdb/not_leader.h"
 #include "event_json.h"
 #include "json_util.h"
 #include "server.h"
@@ -327,6 +328,10 @@ void ConsumeGroup(ServerState* st, Request& req, Reply reply) {
   }
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;
+  // Cluster mode: a follower answers not_leader (421) before the stream opens.
+  if (auto info = subs->GetGroupInfo(stream, group); !info.ok() && esdb::ParseNotLeader(info.status())) {
+    return reply(StatusResponse(info.status(), {{"stream", stream}, {"group", group}}));
+  }
   std::weak_ptr<esdb::Subscriptions> weak_subs = subs;
   const std::string name = "sse:" + req.principal;
   Response res;

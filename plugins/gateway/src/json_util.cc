@@ -1,6 +1,9 @@
 #include "json_util.h"
 
 #include <cctype>
+#include <optional>
+
+#include <esdb/not_leader.h>
 
 namespace esdb_gateway {
 
@@ -47,6 +50,16 @@ int HttpStatusFor(esdb::Code code) {
 }
 
 Response StatusResponse(const esdb::Status& status, nlohmann::json extra) {
+  // Cluster mode: a follower's answer to what runs on the leader only
+  // (persistent groups). 421 Misdirected Request: this node cannot answer it,
+  // the leader named in the body and ES-Leader-Endpoint can.
+  if (std::optional<esdb::NotLeader> leader = esdb::ParseNotLeader(status)) {
+    if (!extra.is_object()) extra = nlohmann::json::object();
+    extra["leader"] = {{"node", leader->leader}, {"http", leader->http}, {"grpc", leader->grpc}};
+    Response r = ErrorResponse(421, "not_leader", status.message(), std::move(extra));
+    if (!leader->http.empty()) r.headers.emplace_back("ES-Leader-Endpoint", leader->http);
+    return r;
+  }
   if (status.code() == esdb::Code::kWrongExpectedVersion && status.detail() && !extra.contains("current")) {
     extra["current"] = *status.detail();
   }

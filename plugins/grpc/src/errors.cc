@@ -2,6 +2,10 @@
 
 #include "convert.h"
 
+#include <optional>
+
+#include <esdb/not_leader.h>
+
 namespace esdb_grpc {
 
 grpc::StatusCode GrpcCodeFor(esdb::Code code) {
@@ -28,6 +32,18 @@ grpc::StatusCode GrpcCodeFor(esdb::Code code) {
 
 grpc::Status ToGrpcError(grpc::ServerContextBase* ctx, const esdb::Status& s, const std::string& stream,
                          const esdb::ExpectedVersion* expected) {
+  // Cluster mode, on a follower: KurrentDB's not-leader answer (the clients
+  // reconnect to leader-endpoint-host:port, the leader's gRPC address;
+  // KurrentDB answers it with NOT_FOUND). Groups (GroupError) come here too.
+  if (std::optional<esdb::NotLeader> leader = esdb::ParseNotLeader(s)) {
+    ctx->AddTrailingMetadata("exception", "not-leader");
+    const size_t colon = leader->grpc.rfind(':');
+    if (colon != std::string::npos) {
+      ctx->AddTrailingMetadata("leader-endpoint-host", leader->grpc.substr(0, colon));
+      ctx->AddTrailingMetadata("leader-endpoint-port", leader->grpc.substr(colon + 1));
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, s.message());
+  }
   switch (s.code()) {
     case esdb::Code::kWrongExpectedVersion:
       ctx->AddTrailingMetadata("exception", "wrong-expected-version");

@@ -137,13 +137,13 @@ esdb::Status SubscriptionService::SaveGroupsLocked() {
 
 esdb::Status SubscriptionService::CreateGroup(const std::string& stream_id, const std::string& group,
                                               const esdb::GroupSettings& settings) {
-  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
   if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
   if (esdb::Status s = esdb::ValidateGroupSettings(settings, stream_id); !s.ok()) return s;
   esdb::Result<std::optional<esdb::CompiledAllFilter>> matcher = GroupMatcher(stream_id, settings);
   if (!matcher.ok()) return matcher.status();
   std::lock_guard<std::mutex> admin(admin_mu_);
-  if (stopped_) return esdb::Status::Cancelled("the subscription service is stopping");
+  if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
   size_t count = 0;
   {
     std::lock_guard<std::mutex> lock(groups_mu_);
@@ -180,13 +180,13 @@ esdb::Status SubscriptionService::CreateGroup(const std::string& stream_id, cons
 
 esdb::Status SubscriptionService::UpdateGroup(const std::string& stream_id, const std::string& group,
                                               const esdb::GroupSettings& settings) {
-  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
   if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
   if (esdb::Status s = esdb::ValidateGroupSettings(settings, stream_id); !s.ok()) return s;
   esdb::Result<std::optional<esdb::CompiledAllFilter>> matcher = GroupMatcher(stream_id, settings);
   if (!matcher.ok()) return matcher.status();
   std::lock_guard<std::mutex> admin(admin_mu_);
-  auto found = FindGroup(stream_id, group);
+  auto found = FindGroup(stream_id, group);  // checks leadership again, under admin_mu_
   if (!found.ok()) return found.status();
   std::shared_ptr<PersistentGroup> g = found.value();
   const esdb::GroupSettings old = g->settings();
@@ -200,11 +200,12 @@ esdb::Status SubscriptionService::UpdateGroup(const std::string& stream_id, cons
 }
 
 esdb::Status SubscriptionService::DeleteGroup(const std::string& stream_id, const std::string& group) {
-  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
   if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
   std::shared_ptr<PersistentGroup> g;
   {
     std::lock_guard<std::mutex> admin(admin_mu_);
+    if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
     {
       std::lock_guard<std::mutex> lock(groups_mu_);
       auto it = groups_.find({stream_id, group});
@@ -232,6 +233,7 @@ esdb::Result<std::shared_ptr<PersistentGroup>> SubscriptionService::FindGroup(co
   if (esdb::Status s = CheckRunning(); !s.ok()) return s;
   if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(groups_mu_);
+  if (cluster_ && !leading_) return not_leader_;
   auto it = groups_.find({stream_id, group});
   if (it == groups_.end()) return esdb::Status::NotFound("group '" + group + "' on '" + stream_id + "' does not exist");
   return it->second;
@@ -244,7 +246,7 @@ esdb::Result<esdb::GroupInfo> SubscriptionService::GetGroupInfo(const std::strin
 }
 
 esdb::Result<std::vector<esdb::GroupInfo>> SubscriptionService::ListGroups(const std::string& stream_id) {
-  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
   std::vector<std::shared_ptr<PersistentGroup>> groups;
   {
     std::lock_guard<std::mutex> lock(groups_mu_);

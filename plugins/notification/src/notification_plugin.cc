@@ -3,13 +3,24 @@
 // groups) and feeds it the store's events_appended notifications. When the
 // store goes away, the service is withdrawn and every subscriber is dropped
 // with kUnavailable; it comes back when the store does.
+//
+// Cluster mode (the store's Stats() say "mode": "cluster"): the persistent
+// groups run on the cluster's leader only. The plugin follows the cluster
+// plugin's leader_elected (and node_joined, for the leader's addresses):
+// when this node becomes leader it loads the groups and resumes each from its
+// checkpoint; when another node leads, it stops them without a checkpoint and
+// every group call answers esdb::NotLeaderStatus (esdb/not_leader.h) naming
+// the leader. Catch-up subscriptions run on every node.
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include <spdlog/spdlog.h>
 
 #include <esdb/bus_events.h>
 #include <esdb/event_store_acquire.h>
+#include <esdb/not_leader.h>
 #include <esdb/plugin.h>
 #include <esdb/subscriptions.h>
 
@@ -32,19 +43,34 @@ class NotificationSubsystem : public esdb::Subsystem {
         esdb::WatchServices(ctx.Bus(), "notification.services", {esdb::services::kEventStoreV2, esdb::services::kEventStore},
                             [this](const esdb::ServiceChange& change) { OnStoreChange(change); });
     if (!sub.ok()) return sub.status();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      services_sub_ = std::move(sub.value());
+    }
+    esdb::SubscribeOptions co;
+    co.topics = {esdb::topics::kCluster};
+    co.types = {esdb::event_types::kLeaderElected, esdb::event_types::kNodeJoined};
+    co.replay_retained = true;
+    co.name = "notification.cluster";
+    esdb::Result<esdb::Subscription> csub =
+        ctx.Bus().Subscribe(co, [this](const esdb::EventPtr& e) { OnClusterEvent(*e); });
+    if (!csub.ok()) return csub.status();
     std::lock_guard<std::mutex> lock(mu_);
-    services_sub_ = std::move(sub.value());
+    cluster_sub_ = std::move(csub.value());
     return esdb::Status::OK();
   }
 
   esdb::Status Stop() override {
     esdb::Subscription services;
+    esdb::Subscription cluster;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
       services = std::move(services_sub_);
+      cluster = std::move(cluster_sub_);
     }
     services.cancel();  // waits for a running OnServiceEvent
+    cluster.cancel();
     std::lock_guard<std::mutex> lock(mu_);
     Detach(esdb::Status::Cancelled("the notification subsystem is stopping"));
     return esdb::Status::OK();
@@ -62,6 +88,51 @@ class NotificationSubsystem : public esdb::Subsystem {
   }
 
  private:
+  // leader_elected / node_joined (retained, replayed at subscription).
+  void OnClusterEvent(const esdb::Event& e) {
+    esdb::Result<esdb::ClusterChange> change = esdb::DecodeClusterChange(e);
+    if (!change.ok()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    if (change->type == esdb::event_types::kNodeJoined) {
+      Address& a = addresses_[change->node];
+      if (a.http == change->http && a.grpc == change->grpc) return;
+      a.http = change->http;
+      a.grpc = change->grpc;
+      if (change->node != leader_) return;
+    } else {
+      if (change->term < term_) return;
+      leader_ = change->leader;
+      term_ = change->term;
+      auto http = e.data.find("http");
+      if (http != e.data.end() && http->is_string() && !http->get<std::string>().empty()) {
+        addresses_[leader_].http = http->get<std::string>();
+      }
+    }
+    FollowLeaderLocked();
+  }
+
+  // Requires mu_. Cluster mode: runs the groups here iff this node leads.
+  void FollowLeaderLocked() {
+    if (!service_ || !cluster_) return;
+    if (leader_.empty()) return;  // the service starts as "no leader known yet"
+    if (leader_ == ctx_->Node()) {
+      (void)service_->BecomeLeader();  // logs a failure; answers unavailable until the next change
+      return;
+    }
+    esdb::NotLeader l;
+    l.leader = leader_;
+    auto it = addresses_.find(leader_);
+    if (it != addresses_.end()) {
+      l.http = it->second.http;
+      l.grpc = it->second.grpc;
+    }
+    service_->BecomeFollower(esdb::NotLeaderStatus(
+        "this node (" + ctx_->Node() + ") is a follower; persistent subscription groups run on the cluster's leader "
+        "only (term " + std::to_string(term_) + ")",
+        l));
+  }
+
   void OnStoreChange(const esdb::ServiceChange& change) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
@@ -83,6 +154,9 @@ class NotificationSubsystem : public esdb::Subsystem {
     }
     std::shared_ptr<esdb::EventStoreV2> store = std::move(acquired).value();
     auto service = std::make_shared<SubscriptionService>(ctx_->Io(), store, ctx_->Logger(), options_);
+    const nlohmann::json store_stats = store->Stats();
+    cluster_ = store_stats.is_object() && store_stats.value("mode", std::string()) == "cluster";
+    if (cluster_) service->SetClusterMode();
     esdb::Status s = service->Start();
     if (!s.ok()) {
       service->Stop(s);
@@ -128,7 +202,9 @@ class NotificationSubsystem : public esdb::Subsystem {
     service->SetHandlePin(ctx_->Services().Find(esdb::services::kSubscriptions));
     store_sub_ = std::move(sub.value());
     service_ = std::move(service);
-    ctx_->Logger()->info("providing {}", esdb::services::kSubscriptions);
+    FollowLeaderLocked();
+    ctx_->Logger()->info("providing {}{}", esdb::services::kSubscriptions,
+                         cluster_ ? " (cluster mode: persistent groups on the leader only)" : "");
     ctx_->ReportReady({{"service", esdb::services::kSubscriptions},
                        {"stored_state_skipped", service_->StoredStateProblems()}});
   }
@@ -148,7 +224,18 @@ class NotificationSubsystem : public esdb::Subsystem {
   bool stopping_ = false;
   esdb::Subscription services_sub_;
   esdb::Subscription store_sub_;
+  esdb::Subscription cluster_sub_;
   std::shared_ptr<SubscriptionService> service_;
+  // Cluster mode, as the store reported at the last Attach.
+  bool cluster_ = false;
+  // The leader as last announced, and where each node serves.
+  struct Address {
+    std::string http;
+    std::string grpc;
+  };
+  std::string leader_;
+  int64_t term_ = 0;
+  std::map<std::string, Address> addresses_;
 };
 
 esdb::Subsystem* CreateNotificationSubsystem() { return new NotificationSubsystem(); }

@@ -85,7 +85,75 @@ esdb::Status SubscriptionService::CheckRunning() const {
   return esdb::Status::OK();
 }
 
+esdb::Status SubscriptionService::CheckGroupsHere() {
+  if (esdb::Status s = CheckRunning(); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(groups_mu_);
+  if (cluster_ && !leading_) return not_leader_;
+  return esdb::Status::OK();
+}
+
+void SubscriptionService::SetClusterMode() {
+  std::lock_guard<std::mutex> lock(groups_mu_);
+  cluster_ = true;
+  leading_ = false;
+  not_leader_ = esdb::Status::Unavailable(
+      "no cluster leader is known yet: persistent subscription groups run on the cluster's leader only");
+}
+
 esdb::Status SubscriptionService::Start() {
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    if (cluster_) return esdb::Status::OK();  // loaded by BecomeLeader
+  }
+  std::lock_guard<std::mutex> admin(admin_mu_);
+  return LoadGroupsLocked();
+}
+
+esdb::Status SubscriptionService::BecomeLeader() {
+  std::lock_guard<std::mutex> admin(admin_mu_);
+  if (stopped_) return esdb::Status::Cancelled("the subscription service is stopping");
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    if (!cluster_ || leading_) return esdb::Status::OK();
+  }
+  esdb::Status s = LoadGroupsLocked();
+  std::map<GroupKey, std::shared_ptr<PersistentGroup>> partial;
+  esdb::Status answer;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    if (s.ok()) {
+      leading_ = true;
+      logger_->info("this node leads: {} persistent subscription group(s) run here", groups_.size());
+    } else {
+      not_leader_ = esdb::Status::Unavailable("this node leads but could not load its persistent subscription "
+                                              "groups (retried at the next leader change): " + s.ToString());
+      partial.swap(groups_);
+      answer = not_leader_;
+    }
+  }
+  for (auto& [key, group] : partial) group->Stop(answer, /*write_checkpoint=*/false);
+  if (!s.ok()) logger_->error("loading the persistent subscription groups as leader: {}", s.ToString());
+  return s;
+}
+
+void SubscriptionService::BecomeFollower(const esdb::Status& not_leader) {
+  std::lock_guard<std::mutex> admin(admin_mu_);
+  std::map<GroupKey, std::shared_ptr<PersistentGroup>> groups;
+  bool was_leading = false;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    if (!cluster_) return;
+    was_leading = leading_;
+    leading_ = false;
+    not_leader_ = not_leader;
+    groups.swap(groups_);
+  }
+  if (was_leading) logger_->info("this node no longer leads: {} persistent subscription group(s) stopped ({})",
+                                 groups.size(), not_leader.ToString());
+  for (auto& [key, group] : groups) group->Stop(not_leader, /*write_checkpoint=*/false);
+}
+
+esdb::Status SubscriptionService::LoadGroupsLocked() {
   esdb::ReadStreamRequest req;
   req.stream_id = kGroupConfigStream;
   req.from = -1;
@@ -97,7 +165,6 @@ esdb::Status SubscriptionService::Start() {
     return r.status();  // the store failed (not our data): retried by a restart
   }
   if (r->events.empty()) return esdb::Status::OK();
-  std::lock_guard<std::mutex> admin(admin_mu_);
   // Stored state is checked as strictly as a request (the same validators):
   // a record that does not load is reported and skipped, never fatal.
   const esdb::RecordedEvent& record = r->events.front();
@@ -380,8 +447,10 @@ nlohmann::json SubscriptionService::Stats() {
     subs = subs_.size();
   }
   size_t groups = 0, consumers = 0;
+  const char* role = nullptr;  // cluster mode only
   {
     std::lock_guard<std::mutex> lock(groups_mu_);
+    if (cluster_) role = leading_ ? "leader" : "follower";
     groups = groups_.size();
     for (auto& [key, g] : groups_) consumers += g->consumer_count();
   }
@@ -390,7 +459,7 @@ nlohmann::json SubscriptionService::Stats() {
     std::lock_guard<std::mutex> lock(problems_mu_);
     problems = stored_state_problem_count_;
   }
-  return nlohmann::json{{"catch_up_subscriptions", subs},
+  nlohmann::json stats{{"catch_up_subscriptions", subs},
                         {"groups", groups},
                         {"consumers", consumers},
                         {"events_delivered", counters_.events_delivered.load()},
@@ -399,6 +468,9 @@ nlohmann::json SubscriptionService::Stats() {
                         {"fanout_reads", fanout_reads_.load()},
                         {"stored_state_problems", problems},
                         {"stored_state_skipped", StoredStateProblems()}};
+  // Cluster mode: whether the groups run here (leader) or not (follower).
+  if (role) stats["groups_role"] = role;
+  return stats;
 }
 
 }  // namespace esdb_notification

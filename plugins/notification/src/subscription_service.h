@@ -60,6 +60,19 @@ class SubscriptionService : public esdb::Subscriptions,
   // skipped group is dropped from kGroupConfigStream at the next group
   // change); only a failing store read fails Start.
   esdb::Status Start();
+
+  // Cluster mode (call before Start): the groups run on the cluster's leader
+  // only. Start loads none; every group call answers the status last given
+  // to BecomeFollower (initially: no leader known yet) until BecomeLeader.
+  void SetClusterMode();
+  // This node leads: loads the groups from kGroupConfigStream (what Start
+  // does in single-node mode), each resuming from its checkpoint. No-op
+  // while leading.
+  esdb::Status BecomeLeader();
+  // Another node leads (or none is known): stops every group WITHOUT writing
+  // a checkpoint, drops its consumers with `not_leader`, and answers every
+  // group call with it from now on.
+  void BecomeFollower(const esdb::Status& not_leader);
   // The stored records Start skipped: [{"where": stream[@version][ entry],
   // "problem": why}], at most kMaxReportedProblems. Also in Stats().
   nlohmann::json StoredStateProblems() const;
@@ -115,6 +128,10 @@ class SubscriptionService : public esdb::Subscriptions,
   // Writes every group's definition to kGroupConfigStream. Requires admin_mu_.
   esdb::Status SaveGroupsLocked();
   esdb::Status CheckRunning() const;
+  // CheckRunning, then in cluster mode whether this node leads. Takes groups_mu_.
+  esdb::Status CheckGroupsHere();
+  // Start's loading of the stored definitions. Requires admin_mu_.
+  esdb::Status LoadGroupsLocked();
   // One entry of the stored definitions -> a running group. Requires admin_mu_.
   esdb::Status LoadGroupLocked(const nlohmann::json& entry);
   void ReportStoredStateProblem(const std::string& where, const std::string& problem);
@@ -143,6 +160,11 @@ class SubscriptionService : public esdb::Subscriptions,
   std::mutex admin_mu_;
   std::mutex groups_mu_;  // guards groups_; never held across store calls
   std::map<GroupKey, std::shared_ptr<PersistentGroup>> groups_;
+  // Cluster mode: groups run here only while leading_ (both under groups_mu_);
+  // not_leader_ is the answer otherwise.
+  bool cluster_ = false;
+  bool leading_ = true;
+  esdb::Status not_leader_;
 
   mutable std::mutex problems_mu_;
   nlohmann::json stored_state_problems_ = nlohmann::json::array();

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <set>
 
+#include "esdb/not_leader.h"
 #include "test_env.h"
 
 using esdb_notification_test::TestEnv;
@@ -235,6 +236,67 @@ TEST_CASE("checkpoint persists; a recreated service resumes at-least-once after 
   CHECK(info->settings.checkpoint_after_ms == 0);
   auto m = Pull(*svc, "r", "g", 4);
   CHECK(Versions(m) == std::vector<int64_t>{6, 7, 8, 9});  // 7 again: at least once
+}
+
+TEST_CASE("cluster mode: groups run only while leading; a follower answers not_leader and writes no checkpoint; "
+          "leading again resumes from the checkpoint") {
+  TestEnv env;
+  esdb::GroupSettings s;
+  s.checkpoint_after_ms = 0;
+  auto svc = env.StartService(nullptr, /*cluster=*/true);
+  // No leader known yet.
+  CHECK(svc->CreateGroup("r", "g", s).code() == esdb::Code::kUnavailable);
+  REQUIRE(svc->BecomeLeader().ok());
+  REQUIRE(svc->CreateGroup("r", "g", s).ok());
+  env.Append("r", 10);
+  Consumer c;
+  auto h = svc->ConnectToGroup("r", "g", c.Options("c"));
+  REQUIRE(h.ok());
+  REQUIRE(WaitFor([&] { return c.size() == 10; }));
+  std::vector<std::string> ids = c.ids();
+  REQUIRE(svc->Ack("r", "g", {ids.begin(), ids.begin() + 5}).ok());  // 0..4: checkpoint 4
+  CHECK(svc->GetGroupInfo("r", "g")->checkpoint == 4);
+  const auto checkpoint_writes = [&] { return env.store().StreamVersion(esdb_notification::CheckpointStreamName("r", "g")); };
+  REQUIRE(WaitFor([&] { return checkpoint_writes().ok(); }));
+  const int64_t writes = checkpoint_writes().value();
+
+  // Another node leads: the consumer is dropped with not_leader, every group
+  // call answers it, and no checkpoint is written (5..9 are still in flight).
+  const esdb::Status not_leader = esdb::NotLeaderStatus("this node follows", {"node-2", "127.0.0.1:2123", "127.0.0.1:2124"});
+  svc->BecomeFollower(not_leader);
+  REQUIRE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(c.mu);
+    return c.dropped.has_value();
+  }));
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto parsed = esdb::ParseNotLeader(*c.dropped);
+    REQUIRE(parsed.has_value());
+    CHECK(parsed->leader == "node-2");
+    CHECK(parsed->http == "127.0.0.1:2123");
+    CHECK(parsed->grpc == "127.0.0.1:2124");
+  }
+  for (const esdb::Status& st :
+       {svc->CreateGroup("r", "other", s), svc->UpdateGroup("r", "g", s), svc->DeleteGroup("r", "g"),
+        svc->GetGroupInfo("r", "g").status(), svc->ListGroups("").status(), svc->ReadNext("r", "g", 1).status(),
+        svc->Ack("r", "g", {ids[5]}).status(),
+        svc->Nack("r", "g", {ids[5]}, esdb::NackAction::kRetry, "x").status(), svc->ReplayParked("r", "g").status(),
+        svc->ConnectToGroup("r", "g", c.Options("d")).status()}) {
+    INFO(st.ToString());
+    CHECK(st.code() == esdb::Code::kFailedPrecondition);
+    CHECK(esdb::ParseNotLeader(st).has_value());
+  }
+  CHECK(checkpoint_writes().value() == writes);
+  CHECK(svc->Stats()["groups_role"] == "follower");
+
+  // Leading again: loaded from the stored config and the checkpoint, 5..9 again.
+  REQUIRE(svc->BecomeLeader().ok());
+  auto info = svc->GetGroupInfo("r", "g");
+  REQUIRE(info.ok());
+  CHECK(info->checkpoint == 4);
+  CHECK(Versions(Pull(*svc, "r", "g", 5)) == std::vector<int64_t>{5, 6, 7, 8, 9});
+  CHECK(svc->ListGroups("").value().size() == 1);
+  CHECK(svc->Stats()["groups_role"] == "leader");
 }
 
 TEST_CASE("groups survive a restart of the store too, with their settings; $all groups filter") {

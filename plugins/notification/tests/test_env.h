@@ -78,8 +78,11 @@ class TestEnv {
 
   // A started service that receives this store's append notifications;
   // it reads through `store` when given (e.g. a wrapper of store()).
-  std::shared_ptr<esdb_notification::SubscriptionService> StartService(std::shared_ptr<esdb::EventStoreV2> store = nullptr) {
+  // With `cluster`, in cluster mode (groups only after BecomeLeader).
+  std::shared_ptr<esdb_notification::SubscriptionService> StartService(std::shared_ptr<esdb::EventStoreV2> store = nullptr,
+                                                                       bool cluster = false) {
     auto svc = std::make_shared<esdb_notification::SubscriptionService>(io_, store ? store : store_, logger_);
+    if (cluster) svc->SetClusterMode();
     REQUIRE(svc->Start().ok());
     {
       std::lock_guard<std::mutex> lock(mu_);
