@@ -156,7 +156,7 @@ esdb::Result<esdb::AppendResult> StreamsService::DoAppend(const std::string& str
 
 // Whether a new Append or BatchAppend call may go on: not while stopping,
 // at most max_concurrent_calls of them (counted in open_appends when
-// `*counted` is set: the call's OnDone takes it back), and with the write
+// `*counted` is set: the call's FinishCall gives it back), and with the write
 // role (`*role`: the caller's).
 grpc::Status AdmitAppendCall(Backend& b, grpc::CallbackServerContext& ctx, bool* counted, Role* role) {
   if (b.stopping.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
@@ -180,7 +180,7 @@ class AppendCall final : public grpc::ServerReadReactor<spb::AppendReq> {
   AppendCall(StreamsService* service, grpc::CallbackServerContext* ctx, spb::AppendResp* out)
       : service_(service), b_(service->b_), ctx_(ctx), out_(out) {
     if (grpc::Status s = AdmitAppendCall(*b_, *ctx_, &counted_, &role_); !s.ok()) {
-      Finish(s);
+      FinishCall(s);
       return;
     }
     StartRead(&req_);
@@ -193,34 +193,34 @@ class AppendCall final : public grpc::ServerReadReactor<spb::AppendReq> {
     }
     if (!has_options_) {
       if (!req_.has_options()) {
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of an append must be its options"));
+        FinishCall(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of an append must be its options"));
         return;
       }
       has_options_ = true;
       stream_ = req_.options().stream_identifier().stream_name();
       expected_ = ExpectedFrom(req_.options());
       if (esdb::Status allowed = service_->CheckWrite(stream_, false, role_); !allowed.ok()) {
-        Finish(ToGrpcError(ctx_, allowed, stream_));
+        FinishCall(ToGrpcError(ctx_, allowed, stream_));
         return;
       }
     } else {
       if (!req_.has_proposed_message()) {
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options may only be the first message of an append"));
+        FinishCall(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options may only be the first message of an append"));
         return;
       }
       std::string missing;
       auto e = ToProposedEvent(req_.proposed_message(), &missing);
       if (!missing.empty()) {
-        Finish(MissingMetadata(ctx_, missing));
+        FinishCall(MissingMetadata(ctx_, missing));
         return;
       }
       if (!e.ok()) {
-        Finish(ToGrpcError(ctx_, e.status(), ""));
+        FinishCall(ToGrpcError(ctx_, e.status(), ""));
         return;
       }
       bytes_ += ProposedBytes(*e);
       if (bytes_ > b_->config.max_append_bytes) {
-        Finish(AppendTooLarge(ctx_, b_->config.max_append_bytes));
+        FinishCall(AppendTooLarge(ctx_, b_->config.max_append_bytes));
         return;
       }
       events_.push_back(std::move(e).value());
@@ -234,13 +234,23 @@ class AppendCall final : public grpc::ServerReadReactor<spb::AppendReq> {
   }
 
  private:
+  // Finish, after giving back the call's place in open_appends: a client
+  // that saw its call end can open another at once.
+  void FinishCall(const grpc::Status& status) {
+    if (counted_) {
+      counted_ = false;
+      b_->open_appends.fetch_sub(1);
+    }
+    Finish(status);
+  }
+
   void Append() {
     if (ctx_->IsCancelled()) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the append"));
+      FinishCall(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the append"));
       return;
     }
     if (!has_options_) {
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of an append must be its options"));
+      FinishCall(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of an append must be its options"));
       return;
     }
     auto store = b_->store();
@@ -255,12 +265,12 @@ class AppendCall final : public grpc::ServerReadReactor<spb::AppendReq> {
   void Done(esdb::Result<esdb::AppendResult> r) {
     if (r.ok()) {
       FillSuccess(*r, out_->mutable_success());
-      Finish(grpc::Status::OK);
+      FinishCall(grpc::Status::OK);
     } else if (r.status().code() == esdb::Code::kWrongExpectedVersion) {
       FillWrongExpectedVersion(r.status(), expected_, out_->mutable_wrong_expected_version());
-      Finish(grpc::Status::OK);
+      FinishCall(grpc::Status::OK);
     } else {
-      Finish(ToGrpcError(ctx_, r.status(), stream_, &expected_));
+      FinishCall(ToGrpcError(ctx_, r.status(), stream_, &expected_));
     }
   }
 
@@ -343,7 +353,7 @@ class BatchAppendCall final : public grpc::ServerBidiReactor<spb::BatchAppendReq
   BatchAppendCall(StreamsService* service, grpc::CallbackServerContext* ctx)
       : service_(service), b_(service->b_), ctx_(ctx), max_open_bytes_(16 * b_->config.max_append_bytes) {
     if (grpc::Status s = AdmitAppendCall(*b_, *ctx_, &counted_, &role_); !s.ok()) {
-      Finish(s);
+      FinishCall(s);
       return;
     }
     registered_ = service_->calls_->Add(this, SIZE_MAX);
@@ -401,6 +411,16 @@ class BatchAppendCall final : public grpc::ServerBidiReactor<spb::BatchAppendReq
   }
 
  private:
+  // Finish, after giving back the call's place in open_appends: a client
+  // that saw its call end can open another at once.
+  void FinishCall(const grpc::Status& status) {
+    if (counted_) {
+      counted_ = false;
+      b_->open_appends.fetch_sub(1);
+    }
+    Finish(status);
+  }
+
   // Takes req_ into its batch; `*finished` is set when it completed one.
   // A status that is not ok ends the call.
   grpc::Status Take(std::shared_ptr<PendingBatch>* finished) {
@@ -527,9 +547,9 @@ class BatchAppendCall final : public grpc::ServerBidiReactor<spb::BatchAppendReq
     if (read) StartRead(&req_);
     if (finish) {
       if (ctx_->IsCancelled()) {
-        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call"));
+        FinishCall(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call"));
       } else {
-        Finish(result_);
+        FinishCall(result_);
       }
     }
   }
