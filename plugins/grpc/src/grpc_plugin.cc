@@ -151,6 +151,14 @@ class GrpcSubsystem : public esdb::Subsystem {
     return esdb::Status::OK();
   }
 
+  // Details for /control/status: the append calls in progress (Append and
+  // BatchAppend, counted against max_concurrent_calls).
+  esdb::Health CheckHealth() override {
+    esdb::Health h;
+    if (backend_) h.details = {{"appends_in_progress", backend_->open_appends.load()}};
+    return h;
+  }
+
   esdb::Status Stop() override {
     if (backend_) backend_->stopping.store(true);
     if (persistent_) persistent_->EndReads(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping"));

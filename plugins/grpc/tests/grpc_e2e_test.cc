@@ -9,10 +9,12 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include "esdb/uuid.h"
+#include "admin_host.h"
 #include "gossip.grpc.pb.h"
 #include "grpc_host.h"
 #include "serverfeatures.grpc.pb.h"
 #include "streams.grpc.pb.h"
+#include "support/test_support.h"
 
 namespace pb = event_store::client;
 namespace spb = event_store::client::streams;
@@ -355,7 +357,7 @@ TEST_CASE("grpc: a graceful stop ends open subscriptions and idle BatchAppend ca
 
 TEST_CASE("grpc: calls beyond max_concurrent_calls are refused with RESOURCE_EXHAUSTED, the others go on", "[grpc]") {
   esdb::testing::TempDir dir;
-  grpctest::GrpcHost host(dir / "data", {"grpc.max_concurrent_calls=8"});
+  grpctest::GrpcHost host(dir / "data", {"grpc.max_concurrent_calls=8", gwtest::kDevMode});  // dev mode: /control/status
   auto channel = host.Channel();
   auto streams = spb::Streams::NewStub(channel);
   struct Open {
@@ -413,23 +415,33 @@ TEST_CASE("grpc: calls beyond max_concurrent_calls are refused with RESOURCE_EXH
   std::vector<std::unique_ptr<OpenAppend>> appends;
   for (int i = 0; i < 8; ++i) {
     auto a = std::make_unique<OpenAppend>();
-    a->ctx = Ctx(30000);
+    a->ctx = Ctx(60000);
     a->writer = streams->Append(a->ctx.get(), &a->resp);
     REQUIRE(a->writer->Write(Options("open-appends")));
     appends.push_back(std::move(a));
   }
-  // The 9th: refused at once, while the others are open (retried while the
-  // 8 are still being registered by the server).
+  // Once the server counts all 8 (the grpc subsystem's health details in
+  // /control/status), a 9th is refused.
+  json in_progress;
+  const bool counted = esdb::test::WaitUntil(
+      [&] {
+        const json status = json::parse(esdb::testing::Http(host.http_port(), "GET", "/control/status").body,
+                                        nullptr, /*allow_exceptions=*/false);
+        const json::json_pointer at("/subsystems/grpc/health/details/appends_in_progress");
+        in_progress = status.contains(at) ? status[at] : status;
+        return in_progress == 8;
+      },
+      20000);
+  INFO("appends_in_progress: " << in_progress.dump());
+  REQUIRE(counted);
   grpc::Status ninth;
-  for (int attempt = 0; attempt < 50; ++attempt) {
+  {
     auto ctx = Ctx();
     spb::AppendResp resp;
     auto writer = streams->Append(ctx.get(), &resp);
     writer->Write(Options("open-appends"));
     writer->WritesDone();
     ninth = writer->Finish();
-    if (ninth.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   INFO(ninth.error_message());
   CHECK(ninth.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
