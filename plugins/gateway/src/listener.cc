@@ -18,7 +18,8 @@ Listener::Listener(std::vector<net::io_context*> ios, std::shared_ptr<ServerStat
       state_(std::move(state)),
       strand_(net::make_strand(*ios_.front())),
       acceptor_(strand_),
-      retry_timer_(strand_) {}
+      retry_timer_(strand_),
+      sweep_timer_(strand_) {}
 
 esdb::Status Listener::Open(const tcp::endpoint& endpoint) {
   boost::system::error_code ec;
@@ -94,7 +95,16 @@ void Listener::SweepIdle() {
   const auto interval =
       std::max<std::chrono::milliseconds>(std::chrono::milliseconds(50),
                                           std::chrono::milliseconds(state_->config.pressure_idle_timeout_ms / 4));
-  if (now - last_sweep_ < interval) return;
+  if (now - last_sweep_ < interval) {
+    if (sweep_pending_) return;
+    sweep_pending_ = true;
+    sweep_timer_.expires_at(last_sweep_ + interval);
+    sweep_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      self->sweep_pending_ = false;
+      if (!ec && !self->closed_ && self->state_->UnderPressure()) self->SweepIdle();
+    });
+    return;
+  }
   last_sweep_ = now;
   for (auto& session : state_->LiveSessions()) session->OnPressure();
 }
@@ -107,6 +117,7 @@ void Listener::Close(std::chrono::milliseconds timeout) {
     boost::system::error_code ignored;
     self->acceptor_.close(ignored);
     self->retry_timer_.cancel();
+    self->sweep_timer_.cancel();
     done->set_value();
   });
   future.wait_for(timeout);

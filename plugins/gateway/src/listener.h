@@ -39,7 +39,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
   void OnAccept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket, size_t io_index);
   // Under pressure: tells every session, at most every
   // pressure_idle_timeout_ms / 4 (50 ms at least), so idle ones shorten
-  // their wait.
+  // their wait. One asked for sooner runs when that interval is over (if
+  // the pressure lasts), so no session accepted meanwhile is missed.
   void SweepIdle();
 
   const std::vector<boost::asio::io_context*> ios_;
@@ -48,6 +49,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_timer_;
+  boost::asio::steady_timer sweep_timer_;  // a deferred SweepIdle
+  bool sweep_pending_ = false;             // on strand_
   boost::asio::ip::tcp::endpoint local_;
   bool closed_ = false;
   std::chrono::steady_clock::time_point last_sweep_;  // on strand_
