@@ -169,6 +169,14 @@ grpc::Status AdmitAppendCall(Backend& b, grpc::CallbackServerContext& ctx, bool*
   return b.Authorize(ctx, Role::kWrite, "Appending", role);
 }
 
+// Gives back a call's place in open_appends (once; before its Finish, so a
+// client that saw its call end can open another at once).
+void ReleaseAppendCall(Backend& b, bool* counted) {
+  if (!*counted) return;
+  *counted = false;
+  b.open_appends.fetch_sub(1);
+}
+
 // One Append call on the callback API: reads the options and the events
 // (as gRPC hands them over, on its threads), then appends them with the
 // store's AppendAsync and finishes from the store's completion. It deletes
@@ -229,18 +237,14 @@ class AppendCall final : public grpc::ServerReadReactor<spb::AppendReq> {
   }
 
   void OnDone() override {
-    if (counted_) b_->open_appends.fetch_sub(1);
+    ReleaseAppendCall(*b_, &counted_);
     delete this;
   }
 
  private:
-  // Finish, after giving back the call's place in open_appends: a client
-  // that saw its call end can open another at once.
+  // Finish, after giving back the call's place in open_appends.
   void FinishCall(const grpc::Status& status) {
-    if (counted_) {
-      counted_ = false;
-      b_->open_appends.fetch_sub(1);
-    }
+    ReleaseAppendCall(*b_, &counted_);
     Finish(status);
   }
 
@@ -406,18 +410,14 @@ class BatchAppendCall final : public grpc::ServerBidiReactor<spb::BatchAppendReq
 
   void OnDone() override {
     if (registered_) service_->calls_->Remove(this);
-    if (counted_) b_->open_appends.fetch_sub(1);
+    ReleaseAppendCall(*b_, &counted_);
     delete this;
   }
 
  private:
-  // Finish, after giving back the call's place in open_appends: a client
-  // that saw its call end can open another at once.
+  // Finish, after giving back the call's place in open_appends.
   void FinishCall(const grpc::Status& status) {
-    if (counted_) {
-      counted_ = false;
-      b_->open_appends.fetch_sub(1);
-    }
+    ReleaseAppendCall(*b_, &counted_);
     Finish(status);
   }
 
