@@ -11,7 +11,7 @@
 #
 # Ports: node-i (i = 1..N) serves HTTP on PORT + 10*(i-1); nats-i (i = 1..3)
 # listens above that: clients on PORT + 10*(i-1) + 1, routes + 2, monitoring
-# + 3. Every process's line: `node NAME URL PID` / `nats NAME URL PID`
+# + 3; node-i's gRPC (the grpc plugin) on + 4. Every process's line: `node NAME URL PID` / `nats NAME URL PID`
 # (status adds the state: ready, starting, stopped). The configs are made
 # from the templates in packaging/cluster/ (the packaged three-machine
 # example comes from the same ones), the cluster-mode manifests are the
@@ -98,7 +98,7 @@ check_settings() {
   local what=$1
   is_uint "$NODES" && [ "$NODES" -ge 1 ] && [ "$NODES" -le 20 ] || die 2 "$what: nodes '$NODES': must be 1 to 20"
   local blocks=$(( NODES > NATS_COUNT ? NODES : NATS_COUNT ))
-  is_uint "$HTTP_PORT" && [ "$HTTP_PORT" -ge 1024 ] && [ $(( HTTP_PORT + 10 * (blocks - 1) + 3 )) -le 65535 ] ||
+  is_uint "$HTTP_PORT" && [ "$HTTP_PORT" -ge 1024 ] && [ $(( HTTP_PORT + 10 * (blocks - 1) + 4 )) -le 65535 ] ||
     die 2 "$what: http port '$HTTP_PORT': must be 1024 or more, with room for $blocks blocks of 10 ports below 65536"
 }
 
@@ -114,6 +114,7 @@ check_binaries() {
 
 node_port() { echo $(( HTTP_PORT + 10 * ($1 - 1) )); }
 nats_port() { echo $(( HTTP_PORT + 10 * ($1 - 1) + $2 )); }  # $2: 1 client, 2 route, 3 monitoring
+grpc_port() { echo $(( HTTP_PORT + 10 * ($1 - 1) + 4 )); }    # node i's grpc plugin
 all_names() {
   local i
   for (( i = 1; i <= NATS_COUNT; i++ )); do echo "nats-$i"; done
@@ -177,7 +178,7 @@ line() {  # line NAME [STATE]
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports_of() {
   describe "$1"
-  if [ "$KIND" = node ]; then node_port "$IDX"; else for k in 1 2 3; do nats_port "$IDX" "$k"; done; fi
+  if [ "$KIND" = node ]; then node_port "$IDX"; grpc_port "$IDX"; else for k in 1 2 3; do nats_port "$IDX" "$k"; done; fi
 }
 
 # Starts process NAME in the background, in a session of its own (so the
@@ -273,13 +274,13 @@ write_configs() {
   for (( i = 1; i <= NODES; i++ )); do
     local d=$DIR/node-$i
     mkdir -p "$d/manifests" "$d/data"
-    for p in persistence notification cluster gateway; do
+    for p in persistence notification cluster gateway grpc; do
       cp "$REPO/plugins/$p/manifest.json" "$d/manifests/$p.json"
     done
     cp "$BUILD/share/esdb/cluster/store.json" "$BUILD/share/esdb/cluster/log.json" "$d/manifests/"
     fill "$TEMPLATES/esdb.json.in" "$d/esdb.json" \
       NODE "node-$i" DATA_DIR "$d/data" MANIFESTS_DIR "$d/manifests" PLUGIN_DIR "$BUILD/bin/plugins" \
-      HTTP_ADDRESS 127.0.0.1 HTTP_PORT "$(node_port "$i")" NATS_URLS "$urls" EXPECTED_NODES "$NODES"
+      HTTP_ADDRESS 127.0.0.1 HTTP_PORT "$(node_port "$i")" GRPC_PORT "$(grpc_port "$i")" NATS_URLS "$urls" EXPECTED_NODES "$NODES"
   done
 }
 

@@ -191,10 +191,10 @@ TEST_CASE("bad command lines are refused with the option named", "[process]") {
   CHECK_THAT(no_dir.Stderr(), Catch::Contains("manifest directory"));
 }
 
-TEST_CASE("esdb-host --check on the default manifests: five subsystems ready", "[process][defaults]") {
+TEST_CASE("esdb-host --check on the default manifests: six subsystems ready", "[process][defaults]") {
   TempDir dir;
   HostProcess host(HostOptions::Exactly({"--manifests", ESDB_SOURCE_DIR "/manifests", "--data", (dir.path() / "data").string(), "--check",
-                    "--timeout", "60", "--set", "gateway.listen_port=0"}));
+                    "--timeout", "60", "--set", "gateway.listen_port=0", "--set", "grpc.listen_port=0"}));
   auto code = host.Wait(90000);
   REQUIRE(code.has_value());
   INFO(host.Stderr());
@@ -203,11 +203,11 @@ TEST_CASE("esdb-host --check on the default manifests: five subsystems ready", "
   REQUIRE_FALSE(lines.empty());
   const auto& status = lines.back();
   CHECK(status["ready"] == true);
-  for (const char* n : {"persistence", "store", "notification", "cluster", "gateway"}) {
+  for (const char* n : {"persistence", "store", "notification", "cluster", "gateway", "grpc"}) {
     INFO(n);
     CHECK(status["subsystems"][n]["state"] == "ready");
   }
-  CHECK(status["subsystems"].size() == 5);
+  CHECK(status["subsystems"].size() == 6);
   // Persistence opened its LevelDB in the data directory.
   CHECK(std::filesystem::exists(dir.path() / "data" / "persistence"));
 }

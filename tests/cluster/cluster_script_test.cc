@@ -65,7 +65,7 @@ TEST_CASE("scripts/cluster.sh: up, write on one node and read on another, kill -
           "[cluster-script]") {
   esdb::testing::TempDir tmp("esdb-cluster-script");
   const std::string dir = (tmp / "c").string();
-  const uint16_t port = esdb::test::FreeLoopbackPortBlock(24);  // 3 blocks of 10, the last nats-server's 3 ports
+  const uint16_t port = esdb::test::FreeLoopbackPortBlock(25);  // 3 blocks of 10, the last node's gRPC port at + 24
   const std::string build = ESDB_BUILD_DIR;
 
   // Bad arguments, before anything runs.
@@ -107,6 +107,9 @@ TEST_CASE("scripts/cluster.sh: up, write on one node and read on another, kill -
     CHECK(up.lines[node][0] == "node");
     CHECK(up.lines[node][2] == "http://127.0.0.1:" + std::to_string(port + 10 * (i - 1)));
     CHECK(up.lines[nats][2] == "nats://127.0.0.1:" + std::to_string(port + 10 * (i - 1) + 1));
+    // Each node serves the gRPC API too, on its block's + 4.
+    CHECK_THAT(esdb::test::ReadText(fs::path(dir) / node / "esdb-host.log"),
+               Catch::Contains("grpc listening on 127.0.0.1:" + std::to_string(port + 10 * (i - 1) + 4) + " "));
   }
   std::vector<pid_t> pids;
   for (const auto& [name, w] : up.lines) pids.push_back(std::stoi(w[3]));

@@ -102,7 +102,10 @@ TEST_CASE("the esdb package: its files, conffiles, maintainer scripts and Depend
   for (const char* f : {"./usr/bin/esdb-host", "./usr/bin/esdb", "./usr/lib/esdb/plugins/libesdb_persistence.so",
                         "./usr/lib/esdb/plugins/libesdb_store.so", "./usr/lib/esdb/plugins/libesdb_notification.so",
                         "./usr/lib/esdb/plugins/libesdb_cluster.so", "./usr/lib/esdb/plugins/libesdb_gateway.so",
+                        // the grpc plugin and its generated code's library (found through its RUNPATH)
+                        "./usr/lib/esdb/plugins/libesdb_grpc.so", "./usr/lib/esdb/libesdb_grpc_proto.so.0",
                         "./etc/esdb/esdb.json", "./etc/esdb/manifests/store.json", "./etc/esdb/manifests/gateway.json",
+                        "./etc/esdb/manifests/grpc.json",
                         "./lib/systemd/system/esdb.service", "./usr/share/doc/esdb/copyright",
                         "./usr/share/doc/esdb/changelog.gz",
                         // cluster mode: the log plugin, its and the store's manifests, three machines' configs
@@ -119,6 +122,7 @@ TEST_CASE("the esdb package: its files, conffiles, maintainer scripts and Depend
   CHECK(!Has(files, "./usr/etc"));
   CHECK(!Has(files, "./usr/local"));
   CHECK(!Has(files, "./var/"));  // /var/lib/esdb is postinst's
+  CHECK(!Has(files, "libesdb_grpc_proto.so "));  // no development link: nothing else links it
   for (size_t at = 0; at < files.size();) {
     const size_t end = files.find('\n', at);
     const std::string line = files.substr(at, end - at);
@@ -134,7 +138,7 @@ TEST_CASE("the esdb package: its files, conffiles, maintainer scripts and Depend
   CHECK(Has(info, " Section: database\n"));
   // dpkg-shlibdeps: the shared libraries the host and plugins link.
   for (const char* dep : {"adduser", "libc6", "libstdc++6", "libleveldb1d", "libspdlog1", "libssl3", "libre2-9",
-                          "libsystemd0", "libboost-filesystem1.74.0"}) {
+                          "libsystemd0", "libboost-filesystem1.74.0", "libgrpc++1.51", "libprotobuf32"}) {
     INFO(dep);
     CHECK(Has(info.substr(info.find(" Depends:")), dep));
   }
@@ -142,7 +146,8 @@ TEST_CASE("the esdb package: its files, conffiles, maintainer scripts and Depend
   REQUIRE(code == 0);
   CHECK(conffiles ==
         "/etc/esdb/esdb.json\n/etc/esdb/manifests/persistence.json\n/etc/esdb/manifests/store.json\n"
-        "/etc/esdb/manifests/notification.json\n/etc/esdb/manifests/cluster.json\n/etc/esdb/manifests/gateway.json\n");
+        "/etc/esdb/manifests/notification.json\n/etc/esdb/manifests/cluster.json\n/etc/esdb/manifests/gateway.json\n"
+        "/etc/esdb/manifests/grpc.json\n");
   const std::string postinst = Output(dir, {kDpkgDeb, "-I", Deb("esdb").string(), "postinst"}, &code);
   REQUIRE(code == 0);
   CHECK(Has(postinst, "adduser --system"));
@@ -334,6 +339,8 @@ TEST_CASE("the packaged cluster example: nats-server accepts each machine's conf
     CHECK(config["overrides"]["cluster"]["servers"]["value"] == servers);
     CHECK(config["overrides"]["cluster"]["mode"]["value"] == "cluster");
     CHECK(config["overrides"]["gateway"]["listen_address"]["value"] == "192.0.2." + std::to_string(k));
+    CHECK(config["overrides"]["grpc"]["listen_address"]["value"] == "192.0.2." + std::to_string(k));
+    CHECK(config["overrides"]["grpc"]["listen_port"]["value"] == 2114);
   }
   const json store = json::parse(ReadText(share / "store.json"), nullptr, false);
   REQUIRE(store.is_object());
@@ -358,7 +365,13 @@ TEST_CASE("the packaged host runs from a dpkg -x root on the packaged config: re
   const auto ready = host.WaitForEvent("system_ready", "", 60000);
   INFO(host.Stderr());
   REQUIRE(ready);
-  CHECK((*ready)["data"]["ready"].size() == 5);
+  CHECK((*ready)["data"]["ready"].size() == 6);
+  // The grpc plugin serves too, on the free port asked for over the file's.
+  const auto grpc = host.WaitForEvent("grpc_listening", "", 1000);
+  REQUIRE(grpc);
+  CHECK((*grpc)["data"]["address"] == "127.0.0.1");
+  CHECK((*grpc)["data"]["port"].get<int>() > 0);
+  CHECK((*grpc)["data"]["port"].get<int>() != 2114);
   const auto port = host.GatewayPort();
   REQUIRE(port.ok());
   const auto appended = Http(*port, "POST", "/streams/package-test",

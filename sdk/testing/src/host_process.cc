@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 HostOptions HostOptions::Exactly(std::vector<std::string> args) {
   HostOptions o;
   o.ephemeral_gateway_port = false;
+  o.ephemeral_grpc_port = false;
   o.print_events = false;
   o.no_config = false;
   o.args = std::move(args);
@@ -43,6 +44,7 @@ std::vector<std::string> BuildCommandLine(const HostOptions& o, const std::strin
   if (!o.data.empty()) add("--data", o.data.string());
   for (const auto& dir : o.plugin_dirs) add("--plugin-dir", dir.string());
   if (o.ephemeral_gateway_port) add("--set", "gateway.listen_port=0");
+  if (o.ephemeral_grpc_port) add("--set", "grpc.listen_port=0");
   if (o.print_events) argv.push_back("--print-events");
   if (!o.log_level.empty()) add("--log-level", o.log_level);
   for (const auto& s : o.sets) add("--set", s);

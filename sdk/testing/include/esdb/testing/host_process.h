@@ -46,7 +46,7 @@ namespace esdb::testing {
 
 // How to start the host. The command line is
 //   <binary> [--no-config] [--manifests M] [--data D] [--plugin-dir P]...
-//            [--set gateway.listen_port=0] [--print-events] [--log-level L] [--set S]... <args>...
+//            [--set gateway.listen_port=0] [--set grpc.listen_port=0] [--print-events] [--log-level L] [--set S]... <args>...
 struct HostOptions {
   std::filesystem::path binary{};          // empty: the esdb-host installed with the kit
   std::filesystem::path manifests{};       // --manifests, when not empty
@@ -55,6 +55,9 @@ struct HostOptions {
   std::vector<std::string> sets{};         // one --set each, "key=value" (e.g. "gateway.tokens=[...]")
   std::vector<std::string> args{};         // appended as given
   bool ephemeral_gateway_port = true;      // --set gateway.listen_port=0 (GatewayPort() says which it got)
+  // --set grpc.listen_port=0: the grpc plugin (when the manifests have it)
+  // binds a free port, announced in its grpc_listening event, not 2114.
+  bool ephemeral_grpc_port = true;
   bool print_events = true;                // --print-events: without it WaitFor() sees nothing
   std::string log_level{};                 // --log-level, when not empty
   // --no-config unless `args` has a --config: a test's host does not read
