@@ -117,7 +117,7 @@ class NotificationSubsystem : public esdb::Subsystem {
     if (!service_ || !cluster_) return;
     if (leader_.empty()) return;  // the service starts as "no leader known yet"
     if (leader_ == ctx_->Node()) {
-      (void)service_->BecomeLeader();  // logs a failure; answers unavailable until the next change
+      (void)service_->BecomeLeader();  // a failed load is logged and retried (BecomeLeader)
       return;
     }
     esdb::NotLeader l;

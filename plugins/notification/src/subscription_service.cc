@@ -73,7 +73,8 @@ SubscriptionService::SubscriptionService(boost::asio::io_context& io, std::share
       store_(std::move(store)),
       logger_(std::move(logger)),
       options_(options),
-      fanout_retry_(std::make_unique<boost::asio::steady_timer>(io_)) {
+      fanout_retry_(std::make_unique<boost::asio::steady_timer>(io_)),
+      lead_retry_(std::make_unique<boost::asio::steady_timer>(io_)) {
   fanout_next_ = store_->NextPosition();
   known_head_ = fanout_next_;
 }
@@ -111,28 +112,57 @@ esdb::Status SubscriptionService::Start() {
 
 esdb::Status SubscriptionService::BecomeLeader() {
   std::lock_guard<std::mutex> admin(admin_mu_);
+  uint64_t epoch = 0;
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    lead_retry_delay_ms_ = kLeadRetryFirstMs;
+    epoch = ++lead_epoch_;  // a retry of an earlier attempt is void now
+  }
+  return LeadLocked(epoch);
+}
+
+esdb::Status SubscriptionService::LeadLocked(uint64_t epoch) {
   if (stopped_) return esdb::Status::Cancelled("the subscription service is stopping");
   {
     std::lock_guard<std::mutex> lock(groups_mu_);
-    if (!cluster_ || leading_) return esdb::Status::OK();
+    if (!cluster_ || leading_ || epoch != lead_epoch_) return esdb::Status::OK();
   }
   esdb::Status s = LoadGroupsLocked();
   std::map<GroupKey, std::shared_ptr<PersistentGroup>> partial;
   esdb::Status answer;
+  int retry_ms = 0;
   {
     std::lock_guard<std::mutex> lock(groups_mu_);
     if (s.ok()) {
       leading_ = true;
       logger_->info("this node leads: {} persistent subscription group(s) run here", groups_.size());
     } else {
+      retry_ms = lead_retry_delay_ms_;
+      lead_retry_delay_ms_ = std::min(lead_retry_delay_ms_ * 2, kLeadRetryMaxMs);
       not_leader_ = esdb::Status::Unavailable("this node leads but could not load its persistent subscription "
-                                              "groups (retried at the next leader change): " + s.ToString());
+                                              "groups yet (retrying): " + s.ToString());
       partial.swap(groups_);
       answer = not_leader_;
+      // Tried again after retry_ms, unless another node leads meanwhile (or
+      // this node again: BecomeLeader starts afresh) or the service stops.
+      if (lead_retry_) {
+        lead_retry_->expires_after(std::chrono::milliseconds(retry_ms));
+        lead_retry_->async_wait([weak = weak_from_this(), epoch](const boost::system::error_code& ec) {
+          if (ec) return;
+          auto self = weak.lock();
+          if (!self) return;
+          std::lock_guard<std::mutex> admin(self->admin_mu_);
+          (void)self->LeadLocked(epoch);
+        });
+      }
     }
   }
   for (auto& [key, group] : partial) group->Stop(answer, /*write_checkpoint=*/false);
-  if (!s.ok()) logger_->error("loading the persistent subscription groups as leader: {}", s.ToString());
+  if (!s.ok()) {
+    lead_retries_.fetch_add(1, std::memory_order_relaxed);
+    logger_->error("loading the persistent subscription groups as leader (retried in {} ms): {}", retry_ms,
+                   s.ToString());
+  }
   return s;
 }
 
@@ -143,6 +173,8 @@ void SubscriptionService::BecomeFollower(const esdb::Status& not_leader) {
   {
     std::lock_guard<std::mutex> lock(groups_mu_);
     if (!cluster_) return;
+    ++lead_epoch_;  // a pending retry of BecomeLeader's load is void
+    if (lead_retry_) lead_retry_->cancel();
     was_leading = leading_;
     leading_ = false;
     not_leader_ = not_leader;
@@ -211,6 +243,13 @@ void SubscriptionService::Stop(const esdb::Status& reason) {
   {
     std::lock_guard<std::mutex> lock(fanout_mu_);
     retry = std::move(fanout_retry_);
+  }
+  if (retry) retry->cancel();
+  retry.reset();
+  {
+    std::lock_guard<std::mutex> lock(groups_mu_);
+    retry = std::move(lead_retry_);
+    ++lead_epoch_;
   }
   if (retry) retry->cancel();
   retry.reset();
@@ -469,7 +508,10 @@ nlohmann::json SubscriptionService::Stats() {
                         {"stored_state_problems", problems},
                         {"stored_state_skipped", StoredStateProblems()}};
   // Cluster mode: whether the groups run here (leader) or not (follower).
-  if (role) stats["groups_role"] = role;
+  if (role) {
+    stats["groups_role"] = role;
+    stats["groups_load_failures"] = lead_retries_.load(std::memory_order_relaxed);
+  }
   return stats;
 }
 

@@ -67,7 +67,10 @@ class SubscriptionService : public esdb::Subscriptions,
   void SetClusterMode();
   // This node leads: loads the groups from kGroupConfigStream (what Start
   // does in single-node mode), each resuming from its checkpoint. No-op
-  // while leading.
+  // while leading. When the load fails (the store's read failed) the
+  // result says why, group calls answer unavailable, and the load is tried
+  // again on the io_context after 200 ms, then twice as long each time up
+  // to 5 s, until it succeeds, BecomeFollower is called, or Stop.
   esdb::Status BecomeLeader();
   // Another node leads (or none is known): stops every group WITHOUT writing
   // a checkpoint, drops its consumers with `not_leader`, and answers every
@@ -132,6 +135,9 @@ class SubscriptionService : public esdb::Subscriptions,
   esdb::Status CheckGroupsHere();
   // Start's loading of the stored definitions. Requires admin_mu_.
   esdb::Status LoadGroupsLocked();
+  // BecomeLeader's load for attempt `epoch` (requires admin_mu_); a no-op
+  // when leading or another attempt superseded it.
+  esdb::Status LeadLocked(uint64_t epoch);
   // One entry of the stored definitions -> a running group. Requires admin_mu_.
   esdb::Status LoadGroupLocked(const nlohmann::json& entry);
   void ReportStoredStateProblem(const std::string& where, const std::string& problem);
@@ -165,6 +171,16 @@ class SubscriptionService : public esdb::Subscriptions,
   bool cluster_ = false;
   bool leading_ = true;
   esdb::Status not_leader_;
+  // A failed load as leader is retried (LeadLocked) by lead_retry_ while
+  // lead_epoch_ is the attempt's (BecomeLeader, BecomeFollower and Stop
+  // move it on); all three under groups_mu_. lead_retry_ is null once
+  // stopped.
+  static constexpr int kLeadRetryFirstMs = 200;
+  static constexpr int kLeadRetryMaxMs = 5000;
+  std::unique_ptr<boost::asio::steady_timer> lead_retry_;
+  uint64_t lead_epoch_ = 0;
+  int lead_retry_delay_ms_ = kLeadRetryFirstMs;
+  std::atomic<uint64_t> lead_retries_{0};  // failed loads as leader, for Stats()
 
   mutable std::mutex problems_mu_;
   nlohmann::json stored_state_problems_ = nlohmann::json::array();

@@ -378,7 +378,9 @@ TEST_CASE("group admin: validation, exists, not found, update, delete drops cons
 namespace {
 
 // An EventStoreV2 that forwards to another, except that ReadStream and
-// ReadAll wait at a gate while `closed` (to hold a group inside a read).
+// ReadAll wait at a gate while `closed` (to hold a group inside a read),
+// and that ReadStream of `failing` fails with unavailable while
+// fail_reads() is above 0 (each failure takes one off).
 class GatedStore : public esdb::EventStoreV2 {
  public:
   explicit GatedStore(esdb::EventStoreV2& inner) : inner_(inner) {}
@@ -410,7 +412,24 @@ class GatedStore : public esdb::EventStoreV2 {
   }
   esdb::Result<esdb::ReadStreamResult> ReadStream(const esdb::ReadStreamRequest& r) override {
     Gate();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (fail_reads_ > 0 && r.stream_id == failing_) {
+        --fail_reads_;
+        ++failed_reads_;
+        return esdb::Status::Unavailable("test: reads of " + failing_ + " fail");
+      }
+    }
     return inner_.ReadStream(r);
+  }
+  void FailReads(const std::string& stream, int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failing_ = stream;
+    fail_reads_ = n;
+  }
+  int failed_reads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failed_reads_;
   }
   esdb::Result<esdb::ReadAllResult> ReadAll(const esdb::ReadAllRequest& r) override {
     Gate();
@@ -460,6 +479,9 @@ class GatedStore : public esdb::EventStoreV2 {
   std::condition_variable cv_;
   bool closed_ = false;
   int waiting_ = 0;
+  std::string failing_;
+  int fail_reads_ = 0;
+  int failed_reads_ = 0;
 };
 
 // Runs `f` on a thread (kept in `threads`, joined by the caller once
@@ -513,4 +535,44 @@ TEST_CASE("no group lock is held across a store read: info, ack, nack and stop a
   puller.join();
   for (auto& t : threads) t.join();
   CHECK(stopped_in_time);
+}
+
+TEST_CASE("cluster mode: a leader whose load of the groups fails answers unavailable and retries until it loads; "
+          "a follower change voids the retry") {
+  TestEnv env;
+  esdb::GroupSettings s;
+  s.checkpoint_after_ms = 0;
+  {
+    auto svc = env.StartService(nullptr, /*cluster=*/true);
+    REQUIRE(svc->BecomeLeader().ok());
+    REQUIRE(svc->CreateGroup("r", "g", s).ok());
+    env.StopService();
+  }
+  env.Append("r", 3);
+  auto gated = std::make_shared<GatedStore>(env.store());
+  auto svc = env.StartService(gated, /*cluster=*/true);
+
+  // Three failed reads of the config stream: the first load and two retries
+  // (200 + 400 ms) fail, the third retry loads the group.
+  gated->FailReads(esdb_notification::kGroupConfigStream, 3);
+  const esdb::Status first = svc->BecomeLeader();
+  CHECK(first.code() == esdb::Code::kUnavailable);
+  CHECK(svc->GetGroupInfo("r", "g").status().code() == esdb::Code::kUnavailable);
+  CHECK_THAT(svc->GetGroupInfo("r", "g").status().message(), Catch::Contains("retrying"));
+  REQUIRE(WaitFor([&] { return svc->GetGroupInfo("r", "g").ok(); }, std::chrono::milliseconds(10000)));
+  CHECK(gated->failed_reads() == 3);
+  CHECK(svc->Stats()["groups_role"] == "leader");
+  CHECK(svc->Stats()["groups_load_failures"] == 3);
+  CHECK(Versions(Pull(*svc, "r", "g", 3)) == std::vector<int64_t>{0, 1, 2});
+
+  // Failing again after a change of leader: another node leads before the
+  // retry runs, so the retry does nothing and the node stays a follower.
+  svc->BecomeFollower(esdb::NotLeaderStatus("this node follows", {"node-2", "", ""}));
+  gated->FailReads(esdb_notification::kGroupConfigStream, 1);
+  CHECK(svc->BecomeLeader().code() == esdb::Code::kUnavailable);
+  svc->BecomeFollower(esdb::NotLeaderStatus("this node follows", {"node-2", "", ""}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past the first retry's 200 ms
+  CHECK(svc->Stats()["groups_role"] == "follower");
+  CHECK(esdb::ParseNotLeader(svc->GetGroupInfo("r", "g").status()).has_value());
+  CHECK(gated->failed_reads() == 4);
 }
