@@ -695,7 +695,11 @@ TEST_CASE("cluster: a leader is elected through lease claims in the log; killed 
       const size_t k = static_cast<size_t>(std::stoi(m["node"].get<std::string>().substr(5)) - 1);
       CHECK(m["http"] == "127.0.0.1:" + std::to_string(nodes[k].port));
       CHECK(m["applied_sequence"].is_number_unsigned());
+      // One machine, one clock: the offset is the heartbeat's transit time.
+      REQUIRE(m["clock_offset_ms"].is_number_integer());
+      CHECK(std::abs(m["clock_offset_ms"].get<int64_t>()) < 1000);
     }
+    CHECK(d["max_clock_offset_ms"] == 1000);
   }
   {
     auto metrics = Http(nodes[0].port, "GET", "/metrics");
@@ -704,6 +708,7 @@ TEST_CASE("cluster: a leader is elected through lease claims in the log; killed 
                                  Catch::Contains("esdb_cluster_is_leader " + std::string(l1 == 0 ? "1" : "0") + "\n") &&
                                  Catch::Contains("esdb_cluster_leader_info{node=\"" + first["node"].get<std::string>()) &&
                                  Catch::Contains("esdb_cluster_member_applied_sequence{node=\"node-3\"}") &&
+                                 Catch::Contains("esdb_cluster_member_clock_offset_ms{node=\"node-2\"}") &&
                                  Catch::Contains("esdb_cluster_nats_connected 1\n") &&
                                  Catch::Contains("esdb_cluster_lag "));
   }

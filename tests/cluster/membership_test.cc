@@ -77,18 +77,27 @@ TEST_CASE("membership: heartbeats round-trip; malformed ones are refused", "[mem
   CHECK(back->http == "127.0.0.1:2113");
   CHECK(back->process == "host-a/77");
   CHECK(back->grpc == "127.0.0.1:2114");
-  // A node of an earlier build sends no "grpc".
+  CHECK(back->wall_us == 0);
+  h.wall_us = 1796182523515482;
+  back = DecodeHeartbeat(EncodeHeartbeat(h));
+  REQUIRE(back.ok());
+  CHECK(back->wall_us == 1796182523515482);
+  // A node of an earlier build sends no "grpc" (nor "wall_us").
   auto old = DecodeHeartbeat(
       R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"h:1","process":"h/1","goodbye":false})");
   REQUIRE(old.ok());
   CHECK(old->grpc.empty());
+  CHECK(old->wall_us == 0);
   for (const char* bad : {"", "[]", "{}", R"({"node":"","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
                           R"({"node":"a","incarnation":-1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
                           R"({"node":"a","incarnation":1,"applied_sequence":0,"http":5,"process":"h/1","goodbye":false})",
                           R"({"node":"a\u0001","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false})",
                           R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1"})",
                           R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","goodbye":false})",
-                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false,"grpc":7})"}) {
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false,"grpc":7})",
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false,"wall_us":-5})",
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false,"wall_us":1.5})",
+                          R"({"node":"a","incarnation":1,"applied_sequence":0,"http":"","process":"h/1","goodbye":false,"wall_us":18446744073709551615})"}) {
     INFO(bad);
     CHECK(DecodeHeartbeat(bad).status().code() == esdb::Code::kInvalidArgument);
   }
@@ -146,6 +155,33 @@ TEST_CASE("leader view: leader_elected exactly when the applied lease names a ne
   CHECK_FALSE(NextClaim(State{}, "node-3", "", 2000, 0));  // its HTTP address unknown yet
 }
 
+TEST_CASE("membership: each member's clock offset from its heartbeats' wall_us; the members above a maximum",
+          "[membership]") {
+  Membership m(3, 1000);
+  const int64_t now_us = 1796182523000000;
+  Heartbeat a = Beat("a", 1), b = Beat("b", 1), c = Beat("c", 1);
+  a.wall_us = now_us;                   // the same clock
+  b.wall_us = now_us + 1500 * 1000;     // 1.5 s ahead
+  c.wall_us = 0;                        // an earlier build: unknown
+  m.Observe(a, 10, now_us);
+  m.Observe(b, 10, now_us);
+  m.Observe(c, 10, now_us);
+  const nlohmann::json members = m.Members(20);
+  REQUIRE(members.size() == 3);
+  CHECK(members[0]["clock_offset_ms"] == 0);
+  CHECK(members[1]["clock_offset_ms"] == 1500);
+  CHECK(members[2]["clock_offset_ms"].is_null());
+  CHECK(m.ClockOffsetsAbove(1000) == std::map<std::string, int64_t>{{"b", 1500}});
+  CHECK(m.ClockOffsetsAbove(2000).empty());
+  // Behind counts as much as ahead; a later heartbeat replaces the estimate.
+  b.wall_us = now_us + 2000 * 1000 - 1000 * 1000;  // sent at now + 2 s by our clock, 1 s behind
+  m.Observe(b, 2010, now_us + 2000 * 1000);
+  CHECK(m.ClockOffsetsAbove(500) == std::map<std::string, int64_t>{{"b", -1000}});
+  b.wall_us = now_us + 3000 * 1000;
+  m.Observe(b, 3010, now_us + 3000 * 1000);
+  CHECK(m.ClockOffsetsAbove(500).empty());
+}
+
 TEST_CASE("cluster plugin: bad lease settings are refused at start, each named", "[membership]") {
   esdb::testing::TempDir dir("esdb-cluster-config");
   nlohmann::json m = esdb::test::BuiltinManifest("cluster");
@@ -153,6 +189,7 @@ TEST_CASE("cluster plugin: bad lease settings are refused at start, each named",
                  {"servers", {"nats://127.0.0.1:" + std::to_string(esdb::test::FreeLoopbackPort())}},
                  {"lease_ttl_ms", 4000},
                  {"lease_renew_ms", 2500},
+                 {"max_clock_offset_ms", 4000},
                  {"lease_bucket", "esdb-leader"}};
   esdb::testing::HostProcess host(esdb::test::HostOnManifests(dir.path(), {m}));
   auto failed = host.WaitForEvent("subsystem_failed", "cluster", 20000);
@@ -160,6 +197,7 @@ TEST_CASE("cluster plugin: bad lease settings are refused at start, each named",
   REQUIRE(failed);
   // lease_bucket is gone with the key-value lease: an unknown key now.
   CHECK_THAT(failed->dump(), Catch::Contains("field 'lease_bucket'") &&
-                                 Catch::Contains("field 'lease_renew_ms': must be at most half of lease_ttl_ms (4000)"));
+                                 Catch::Contains("field 'lease_renew_ms': must be at most half of lease_ttl_ms (4000)") &&
+                                 Catch::Contains("field 'max_clock_offset_ms': must be below lease_ttl_ms (4000)"));
   CHECK(host.Terminate() == 0);
 }

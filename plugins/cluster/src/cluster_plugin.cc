@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -58,6 +59,7 @@ struct ClusterOptions {
   int expected_nodes = 3;
   uint32_t lease_ttl_ms = 5000;
   uint32_t lease_renew_ms = 1000;
+  uint32_t max_clock_offset_ms = 1000;
 };
 
 esdb::Result<ClusterOptions> ParseClusterOptions(const nlohmann::json& config) {
@@ -86,6 +88,11 @@ esdb::Result<ClusterOptions> ParseClusterOptions(const nlohmann::json& config) {
   if (o.lease_renew_ms * 2 > o.lease_ttl_ms) {
     r.Error("lease_renew_ms", "must be at most half of lease_ttl_ms (" + std::to_string(o.lease_ttl_ms) +
                                   "): a leader renews its lease at least twice before it expires");
+  }
+  r.Int("max_clock_offset_ms", 1, 600000, &o.max_clock_offset_ms);
+  if (o.max_clock_offset_ms >= o.lease_ttl_ms) {
+    r.Error("max_clock_offset_ms", "must be below lease_ttl_ms (" + std::to_string(o.lease_ttl_ms) +
+                                       "): an offset that large lets two nodes count themselves leader at once");
   }
   r.RejectUnknown();
   if (!problems.empty()) return problems.ToStatus("cluster config");
@@ -156,10 +163,14 @@ class ClusterSubsystem : public esdb::Subsystem {
                  {"lease",
                   {{"ttl_ms", options_.lease_ttl_ms},
                    {"renew_ms", options_.lease_renew_ms},
-                   {"sequence", leader_view_->sequence()}}}};
+                   {"sequence", leader_view_->sequence()}}},
+                 {"max_clock_offset_ms", options_.max_clock_offset_ms}};
     if (!connected) {
       h.healthy = false;
       h.message = "not connected to NATS; membership unknown; reconnecting";
+    } else if (!clock_warned_.empty()) {
+      // A warning, not a failure: nothing a restart would fix.
+      h.message = ClockWarning(clock_warned_);
     }
     return h;
   }
@@ -261,9 +272,36 @@ class ClusterSubsystem : public esdb::Subsystem {
         self->ctx_->ReportFailed(esdb::Status::InvalidArgument(why));
         return;
       }
-      events = self->membership_->Observe(*h, NowMs());
+      events = self->membership_->Observe(*h, NowMs(), WallUs());
+      self->CheckClocksLocked();
     }
     self->Publish(events);
+  }
+
+  // What the health message says while members' clocks are off.
+  std::string ClockWarning(const std::map<std::string, int64_t>& off) const {
+    std::string text;
+    for (const auto& [node, ms] : off) {
+      text += (text.empty() ? "" : ", ") + node + "'s clock is " + std::to_string(ms < 0 ? -ms : ms) + " ms " +
+              (ms < 0 ? "behind" : "ahead of") + " this node's";
+    }
+    return "clock offset: " + text + " (more than max_clock_offset_ms " +
+           std::to_string(options_.max_clock_offset_ms) +
+           "): lease expiries are in the proposers' clocks, so two nodes can count themselves leader for about that "
+           "long; synchronise the clocks (NTP)";
+  }
+
+  // Requires mu_. Logs a member whose clock offset went above
+  // max_clock_offset_ms (a warning) or back within it (info).
+  void CheckClocksLocked() {
+    std::map<std::string, int64_t> off = membership_->ClockOffsetsAbove(options_.max_clock_offset_ms);
+    for (const auto& [node, ms] : off) {
+      if (!clock_warned_.count(node)) ctx_->Logger()->warn("{}", ClockWarning({{node, ms}}));
+    }
+    for (const auto& [node, ms] : clock_warned_) {
+      if (!off.count(node)) ctx_->Logger()->info("clock offset: {}'s clock is within max_clock_offset_ms again", node);
+    }
+    clock_warned_ = std::move(off);
   }
 
   static void OnSubscriptionComplete(void* closure) {
@@ -309,6 +347,7 @@ class ClusterSubsystem : public esdb::Subsystem {
     }
     h.goodbye = goodbye;
     if (!goodbye) h.applied_sequence = AppliedSequence();
+    h.wall_us = static_cast<uint64_t>(WallUs());
     const std::string text = EncodeHeartbeat(h);
     natsConnection_Publish(nc_, options_.subject.c_str(), text.data(), static_cast<int>(text.size()));
     if (goodbye) natsConnection_FlushTimeout(nc_, 1000);
@@ -322,6 +361,7 @@ class ClusterSubsystem : public esdb::Subsystem {
         std::unique_lock<std::mutex> lock(mu_);
         if (cv_.wait_for(lock, std::chrono::milliseconds(options_.heartbeat_ms), [&] { return stopping_; })) return;
         events = membership_->Expire(NowMs());
+        CheckClocksLocked();
       }
       Publish(events);
     }
@@ -420,6 +460,7 @@ class ClusterSubsystem : public esdb::Subsystem {
   bool stopping_ = false;           // guarded by mu_
   bool sub_complete_ = false;       // guarded by mu_
   bool name_conflict_ = false;      // guarded by mu_: another node heartbeats under this name
+  std::map<std::string, int64_t> clock_warned_;  // guarded by mu_: members whose clock offset is above the max
   natsOptions* nats_options_ = nullptr;
   natsConnection* nc_ = nullptr;
   natsSubscription* sub_ = nullptr;

@@ -11,7 +11,8 @@ std::string EncodeHeartbeat(const Heartbeat& h) {
                         {"http", h.http},
                         {"process", h.process},
                         {"goodbye", h.goodbye},
-                        {"grpc", h.grpc}}
+                        {"grpc", h.grpc},
+                        {"wall_us", h.wall_us}}
       .dump();
 }
 
@@ -67,6 +68,14 @@ esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text) {
     }
     h.grpc = grpc->get<std::string>();
   }
+  auto wall = j.find("wall_us");
+  if (wall != j.end()) {
+    if (!wall->is_number_unsigned()) return esdb::Status::InvalidArgument("heartbeat: 'wall_us' is not an unsigned integer");
+    h.wall_us = wall->get<uint64_t>();
+    // Microseconds since 1970 below 2^62 (year ~148,000): the offset below
+    // stays far from overflow whatever a sender claims.
+    if (h.wall_us >= (uint64_t{1} << 62)) return esdb::Status::InvalidArgument("heartbeat: 'wall_us' is out of range");
+  }
   return h;
 }
 
@@ -92,7 +101,7 @@ void Membership::CheckQuorum(std::vector<MemberEvent>* out) {
   formed_ = quorum;
 }
 
-std::vector<MemberEvent> Membership::Observe(const Heartbeat& h, int64_t now_ms) {
+std::vector<MemberEvent> Membership::Observe(const Heartbeat& h, int64_t now_ms, int64_t wall_now_us) {
   std::vector<MemberEvent> out;
   auto it = members_.find(h.node);
   if (h.goodbye) {
@@ -101,6 +110,10 @@ std::vector<MemberEvent> Membership::Observe(const Heartbeat& h, int64_t now_ms)
     return out;
   }
   Member m{h.incarnation, h.applied_sequence, h.http, h.grpc, now_ms};
+  if (h.wall_us != 0 && wall_now_us > 0) {
+    m.clock_known = true;
+    m.clock_offset_ms = (static_cast<int64_t>(h.wall_us) - wall_now_us) / 1000;
+  }
   if (it == members_.end()) {
     Joined(h.node, m, &out);
   } else if (it->second.incarnation != h.incarnation) {
@@ -137,9 +150,18 @@ nlohmann::json Membership::Members(int64_t now_ms) const {
                     {"grpc", m.grpc},
                     {"applied_sequence", m.applied_sequence},
                     {"incarnation", m.incarnation},
-                    {"last_seen_ms_ago", now_ms - m.last_seen_ms}});
+                    {"last_seen_ms_ago", now_ms - m.last_seen_ms},
+                    {"clock_offset_ms", m.clock_known ? nlohmann::json(m.clock_offset_ms) : nlohmann::json()}});
   }
   return list;
+}
+
+std::map<std::string, int64_t> Membership::ClockOffsetsAbove(int64_t max_ms) const {
+  std::map<std::string, int64_t> out;
+  for (const auto& [name, m] : members_) {
+    if (m.clock_known && (m.clock_offset_ms > max_ms || m.clock_offset_ms < -max_ms)) out[name] = m.clock_offset_ms;
+  }
+  return out;
 }
 
 }  // namespace esdb_cluster

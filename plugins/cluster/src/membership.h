@@ -30,8 +30,8 @@
 namespace esdb_cluster {
 
 // One heartbeat, as JSON on the wire:
-// {"node", "incarnation", "applied_sequence", "http", "process", "goodbye", "grpc"}
-// ("grpc" may be absent: nodes of earlier builds do not send it).
+// {"node", "incarnation", "applied_sequence", "http", "process", "goodbye", "grpc", "wall_us"}
+// ("grpc" and "wall_us" may be absent: nodes of earlier builds do not send them).
 struct Heartbeat {
   std::string node;               // the node's name (esdb-host --node), 1 to 256 printable characters
   uint64_t incarnation = 0;       // differs at each start of the node
@@ -41,6 +41,7 @@ struct Heartbeat {
                                   // from another generation of this node's own cluster plugin (a reload)
   bool goodbye = false;           // the node is stopping
   std::string grpc;               // the node's gRPC address "host:port" (its grpc plugin), empty when it has none
+  uint64_t wall_us = 0;           // the sender's clock when it sent this (microseconds since the Unix epoch; 0: not sent)
 };
 
 // Reads a message `what` ("heartbeat") that came from the network: a JSON
@@ -66,11 +67,19 @@ class Membership {
  public:
   Membership(int expected_nodes, int64_t node_timeout_ms) : expected_(expected_nodes), timeout_ms_(node_timeout_ms) {}
 
-  std::vector<MemberEvent> Observe(const Heartbeat& h, int64_t now_ms);
+  // `now_ms`: a steady clock; `wall_now_us`: this node's clock as in
+  // Heartbeat::wall_us (0: do not estimate the sender's clock offset).
+  std::vector<MemberEvent> Observe(const Heartbeat& h, int64_t now_ms, int64_t wall_now_us = 0);
   // Members silent for longer than the timeout leave.
   std::vector<MemberEvent> Expire(int64_t now_ms);
-  // [{"node", "http", "grpc", "applied_sequence", "incarnation", "last_seen_ms_ago"}], by name.
+  // [{"node", "http", "grpc", "applied_sequence", "incarnation", "last_seen_ms_ago", "clock_offset_ms"}], by
+  // name. clock_offset_ms: the member's clock minus this node's as its last
+  // heartbeat showed (its wall_us against this node's clock when it came,
+  // so the transit time counts as a delay: on a LAN well under a
+  // millisecond); null when unknown.
   nlohmann::json Members(int64_t now_ms) const;
+  // The members whose |clock_offset_ms| is above `max_ms`: name -> offset.
+  std::map<std::string, int64_t> ClockOffsetsAbove(int64_t max_ms) const;
   bool formed() const { return formed_; }
 
  private:
@@ -80,6 +89,8 @@ class Membership {
     std::string http;
     std::string grpc;
     int64_t last_seen_ms = 0;
+    bool clock_known = false;
+    int64_t clock_offset_ms = 0;
   };
   void Joined(const std::string& node, const Member& m, std::vector<MemberEvent>* out);
   void Left(const std::string& node, const char* why, std::vector<MemberEvent>* out);

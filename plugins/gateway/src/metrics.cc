@@ -60,7 +60,7 @@ void RenderStats(std::ostringstream& os, const std::string& prefix, const nlohma
 
 // Cluster mode: the cluster subsystem's health details (its numbers as
 // esdb_cluster_*, the leader as esdb_cluster_leader_info{node,http} 1, each
-// member's applied log sequence).
+// member's applied log sequence and clock offset).
 void RenderCluster(std::ostringstream& os, const nlohmann::json& details) {
   if (!details.is_object() || details.value("mode", "") != "cluster") return;
   RenderStats(os, "esdb_cluster", details);
@@ -78,6 +78,12 @@ void RenderCluster(std::ostringstream& os, const nlohmann::json& details) {
       if (!m.is_object() || !m.contains("applied_sequence") || !m["applied_sequence"].is_number()) continue;
       os << "esdb_cluster_member_applied_sequence{node=\"" << PromLabel(m.value("node", "")) << "\"} "
          << Num(m["applied_sequence"].get<double>()) << "\n";
+    }
+    os << "# TYPE esdb_cluster_member_clock_offset_ms gauge\n";
+    for (const auto& m : *members) {
+      if (!m.is_object() || !m.contains("clock_offset_ms") || !m["clock_offset_ms"].is_number()) continue;
+      os << "esdb_cluster_member_clock_offset_ms{node=\"" << PromLabel(m.value("node", "")) << "\"} "
+         << Num(m["clock_offset_ms"].get<double>()) << "\n";
     }
   }
 }
