@@ -21,7 +21,7 @@ constexpr auto kPumpWait = std::chrono::milliseconds(100);  // how often a subsc
 
 std::atomic<uint64_t> g_next_subscription{1};
 
-bool WriteEvent(const esdb::RecordedEvent& e, bool structured, grpc::ServerWriter<spb::ReadResp>* out) {
+bool WriteEvent(const esdb::RecordedEvent& e, bool structured, ReadCall* out) {
   spb::ReadResp resp;
   auto* re = resp.mutable_event();
   ToRecordedEvent(e, structured, re->mutable_event());
@@ -29,19 +29,19 @@ bool WriteEvent(const esdb::RecordedEvent& e, bool structured, grpc::ServerWrite
   return out->Write(resp);
 }
 
-bool WriteStreamNotFound(const std::string& stream, grpc::ServerWriter<spb::ReadResp>* out) {
+bool WriteStreamNotFound(const std::string& stream, ReadCall* out) {
   spb::ReadResp resp;
   resp.mutable_stream_not_found()->mutable_stream_identifier()->set_stream_name(stream);
   return out->Write(resp);
 }
 
-bool WriteConfirmation(grpc::ServerWriter<spb::ReadResp>* out) {
+bool WriteConfirmation(ReadCall* out) {
   spb::ReadResp resp;
   resp.mutable_confirmation()->set_subscription_id("esdb-grpc-" + std::to_string(g_next_subscription.fetch_add(1)));
   return out->Write(resp);
 }
 
-bool WriteCheckpoint(uint64_t position, grpc::ServerWriter<spb::ReadResp>* out) {
+bool WriteCheckpoint(uint64_t position, ReadCall* out) {
   spb::ReadResp resp;
   auto* c = resp.mutable_checkpoint();
   c->set_commit_position(position);
@@ -63,14 +63,14 @@ void FillMark(std::optional<int64_t> revision, std::optional<uint64_t> position,
 }
 
 bool WriteCaughtUp(std::optional<int64_t> revision, std::optional<uint64_t> position,
-                   grpc::ServerWriter<spb::ReadResp>* out) {
+                   ReadCall* out) {
   spb::ReadResp resp;
   FillMark(revision, position, resp.mutable_caught_up());
   return out->Write(resp);
 }
 
 bool WriteFellBehind(std::optional<int64_t> revision, std::optional<uint64_t> position,
-                     grpc::ServerWriter<spb::ReadResp>* out) {
+                     ReadCall* out) {
   spb::ReadResp resp;
   FillMark(revision, position, resp.mutable_fell_behind());
   return out->Write(resp);
@@ -115,10 +115,30 @@ grpc::Status ClientGone() { return grpc::Status(grpc::StatusCode::CANCELLED, "th
 
 }  // namespace
 
-grpc::Status StreamsService::Read(grpc::ServerContext* ctx, const spb::ReadReq* req,
-                                  grpc::ServerWriter<spb::ReadResp>* out) {
+StreamsService::StreamsService(std::shared_ptr<Backend> backend)
+    : b_(std::move(backend)), calls_(std::make_shared<CallRegistry>()) {
+  // Read is the service's first method (index 0, as streams.proto lists
+  // them; the generated WithSplitStreamingMethod_Read uses the same index).
+  MarkMethodStreamed(0, new grpc::internal::TemplatedBidiStreamingHandler<ReadCall, false>(
+                            [this](grpc::ServerContext* ctx, ReadCall* call) { return StreamedRead(ctx, call); }));
+}
+
+grpc::Status StreamsService::StreamedRead(grpc::ServerContext* ctx, ReadCall* call) {
+  spb::ReadReq req;
+  if (!call->Read(&req)) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a Read call carries one ReadReq; none came");
+  grpc::Status status = ReadOne(ctx, req, call);
+  // Waits for the client's end of its side (Read is false then, and also
+  // when the call was cancelled or the client went away).
+  spb::ReadReq more;
+  if (call->Read(&more)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a Read call carries one ReadReq; a second one came");
+  }
+  return status;
+}
+
+grpc::Status StreamsService::ReadOne(grpc::ServerContext* ctx, const spb::ReadReq& req, ReadCall* out) {
   if (grpc::Status a = b_->Authorize(*ctx, Role::kRead, "Reading"); !a.ok()) return a;
-  const Options& o = req->options();
+  const Options& o = req.options();
   const bool subscribe = o.count_option_case() == Options::kSubscription;
   switch (o.stream_option_case()) {
     case Options::kStream: return subscribe ? SubscribeStream(ctx, o, out) : ReadStream(ctx, o, out);
@@ -128,7 +148,7 @@ grpc::Status StreamsService::Read(grpc::ServerContext* ctx, const spb::ReadReq* 
 }
 
 grpc::Status StreamsService::ReadStream(grpc::ServerContext* ctx, const Options& o,
-                                        grpc::ServerWriter<spb::ReadResp>* out) {
+                                        ReadCall* out) {
   const auto& so = o.stream();
   const std::string stream = so.stream_identifier().stream_name();
   const bool forward = o.read_direction() == Options::Forwards;
@@ -179,7 +199,7 @@ grpc::Status StreamsService::ReadStream(grpc::ServerContext* ctx, const Options&
   return grpc::Status::OK;
 }
 
-grpc::Status StreamsService::ReadAll(grpc::ServerContext* ctx, const Options& o, grpc::ServerWriter<spb::ReadResp>* out) {
+grpc::Status StreamsService::ReadAll(grpc::ServerContext* ctx, const Options& o, ReadCall* out) {
   const bool forward = o.read_direction() == Options::Forwards;
   const bool structured = o.uuid_option().has_structured();
   auto filter = ToClientFilter(o);
@@ -229,7 +249,7 @@ grpc::Status StreamsService::ReadAll(grpc::ServerContext* ctx, const Options& o,
 }
 
 grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Options& o,
-                                             grpc::ServerWriter<spb::ReadResp>* out) {
+                                             ReadCall* out) {
   const auto& so = o.stream();
   const std::string stream = so.stream_identifier().stream_name();
   const bool structured = o.uuid_option().has_structured();
@@ -290,7 +310,7 @@ grpc::Status StreamsService::SubscribeStream(grpc::ServerContext* ctx, const Opt
 }
 
 grpc::Status StreamsService::SubscribeAll(grpc::ServerContext* ctx, const Options& o,
-                                          grpc::ServerWriter<spb::ReadResp>* out) {
+                                          ReadCall* out) {
   const bool structured = o.uuid_option().has_structured();
   auto filter = ToClientFilter(o);
   if (!filter.ok()) return ToGrpcError(ctx, filter.status(), "");

@@ -2,6 +2,7 @@
 // the Node clients do not reach (malformed and oversized messages,
 // unimplemented services, exact values of the wire format, cancellation
 // mid-stream, a graceful stop with a subscription open).
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -133,6 +134,69 @@ TEST_CASE("grpc: wire values, errors, limits, unimplemented services", "[grpc]")
     CHECK(resp.event().commit_position() == http["position"].get<uint64_t>());
     CHECK_FALSE(reader->Read(&resp));
     CHECK(reader->Finish().ok());
+  }
+
+  SECTION("a Read answers at once but sends its status only after the client ended its side; a second ReadReq is "
+          "INVALID_ARGUMENT") {
+    // The Kurrent client's reads (tonic) send their request and the end of
+    // their side in two frames; a status sent before the second resets the
+    // stream, which that client may report as UnavailableError.
+    for (int i = 0; i < 3; ++i) {
+      REQUIRE(esdb::testing::Http(host.http_port(), "POST", "/streams/half-close",
+                                  R"([{"eventType": "T", "data": {}}])")
+                  .status == 201);
+    }
+    spb::ReadReq req;
+    auto* o = req.mutable_options();
+    o->mutable_stream()->mutable_stream_identifier()->set_stream_name("half-close");
+    o->mutable_stream()->mutable_start();
+    o->set_count(10);
+    o->mutable_uuid_option()->mutable_string();
+    o->mutable_no_filter();
+    // The same method as a bidi call, so the client decides when its side ends.
+    const grpc::internal::RpcMethod method("/event_store.client.streams.Streams/Read",
+                                           grpc::internal::RpcMethod::BIDI_STREAMING);
+    {
+      auto ctx = Ctx();
+      std::unique_ptr<grpc::ClientReaderWriter<spb::ReadReq, spb::ReadResp>> call(
+          grpc::internal::ClientReaderWriterFactory<spb::ReadReq, spb::ReadResp>::Create(channel.get(), method,
+                                                                                         ctx.get()));
+      REQUIRE(call->Write(req));
+      spb::ReadResp resp;
+      for (int i = 0; i < 3; ++i) {
+        REQUIRE(call->Read(&resp));
+        CHECK(resp.event().event().stream_revision() == static_cast<uint64_t>(i));
+      }
+      // Every event is here, and no status while the client's side is open:
+      // a further Read waits until the client ends it.
+      std::atomic<bool> ended{false};
+      std::thread reader([&] {
+        spb::ReadResp more;
+        CHECK_FALSE(call->Read(&more));
+        ended = true;
+      });
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      CHECK_FALSE(ended.load());
+      CHECK(call->WritesDone());
+      reader.join();
+      CHECK(ended.load());
+      CHECK(call->Finish().ok());
+    }
+    {
+      auto ctx = Ctx();
+      std::unique_ptr<grpc::ClientReaderWriter<spb::ReadReq, spb::ReadResp>> call(
+          grpc::internal::ClientReaderWriterFactory<spb::ReadReq, spb::ReadResp>::Create(channel.get(), method,
+                                                                                         ctx.get()));
+      REQUIRE(call->Write(req));
+      REQUIRE(call->Write(req));
+      call->WritesDone();
+      spb::ReadResp resp;
+      while (call->Read(&resp)) {
+      }
+      const grpc::Status s = call->Finish();
+      CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+      CHECK_THAT(s.error_message(), Catch::Contains("a second one came"));
+    }
   }
 
   SECTION("an append whose first message is not its options is INVALID_ARGUMENT") {
