@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "esdb/bus_events.h"
 #include "esdb/not_leader.h"
 #include "esdb/testing/temp_dir.h"
 #include "group_codec.h"
@@ -125,6 +126,38 @@ struct OneServerLog {
   esdb::test::NatsCluster nats;
   std::shared_ptr<esdb_log::NatsLog> real;
 };
+
+int64_t WallUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Publishes a group of one request (`request` appends it) with time `time`
+// under entry id `id`, as another node would, and waits until `store`
+// applied it. Returns its sequence.
+uint64_t PublishOne(esdb::Log& log, esdb_store::StoreCore& store, const std::string& id, int64_t time,
+                    const std::function<void(std::string*)>& request) {
+  std::string data;
+  esdb_store::EncodeGroupHeader(time, 1, &data);
+  request(&data);
+  std::promise<esdb::Result<esdb::LogAppendResult>> stored;
+  log.Append(id, data, [&stored](esdb::Result<esdb::LogAppendResult> r) { stored.set_value(std::move(r)); });
+  esdb::Result<esdb::LogAppendResult> r = stored.get_future().get();
+  REQUIRE(r.ok());
+  REQUIRE(esdb::test::WaitUntil(
+      [&] { return store.Stats()["cluster"]["applied_sequence"].get<uint64_t>() >= r->sequence; }, 20000));
+  return r->sequence;
+}
+
+// The stream index keys of `stream` in `storage` (plugins/store/src/key_layout.h).
+size_t IndexKeys(esdb::Storage& storage, const std::string& stream) {
+  auto it = storage.NewIterator(esdb::StorageReadOptions{});
+  REQUIRE(it.ok());
+  const std::string prefix = "s" + stream + std::string(1, '\0');
+  size_t n = 0;
+  for ((*it)->Seek(prefix); (*it)->Valid() && (*it)->key().substr(0, prefix.size()) == prefix; (*it)->Next()) ++n;
+  return n;
+}
 
 }  // namespace
 
@@ -315,40 +348,18 @@ TEST_CASE("store, cluster mode: a scavenge entry is applied only in its leader l
   options.checkpoint_interval_ms = 0;
   esdb_store_test::StoreFixture f(options, real);
   REQUIRE(f.store->WaitCaughtUp(std::chrono::seconds(30)).ok());
-  const auto now_us = [] {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  };
+  const auto now_us = WallUs;
   const auto stats = [&] { return f.store->Stats(); };
   // A group of one request, published as another node would (`time`: the
   // proposer's clock), applied here before this returns.
   int raw_entries = 0;
   const auto publish = [&](int64_t time, const std::function<void(std::string*)>& request) {
-    std::string data;
-    esdb_store::EncodeGroupHeader(time, 1, &data);
-    request(&data);
-    std::promise<esdb::Result<esdb::LogAppendResult>> stored;
-    real->Append("raw-" + std::to_string(++raw_entries), data,
-                 [&stored](esdb::Result<esdb::LogAppendResult> r) { stored.set_value(std::move(r)); });
-    esdb::Result<esdb::LogAppendResult> r = stored.get_future().get();
-    REQUIRE(r.ok());
-    REQUIRE(esdb::test::WaitUntil(
-        [&] { return stats()["cluster"]["applied_sequence"].get<uint64_t>() >= r->sequence; }, 20000));
-    return r->sequence;
+    return PublishOne(*real, *f.store, "raw-" + std::to_string(++raw_entries), time, request);
   };
   const auto order = [&](int64_t time, const std::string& node, uint64_t term) {
     return publish(time, [&](std::string* d) { esdb_store::EncodeGroupScavenge({node, term}, d); });
   };
-  // The stream index keys of `stream` in this node's storage.
-  const auto index_keys = [&](const std::string& stream) {
-    auto it = f.storage->NewIterator(esdb::StorageReadOptions{});
-    REQUIRE(it.ok());
-    const std::string prefix = "s" + stream + std::string(1, '\0');
-    size_t n = 0;
-    for ((*it)->Seek(prefix); (*it)->Valid() && (*it)->key().substr(0, prefix.size()) == prefix; (*it)->Next()) ++n;
-    return n;
-  };
+  const auto index_keys = [&](const std::string& stream) { return IndexKeys(*f.storage, stream); };
   const auto append = [&](const std::string& stream, int n) {
     for (int i = 0; i < n; ++i) {
       REQUIRE(f.store->Append(stream, esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("e")}).ok());
@@ -453,6 +464,57 @@ TEST_CASE("store, cluster mode: a scavenge entry is applied only in its leader l
   esdb_store::EncodeGroupHeader(now_us(), 1, &zero);
   esdb_store::EncodeGroupScavenge({"node-x", 0}, &zero);
   CHECK_FALSE(esdb_store::DecodeGroup(zero).ok());
+  f.Close();
+  real->Close();
+}
+
+TEST_CASE("store, cluster mode: the periodic scavenger orders a scavenge while this node leads, never while another "
+          "node does",
+          "[cluster][store-log]") {
+  OneServerLog server("esdb-store-scavenger");
+  auto& real = server.real;
+  esdb_store::StoreOptions options;
+  options.cluster = true;
+  options.checkpoint_interval_ms = 0;
+  options.scavenge_interval_s = 1;
+  esdb_store_test::StoreFixture f(options, real);
+  REQUIRE(f.store->WaitCaughtUp(std::chrono::seconds(30)).ok());
+  for (int i = 0; i < 6; ++i) {
+    REQUIRE(f.store->Append("s", esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("e")}).ok());
+  }
+  esdb::StreamMetadata keep2;
+  keep2.max_count = 2;
+  REQUIRE(f.store->SetMetadata("s", keep2).ok());
+
+  // node-x leads (its claim published as it would): this node's scavenger orders nothing.
+  const int64_t now = WallUs();
+  PublishOne(*real, *f.store, "x-claim", now,
+             [](std::string* d) { esdb_store::EncodeGroupLease({"node-x", "127.0.0.1:2", 0, 60000}, d); });
+  REQUIRE(f.store->CurrentLease()->holder == "node-x");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  CHECK(f.store->Stats()["scavenges"] == 0);
+  CHECK(IndexKeys(*f.storage, "s") == 6);
+
+  // node-t (this node) claims after node-x's lease ended: its scavenger
+  // orders one within a second or two, applied here, published on the bus.
+  PublishOne(*real, *f.store, "t-claim", now + 61 * 1000000LL,
+             [](std::string* d) { esdb_store::EncodeGroupLease({"node-t", "127.0.0.1:1", 0, 60000}, d); });
+  REQUIRE(f.store->CurrentLease()->holder == "node-t");
+  CHECK(esdb::test::WaitUntil([&] { return f.store->Stats()["scavenges"] == 1; }, 5000));
+  CHECK(IndexKeys(*f.storage, "s") == 2);
+  const nlohmann::json last = f.store->Stats()["last_scavenge"];
+  INFO(last.dump());
+  CHECK(last["events_removed"] == 4);
+  CHECK(last["ordered_by"] == "node-t");
+  CHECK(last["term"] == 2);
+  CHECK(esdb::test::WaitUntil(
+      [&] {
+        for (const esdb::Event& e : f.Published()) {
+          if (e.type == esdb::event_types::kScavengeCompleted && e.data.value("events_removed", 0) == 4) return true;
+        }
+        return false;
+      },
+      5000));
   f.Close();
   real->Close();
 }
