@@ -1362,3 +1362,136 @@ TEST_CASE("cluster: a persistent group runs on the leader only; followers answer
   }
   nodes.clear();
 }
+
+namespace {
+
+// The stream index ('s') and event ('e') keys of a stopped node's LevelDB
+// (plugins/store/src/key_layout.h), as printable strings.
+std::set<std::string> StoreKeys(const std::string& db_path) {
+  leveldb::DB* raw = nullptr;
+  leveldb::Status opened = leveldb::DB::Open(leveldb::Options(), db_path, &raw);
+  INFO(db_path << ": " << opened.ToString());
+  REQUIRE(opened.ok());
+  std::unique_ptr<leveldb::DB> db(raw);
+  std::set<std::string> keys;
+  std::unique_ptr<leveldb::Iterator> it(db->NewIterator(leveldb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string k = it->key().ToString();
+    if (k.empty() || (k[0] != 's' && k[0] != 'e') || k.size() < 9) continue;
+    uint64_t n = 0;
+    for (size_t i = k.size() - 8; i < k.size(); ++i) n = (n << 8) | static_cast<uint8_t>(k[i]);
+    keys.insert(k.substr(0, k.size() - 8) + "#" + std::to_string(n));
+  }
+  return keys;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: scavenge is a singleton on the leader: a follower answers not_leader (421); the leader's scavenge "
+          "entry removes the same events on every node and their reads agree",
+          "[cluster-scavenge]") {
+  esdb::testing::TempDir dir("esdb-cluster-scavenge");
+  ThreeNodes cluster(dir.path());
+  std::vector<Node>& nodes = cluster.nodes;
+  std::vector<uint16_t> ports;
+  for (Node& n : nodes) ports.push_back(n.port);
+  json last;
+  const json agreed = AgreedLeader(ports, 0, &last);
+  INFO("the nodes' cluster details: " << last.dump());
+  REQUIRE(agreed.is_object());
+  const size_t l = static_cast<size_t>(std::stoi(agreed["node"].get<std::string>().substr(5)) - 1);
+  const json leader = {{"node", agreed["node"]}, {"http", "127.0.0.1:" + std::to_string(nodes[l].port)}};
+  const uint16_t follower = nodes[(l + 1) % 3].port;
+
+  // "trim": 20 events, max_count 5 (versions 0..14 hidden); "keep": 3 events.
+  const auto append = [&](const std::string& stream, int count) {
+    for (int i = 0; i < count; ++i) {
+      auto r = Http(nodes[static_cast<size_t>(i) % 3].port, "POST", "/streams/" + stream,
+                    json::array({{{"eventType", "t"}, {"data", {{"i", i}}}}}).dump(),
+                    {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}});
+      INFO(r.status << " " << r.body << r.error);
+      REQUIRE(r.status == 201);
+    }
+  };
+  append("trim", 20);
+  append("keep", 3);
+  {
+    auto r = Http(follower, "PUT", "/streams/trim/metadata", R"({"maxCount":5})",
+                  {{"Content-Type", "application/json"}});
+    INFO(r.status << " " << r.body);
+    REQUIRE(r.status / 100 == 2);
+  }
+
+  // A follower does not scavenge: 421 naming the leader.
+  for (size_t i = 0; i < 3; ++i) {
+    if (i != l) CheckNotLeader(nodes[i].port, "POST", "/admin/scavenge", "", leader);
+  }
+  // The leader does, for the whole cluster.
+  const auto started = std::chrono::steady_clock::now();
+  auto r = Http(nodes[l].port, "POST", "/admin/scavenge");
+  const double scavenge_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  INFO(r.status << " " << r.body);
+  REQUIRE(r.status == 200);
+  const json counts = r.Json();
+  CHECK(counts["events_removed"] == 15);
+  CHECK(counts["bytes_removed"].get<uint64_t>() > 0);
+  CHECK(counts["streams_scanned"].get<uint64_t>() >= 2);
+
+  // Every node applied the same entry with the same outcome (health details).
+  std::vector<json> applied(3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(esdb::test::WaitUntil(
+        [&] {
+          applied[i] = StatusPart(nodes[i].port, {"subsystems", "store", "health", "details", "last_scavenge"});
+          return applied[i].is_object();
+        },
+        20000));
+    INFO("node-" << i + 1 << ": " << applied[i].dump());
+    CHECK(applied[i]["events_removed"] == 15);
+    CHECK(applied[i]["bytes_removed"] == counts["bytes_removed"]);
+    CHECK(applied[i]["ordered_by"] == leader["node"]);
+    CHECK(applied[i]["term"] == agreed["term"]);
+  }
+  CHECK(applied[0] == applied[1]);
+  CHECK(applied[1] == applied[2]);
+
+  // Reads agree: "trim" is versions 15..19 everywhere, $all the same.
+  std::vector<json> all;
+  for (Node& n : nodes) {
+    auto page = Http(n.port, "GET", "/streams/trim?count=100");
+    INFO(page.status << " " << page.body);
+    REQUIRE(page.status == 200);
+    std::vector<int64_t> versions;
+    const json events = page.Json()["events"];
+    for (const json& e : events) versions.push_back(e["version"].get<int64_t>());
+    CHECK(versions == std::vector<int64_t>{15, 16, 17, 18, 19});
+    all.push_back(ReadAll(n.port));
+  }
+  CHECK(all[0] == all[1]);
+  CHECK(all[1] == all[2]);
+
+  // On disk: every node holds the same index and event keys, none of the
+  // removed ones (version 0..14 of "trim").
+  std::vector<std::string> paths;
+  for (Node& n : nodes) {
+    const std::optional<json> ready = n.host->WaitForEvent("subsystem_ready", "persistence", 1000);
+    REQUIRE(ready.has_value());
+    paths.push_back((*ready)["data"]["details"]["path"].get<std::string>());
+  }
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+  std::vector<std::set<std::string>> keys;
+  for (const std::string& p : paths) keys.push_back(StoreKeys(p));
+  CHECK(keys[0] == keys[1]);
+  CHECK(keys[1] == keys[2]);
+  size_t trim = 0;
+  for (const std::string& k : keys[0]) {
+    if (k.rfind(std::string("strim") + '\0', 0) == 0) {
+      ++trim;
+      CHECK(std::stoll(k.substr(k.find('#') + 1)) >= 15);
+    }
+  }
+  CHECK(trim == 5);
+  WARN("cluster scavenge: POST /admin/scavenge on the leader answered in " << scavenge_ms << " ms; "
+       << counts.dump() << "; every node's 's'/'e' keys identical (" << keys[0].size() << " keys)");
+}

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -13,6 +14,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "esdb/bus_events.h"
+#include "esdb/not_leader.h"
 #include "esdb/testing/temp_dir.h"
 #include "group_codec.h"
 #include "log_options.h"
@@ -123,6 +126,38 @@ struct OneServerLog {
   esdb::test::NatsCluster nats;
   std::shared_ptr<esdb_log::NatsLog> real;
 };
+
+int64_t WallUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Publishes a group of one request (`request` appends it) with time `time`
+// under entry id `id`, as another node would, and waits until `store`
+// applied it. Returns its sequence.
+uint64_t PublishOne(esdb::Log& log, esdb_store::StoreCore& store, const std::string& id, int64_t time,
+                    const std::function<void(std::string*)>& request) {
+  std::string data;
+  esdb_store::EncodeGroupHeader(time, 1, &data);
+  request(&data);
+  std::promise<esdb::Result<esdb::LogAppendResult>> stored;
+  log.Append(id, data, [&stored](esdb::Result<esdb::LogAppendResult> r) { stored.set_value(std::move(r)); });
+  esdb::Result<esdb::LogAppendResult> r = stored.get_future().get();
+  REQUIRE(r.ok());
+  REQUIRE(esdb::test::WaitUntil(
+      [&] { return store.Stats()["cluster"]["applied_sequence"].get<uint64_t>() >= r->sequence; }, 20000));
+  return r->sequence;
+}
+
+// The stream index keys of `stream` in `storage` (plugins/store/src/key_layout.h).
+size_t IndexKeys(esdb::Storage& storage, const std::string& stream) {
+  auto it = storage.NewIterator(esdb::StorageReadOptions{});
+  REQUIRE(it.ok());
+  const std::string prefix = "s" + stream + std::string(1, '\0');
+  size_t n = 0;
+  for ((*it)->Seek(prefix); (*it)->Valid() && (*it)->key().substr(0, prefix.size()) == prefix; (*it)->Next()) ++n;
+  return n;
+}
 
 }  // namespace
 
@@ -299,6 +334,187 @@ TEST_CASE("store, cluster mode: an entry id applied within entry_id_window entri
   // More than a window later, the id no longer counts: applied like any entry.
   wait_applied(resend(5));
   CHECK(stats()["duplicate_entries"] == 1);
+  f.Close();
+  real->Close();
+}
+
+TEST_CASE("store, cluster mode: a scavenge entry is applied only in its leader lease's term, at the time it carries; "
+          "a stale one changes nothing; a node that does not lead answers not_leader",
+          "[cluster][store-log]") {
+  OneServerLog server("esdb-store-scavenge");
+  auto& real = server.real;
+  esdb_store::StoreOptions options;
+  options.cluster = true;
+  options.checkpoint_interval_ms = 0;
+  esdb_store_test::StoreFixture f(options, real);
+  REQUIRE(f.store->WaitCaughtUp(std::chrono::seconds(30)).ok());
+  const auto now_us = WallUs;
+  const auto stats = [&] { return f.store->Stats(); };
+  // A group of one request, published as another node would (`time`: the
+  // proposer's clock), applied here before this returns.
+  int raw_entries = 0;
+  const auto publish = [&](int64_t time, const std::function<void(std::string*)>& request) {
+    return PublishOne(*real, *f.store, "raw-" + std::to_string(++raw_entries), time, request);
+  };
+  const auto order = [&](int64_t time, const std::string& node, uint64_t term) {
+    return publish(time, [&](std::string* d) { esdb_store::EncodeGroupScavenge({node, term}, d); });
+  };
+  const auto index_keys = [&](const std::string& stream) { return IndexKeys(*f.storage, stream); };
+  const auto append = [&](const std::string& stream, int n) {
+    for (int i = 0; i < n; ++i) {
+      REQUIRE(f.store->Append(stream, esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("e")}).ok());
+    }
+  };
+
+  // No lease yet: nobody may scavenge.
+  esdb::Result<esdb::ScavengeResult> refused = f.store->Scavenge();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == esdb::Code::kUnavailable);
+
+  append("s", 10);
+  esdb::StreamMetadata keep3;
+  keep3.max_count = 3;
+  REQUIRE(f.store->SetMetadata("s", keep3).ok());
+  append("aged", 4);
+  esdb::StreamMetadata minute;
+  minute.max_age_seconds = 60;
+  REQUIRE(f.store->SetMetadata("aged", minute).ok());
+
+  // node-t (this node) leads: term 1, for a minute.
+  esdb::Result<esdb::LeaderLeaseOutcome> lease = f.store->ProposeLease({"node-t", "127.0.0.1:1", 0, 60000});
+  REQUIRE(lease.ok());
+  REQUIRE(lease->granted);
+  REQUIRE(lease->lease.term == 1);
+
+  // Orders of a term that is not the lease's, or by a node that does not
+  // hold it: applied as nothing.
+  order(now_us(), "node-t", 2);
+  order(now_us(), "node-x", 1);
+  CHECK(index_keys("s") == 10);
+  CHECK(stats()["last_scavenge"].is_null());
+  CHECK(stats()["scavenges"] == 0);
+
+  // The leader's scavenge: max_count hides versions 0..6.
+  esdb::Result<esdb::ScavengeResult> first = f.store->Scavenge();
+  REQUIRE(first.ok());
+  CHECK(first->events_removed == 7);
+  CHECK(first->bytes_removed > 0);
+  CHECK(index_keys("s") == 3);
+  CHECK(index_keys("aged") == 4);  // a minute has not passed
+  nlohmann::json last = stats()["last_scavenge"];
+  INFO(last.dump());
+  CHECK(last["events_removed"] == 7);
+  CHECK(last["ordered_by"] == "node-t");
+  CHECK(last["term"] == 1);
+  CHECK(last["sequence"] == stats()["cluster"]["applied_sequence"]);
+  esdb::ReadStreamRequest q;
+  q.stream_id = "s";
+  esdb::Result<esdb::ReadStreamResult> read = f.store->ReadStream(q);
+  REQUIRE(read.ok());
+  REQUIRE(read->events.size() == 3);
+  CHECK(read->events[0].version == 7);
+
+  // node-x takes over with an entry timed after node-t's lease ended: term 2.
+  const int64_t later = now_us() + 120 * 1000000LL;
+  publish(later, [](std::string* d) { esdb_store::EncodeGroupLease({"node-x", "127.0.0.1:2", 0, 60000}, d); });
+  auto current = f.store->CurrentLease();
+  REQUIRE(current.ok());
+  REQUIRE(current->holder == "node-x");
+  REQUIRE(current->term == 2);
+  append("s", 5);  // versions 10..14: 7..11 hidden now
+  // node-t's order of its old term, after the new term began: stale.
+  const uint64_t stale = order(later + 1000000, "node-t", 1);
+  CHECK(index_keys("s") == 8);
+  CHECK(index_keys("aged") == 4);
+  CHECK(stats()["last_scavenge"]["term"] == 1);
+  CHECK(stats()["scavenges"] == 1);
+  CHECK(stats()["cluster"]["applied_sequence"].get<uint64_t>() >= stale);  // applied, as nothing
+  // node-t no longer leads: not_leader naming node-x.
+  esdb::Result<esdb::ScavengeResult> follower = f.store->Scavenge();
+  REQUIRE_FALSE(follower.ok());
+  INFO(follower.status().ToString());
+  std::optional<esdb::NotLeader> leader = esdb::ParseNotLeader(follower.status());
+  REQUIRE(leader.has_value());
+  CHECK(leader->leader == "node-x");
+  CHECK(leader->http == "127.0.0.1:2");
+
+  // node-x's order, 30 s into its term: the entry's time, not this node's
+  // clock, expires "aged" (older than a minute at that time).
+  const uint64_t applied = order(later + 30 * 1000000LL, "node-x", 2);
+  CHECK(index_keys("s") == 3);
+  CHECK(index_keys("aged") == 0);
+  last = stats()["last_scavenge"];
+  CHECK(last["events_removed"] == 5 + 4);
+  CHECK(last["ordered_by"] == "node-x");
+  CHECK(last["term"] == 2);
+  CHECK(last["sequence"] == applied);
+  CHECK(last["at_us"] == later + 30 * 1000000LL);
+  CHECK(stats()["cluster"]["malformed_entries"] == 0);
+
+  // A scavenge sharing its entry with another request is malformed (every
+  // node skips it alike).
+  std::string two;
+  esdb_store::EncodeGroupHeader(now_us(), 2, &two);
+  esdb_store::EncodeGroupDelete("s", esdb::ExpectedVersion::Any(), false, &two);
+  esdb_store::EncodeGroupScavenge({"node-x", 2}, &two);
+  esdb::Result<esdb_store::GroupRecord> decoded = esdb_store::DecodeGroup(two);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK_THAT(decoded.status().message(), Catch::Contains("only request of its group"));
+  std::string zero;
+  esdb_store::EncodeGroupHeader(now_us(), 1, &zero);
+  esdb_store::EncodeGroupScavenge({"node-x", 0}, &zero);
+  CHECK_FALSE(esdb_store::DecodeGroup(zero).ok());
+  f.Close();
+  real->Close();
+}
+
+TEST_CASE("store, cluster mode: the periodic scavenger orders a scavenge while this node leads, never while another "
+          "node does",
+          "[cluster][store-log]") {
+  OneServerLog server("esdb-store-scavenger");
+  auto& real = server.real;
+  esdb_store::StoreOptions options;
+  options.cluster = true;
+  options.checkpoint_interval_ms = 0;
+  options.scavenge_interval_s = 1;
+  esdb_store_test::StoreFixture f(options, real);
+  REQUIRE(f.store->WaitCaughtUp(std::chrono::seconds(30)).ok());
+  for (int i = 0; i < 6; ++i) {
+    REQUIRE(f.store->Append("s", esdb::ExpectedVersion::Any(), {esdb_store_test::Ev("e")}).ok());
+  }
+  esdb::StreamMetadata keep2;
+  keep2.max_count = 2;
+  REQUIRE(f.store->SetMetadata("s", keep2).ok());
+
+  // node-x leads (its claim published as it would): this node's scavenger orders nothing.
+  const int64_t now = WallUs();
+  PublishOne(*real, *f.store, "x-claim", now,
+             [](std::string* d) { esdb_store::EncodeGroupLease({"node-x", "127.0.0.1:2", 0, 60000}, d); });
+  REQUIRE(f.store->CurrentLease()->holder == "node-x");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  CHECK(f.store->Stats()["scavenges"] == 0);
+  CHECK(IndexKeys(*f.storage, "s") == 6);
+
+  // node-t (this node) claims after node-x's lease ended: its scavenger
+  // orders one within a second or two, applied here, published on the bus.
+  PublishOne(*real, *f.store, "t-claim", now + 61 * 1000000LL,
+             [](std::string* d) { esdb_store::EncodeGroupLease({"node-t", "127.0.0.1:1", 0, 60000}, d); });
+  REQUIRE(f.store->CurrentLease()->holder == "node-t");
+  CHECK(esdb::test::WaitUntil([&] { return f.store->Stats()["scavenges"] == 1; }, 5000));
+  CHECK(IndexKeys(*f.storage, "s") == 2);
+  const nlohmann::json last = f.store->Stats()["last_scavenge"];
+  INFO(last.dump());
+  CHECK(last["events_removed"] == 4);
+  CHECK(last["ordered_by"] == "node-t");
+  CHECK(last["term"] == 2);
+  CHECK(esdb::test::WaitUntil(
+      [&] {
+        for (const esdb::Event& e : f.Published()) {
+          if (e.type == esdb::event_types::kScavengeCompleted && e.data.value("events_removed", 0) == 4) return true;
+        }
+        return false;
+      },
+      5000));
   f.Close();
   real->Close();
 }

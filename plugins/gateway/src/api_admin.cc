@@ -1,6 +1,6 @@
 // Admin routes: add, remove, reload and list subsystems through the host's
 // esdb.admin/1 service, found in the service registry (503 naming it when
-// absent).
+// absent); and POST /admin/scavenge, the event store's Scavenge().
 //
 // The host runs every operation asynchronously and stamps the operation id
 // on the lifecycle events it causes (their correlation_id). A route answers
@@ -16,6 +16,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "api_common.h"
 #include "esdb/admin.h"
 #include "event_json.h"
 #include "json_util.h"
@@ -459,6 +460,20 @@ void GetPlugin(ServerState* st, Request& req, Reply reply) {
   reply(JsonResponse(200, RedactSecrets(*p)));
 }
 
+// The store's scavenge; what it removed. In cluster mode only the leader
+// runs it (a follower's not_leader answer becomes 421 naming the leader).
+// Waits for the scavenge on this io thread, as DeleteStream waits for its
+// commit.
+void Scavenge(ServerState* st, Request&, Reply reply) {
+  auto store = StoreOrReply(*st, reply);
+  if (!store) return;
+  esdb::Result<esdb::ScavengeResult> r = store->Scavenge();
+  if (!r.ok()) return reply(StatusResponse(r.status()));
+  reply(JsonResponse(200, {{"events_removed", r->events_removed},
+                           {"bytes_removed", r->bytes_removed},
+                           {"streams_scanned", r->streams_scanned}}));
+}
+
 }  // namespace
 
 void AddAdminRoutes(ServerState& state, boost::asio::io_context& io) {
@@ -474,6 +489,7 @@ void AddAdminRoutes(ServerState& state, boost::asio::io_context& io) {
         [st](Request& req, Reply reply) { GetPlugin(st, req, std::move(reply)); });
   r.Add("DELETE", "/admin/plugins/{name}", Role::kAdmin, bind(RemovePlugin));
   r.Add("POST", "/admin/plugins/{name}/reload", Role::kAdmin, bind(ReloadPlugin));
+  r.Add("POST", "/admin/scavenge", Role::kAdmin, [st](Request& req, Reply reply) { Scavenge(st, req, std::move(reply)); });
 }
 
 }  // namespace esdb_gateway

@@ -70,6 +70,12 @@ void EncodeGroupCheckpoint(const LogCheckpoint& checkpoint, std::string* out) {
   out->append(checkpoint.hash);
 }
 
+void EncodeGroupScavenge(const ScavengeOrder& order, std::string* out) {
+  out->push_back(5);
+  PutString(out, order.node);
+  PutFixed64BE(out, order.term);
+}
+
 esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
   RecordReader r(data);
   auto bad = [](const std::string& what) { return esdb::Status::Corruption("malformed commit group: " + what); };
@@ -85,7 +91,24 @@ esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
     GroupRequest q;
     uint8_t kind = 0, expected_kind = 0;
     if (!r.GetU8(&kind)) return bad(which + " truncated");
-    if (kind > 4) return bad(which + ": unknown kind " + std::to_string(kind));
+    if (kind > 5) return bad(which + ": unknown kind " + std::to_string(kind));
+    if (kind == 5) {
+      std::string_view node;
+      ScavengeOrder order;
+      if (!r.GetString(&node) || !r.GetU64(&order.term)) return bad(which + " truncated");
+      // The same rule as a lease claim's node (a scavenge names a lease holder).
+      const esdb::Status valid = ValidateLeaseClaim({std::string(node), "", 0, 1000});
+      if (!valid.ok()) return bad(which + ": scavenge: node must be 1 to 256 printable ASCII characters");
+      if (order.term == 0) return bad(which + ": scavenge of term 0");
+      // Applied against the state before its entry: nothing else may share it.
+      if (count != 1) return bad(which + ": a scavenge must be the only request of its group, not one of " +
+                                 std::to_string(count));
+      order.node.assign(node);
+      q.kind = GroupRequest::Kind::kScavenge;
+      q.scavenge = std::move(order);
+      g.requests.push_back(std::move(q));
+      continue;
+    }
     if (kind == 4) {
       std::string_view node, hash;
       LogCheckpoint cp;

@@ -15,6 +15,9 @@
 // or a log checkpoint (a node's running log hash after an entry it applied;
 // it decides nothing: store_cluster.cc compares it with its own):
 //   [u8 kind 4][str node][u64 sequence][32B hash]
+// or a scavenge ordered by the leader (store_scavenge.cc; its time is the
+// group's created_us), always the only request of its group:
+//   [u8 kind 5][str node][u64 term]
 // Integers big-endian, str = u32 length + bytes.
 #pragma once
 
@@ -38,8 +41,15 @@ struct LogCheckpoint {
   std::string hash;
 };
 
+// A scavenge ordered by `node` as the holder of the leader lease's `term`.
+// Applied only when that is still the lease at apply. Plain value.
+struct ScavengeOrder {
+  std::string node;  // 1 to 256 printable ASCII characters (a lease holder's name)
+  uint64_t term = 0;  // >= 1
+};
+
 struct GroupRequest {
-  enum class Kind : uint8_t { kAppend = 0, kDelete = 1, kSetMetadata = 2, kLease = 3, kCheckpoint = 4 };
+  enum class Kind : uint8_t { kAppend = 0, kDelete = 1, kSetMetadata = 2, kLease = 3, kCheckpoint = 4, kScavenge = 5 };
   Kind kind = Kind::kAppend;
   std::string stream;
   esdb::ExpectedVersion expected;
@@ -50,6 +60,7 @@ struct GroupRequest {
   std::optional<esdb::StreamMetadata> metadata;
   std::optional<esdb::LeaderLeaseClaim> lease;  // kLease only (stream and expected unused)
   std::optional<LogCheckpoint> checkpoint;       // kCheckpoint only (stream and expected unused)
+  std::optional<ScavengeOrder> scavenge;         // kScavenge only (stream and expected unused)
 };
 
 struct GroupRecord {
@@ -67,10 +78,13 @@ void EncodeGroupDelete(std::string_view stream, const esdb::ExpectedVersion& exp
 void EncodeGroupMetadata(std::string_view stream, const esdb::StreamMetadata& metadata, std::string* out);
 void EncodeGroupLease(const esdb::LeaderLeaseClaim& claim, std::string* out);
 void EncodeGroupCheckpoint(const LogCheckpoint& checkpoint, std::string* out);
+void EncodeGroupScavenge(const ScavengeOrder& order, std::string* out);
 
 // Decodes and checks what the store's keys rely on (stream ids non-empty,
 // without NUL, not "$all"; ids 16 bytes; event types non-empty; expected
-// versions valid; lease claims as ValidateLeaseClaim() wants them). Corruption naming the first problem otherwise. The
+// versions valid; lease claims as ValidateLeaseClaim() wants them; a
+// scavenge alone in its group, its node 1 to 256 printable characters and
+// its term >= 1). Corruption naming the first problem otherwise. The
 // bytes come from the log, written by any node: treated as hostile.
 esdb::Result<GroupRecord> DecodeGroup(std::string_view data);
 

@@ -79,6 +79,9 @@ void Answer(std::vector<std::unique_ptr<StoreCore::Request>>& requests, const st
       } else if (r.lease_done) {
         if (st.ok()) r.lease_done(r.lease_outcome);
         else r.lease_done(std::move(st));
+      } else if (r.scavenge_done) {
+        if (st.ok()) r.scavenge_done(r.scavenge_result);
+        else r.scavenge_done(std::move(st));
       } else if (r.status_done) {
         r.status_done(std::move(st));
       }
@@ -183,6 +186,7 @@ esdb::Status StoreCore::OpenCluster(const std::string& node) {
   cluster_ = std::make_unique<ClusterState>();
   ClusterState& c = *cluster_;
   // Entry ids are "<node>-<incarnation>.<random tag>-<counter>" in printable ASCII.
+  c.lease_node = node;
   c.node = node.empty() ? "node" : node.substr(0, 64);
   for (char& ch : c.node) {
     const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
@@ -375,9 +379,13 @@ void StoreCore::ProposerLoop() {
         const Request& r = *queue_.front();
         const size_t b = ProposedBytes(r, r.events.size());
         if (!group.empty() && bytes + b > limit) break;
+        // A scavenge is the only request of its entry (group_codec.h).
+        const bool scavenge = r.kind == Request::Kind::kScavenge;
+        if (!group.empty() && scavenge) break;
         bytes += b;
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        if (scavenge) break;
       }
     }
     // One request too large for any entry fails alone (an append is never split).
@@ -409,6 +417,7 @@ void StoreCore::ProposerLoop() {
         case Request::Kind::kSetMetadata: EncodeGroupMetadata(r.stream, *r.metadata, &data); break;
         case Request::Kind::kLease: EncodeGroupLease(*r.lease, &data); break;
         case Request::Kind::kCheckpoint: EncodeGroupCheckpoint(*r.checkpoint, &data); break;
+        case Request::Kind::kScavenge: EncodeGroupScavenge(*r.scavenge, &data); break;
       }
     }
     std::string id = c.node + "-" + c.incarnation_tag + "-" + std::to_string(++c.counter);
@@ -516,6 +525,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
           case GroupRequest::Kind::kSetMetadata: r->kind = Request::Kind::kSetMetadata; break;
           case GroupRequest::Kind::kLease: r->kind = Request::Kind::kLease; break;
           case GroupRequest::Kind::kCheckpoint: r->kind = Request::Kind::kCheckpoint; break;
+          case GroupRequest::Kind::kScavenge: r->kind = Request::Kind::kScavenge; break;
         }
         r->stream = std::move(q.stream);
         r->expected = q.expected;
@@ -526,6 +536,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
         r->metadata = std::move(q.metadata);
         r->lease = std::move(q.lease);
         r->checkpoint = std::move(q.checkpoint);
+        r->scavenge = std::move(q.scavenge);
         for (const auto& ev : r->events) r->bytes += EventBytes(ev);
         requests.push_back(std::move(r));
       }
@@ -611,6 +622,7 @@ void StoreCore::ApplyEntry(esdb::LogEntry& e) {
             g.statuses[i] = outcomes[i].status;
             g.results[i] = outcomes[i].result;
             g.requests[i]->lease_outcome = outcomes[i].lease;
+            g.requests[i]->scavenge_result = outcomes[i].scavenge;
           }
         }
         g.applied = true;
@@ -699,6 +711,15 @@ void StoreCore::HousekeepingLoop() {
     ExpireUnapplied();
     CheckSuspects();
     PruneEntryIds();
+    if (c.compact_pending.exchange(false)) {
+      // After a scavenge entry removed events (node-local, like a
+      // single-node scavenge's compaction; a failure is only logged).
+      lock.unlock();
+      const esdb::Status s = storage_->Compact(std::nullopt, std::nullopt);
+      if (!s.ok()) Log(3, "compaction after a scavenge failed: " + s.ToString());
+      lock.lock();
+      if (c.checkpoint_stop) break;
+    }
     if (options_.checkpoint_interval_ms == 0 || Clock::now() < next_checkpoint) continue;
     next_checkpoint = Clock::now() + std::chrono::milliseconds(options_.checkpoint_interval_ms);
     LogCheckpoint cp;

@@ -391,6 +391,16 @@ std::vector<StoreCore::Outcome> StoreCore::ProcessGroup(std::vector<std::unique_
         // the entry is applied (store_cluster.cc, CheckCheckpoint).
         if (log == nullptr) out.status = esdb::Status::FailedPrecondition("log checkpoints exist in cluster mode only");
         break;
+      case Request::Kind::kScavenge:
+        // Cluster mode only (single-node mode scavenges outside the writer).
+        // Alone in its group (DecodeGroup), so the committed state is the
+        // state before its entry.
+        if (log == nullptr) {
+          out.status = esdb::Status::FailedPrecondition("scavenge entries exist in cluster mode only");
+          break;
+        }
+        DecideScavenge(r, now_us, *log, out);
+        break;
     }
     any_write = any_write || out.writes;
   }
@@ -481,6 +491,8 @@ std::vector<StoreCore::Outcome> StoreCore::ProcessGroup(std::vector<std::unique_
         if (r.status_done) r.status_done(out.status);
         if (r.lease_done && out.status.ok()) r.lease_done(out.lease);
         else if (r.lease_done) r.lease_done(out.status);
+        if (r.scavenge_done && out.status.ok()) r.scavenge_done(out.scavenge);
+        else if (r.scavenge_done) r.scavenge_done(out.status);
       }
     } catch (const std::exception& e) {
       Log(4, std::string("an append callback threw: ") + e.what());

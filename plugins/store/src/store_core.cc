@@ -39,7 +39,7 @@ esdb::Result<std::shared_ptr<StoreCore>> StoreCore::Open(std::shared_ptr<esdb::S
   } else {
     core->writer_ = std::thread([c = core.get()] { c->WriterLoop(); });
   }
-  if (options.scavenge_interval_s > 0 && !core->log_) {  // cluster mode: Scavenge()
+  if (options.scavenge_interval_s > 0) {  // cluster mode: scavenges while this node leads
     core->scavenger_ = std::thread([c = core.get()] { c->ScavengerLoop(); });
   }
   return core;
@@ -187,6 +187,22 @@ nlohmann::json StoreCore::Stats() {
     std::shared_lock<std::shared_mutex> lock(state_mu_);
     streams = streams_.size();
   }
+  nlohmann::json last_scavenge = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(last_scavenge_mu_);
+    if (last_scavenge_) {
+      const LastScavenge& l = *last_scavenge_;
+      last_scavenge = {{"at_us", l.at_us},
+                       {"events_removed", l.result.events_removed},
+                       {"bytes_removed", l.result.bytes_removed},
+                       {"streams_scanned", l.result.streams_scanned}};
+      if (log_) {
+        last_scavenge["sequence"] = l.sequence;
+        last_scavenge["ordered_by"] = l.ordered_by;
+        last_scavenge["term"] = l.term;
+      }
+    }
+  }
   return {{"appends", appends_.load()},
           {"events_appended", events_appended_.load()},
           {"bytes_appended", bytes_appended_.load()},
@@ -201,6 +217,7 @@ nlohmann::json StoreCore::Stats() {
           {"deletes", deletes_.load()},
           {"scavenges", scavenges_.load()},
           {"scavenged_events", scavenged_events_.load()},
+          {"last_scavenge", std::move(last_scavenge)},
           {"pending_writes", pending},
           {"streams", streams},
           {"next_position", next_position_.load()},

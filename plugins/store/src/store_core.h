@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <shared_mutex>
 #include <string>
@@ -56,6 +57,7 @@ namespace esdb_store {
 
 struct LogPosition;    // cluster mode: store_core_internal.h
 struct LogCheckpoint;  // cluster mode: group_codec.h
+struct ScavengeOrder;  // cluster mode: group_codec.h
 
 struct StoreHooks {
   // Publishes a bus event (topic "store"); may be empty (tests, bench).
@@ -117,6 +119,15 @@ class StoreCore : public esdb::EventStoreV2 {
   esdb::Result<esdb::Snapshot> LatestSnapshot(const std::string& stream_id) override;
   esdb::Status DeleteSnapshot(const std::string& stream_id, int64_t version) override;
   esdb::Result<std::vector<esdb::Snapshot>> ListSnapshots(const std::string& stream_id) override;
+  // Single-node mode: runs the scavenge here. Cluster mode: on the leader
+  // (the holder of the applied leader lease, before its expiry by this
+  // node's clock) proposes a scavenge entry carrying this node, the lease's
+  // term and the time, and waits until it is applied here; every node
+  // applies it with the same code (ScavengeStreams) and removes the same
+  // events. Elsewhere: the not-leader answer (esdb/not_leader.h) naming the
+  // holder, or kUnavailable while no node holds the lease. An entry whose
+  // term is no longer the lease's at apply changes nothing and answers
+  // not-leader. plugins/store/README.md, "Scavenge in cluster mode".
   esdb::Result<esdb::ScavengeResult> Scavenge() override;
   nlohmann::json Stats() override;
 
@@ -216,6 +227,23 @@ class StoreCore : public esdb::EventStoreV2 {
   std::optional<StreamState> CommittedState(const std::string& stream) const;
   esdb::Status CheckReadable(const std::string& stream, const Visibility& vis) const;
   void ScavengerLoop();
+  // The one scavenge code of both modes: removes what is hidden at `now_us`
+  // (the events' created-time clock) in the committed state, in unsynced
+  // batches; records it as the last scavenge (`order`: cluster mode, the
+  // entry's order and `sequence` its log sequence). Runs on the scavenger or
+  // caller thread in single-node mode, on the applier thread in cluster
+  // mode. Does not compact. Errors: a storage read or write failed (what was
+  // deleted before stays deleted: everything it deletes is hidden already).
+  esdb::Result<esdb::ScavengeResult> ScavengeStreams(int64_t now_us, const ScavengeOrder* order, uint64_t sequence);
+  // Cluster mode, at apply: runs `r`'s scavenge when its node and term are
+  // the lease's (`log->lease`) and the lease lasts at `now_us` (the entry's
+  // time); otherwise `out` is the not-leader answer and nothing changes.
+  void DecideScavenge(Request& r, int64_t now_us, const LogPosition& log, Outcome& out);
+  // Cluster mode: Scavenge() (proposes the entry and waits for its outcome).
+  esdb::Result<esdb::ScavengeResult> ProposeScavenge();
+  // Cluster mode: whether this node holds the applied lease and it lasts
+  // by this node's clock; otherwise `*why` is the answer to give.
+  bool LeadsNow(esdb::LeaderLeaseState* lease, esdb::Status* why) const;
   void Log(int level, const std::string& message) const;
 
   const std::shared_ptr<esdb::Storage> storage_;
@@ -245,6 +273,16 @@ class StoreCore : public esdb::EventStoreV2 {
   std::mt19937_64 rng_;
 
   std::mutex scavenge_mu_;  // one scavenge at a time
+  // The last scavenge this store ran (Stats(): last_scavenge).
+  struct LastScavenge {
+    int64_t at_us = 0;  // its time: single-node mode this node's clock, cluster mode the entry's
+    esdb::ScavengeResult result;
+    uint64_t sequence = 0;  // cluster mode: the log entry
+    std::string ordered_by;  // cluster mode: the leader that proposed it
+    uint64_t term = 0;       // cluster mode: its lease term
+  };
+  mutable std::mutex last_scavenge_mu_;
+  std::optional<LastScavenge> last_scavenge_;  // guarded by last_scavenge_mu_
   std::mutex scavenger_mu_;
   std::condition_variable scavenger_cv_;
   bool scavenger_stop_ = false;  // guarded by scavenger_mu_

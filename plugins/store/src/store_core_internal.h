@@ -63,9 +63,9 @@ inline std::string NewRandomEventId(std::mt19937_64& rng) {
   return raw;
 }
 
-// One queued write. Exactly one of the three completions is set.
+// One queued write. Exactly one of the four completions is set.
 struct StoreCore::Request {
-  enum class Kind { kAppend, kDelete, kSetMetadata, kLease, kCheckpoint };
+  enum class Kind { kAppend, kDelete, kSetMetadata, kLease, kCheckpoint, kScavenge };
   Kind kind = Kind::kAppend;
   std::string stream;
   esdb::ExpectedVersion expected;
@@ -80,10 +80,13 @@ struct StoreCore::Request {
   std::optional<esdb::StreamMetadata> metadata;  // kSetMetadata only (its JSON allocates)
   std::optional<esdb::LeaderLeaseClaim> lease;   // kLease only (cluster mode; stream unused)
   std::optional<LogCheckpoint> checkpoint;       // kCheckpoint only (cluster mode; stream unused)
+  std::optional<ScavengeOrder> scavenge;         // kScavenge only (cluster mode; stream unused)
   esdb::AppendCallback append_done;
   std::function<void(esdb::Status)> status_done;
   std::function<void(esdb::Result<esdb::LeaderLeaseOutcome>)> lease_done;
   esdb::LeaderLeaseOutcome lease_outcome;  // kLease: set with the proposer's answers (store_cluster.cc)
+  std::function<void(esdb::Result<esdb::ScavengeResult>)> scavenge_done;
+  esdb::ScavengeResult scavenge_result;  // kScavenge: set with the proposer's answers (store_cluster.cc)
   esdb::CallContext context;  // copied onto the bus events it causes
 };
 
@@ -92,6 +95,7 @@ struct StoreCore::Outcome {
   esdb::Status status;
   esdb::AppendResult result;
   esdb::LeaderLeaseOutcome lease;  // kLease only
+  esdb::ScavengeResult scavenge;   // kScavenge only
   bool writes = false;  // contributes to the batch; fails if the batch fails
   int64_t first_version = 0, last_version = -1;
 };
@@ -150,6 +154,10 @@ struct PendingGroups {
 
 struct StoreCore::ClusterState {
   std::string node;
+  std::string lease_node;  // the node name as given to Open(): the name lease claims and scavenges carry
+  // A scavenge applied here removed events: the housekeeping thread
+  // compacts the storage (node-local, off the applier thread).
+  std::atomic<bool> compact_pending{false};
   uint64_t incarnation = 0;   // this node's starts, counted in storage
   std::string incarnation_tag;  // "<incarnation>.<8 random hex digits>", in entry ids
   uint64_t counter = 0;  // proposer thread only

@@ -29,7 +29,10 @@ StoreCore::Visibility StoreCore::VisibilityOf(const StreamState& st, int64_t now
     v.first_visible = std::max<int64_t>(v.first_visible, st.head.last_version - static_cast<int64_t>(*st.max_count) + 1);
   }
   if (st.max_age_seconds) {
-    v.min_created_us = now_us - static_cast<int64_t>(std::min<uint64_t>(*st.max_age_seconds, INT64_MAX / 2000000)) * 1000000;
+    const int64_t age_us = static_cast<int64_t>(std::min<uint64_t>(*st.max_age_seconds, INT64_MAX / 2000000)) * 1000000;
+    // Cluster mode: `now_us` is a log entry's time, any int64: saturate
+    // (INT64_MIN itself means "no max_age").
+    v.min_created_us = now_us < INT64_MIN + 1 + age_us ? INT64_MIN + 1 : now_us - age_us;
   }
   return v;
 }

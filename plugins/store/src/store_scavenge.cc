@@ -11,6 +11,8 @@
 
 #include "esdb/all_filter.h"
 #include "esdb/bus_events.h"
+#include "esdb/not_leader.h"
+#include "group_codec.h"
 #include "key_layout.h"
 #include "store_core_internal.h"
 
@@ -19,12 +21,19 @@ namespace esdb_store {
 // ---- scavenge -------------------------------------------------------------
 
 esdb::Result<esdb::ScavengeResult> StoreCore::Scavenge() {
-  if (log_) {
-    // Each node would remove what its own clock hides, and the nodes' $all
-    // would differ: scavenge waits for the cluster's leader to run it.
-    return esdb::Status::FailedPrecondition("scavenge is not available in cluster mode yet");
-  }
+  if (log_) return ProposeScavenge();
   std::lock_guard<std::mutex> one_at_a_time(scavenge_mu_);
+  esdb::Result<esdb::ScavengeResult> result = ScavengeStreams(NowUs(), nullptr, 0);
+  if (!result.ok() || result->events_removed == 0) return result;
+  esdb::Status s = storage_->Compact(std::nullopt, std::nullopt);
+  if (!s.ok()) return s;
+  return result;
+}
+
+esdb::Result<esdb::ScavengeResult> StoreCore::ScavengeStreams(int64_t now, const ScavengeOrder* order,
+                                                              uint64_t sequence) {
+  // Callers run one at a time: single-node mode under scavenge_mu_, cluster
+  // mode on the applier thread (the only writer of streams_ there).
   std::vector<std::pair<std::string, StreamState>> candidates;
   {
     std::shared_lock<std::shared_mutex> lock(state_mu_);
@@ -32,10 +41,10 @@ esdb::Result<esdb::ScavengeResult> StoreCore::Scavenge() {
     for (const auto& [id, st] : streams_) candidates.emplace_back(id, st);
   }
   esdb::ScavengeResult result;
-  const int64_t now = NowUs();
   esdb::StorageBatch batch;
   auto flush = [&]() -> esdb::Status {
-    // Unsynced: a lost scavenge write only leaves hidden events for the next run.
+    // Unsynced: a lost scavenge write only leaves hidden events for the next
+    // run (cluster mode: for the entry's re-apply after a crash).
     esdb::Status s = storage_->Write(batch, esdb::StorageWriteOptions{false});
     batch.Clear();
     return s;
@@ -57,6 +66,9 @@ esdb::Result<esdb::ScavengeResult> StoreCore::Scavenge() {
       const int64_t version = keys::StreamIndexVersion(it->key());
       const uint64_t pos = DecodeFixed64BE(it->value().data());
       esdb::Result<std::string> rec = storage_->Get(keys::Event(pos), bulk);
+      // A record that cannot be read (rather than is not there) is not
+      // judged: in cluster mode another node would judge it otherwise.
+      if (!rec.ok() && rec.status().code() != esdb::Code::kNotFound) return rec.status();
       if (version >= cutoff) {
         // Beyond the cutoff only max_age can still expire events, oldest first.
         if (!rec.ok() || vis.min_created_us == INT64_MIN || version > vis.last_version) break;
@@ -81,17 +93,98 @@ esdb::Result<esdb::ScavengeResult> StoreCore::Scavenge() {
       for (it->Seek(snap_prefix); it->Valid() && HasPrefix(it->key(), snap_prefix); it->Next()) {
         batch.Delete(std::string(it->key()));
       }
+      if (!it->status().ok()) return it->status();
     }
   }
   esdb::Status s = flush();
   if (!s.ok()) return s;
-  if (result.events_removed > 0) {
-    s = storage_->Compact(std::nullopt, std::nullopt);
-    if (!s.ok()) return s;
-  }
   scavenges_.fetch_add(1);
   scavenged_events_.fetch_add(result.events_removed);
+  LastScavenge last;
+  last.at_us = now;
+  last.result = result;
+  if (order != nullptr) {
+    last.sequence = sequence;
+    last.ordered_by = order->node;
+    last.term = order->term;
+  }
+  std::lock_guard<std::mutex> lock(last_scavenge_mu_);
+  last_scavenge_ = std::move(last);
   return result;
+}
+
+// ---- cluster mode: a singleton on the leader --------------------------------
+
+bool StoreCore::LeadsNow(esdb::LeaderLeaseState* lease, esdb::Status* why) const {
+  {
+    std::lock_guard<std::mutex> lock(cluster_->lease_mu);
+    *lease = cluster_->lease;
+  }
+  const std::string term = std::to_string(lease->term);
+  if (lease->holder.empty()) {
+    *why = esdb::Status::Unavailable("no node holds the leader lease yet; scavenge runs on the cluster's leader only: "
+                                     "retry once one is elected");
+    return false;
+  }
+  if (NowUs() >= lease->until_us) {
+    *why = esdb::Status::Unavailable("the leader lease (term " + term + ", held by " + lease->holder +
+                                     ") has expired as this node applied the log; scavenge runs on the cluster's "
+                                     "leader only: retry once the lease is renewed or another leader elected");
+    return false;
+  }
+  if (lease->holder != cluster_->lease_node) {
+    *why = esdb::NotLeaderStatus("this node (" + cluster_->lease_node + ") is a follower; scavenge runs on the "
+                                 "cluster's leader only (term " + term + ")",
+                                 {lease->holder, lease->http, ""});
+    return false;
+  }
+  return true;
+}
+
+esdb::Result<esdb::ScavengeResult> StoreCore::ProposeScavenge() {
+  esdb::LeaderLeaseState lease;
+  esdb::Status why;
+  if (!LeadsNow(&lease, &why)) return why;
+  auto r = std::make_unique<Request>();
+  r->kind = Request::Kind::kScavenge;
+  r->scavenge = ScavengeOrder{cluster_->lease_node, lease.term};
+  r->bytes = cluster_->lease_node.size() + 16;
+  std::promise<esdb::Result<esdb::ScavengeResult>> promise;
+  auto future = promise.get_future();
+  r->scavenge_done = [&promise](esdb::Result<esdb::ScavengeResult> o) { promise.set_value(std::move(o)); };
+  esdb::Status s = Enqueue(r);
+  if (!s.ok()) return s;
+  return future.get();
+}
+
+void StoreCore::DecideScavenge(Request& r, int64_t now_us, const LogPosition& log, Outcome& out) {
+  const esdb::LeaderLeaseState& lease = log.lease;
+  const ScavengeOrder& order = *r.scavenge;
+  const bool live = !lease.holder.empty() && now_us < lease.until_us;
+  if (!live || lease.holder != order.node || lease.term != order.term) {
+    // Fenced off: another term began (or the lease lapsed) after the order.
+    const std::string state =
+        lease.holder.empty() ? "no node holds the leader lease"
+                             : "the leader lease is term " + std::to_string(lease.term) + ", held by " + lease.holder +
+                                   (now_us < lease.until_us ? "" : ", expired at the entry's time");
+    out.status = esdb::NotLeaderStatus("the scavenge ordered by " + order.node + " in term " +
+                                           std::to_string(order.term) + " is stale: at its log entry " +
+                                           std::to_string(log.sequence) + " " + state + "; it changed nothing",
+                                       {lease.holder, lease.http, ""});
+    return;
+  }
+  esdb::Result<esdb::ScavengeResult> result = ScavengeStreams(now_us, &order, log.sequence);
+  if (!result.ok()) {
+    // This node's storage failed: an outcome the other nodes would not
+    // share, so the entry is not applied here (ProcessGroup: the applier halts).
+    const esdb::Code c = result.status().code();
+    out.status = c == esdb::Code::kIOError || c == esdb::Code::kCorruption
+                     ? result.status()
+                     : esdb::Status::IOError("scavenge: " + result.status().ToString());
+    return;
+  }
+  out.scavenge = *result;
+  if (result->events_removed > 0) cluster_->compact_pending.store(true);
 }
 
 void StoreCore::ScavengerLoop() {
@@ -102,9 +195,18 @@ void StoreCore::ScavengerLoop() {
       return;
     }
     lock.unlock();
+    if (log_) {
+      // Cluster mode: a singleton on the leader; the other nodes apply its entry.
+      esdb::LeaderLeaseState lease;
+      esdb::Status why;
+      if (!LeadsNow(&lease, &why)) {
+        lock.lock();
+        continue;
+      }
+    }
     auto r = Scavenge();
     if (!r.ok()) {
-      Log(3, "scavenge failed: " + r.status().ToString());
+      Log(esdb::ParseNotLeader(r.status()) ? 2 : 3, "scavenge failed: " + r.status().ToString());
     } else {
       Log(2, "scavenge removed " + std::to_string(r->events_removed) + " events (" + std::to_string(r->bytes_removed) +
                  " bytes) in " + std::to_string(r->streams_scanned) + " streams");

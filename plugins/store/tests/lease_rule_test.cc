@@ -160,8 +160,28 @@ TEST_CASE("lease claims in commit groups: validated where proposed and where dec
   CHECK(g->requests[0].lease->ttl_ms == 2000);
   CHECK(g->requests[1].kind == esdb_store::GroupRequest::Kind::kDelete);
   std::string unknown = e;
-  unknown[13] = 5;  // the first request's kind
-  CHECK_THAT(esdb_store::DecodeGroup(unknown).status().message(), Catch::Contains("unknown kind 5"));
+  unknown[13] = 6;  // the first request's kind
+  CHECK_THAT(esdb_store::DecodeGroup(unknown).status().message(), Catch::Contains("unknown kind 6"));
+
+  // A scavenge order: alone in its group, a lease holder's name, a term >= 1.
+  std::string sc;
+  esdb_store::EncodeGroupHeader(77, 1, &sc);
+  esdb_store::EncodeGroupScavenge({"node-a", 4}, &sc);
+  for (size_t n = 0; n < sc.size(); ++n) {
+    INFO(n);
+    CHECK(esdb_store::DecodeGroup(std::string_view(sc).substr(0, n)).status().code() == Code::kCorruption);
+  }
+  auto order = esdb_store::DecodeGroup(sc);
+  REQUIRE(order.ok());
+  REQUIRE(order->requests.size() == 1);
+  CHECK(order->created_us == 77);
+  CHECK(order->requests[0].kind == esdb_store::GroupRequest::Kind::kScavenge);
+  CHECK(order->requests[0].scavenge->node == "node-a");
+  CHECK(order->requests[0].scavenge->term == 4);
+  std::string unnamed;
+  esdb_store::EncodeGroupHeader(77, 1, &unnamed);
+  esdb_store::EncodeGroupScavenge({"", 4}, &unnamed);
+  CHECK_THAT(esdb_store::DecodeGroup(unnamed).status().message(), Catch::Contains("scavenge: node"));
 
   const LeaderLeaseState l{"node-a", "127.0.0.1:2113", 3, 1234567, 42, 0};
   std::string bytes;
