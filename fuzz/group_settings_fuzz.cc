@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const nlohmann::json j =
       nlohmann::json::parse(data, data + size, /*callback=*/nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return 0;
-  esdb::Result<esdb::GroupSettings> settings = esdb::GroupSettingsFromJson(j);
+  esdb::Result<esdb::GroupSettingsV2> settings = esdb::GroupSettingsFromJson(j);
   if (!settings.ok()) {
     if (settings.status().code() != esdb::Code::kInvalidArgument) abort();
     return 0;
@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!esdb::ValidateGroupSettings(*settings, esdb::kAllStreamId).ok()) abort();
   (void)esdb::ValidateGroupSettings(*settings, "orders");            // may refuse a filter; must not crash
   const nlohmann::json saved = esdb::GroupSettingsToJson(*settings);
-  esdb::Result<esdb::GroupSettings> loaded = esdb::GroupSettingsFromJson(nlohmann::json::parse(saved.dump()));
+  esdb::Result<esdb::GroupSettingsV2> loaded = esdb::GroupSettingsFromJson(nlohmann::json::parse(saved.dump()));
   if (!loaded.ok() || esdb::GroupSettingsToJson(*loaded) != saved) abort();
   return 0;
 }

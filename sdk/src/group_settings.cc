@@ -62,7 +62,7 @@ Status FilterFromJson(const nlohmann::json& j, AllFilter* f) {
 
 }  // namespace
 
-Status ValidateGroupSettings(const GroupSettings& s, std::string_view stream_id) {
+Status ValidateGroupSettings(const GroupSettingsV2& s, std::string_view stream_id) {
   if (Status r = Range("start_from", s.start_from, kGroupStartFromEnd, INT64_MAX); !r.ok()) return r;
   if (s.strategy != ConsumerStrategy::kRoundRobin && s.strategy != ConsumerStrategy::kDispatchToSingle)
     return Status::InvalidArgument("strategy must be round_robin or dispatch_to_single");
@@ -70,6 +70,7 @@ Status ValidateGroupSettings(const GroupSettings& s, std::string_view stream_id)
   if (Status r = Range("message_timeout_ms", s.message_timeout_ms, 1, 3600000); !r.ok()) return r;
   if (s.max_in_flight < 1 || s.max_in_flight > 100000) return Status::InvalidArgument("max_in_flight must be in [1, 100000]");
   if (Status r = Range("checkpoint_after_ms", s.checkpoint_after_ms, 0, 3600000); !r.ok()) return r;
+  if (s.max_subscriber_count > 100000) return Status::InvalidArgument("max_subscriber_count must be in [0, 100000]");
   if (Status r = ValidateAllFilter(s.filter); !r.ok()) return r;
   const AllFilter& f = s.filter;
   const bool has_filter = !f.event_types.empty() || !f.stream_prefixes.empty() || !f.stream_regex.empty() ||
@@ -81,8 +82,8 @@ Status ValidateGroupSettings(const GroupSettings& s, std::string_view stream_id)
   return Status::OK();
 }
 
-Result<GroupSettings> GroupSettingsFromJson(const nlohmann::json& j) {
-  GroupSettings s;
+Result<GroupSettingsV2> GroupSettingsFromJson(const nlohmann::json& j) {
+  GroupSettingsV2 s;
   if (j.is_null()) return s;
   if (!j.is_object()) return Status::InvalidArgument("settings must be a JSON object");
   for (const auto& [key, value] : j.items()) {
@@ -116,25 +117,30 @@ Result<GroupSettings> GroupSettingsFromJson(const nlohmann::json& j) {
       auto v = Integer(value, key, 0, 3600000);
       if (!v.ok()) return v.status();
       s.checkpoint_after_ms = *v;
+    } else if (key == "max_subscriber_count") {
+      auto v = Integer(value, key, 0, 100000);
+      if (!v.ok()) return v.status();
+      s.max_subscriber_count = static_cast<size_t>(*v);
     } else if (key == "filter") {
       if (Status f = FilterFromJson(value, &s.filter); !f.ok()) return f;
     } else {
       return Status::InvalidArgument("unknown setting '" + key +
                                      "' (allowed: start_from, strategy, max_retry, message_timeout_ms, "
-                                     "max_in_flight, checkpoint_after_ms, filter)");
+                                     "max_in_flight, checkpoint_after_ms, max_subscriber_count, filter)");
     }
   }
   if (Status v = ValidateGroupSettings(s); !v.ok()) return v;
   return s;
 }
 
-nlohmann::json GroupSettingsToJson(const GroupSettings& s) {
+nlohmann::json GroupSettingsToJson(const GroupSettingsV2& s) {
   return nlohmann::json{{"start_from", s.start_from},
                         {"strategy", ConsumerStrategyName(s.strategy)},
                         {"max_retry", s.max_retry},
                         {"message_timeout_ms", s.message_timeout_ms},
                         {"max_in_flight", s.max_in_flight},
                         {"checkpoint_after_ms", s.checkpoint_after_ms},
+                        {"max_subscriber_count", s.max_subscriber_count},
                         {"filter",
                          {{"event_types", s.filter.event_types},
                           {"stream_prefixes", s.filter.stream_prefixes},

@@ -94,18 +94,21 @@ TEST_CASE("all filter: list limits") {
 }
 
 TEST_CASE("group settings: JSON round trip, defaults, every refusal names the field") {
-  esdb::GroupSettings s;
+  esdb::GroupSettingsV2 s;
   s.start_from = esdb::kGroupStartFromEnd;
   s.strategy = esdb::ConsumerStrategy::kDispatchToSingle;
   s.max_retry = 3;
+  s.max_subscriber_count = 4;
   s.filter.stream_regex = "a.*";
   s.filter.include_system = true;
   auto back = esdb::GroupSettingsFromJson(esdb::GroupSettingsToJson(s));
   REQUIRE(back.ok());
   CHECK(esdb::GroupSettingsToJson(*back) == esdb::GroupSettingsToJson(s));
+  CHECK(back->max_subscriber_count == 4);
   auto defaults = esdb::GroupSettingsFromJson(nlohmann::json());
   REQUIRE(defaults.ok());
   CHECK(defaults->max_in_flight == esdb::GroupSettings{}.max_in_flight);
+  CHECK(defaults->max_subscriber_count == 0);
   CHECK(esdb::GroupSettingsFromJson(nlohmann::json{{"start_from", "end"}})->start_from == esdb::kGroupStartFromEnd);
 
   const std::vector<std::pair<nlohmann::json, std::string>> bad = {
@@ -113,6 +116,8 @@ TEST_CASE("group settings: JSON round trip, defaults, every refusal names the fi
       {{{"max_retry", "x"}}, "max_retry"},
       {{{"max_retry", 1001}}, "max_retry"},
       {{{"max_in_flight", 0}}, "max_in_flight"},
+      {{{"max_subscriber_count", -1}}, "max_subscriber_count"},
+      {{{"max_subscriber_count", 100001}}, "max_subscriber_count"},
       {{{"message_timeout_ms", 1.5}}, "message_timeout_ms"},
       {{{"start_from", -2}}, "start_from"},
       {{{"start_from", 18446744073709551615ull}}, "start_from"},
@@ -130,8 +135,11 @@ TEST_CASE("group settings: JSON round trip, defaults, every refusal names the fi
     CHECK(r.status().code() == esdb::Code::kInvalidArgument);
     CHECK_THAT(r.status().message(), Catch::Contains(field));
   }
-  esdb::GroupSettings filtered;
+  esdb::GroupSettingsV2 filtered;
   filtered.filter.event_types = {"t"};
   CHECK(esdb::ValidateGroupSettings(filtered, esdb::kAllStreamId).ok());
   CHECK_THAT(esdb::ValidateGroupSettings(filtered, "orders").message(), Catch::Contains("$all"));
+  esdb::GroupSettingsV2 limited;
+  limited.max_subscriber_count = 100001;
+  CHECK_THAT(esdb::ValidateGroupSettings(limited).message(), Catch::Contains("max_subscriber_count"));
 }

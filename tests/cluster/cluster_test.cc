@@ -1210,7 +1210,8 @@ TEST_CASE("cluster: a persistent group runs on the leader only; followers answer
   // likely not checkpointed before the kill: the at-least-once window).
   AppendOrders(nodes[(l1 + 1) % 3].port, 0, 20);
   const std::string settings =
-      R"({"start_from":"start","message_timeout_ms":60000,"checkpoint_after_ms":2000,"max_retry":10})";
+      R"({"start_from":"start","message_timeout_ms":60000,"checkpoint_after_ms":2000,"max_retry":10,)"
+      R"("max_subscriber_count":3})";
   {
     // Until the notification plugin there has seen the leadership (it
     // answers unavailable before).
@@ -1322,6 +1323,8 @@ TEST_CASE("cluster: a persistent group runs on the leader only; followers answer
   const double serving_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed_at).count();
   const int64_t checkpoint = GroupCheckpoint(np, "orders", "g");
+  // The definition came through the log whole, max_subscriber_count included.
+  CHECK(json::parse(info.body)["settings"]["max_subscriber_count"] == 3);
   INFO("checkpoint before the kill " << checkpoint_before << ", in the log at takeover " << checkpoint);
   CHECK(checkpoint >= checkpoint_before);
   CHECK(checkpoint >= 9);

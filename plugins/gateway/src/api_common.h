@@ -18,7 +18,7 @@ Response MissingSubsystem(const std::string& subsystem, const std::string& servi
 // The event store, or null after replying 503.
 std::shared_ptr<esdb::EventStoreV2> StoreOrReply(ServerState& st, const Reply& reply);
 // The subscriptions service, or null after replying 503.
-std::shared_ptr<esdb::Subscriptions> SubsOrReply(ServerState& st, const Reply& reply);
+std::shared_ptr<esdb::SubscriptionsV2> SubsOrReply(ServerState& st, const Reply& reply);
 
 // Parses the "count" query parameter: default `def`, 1..max_read_count.
 esdb::Result<uint64_t> CountParam(const Request& req, const ServerState& st, uint64_t def);

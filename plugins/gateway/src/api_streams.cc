@@ -27,7 +27,7 @@ std::shared_ptr<esdb::EventStoreV2> StoreOrReply(ServerState& st, const Reply& r
   return store;
 }
 
-std::shared_ptr<esdb::Subscriptions> SubsOrReply(ServerState& st, const Reply& reply) {
+std::shared_ptr<esdb::SubscriptionsV2> SubsOrReply(ServerState& st, const Reply& reply) {
   auto subs = st.Subs();
   if (!subs) reply(MissingSubsystem("notification", esdb::services::kSubscriptions));
   return subs;

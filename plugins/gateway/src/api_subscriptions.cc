@@ -1,5 +1,5 @@
 // SSE subscriptions (catch-up then live) and persistent subscription
-// groups, on the notification plugin's esdb.subscriptions/1 service.
+// groups, on the notification plugin's subscriptions service (AcquireSubscriptions()).
 #include "api_common.h"
 #include "esdb/group_settings.h"
 #include "esdb/not_leader.h"
@@ -77,7 +77,7 @@ void SubscribeStream(ServerState* st, Request& req, Reply reply) {
   sr.limits.max_buffered_events = std::max<size_t>(1, st->config.sse_buffer_messages);
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;
-  std::weak_ptr<esdb::Subscriptions> weak_subs = subs;
+  std::weak_ptr<esdb::SubscriptionsV2> weak_subs = subs;
   Response res;
   res.stream = std::make_shared<StoreSubscriptionSource>([weak_subs, sr](std::weak_ptr<SseSink> sink)
                                                              -> esdb::Result<esdb::Subscription> {
@@ -110,7 +110,7 @@ void SubscribeAll(ServerState* st, Request& req, Reply reply) {
   ar.limits.max_buffered_events = std::max<size_t>(1, st->config.sse_buffer_messages);
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;
-  std::weak_ptr<esdb::Subscriptions> weak_subs = subs;
+  std::weak_ptr<esdb::SubscriptionsV2> weak_subs = subs;
   Response res;
   res.stream = std::make_shared<StoreSubscriptionSource>([weak_subs, ar](std::weak_ptr<SseSink> sink)
                                                              -> esdb::Result<esdb::Subscription> {
@@ -123,14 +123,14 @@ void SubscribeAll(ServerState* st, Request& req, Reply reply) {
 
 // --- persistent groups -----------------------------------------------------
 
-json GroupToJson(const esdb::GroupInfo& g) {
+json GroupToJson(const esdb::GroupInfoV2& g) {
   json consumers = json::array();
   for (const auto& c : g.consumers) {
     consumers.push_back({{"id", c.id}, {"name", c.name}, {"in_flight", c.in_flight}, {"delivered", c.delivered},
                          {"acked", c.acked}, {"nacked", c.nacked}});
   }
   return {{"stream", g.stream_id},       {"group", g.group},
-          {"settings", esdb::GroupSettingsToJson(g.settings)},
+          {"settings", esdb::GroupSettingsToJson(g.SettingsV2())},
           {"status", g.status},          {"checkpoint", g.checkpoint},
           {"next_to_read", g.next_to_read}, {"in_flight", g.in_flight},
           {"ready", g.ready},            {"parked", g.parked},
@@ -172,7 +172,7 @@ void PutGroup(ServerState* st, Request& req, Reply reply) {
     status = 200;
   }
   if (!s.ok()) return reply(StatusResponse(s, {{"stream", stream}, {"group", group}}));
-  auto info = subs->GetGroupInfo(stream, group);
+  auto info = subs->GetGroupInfoV2(stream, group);
   if (!info.ok()) return reply(JsonResponse(status, {{"stream", stream}, {"group", group}}));
   reply(JsonResponse(status, GroupToJson(*info)));
 }
@@ -181,7 +181,7 @@ void GetGroup(ServerState* st, Request& req, Reply reply) {
   const std::string stream = req.Param("stream"), group = req.Param("group");
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;
-  auto info = subs->GetGroupInfo(stream, group);
+  auto info = subs->GetGroupInfoV2(stream, group);
   if (!info.ok()) return reply(StatusResponse(info.status(), {{"stream", stream}, {"group", group}}));
   reply(JsonResponse(200, GroupToJson(*info)));
 }
@@ -190,7 +190,7 @@ void ListGroups(ServerState* st, Request& req, Reply reply) {
   const std::string stream = req.Param("stream");
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;
-  auto groups = subs->ListGroups(stream);
+  auto groups = subs->ListGroupsV2(stream);
   if (!groups.ok()) return reply(StatusResponse(groups.status()));
   json arr = json::array();
   for (const auto& g : *groups) arr.push_back(GroupToJson(g));
@@ -311,9 +311,16 @@ void Nack(ServerState* st, Request& req, Reply reply) {
 
 void ReplayParked(ServerState* st, Request& req, Reply reply) {
   const std::string stream = req.Param("stream"), group = req.Param("group");
+  // ?max_count=N: replay the N oldest parked messages; the rest stay parked.
+  uint64_t max_count = esdb::kReplayAllParked;
+  if (auto c = req.Query("max_count")) {
+    auto v = ParseInt(*c, 0, INT64_MAX, "max_count");
+    if (!v.ok()) return reply(BadRequest(v.status()));
+    max_count = static_cast<uint64_t>(*v);
+  }
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;
-  auto r = subs->ReplayParked(stream, group);
+  auto r = subs->ReplayParked(stream, group, max_count);
   if (!r.ok()) return reply(StatusResponse(r.status(), {{"stream", stream}, {"group", group}}));
   reply(JsonResponse(200, {{"replayed", *r}}));
 }
@@ -329,10 +336,20 @@ void ConsumeGroup(ServerState* st, Request& req, Reply reply) {
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;
   // Cluster mode: a follower answers not_leader (421) before the stream opens.
-  if (auto info = subs->GetGroupInfo(stream, group); !info.ok() && esdb::ParseNotLeader(info.status())) {
+  auto info = subs->GetGroupInfoV2(stream, group);
+  if (!info.ok() && esdb::ParseNotLeader(info.status())) {
     return reply(StatusResponse(info.status(), {{"stream", stream}, {"group", group}}));
   }
-  std::weak_ptr<esdb::Subscriptions> weak_subs = subs;
+  // A full group (max_subscriber_count) answers 429 before the stream opens
+  // too; a consumer that connects in between is refused by ConnectToGroup,
+  // which closes the stream with that reason.
+  if (info.ok() && info->max_subscriber_count != 0 && info->consumers.size() >= info->max_subscriber_count) {
+    return reply(StatusResponse(
+        Status::ResourceExhausted("group '" + group + "' on '" + stream + "' has its max_subscriber_count of " +
+                                  std::to_string(info->max_subscriber_count) + " consumers"),
+        {{"stream", stream}, {"group", group}}));
+  }
+  std::weak_ptr<esdb::SubscriptionsV2> weak_subs = subs;
   const std::string name = "sse:" + req.principal;
   Response res;
   res.stream = std::make_shared<StoreSubscriptionSource>(

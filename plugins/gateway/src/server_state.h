@@ -42,7 +42,7 @@ struct ServerDeps {
   std::shared_ptr<spdlog::logger> logger;                          // required
   std::shared_ptr<esdb::ControlService> control;                   // null: control routes answer 503
   std::function<std::shared_ptr<esdb::EventStoreV2>()> store;        // null result: data routes answer 503
-  std::function<std::shared_ptr<esdb::Subscriptions>()> subscriptions;  // null result: 503
+  std::function<std::shared_ptr<esdb::SubscriptionsV2>()> subscriptions;  // null result: 503
   esdb::EventBus* bus = nullptr;                                   // null: /control/events answers 503
   std::function<std::shared_ptr<esdb::AdminService>()> admin;      // null result: /admin routes answer 503
   std::string subsystem_name;  // this gateway's name in the host: it never waits for an operation on itself
@@ -81,7 +81,7 @@ class ServerState {
   }
 
   std::shared_ptr<esdb::EventStoreV2> Store() const { return deps.store ? deps.store() : nullptr; }
-  std::shared_ptr<esdb::Subscriptions> Subs() const { return deps.subscriptions ? deps.subscriptions() : nullptr; }
+  std::shared_ptr<esdb::SubscriptionsV2> Subs() const { return deps.subscriptions ? deps.subscriptions() : nullptr; }
 
   // Session registry (weak: sessions own themselves through their handlers).
   uint64_t AddSession(std::weak_ptr<Session> session);

@@ -13,6 +13,7 @@
 #include "esdb/event_store_acquire.h"
 #include "esdb/services.h"
 #include "esdb/subscriptions.h"
+#include "esdb/subscriptions_acquire.h"
 
 namespace esdb_gateway {
 
@@ -23,14 +24,14 @@ class ServiceTracker {
   // Handles service_provided / service_withdrawn (esdb::WatchServices).
   void OnChange(const esdb::ServiceChange& change) {
     const std::string& name = change.name;
-    const bool provided = change.provided;
     std::lock_guard<std::mutex> lock(mu_);
     // Asked again on every change: with both event-store names offered,
     // the one still provided wins (/2 first, see AcquireEventStore()).
     if (esdb::IsEventStoreServiceName(name)) {
       store_ = registry_ ? AcquireStore() : nullptr;
-    } else if (name == esdb::services::kSubscriptions) {
-      subs_ = provided && registry_ ? registry_->GetOrNull<esdb::Subscriptions>(name) : nullptr;
+    } else if (esdb::IsSubscriptionsServiceName(name)) {
+      // Likewise /2 first, else a /1 provider adapted (AcquireSubscriptions()).
+      subs_ = registry_ ? AcquireSubs() : nullptr;
     }
   }
   // Asks the registry directly (at start, before the bus replay arrives).
@@ -38,7 +39,7 @@ class ServiceTracker {
     std::lock_guard<std::mutex> lock(mu_);
     if (!registry_) return;
     store_ = AcquireStore();
-    subs_ = registry_->GetOrNull<esdb::Subscriptions>(esdb::services::kSubscriptions);
+    subs_ = AcquireSubs();
   }
   void Clear() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -50,7 +51,7 @@ class ServiceTracker {
     std::lock_guard<std::mutex> lock(mu_);
     return store_;
   }
-  std::shared_ptr<esdb::Subscriptions> subs() {
+  std::shared_ptr<esdb::SubscriptionsV2> subs() {
     std::lock_guard<std::mutex> lock(mu_);
     return subs_;
   }
@@ -61,11 +62,16 @@ class ServiceTracker {
     esdb::Result<std::shared_ptr<esdb::EventStoreV2>> store = esdb::AcquireEventStore(*registry_);
     return store.ok() ? std::move(store).value() : nullptr;
   }
+  // Requires mu_ and registry_. Null while no subscriptions service is provided.
+  std::shared_ptr<esdb::SubscriptionsV2> AcquireSubs() {
+    esdb::Result<std::shared_ptr<esdb::SubscriptionsV2>> subs = esdb::AcquireSubscriptions(*registry_);
+    return subs.ok() ? std::move(subs).value() : nullptr;
+  }
 
   std::mutex mu_;
   esdb::ServiceRegistry* registry_;
   std::shared_ptr<esdb::EventStoreV2> store_;
-  std::shared_ptr<esdb::Subscriptions> subs_;
+  std::shared_ptr<esdb::SubscriptionsV2> subs_;
 };
 
 }  // namespace esdb_gateway

@@ -304,6 +304,63 @@ TEST_CASE("e2e: persistent group: next, ack, timeout redelivery, park, replay, r
   }
 }
 
+TEST_CASE("e2e: persistent group: max_subscriber_count answers 429; replay-parked?max_count replays that many") {
+  TempDir dir;
+  BuiltinHost host(dir.path(), {kDevMode});
+  const uint16_t port = host.port();
+  REQUIRE(host.WaitReady());
+  REQUIRE(Append(port, "lim", Events(3)).status == 201);
+  auto r = Http(port, "PUT", "/subscriptions/lim/g", R"({"max_subscriber_count": 1, "message_timeout_ms": 60000})");
+  REQUIRE(r.status == 201);
+  CHECK(r.Json()["settings"]["max_subscriber_count"] == 1);
+  CHECK(Http(port, "PUT", "/subscriptions/lim/bad", R"({"max_subscriber_count": -1})").status == 400);
+
+  SseReader first(port, "/subscriptions/lim/g/subscribe");
+  REQUIRE(first.ReadHeader() == 200);
+  bool connected = false;
+  for (int i = 0; i < 100 && !connected; ++i) {
+    connected = Http(port, "GET", "/subscriptions/lim/g").Json()["consumers"].size() == 1;
+    if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(connected);
+  auto full = Http(port, "GET", "/subscriptions/lim/g/subscribe");
+  CHECK(full.status == 429);
+  CHECK(full.body.find("max_subscriber_count of 1") != std::string::npos);
+
+  // Park all three (pulled, then nacked), replay one, then the rest.
+  REQUIRE(Http(port, "PUT", "/subscriptions/lim/p", R"({"message_timeout_ms": 60000})").status == 201);
+  json taken = json::array();
+  for (int i = 0; i < 100 && taken.size() < 3; ++i) {
+    const json batch = Http(port, "GET", "/subscriptions/lim/p/next?count=3").Json();
+    for (const auto& m : batch["messages"]) taken.push_back(m);
+    if (taken.size() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(taken.size() == 3);
+  json ids = json::array();
+  for (auto& m : taken) ids.push_back(m["id"]);
+  REQUIRE(Http(port, "POST", "/subscriptions/lim/p/nack?action=park", json{{"ids", ids}}.dump()).status == 200);
+  bool parked = false;
+  for (int i = 0; i < 100 && !parked; ++i) {
+    parked = Http(port, "GET", "/subscriptions/lim/p").Json()["parked"] == 3;
+    if (!parked) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(parked);
+  for (const char* bad : {"abc", "-1", "1.5", ""}) {
+    INFO(bad);
+    auto b = Http(port, "POST", std::string("/subscriptions/lim/p/replay-parked?max_count=") + bad);
+    CHECK(b.status == 400);
+    CHECK(b.body.find("max_count") != std::string::npos);
+  }
+  r = Http(port, "POST", "/subscriptions/lim/p/replay-parked?max_count=1");
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["replayed"] == 1);
+  CHECK(Http(port, "GET", "/subscriptions/lim/p").Json()["parked"] == 2);
+  r = Http(port, "POST", "/subscriptions/lim/p/replay-parked");
+  REQUIRE(r.status == 200);
+  CHECK(r.Json()["replayed"] == 2);
+  REQUIRE(host.Stop() == 0);
+}
+
 TEST_CASE("e2e: auth matrix with configured tokens") {
   TempDir dir;
   BuiltinHost host(dir.path(), {R"(gateway.tokens=[{"token":"r","role":"read"},{"token":"w","role":"write"},{"token":"a","role":"admin"}])"});

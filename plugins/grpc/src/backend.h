@@ -26,7 +26,7 @@ struct Backend {
   GrpcConfig config;
   std::shared_ptr<spdlog::logger> logger;
   std::function<std::shared_ptr<esdb::EventStoreV2>()> store;          // null while not provided
-  std::function<std::shared_ptr<esdb::Subscriptions>()> subscriptions;  // null while not provided
+  std::function<std::shared_ptr<esdb::SubscriptionsV2>()> subscriptions;  // null while not provided
   std::atomic<bool> stopping{false};  // set first on Stop(): subscriptions end, new calls are refused
   std::atomic<size_t> open_appends{0};  // Append calls in progress (callback API: no thread each), <= max_concurrent_calls
 

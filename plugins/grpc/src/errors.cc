@@ -82,6 +82,14 @@ grpc::Status GroupError(grpc::ServerContextBase* ctx, const esdb::Status& s, con
   return grpc::Status(GrpcCodeFor(s.code()), s.message());
 }
 
+grpc::Status MaxSubscribersReached(grpc::ServerContextBase* ctx, const esdb::Status& s, const std::string& stream,
+                                   const std::string& group) {
+  ctx->AddTrailingMetadata("exception", "maximum-subscribers-reached");
+  ctx->AddTrailingMetadata("stream-name", stream);
+  ctx->AddTrailingMetadata("group-name", group);
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
+}
+
 grpc::Status AppendTooLarge(grpc::ServerContextBase* ctx, uint64_t limit) {
   ctx->AddTrailingMetadata("exception", "maximum-append-size-exceeded");
   ctx->AddTrailingMetadata("maximum-append-size", std::to_string(limit));

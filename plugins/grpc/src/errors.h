@@ -32,6 +32,12 @@ grpc::Status ToGrpcError(grpc::ServerContextBase* ctx, const esdb::Status& s, co
 grpc::Status GroupError(grpc::ServerContextBase* ctx, const esdb::Status& s, const std::string& stream,
                         const std::string& group);
 
+// maximum-subscribers-reached (FAILED_PRECONDITION, with "stream-name" and
+// "group-name", which the clients turn into MaxSubscribersReached): a
+// consumer connecting to a full group; `s` (kResourceExhausted) says why.
+grpc::Status MaxSubscribersReached(grpc::ServerContextBase* ctx, const esdb::Status& s, const std::string& stream,
+                                   const std::string& group);
+
 // maximum-append-size-exceeded with the limit.
 grpc::Status AppendTooLarge(grpc::ServerContextBase* ctx, uint64_t limit);
 

@@ -24,9 +24,9 @@ esdb::Status OnlyDefault(const char* name, int value, int default_value, const c
 }
 
 // Create's and Update's Settings (the same fields; Update has no
-// consumer_strategy string) as GroupSettings; start_from is left as is.
+// consumer_strategy string) as GroupSettingsV2; start_from is left as is.
 template <class Settings>
-esdb::Status ApplySettings(const Settings& s, esdb::GroupSettings* out) {
+esdb::Status ApplySettings(const Settings& s, esdb::GroupSettingsV2* out) {
   if (s.resolve_links()) {
     return esdb::Status::InvalidArgument("resolve_links is not supported (esdb stores no link events)");
   }
@@ -34,11 +34,9 @@ esdb::Status ApplySettings(const Settings& s, esdb::GroupSettings* out) {
     return esdb::Status::InvalidArgument(
         "extra_statistics is not supported (esdb's groups keep no latency statistics)");
   }
-  if (s.max_subscriber_count() != 0) {
-    return esdb::Status::InvalidArgument("max_subscriber_count " + std::to_string(s.max_subscriber_count()) +
-                                         " is not supported (esdb's groups take any number of consumers: only 0, "
-                                         "unlimited)");
-  }
+  // 0 = unlimited; the range is checked with the other settings (ValidateGroupSettings).
+  if (s.max_subscriber_count() < 0) return esdb::Status::InvalidArgument("max_subscriber_count must not be negative");
+  out->max_subscriber_count = static_cast<size_t>(s.max_subscriber_count());
   const char* sized = "esdb's groups size their buffers themselves";
   if (auto st = OnlyDefault("live_buffer_size", s.live_buffer_size(), kDefaultLiveBufferSize, sized); !st.ok())
     return st;
@@ -183,7 +181,7 @@ std::string AllPositionText(int64_t position) {
 esdb::Result<GroupRequest> FromCreate(const pspb::CreateReq& req) { return FromRequest(req); }
 esdb::Result<GroupRequest> FromUpdate(const pspb::UpdateReq& req) { return FromRequest(req); }
 
-void ToSubscriptionInfo(const esdb::GroupInfo& info, pspb::SubscriptionInfo* out) {
+void ToSubscriptionInfo(const esdb::GroupInfoV2& info, pspb::SubscriptionInfo* out) {
   const bool all = info.stream_id == esdb::kAllStreamId;
   const esdb::GroupSettings& s = info.settings;
   out->set_event_source(info.stream_id);
@@ -217,7 +215,7 @@ void ToSubscriptionInfo(const esdb::GroupInfo& info, pspb::SubscriptionInfo* out
   out->set_outstanding_messages_count(static_cast<int32_t>(std::min<uint64_t>(info.in_flight, INT32_MAX)));
   out->set_named_consumer_strategy(s.strategy == esdb::ConsumerStrategy::kRoundRobin ? "RoundRobin"
                                                                                      : "DispatchToSingle");
-  out->set_max_subscriber_count(0);
+  out->set_max_subscriber_count(static_cast<int32_t>(std::min<uint64_t>(info.max_subscriber_count, INT32_MAX)));
   out->set_parked_message_count(static_cast<int64_t>(info.parked));
 }
 

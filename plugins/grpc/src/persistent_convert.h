@@ -30,19 +30,19 @@ inline constexpr int kDefaultMinCheckpointCount = 10;
 inline constexpr int kDefaultMaxCheckpointCount = 1000;
 
 // The stream (or "$all") and group of a Create / Update request, with the
-// settings as GroupSettings (start_from from the stream / all options, or
+// settings as GroupSettingsV2 (start_from from the stream / all options, or
 // from the deprecated settings.revision with the deprecated
 // options.stream_identifier). InvalidArgument naming what is wrong.
 struct GroupRequest {
   std::string stream;  // a stream id or esdb::kAllStreamId
   std::string group;
-  esdb::GroupSettings settings;
+  esdb::GroupSettingsV2 settings;
 };
 esdb::Result<GroupRequest> FromCreate(const pspb::CreateReq& req);
 esdb::Result<GroupRequest> FromUpdate(const pspb::UpdateReq& req);
 
 // A group's info as the protocol's SubscriptionInfo.
-void ToSubscriptionInfo(const esdb::GroupInfo& info, pspb::SubscriptionInfo* out);
+void ToSubscriptionInfo(const esdb::GroupInfoV2& info, pspb::SubscriptionInfo* out);
 
 // The text of a $all position as KurrentDB writes it ("C:<commit>/P:<prepare>").
 std::string AllPositionText(int64_t position);

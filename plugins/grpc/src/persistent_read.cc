@@ -113,14 +113,16 @@ class PersistentRead final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb:
   }
 
   // Ends the call with the group service's error, with its trailers
-  // (persistent-subscription-does-not-exist, ...; errors.h).
-  void EndWithError(const esdb::Status& why) {
+  // (persistent-subscription-does-not-exist, ...; errors.h). `connecting`:
+  // ConnectToGroup refused the consumer.
+  void EndWithError(const esdb::Status& why, bool connecting = false) {
     bool finish_now = false;
     grpc::Status s;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (ending_) return;
-      s = GroupError(ctx_, why, stream_, group_);
+      s = connecting && why.code() == esdb::Code::kResourceExhausted ? MaxSubscribersReached(ctx_, why, stream_, group_)
+                                                                     : GroupError(ctx_, why, stream_, group_);
       finish_now = EndLocked(s);
     }
     if (finish_now) Finish(s);
@@ -175,7 +177,9 @@ class PersistentRead final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb:
     co.on_dropped = [this](const esdb::Status& why) { Dropped(why); };
     auto connected = subs->ConnectToGroup(stream_, group_, std::move(co));
     if (!connected.ok()) {
-      EndWithError(connected.status());
+      // A refused connect's kResourceExhausted: the group (its
+      // max_subscriber_count, or the service's max_consumers_per_group) is full.
+      EndWithError(connected.status(), /*connecting=*/true);
       return;
     }
     bool write = false;

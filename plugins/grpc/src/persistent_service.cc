@@ -26,7 +26,7 @@ class Refused final : public grpc::ServerBidiReactor<pspb::ReadReq, pspb::ReadRe
 
 }  // namespace
 
-std::shared_ptr<esdb::Subscriptions> PersistentService::Subs(grpc::Status* error) const {
+std::shared_ptr<esdb::SubscriptionsV2> PersistentService::Subs(grpc::Status* error) const {
   if (b_->stopping.load()) {
     *error = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
     return nullptr;
@@ -39,7 +39,7 @@ std::shared_ptr<esdb::Subscriptions> PersistentService::Subs(grpc::Status* error
   return subs;
 }
 
-std::shared_ptr<esdb::Subscriptions> PersistentService::SubsFor(const std::string& stream, grpc::Status* error) const {
+std::shared_ptr<esdb::SubscriptionsV2> PersistentService::SubsFor(const std::string& stream, grpc::Status* error) const {
   if (stream.empty()) {
     *error = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "options name no stream (stream_identifier or all)");
     return nullptr;
@@ -64,7 +64,7 @@ grpc::Status PersistentService::CreateOrUpdate(grpc::ServerContext* ctx, esdb::R
   if (!subs) return error;
   if (!create && r->stream == esdb::kAllStreamId) {
     // The protocol's Update carries no filter: the group keeps its own.
-    auto info = subs->GetGroupInfo(r->stream, r->group);
+    auto info = subs->GetGroupInfoV2(r->stream, r->group);
     if (!info.ok()) return GroupError(ctx, info.status(), r->stream, r->group);
     r->settings.filter = info->settings.filter;
   }
@@ -101,7 +101,7 @@ grpc::Status PersistentService::GetInfo(grpc::ServerContext* ctx, const pspb::Ge
   grpc::Status error;
   auto subs = SubsFor(stream, &error);
   if (!subs) return error;
-  auto info = subs->GetGroupInfo(stream, group);
+  auto info = subs->GetGroupInfoV2(stream, group);
   if (!info.ok()) return GroupError(ctx, info.status(), stream, group);
   ToSubscriptionInfo(*info, out->mutable_subscription_info());
   return grpc::Status::OK;
@@ -112,14 +112,20 @@ grpc::Status PersistentService::ReplayParked(grpc::ServerContext* ctx, const psp
   if (grpc::Status a = b_->Authorize(*ctx, Role::kAdmin, "Replaying parked messages"); !a.ok()) return a;
   const auto& o = req->options();
   const std::string stream = StreamOf(o);
+  // stop_at: replay that many parked messages, the oldest first (the rest
+  // stay parked); no_limit (or neither) replays every one.
+  uint64_t max_count = esdb::kReplayAllParked;
   if (o.stop_at_option_case() == pspb::ReplayParkedReq::Options::kStopAt) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "stop_at is not supported: esdb replays every parked message of the group (no_limit)");
+    if (o.stop_at() < 0) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "stop_at " + std::to_string(o.stop_at()) + " is negative (a count of parked messages)");
+    }
+    max_count = static_cast<uint64_t>(o.stop_at());
   }
   grpc::Status error;
   auto subs = SubsFor(stream, &error);
   if (!subs) return error;
-  auto replayed = subs->ReplayParked(stream, o.group_name());
+  auto replayed = subs->ReplayParked(stream, o.group_name(), max_count);
   if (!replayed.ok()) return GroupError(ctx, replayed.status(), stream, o.group_name());
   return grpc::Status::OK;
 }
@@ -137,7 +143,7 @@ grpc::Status PersistentService::List(grpc::ServerContext* ctx, const pspb::ListR
   grpc::Status error;
   auto subs = Subs(&error);
   if (!subs) return error;
-  auto groups = subs->ListGroups(stream);
+  auto groups = subs->ListGroupsV2(stream);
   if (!groups.ok()) return ToGrpcError(ctx, groups.status(), "");
   for (const auto& g : *groups) ToSubscriptionInfo(g, out->add_subscriptions());
   return grpc::Status::OK;

@@ -43,9 +43,9 @@ class PersistentService final
   // Create (`create`) or Update of the group `r` names (or r's error).
   grpc::Status CreateOrUpdate(grpc::ServerContext* ctx, esdb::Result<GroupRequest> r, bool create);
   // The service, or UNAVAILABLE naming the missing subsystem.
-  std::shared_ptr<esdb::Subscriptions> Subs(grpc::Status* error) const;
+  std::shared_ptr<esdb::SubscriptionsV2> Subs(grpc::Status* error) const;
   // The same for a request about `stream`: INVALID_ARGUMENT when it is empty.
-  std::shared_ptr<esdb::Subscriptions> SubsFor(const std::string& stream, grpc::Status* error) const;
+  std::shared_ptr<esdb::SubscriptionsV2> SubsFor(const std::string& stream, grpc::Status* error) const;
 
   std::shared_ptr<Backend> b_;
   std::shared_ptr<CallRegistry> reads_;

@@ -76,6 +76,22 @@ bool WriteFellBehind(std::optional<int64_t> revision, std::optional<uint64_t> po
   return out->Write(resp);
 }
 
+// A first_stream_position or last_stream_position message (stream reads at
+// compatibility >= 1).
+bool WriteStreamPosition(bool first, int64_t version, ReadCall* out) {
+  spb::ReadResp resp;
+  if (first) {
+    resp.set_first_stream_position(static_cast<uint64_t>(version));
+  } else {
+    resp.set_last_stream_position(static_cast<uint64_t>(version));
+  }
+  return out->Write(resp);
+}
+
+// Whether the client asked for first/last_stream_position messages on
+// stream reads (compatibility >= 1).
+bool WantsStreamPositions(const Options& o) { return o.control_option().compatibility() >= 1; }
+
 // Whether the client asked for fell_behind messages (compatibility >= 2).
 bool WantsFellBehind(const Options& o) { return o.control_option().compatibility() >= 2; }
 
@@ -164,6 +180,8 @@ grpc::Status StreamsService::ReadStream(grpc::ServerContext* ctx, const Options&
     const bool includes_zero = !forward || so.revision_option_case() == Options::StreamOptions::kStart ||
                                (so.revision_option_case() == Options::StreamOptions::kRevision && so.revision() == 0);
     if (remaining > 0 && includes_zero && !WriteEvent(MetadataEvent(stream, *m), structured, out)) return ClientGone();
+    // The metadata stream has one event, version 0 (metadata_stream.h).
+    if (remaining > 0 && WantsStreamPositions(o) && !WriteStreamPosition(false, 0, out)) return ClientGone();
     return grpc::Status::OK;
   }
 
@@ -175,6 +193,14 @@ grpc::Status StreamsService::ReadStream(grpc::ServerContext* ctx, const Options&
     case Options::StreamOptions::kEnd: from = forward ? INT64_MAX : -1; break;
     default: from = 0; break;
   }
+  // Compatibility >= 1, as KurrentDB: a forward read whose first page is
+  // empty although the stream goes on elsewhere (its first visible version
+  // is past `from`, or `from` is past its end) is told first_stream_position,
+  // the next version there; every read that found the stream ends with
+  // last_stream_position, the stream's last version.
+  const bool positions = WantsStreamPositions(o);
+  bool first_page = true;
+  int64_t last_version = esdb::kNoStreamVersion;
   while (remaining > 0) {
     if (ctx->IsCancelled()) return ClientGone();
     esdb::ReadStreamRequest r;
@@ -189,6 +215,14 @@ grpc::Status StreamsService::ReadStream(grpc::ServerContext* ctx, const Options&
       }
       return ToGrpcError(ctx, page.status(), stream);
     }
+    if (positions && first_page && forward && page->events.empty()) {
+      // Where the stream goes on: the store's next version, or past a read
+      // that started beyond the end, the version after the last.
+      const int64_t next = std::min(page->next_version, page->last_version + 1);
+      if (next >= 0 && next != from && !WriteStreamPosition(true, next, out)) return ClientGone();
+    }
+    first_page = false;
+    last_version = page->last_version;
     for (const auto& e : page->events) {
       if (!WriteEvent(e, structured, out)) return ClientGone();
     }
@@ -196,6 +230,7 @@ grpc::Status StreamsService::ReadStream(grpc::ServerContext* ctx, const Options&
     if (page->end_of_stream || page->events.empty()) break;
     from = page->next_version;
   }
+  if (positions && last_version >= 0 && !WriteStreamPosition(false, last_version, out)) return ClientGone();
   return grpc::Status::OK;
 }
 

@@ -4,6 +4,7 @@
 // mid-stream, a graceful stop with a subscription open).
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -197,6 +198,54 @@ TEST_CASE("grpc: wire values, errors, limits, unimplemented services", "[grpc]")
       CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
       CHECK_THAT(s.error_message(), Catch::Contains("a second one came"));
     }
+  }
+
+  SECTION("a stream read at compatibility 1 is told first_stream_position / last_stream_position as KurrentDB") {
+    for (int k = 0; k < 3; ++k) {
+      REQUIRE(esdb::testing::Http(host.http_port(), "POST", "/streams/pos",
+                                  R"([{"eventType": "T", "data": {"k": )" + std::to_string(k) + "}}]")
+                  .status == 201);
+    }
+    // What one read answers: "e<revision>", "first <n>", "last <n>", "not-found".
+    auto read = [&](const std::string& stream, uint32_t compatibility, bool forward,
+                    std::optional<uint64_t> from, uint64_t count) {
+      spb::ReadReq req;
+      auto* o = req.mutable_options();
+      o->mutable_stream()->mutable_stream_identifier()->set_stream_name(stream);
+      if (from) {
+        o->mutable_stream()->set_revision(*from);
+      } else if (forward) {
+        o->mutable_stream()->mutable_start();
+      } else {
+        o->mutable_stream()->mutable_end();
+      }
+      o->set_read_direction(forward ? spb::ReadReq::Options::Forwards : spb::ReadReq::Options::Backwards);
+      o->set_count(count);
+      o->mutable_uuid_option()->mutable_string();
+      o->mutable_no_filter();
+      o->mutable_control_option()->set_compatibility(compatibility);
+      auto ctx = Ctx();
+      auto reader = streams->Read(ctx.get(), req);
+      std::vector<std::string> got;
+      spb::ReadResp resp;
+      while (reader->Read(&resp)) {
+        if (resp.has_event()) got.push_back("e" + std::to_string(resp.event().event().stream_revision()));
+        else if (resp.has_first_stream_position()) got.push_back("first " + std::to_string(resp.first_stream_position()));
+        else if (resp.has_last_stream_position()) got.push_back("last " + std::to_string(resp.last_stream_position()));
+        else if (resp.has_stream_not_found()) got.push_back("not-found");
+        else got.push_back("other");
+      }
+      CHECK(reader->Finish().ok());
+      return got;
+    };
+    using V = std::vector<std::string>;
+    CHECK(read("pos", 0, true, std::nullopt, 10) == V{"e0", "e1", "e2"});  // compatibility 0: not told
+    CHECK(read("pos", 1, true, std::nullopt, 10) == V{"e0", "e1", "e2", "last 2"});
+    CHECK(read("pos", 1, true, std::nullopt, 2) == V{"e0", "e1", "last 2"});  // ended by the count
+    CHECK(read("pos", 1, false, std::nullopt, 10) == V{"e2", "e1", "e0", "last 2"});
+    CHECK(read("pos", 1, true, uint64_t{1}, 10) == V{"e1", "e2", "last 2"});
+    CHECK(read("pos", 1, true, uint64_t{7}, 10) == V{"first 3", "last 2"});  // past the end
+    CHECK(read("missing", 1, true, std::nullopt, 10) == V{"not-found"});
   }
 
   SECTION("an append whose first message is not its options is INVALID_ARGUMENT") {

@@ -7,7 +7,8 @@
 // appends, a filtered $all subscription, an HTTP <-> gRPC round trip,
 // persistent subscriptions to a stream and to $all (create, getInfo, update,
 // list, delete, ack, nack retry with its retry count, nack park then
-// replayParked, the typed errors).
+// replayParked, replayParked with stopAt, maxSubscriberCount and its
+// MaxSubscribersReached error, the typed errors).
 // The host runs with grpc.insecure_admin=true (dev mode, deliberately):
 // a tombstone needs the admin role, and these runs have no credentials.
 // node/auth.mjs runs against a host with tls and users (both clients send

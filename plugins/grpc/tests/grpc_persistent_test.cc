@@ -1,7 +1,8 @@
 // PersistentSubscriptions over gRPC through the C++ client, against a real
 // esdb-host: what the Node clients do not reach (a malformed first Read
 // message, acks of unknown and malformed ids, settings the group service
-// cannot honour, the newer Create form, a reload of the plugin with a
+// cannot honour, a consumer beyond max_subscriber_count (its trailers), the
+// newer Create form, a reload of the plugin with a
 // persistent subscription open). Acks and nacks, parking, replay, retry
 // counts, info and lists through the official clients: node/scenario.mjs.
 #include <chrono>
@@ -120,7 +121,8 @@ TEST_CASE("grpc persistent: malformed first message, unknown and malformed ack i
     const std::vector<std::pair<std::string, std::function<void(pspb::CreateReq::Settings*)>>> refused = {
         {"resolve_links", [](auto* s) { s->set_resolve_links(true); }},
         {"extra_statistics", [](auto* s) { s->set_extra_statistics(true); }},
-        {"max_subscriber_count", [](auto* s) { s->set_max_subscriber_count(2); }},
+        {"max_subscriber_count", [](auto* s) { s->set_max_subscriber_count(-1); }},
+        {"max_subscriber_count", [](auto* s) { s->set_max_subscriber_count(100001); }},
         {"live_buffer_size", [](auto* s) { s->set_live_buffer_size(7); }},
         {"read_batch_size", [](auto* s) { s->set_read_batch_size(7); }},
         {"history_buffer_size", [](auto* s) { s->set_history_buffer_size(7); }},
@@ -137,6 +139,49 @@ TEST_CASE("grpc persistent: malformed first message, unknown and malformed ack i
     }
     // Nothing was created.
     CHECK(pstest::InFlight(*stub, "ps", "refused") == -1);
+  }
+
+  SECTION("a consumer beyond max_subscriber_count is FAILED_PRECONDITION maximum-subscribers-reached") {
+    REQUIRE(pstest::CreateGroup(*stub, "ps", "one", [](auto* s) { s->set_max_subscriber_count(1); }).ok());
+    pspb::GetInfoReq info_req;
+    info_req.mutable_options()->mutable_stream_identifier()->set_stream_name("ps");
+    info_req.mutable_options()->set_group_name("one");
+    pspb::GetInfoResp info;
+    auto info_ctx = pstest::CallCtx();
+    REQUIRE(stub->GetInfo(info_ctx.get(), info_req, &info).ok());
+    CHECK(info.subscription_info().max_subscriber_count() == 1);
+
+    auto ctx1 = pstest::CallCtx();
+    auto first = stub->Read(ctx1.get());
+    REQUIRE(first->Write(pstest::ReadOptions("ps", "one")));
+    pspb::ReadResp resp;
+    REQUIRE(first->Read(&resp));
+    CHECK(resp.has_subscription_confirmation());
+
+    auto ctx2 = pstest::CallCtx();
+    auto second = stub->Read(ctx2.get());
+    REQUIRE(second->Write(pstest::ReadOptions("ps", "one")));
+    CHECK_FALSE(second->Read(&resp));
+    grpc::Status s = second->Finish();
+    CHECK(s.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+    CHECK(s.error_message().find("max_subscriber_count of 1") != std::string::npos);
+    CHECK(grpctest::Trailer(*ctx2, "exception") == "maximum-subscribers-reached");
+    CHECK(grpctest::Trailer(*ctx2, "group-name") == "one");
+    CHECK(grpctest::Trailer(*ctx2, "stream-name") == "ps");
+    ctx1->TryCancel();
+    first->Finish();
+  }
+
+  SECTION("ReplayParked with a negative stop_at is INVALID_ARGUMENT") {
+    pspb::ReplayParkedReq req;
+    req.mutable_options()->mutable_stream_identifier()->set_stream_name("ps");
+    req.mutable_options()->set_group_name("g");
+    req.mutable_options()->set_stop_at(-1);
+    pspb::ReplayParkedResp resp;
+    auto ctx = pstest::CallCtx();
+    grpc::Status s = stub->ReplayParked(ctx.get(), req, &resp);
+    CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(s.error_message().find("stop_at") != std::string::npos);
   }
 
   SECTION("a Read whose first message is not its options is INVALID_ARGUMENT") {

@@ -66,7 +66,7 @@ esdb::Result<std::vector<std::string>> CanonicalIds(const std::vector<std::strin
 }
 
 esdb::Result<std::optional<esdb::CompiledAllFilter>> GroupMatcher(const std::string& stream_id,
-                                                        const esdb::GroupSettings& settings) {
+                                                        const esdb::GroupSettingsV2& settings) {
   if (stream_id != esdb::kAllStreamId) return std::optional<esdb::CompiledAllFilter>();
   esdb::Result<esdb::CompiledAllFilter> m = esdb::CompiledAllFilter::Compile(settings.filter);
   if (!m.ok()) return m.status();
@@ -85,7 +85,7 @@ esdb::Status SubscriptionService::LoadGroupLocked(const nlohmann::json& g) {
   const std::string name = name_it->get<std::string>();
   if (esdb::Status s = ValidateGroupName(stream_id, name); !s.ok()) return s;
   const auto settings_it = g.find("settings");
-  esdb::Result<esdb::GroupSettings> settings =
+  esdb::Result<esdb::GroupSettingsV2> settings =
       esdb::GroupSettingsFromJson(settings_it == g.end() ? nlohmann::json() : *settings_it);
   if (!settings.ok()) return esdb::Status::InvalidArgument("group '" + name + "' on '" + stream_id + "': " +
                                                            settings.status().message());
@@ -137,6 +137,11 @@ esdb::Status SubscriptionService::SaveGroupsLocked() {
 
 esdb::Status SubscriptionService::CreateGroup(const std::string& stream_id, const std::string& group,
                                               const esdb::GroupSettings& settings) {
+  return CreateGroup(stream_id, group, esdb::GroupSettingsV2(settings));
+}
+
+esdb::Status SubscriptionService::CreateGroup(const std::string& stream_id, const std::string& group,
+                                              const esdb::GroupSettingsV2& settings) {
   if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
   if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
   if (esdb::Status s = esdb::ValidateGroupSettings(settings, stream_id); !s.ok()) return s;
@@ -180,16 +185,28 @@ esdb::Status SubscriptionService::CreateGroup(const std::string& stream_id, cons
 
 esdb::Status SubscriptionService::UpdateGroup(const std::string& stream_id, const std::string& group,
                                               const esdb::GroupSettings& settings) {
+  return UpdateGroupImpl(stream_id, group, esdb::GroupSettingsV2(settings), /*keep_v2=*/true);
+}
+
+esdb::Status SubscriptionService::UpdateGroup(const std::string& stream_id, const std::string& group,
+                                              const esdb::GroupSettingsV2& settings) {
+  return UpdateGroupImpl(stream_id, group, settings, /*keep_v2=*/false);
+}
+
+esdb::Status SubscriptionService::UpdateGroupImpl(const std::string& stream_id, const std::string& group,
+                                                  const esdb::GroupSettingsV2& requested, bool keep_v2) {
   if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
   if (esdb::Status s = ValidateGroupName(stream_id, group); !s.ok()) return s;
-  if (esdb::Status s = esdb::ValidateGroupSettings(settings, stream_id); !s.ok()) return s;
-  esdb::Result<std::optional<esdb::CompiledAllFilter>> matcher = GroupMatcher(stream_id, settings);
+  if (esdb::Status s = esdb::ValidateGroupSettings(requested, stream_id); !s.ok()) return s;
+  esdb::Result<std::optional<esdb::CompiledAllFilter>> matcher = GroupMatcher(stream_id, requested);
   if (!matcher.ok()) return matcher.status();
   std::lock_guard<std::mutex> admin(admin_mu_);
   auto found = FindGroup(stream_id, group);  // checks leadership again, under admin_mu_
   if (!found.ok()) return found.status();
   std::shared_ptr<PersistentGroup> g = found.value();
-  const esdb::GroupSettings old = g->settings();
+  const esdb::GroupSettingsV2 old = g->settings();
+  esdb::GroupSettingsV2 settings = requested;
+  if (keep_v2) settings.max_subscriber_count = old.max_subscriber_count;
   esdb::Result<std::optional<esdb::CompiledAllFilter>> old_matcher = GroupMatcher(stream_id, old);
   g->UpdateSettings(settings, std::move(matcher.value()));
   if (esdb::Status s = SaveGroupsLocked(); !s.ok()) {
@@ -240,12 +257,28 @@ esdb::Result<std::shared_ptr<PersistentGroup>> SubscriptionService::FindGroup(co
 }
 
 esdb::Result<esdb::GroupInfo> SubscriptionService::GetGroupInfo(const std::string& stream_id, const std::string& group) {
+  esdb::Result<esdb::GroupInfoV2> info = GetGroupInfoV2(stream_id, group);
+  if (!info.ok()) return info.status();
+  return esdb::GroupInfo(std::move(info.value()));
+}
+
+esdb::Result<std::vector<esdb::GroupInfo>> SubscriptionService::ListGroups(const std::string& stream_id) {
+  esdb::Result<std::vector<esdb::GroupInfoV2>> list = ListGroupsV2(stream_id);
+  if (!list.ok()) return list.status();
+  std::vector<esdb::GroupInfo> out;
+  out.reserve(list->size());
+  for (esdb::GroupInfoV2& g : list.value()) out.push_back(esdb::GroupInfo(std::move(g)));
+  return out;
+}
+
+esdb::Result<esdb::GroupInfoV2> SubscriptionService::GetGroupInfoV2(const std::string& stream_id,
+                                                                    const std::string& group) {
   auto g = FindGroup(stream_id, group);
   if (!g.ok()) return g.status();
   return g.value()->Info();
 }
 
-esdb::Result<std::vector<esdb::GroupInfo>> SubscriptionService::ListGroups(const std::string& stream_id) {
+esdb::Result<std::vector<esdb::GroupInfoV2>> SubscriptionService::ListGroupsV2(const std::string& stream_id) {
   if (esdb::Status s = CheckGroupsHere(); !s.ok()) return s;
   std::vector<std::shared_ptr<PersistentGroup>> groups;
   {
@@ -254,7 +287,7 @@ esdb::Result<std::vector<esdb::GroupInfo>> SubscriptionService::ListGroups(const
       if (stream_id.empty() || key.first == stream_id) groups.push_back(g);
     }
   }
-  std::vector<esdb::GroupInfo> out;
+  std::vector<esdb::GroupInfoV2> out;
   for (auto& g : groups) out.push_back(g->Info());
   return out;
 }
@@ -310,9 +343,14 @@ esdb::Result<esdb::AckResult> SubscriptionService::Nack(const std::string& strea
 }
 
 esdb::Result<uint64_t> SubscriptionService::ReplayParked(const std::string& stream_id, const std::string& group) {
+  return ReplayParked(stream_id, group, esdb::kReplayAllParked);
+}
+
+esdb::Result<uint64_t> SubscriptionService::ReplayParked(const std::string& stream_id, const std::string& group,
+                                                         uint64_t max_count) {
   auto g = FindGroup(stream_id, group);
   if (!g.ok()) return g.status();
-  return g.value()->ReplayParked();
+  return g.value()->ReplayParked(max_count);
 }
 
 }  // namespace esdb_notification

@@ -1,5 +1,5 @@
 // Notification: subscriptions. Waits for the event store service, then
-// provides "esdb.subscriptions/1" (catch-up subscriptions and persistent
+// provides "esdb.subscriptions/2" and "/1" (catch-up subscriptions and persistent
 // groups) and feeds it the store's events_appended notifications. When the
 // store goes away, the service is withdrawn and every subscriber is dropped
 // with kUnavailable; it comes back when the store does.
@@ -192,20 +192,26 @@ class NotificationSubsystem : public esdb::Subsystem {
     // (Not on an empty store: there is no event 0 yet, and announcing it
     // would let the fan-out skip the first real one.)
     if (const uint64_t next = store->NextPosition(); next > 0) service->OnEventsAppended(next - 1, {});
-    esdb::Status ps = ctx_->Services().Provide<esdb::Subscriptions>(esdb::services::kSubscriptions, service);
+    // One object under both names (docs/SDK_COMPATIBILITY.md): /2 for
+    // consumers built against SDK 1.1, /1 for those built against 1.0.
+    esdb::Status ps = ctx_->Services().Provide<esdb::SubscriptionsV2>(esdb::services::kSubscriptionsV2, service);
+    if (ps.ok()) {
+      ps = ctx_->Services().Provide<esdb::Subscriptions>(esdb::services::kSubscriptions, service);
+      if (!ps.ok()) (void)ctx_->Services().Withdraw(esdb::services::kSubscriptionsV2);
+    }
     if (!ps.ok()) {
       sub.value().cancel();
       service->Stop(ps);
       ctx_->ReportFailed(ps);
       return;
     }
-    service->SetHandlePin(ctx_->Services().Find(esdb::services::kSubscriptions));
+    service->SetHandlePin(ctx_->Services().Find(esdb::services::kSubscriptionsV2));
     store_sub_ = std::move(sub.value());
     service_ = std::move(service);
     FollowLeaderLocked();
-    ctx_->Logger()->info("providing {}{}", esdb::services::kSubscriptions,
+    ctx_->Logger()->info("providing {} and {}{}", esdb::services::kSubscriptionsV2, esdb::services::kSubscriptions,
                          cluster_ ? " (cluster mode: persistent groups on the leader only)" : "");
-    ctx_->ReportReady({{"service", esdb::services::kSubscriptions},
+    ctx_->ReportReady({{"service", esdb::services::kSubscriptionsV2},
                        {"stored_state_skipped", service_->StoredStateProblems()}});
   }
 
@@ -213,6 +219,7 @@ class NotificationSubsystem : public esdb::Subsystem {
   void Detach(const esdb::Status& reason) {
     if (!service_) return;
     ctx_->Services().Withdraw(esdb::services::kSubscriptions);
+    ctx_->Services().Withdraw(esdb::services::kSubscriptionsV2);
     store_sub_.cancel();
     service_->Stop(reason);
     service_.reset();

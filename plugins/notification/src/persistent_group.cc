@@ -26,7 +26,7 @@ std::string CheckpointStreamName(const std::string& stream_id, const std::string
 
 PersistentGroup::PersistentGroup(boost::asio::io_context& io, std::shared_ptr<esdb::EventStoreV2> store,
                                  std::shared_ptr<spdlog::logger> logger, std::string stream_id, std::string group,
-                                 esdb::GroupSettings settings, std::optional<esdb::CompiledAllFilter> matcher)
+                                 esdb::GroupSettingsV2 settings, std::optional<esdb::CompiledAllFilter> matcher)
     : io_(io),
       store_(std::move(store)),
       logger_(std::move(logger)),
@@ -301,6 +301,11 @@ esdb::Result<PersistentGroup::ConsumerRef> PersistentGroup::Connect(esdb::Consum
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return esdb::Status::Cancelled("group '" + group_ + "' is stopping");
+    if (settings_.max_subscriber_count != 0 && consumers_.size() >= settings_.max_subscriber_count) {
+      return esdb::Status::ResourceExhausted("group '" + group_ + "' on '" + stream_id_ +
+                                             "' has its max_subscriber_count of " +
+                                             std::to_string(settings_.max_subscriber_count) + " consumers");
+    }
     auto c = std::make_shared<Consumer>();
     c->id = next_consumer_id_++;
     c->name = options.name;
@@ -614,7 +619,7 @@ esdb::Status PersistentGroup::AppendCheckpoint(int64_t checkpoint) {
   return esdb::Status::OK();
 }
 
-esdb::Result<uint64_t> PersistentGroup::ReplayParked() {
+esdb::Result<uint64_t> PersistentGroup::ReplayParked(uint64_t max_count) {
   {
     // One replay at a time (the second would replay the same messages).
     std::unique_lock<std::mutex> lock(mu_);
@@ -641,17 +646,18 @@ esdb::Result<uint64_t> PersistentGroup::ReplayParked() {
   int64_t from = md.truncate_before.value_or(0);
   std::vector<Message> replay;
   int64_t last_version = -1;
-  for (;;) {
+  while (replay.size() < max_count) {
     esdb::ReadStreamRequest req;
     req.stream_id = parked_stream_;
     req.from = from;
-    req.count = 500;
+    req.count = std::min<uint64_t>(500, max_count - replay.size());
     esdb::Result<esdb::ReadStreamResult> r = store_->ReadStream(req);
     if (!r.ok()) {
       if (r.status().code() == esdb::Code::kNotFound) break;
       return r.status();
     }
     for (const esdb::RecordedEvent& parked : r->events) {
+      if (replay.size() >= max_count) break;  // the rest stay parked
       last_version = parked.version;
       // A record that is not a parked copy (written by someone else) is
       // reported and skipped; it is passed over by truncate_before below.
@@ -688,7 +694,7 @@ esdb::Result<uint64_t> PersistentGroup::ReplayParked() {
   return static_cast<uint64_t>(replay.size());
 }
 
-void PersistentGroup::UpdateSettings(const esdb::GroupSettings& settings, std::optional<esdb::CompiledAllFilter> matcher) {
+void PersistentGroup::UpdateSettings(const esdb::GroupSettingsV2& settings, std::optional<esdb::CompiledAllFilter> matcher) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const int64_t start_from = settings_.start_from;
@@ -700,7 +706,7 @@ void PersistentGroup::UpdateSettings(const esdb::GroupSettings& settings, std::o
   PumpSoon();
 }
 
-esdb::GroupSettings PersistentGroup::settings() const {
+esdb::GroupSettingsV2 PersistentGroup::settings() const {
   std::lock_guard<std::mutex> lock(mu_);
   return settings_;
 }
@@ -710,8 +716,8 @@ size_t PersistentGroup::consumer_count() const {
   return consumers_.size();
 }
 
-esdb::GroupInfo PersistentGroup::Info() {
-  esdb::GroupInfo info;
+esdb::GroupInfoV2 PersistentGroup::Info() {
+  esdb::GroupInfoV2 info;
   // Store calls first, without mu_.
   esdb::Result<int64_t> parked_version = store_->StreamVersion(parked_stream_);
   if (parked_version.ok() && parked_version.value() >= 0) {
@@ -724,6 +730,7 @@ esdb::GroupInfo PersistentGroup::Info() {
   info.stream_id = stream_id_;
   info.group = group_;
   info.settings = settings_;
+  info.max_subscriber_count = settings_.max_subscriber_count;
   info.status = at_head_ && ready_.empty() ? "live" : "catching_up";
   info.checkpoint = checkpoint_written_;
   info.next_to_read = next_read_;

@@ -55,7 +55,7 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
 
   PersistentGroup(boost::asio::io_context& io, std::shared_ptr<esdb::EventStoreV2> store,
                   std::shared_ptr<spdlog::logger> logger, std::string stream_id, std::string group,
-                  esdb::GroupSettings settings, std::optional<esdb::CompiledAllFilter> matcher);
+                  esdb::GroupSettingsV2 settings, std::optional<esdb::CompiledAllFilter> matcher);
 
   // Finds where to start: for a new group (`created`) from settings
   // (writing the first checkpoint), else from the persisted checkpoint.
@@ -71,6 +71,8 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
   void Poke();
 
   // Adds a push consumer; its channel is returned for the handle.
+  // kResourceExhausted when the group has settings.max_subscriber_count
+  // (not 0) consumers already.
   struct ConsumerRef {
     uint64_t id = 0;
     std::shared_ptr<Channel<esdb::PersistentMessage>> channel;
@@ -84,13 +86,15 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
   esdb::AckResult Ack(const std::vector<std::string>& event_ids);
   esdb::Result<esdb::AckResult> Nack(const std::vector<std::string>& event_ids, esdb::NackAction action,
                                      const std::string& reason);
-  esdb::Result<uint64_t> ReplayParked();
+  // Replays up to `max_count` parked messages, the oldest first
+  // (esdb::kReplayAllParked: all).
+  esdb::Result<uint64_t> ReplayParked(uint64_t max_count);
 
-  void UpdateSettings(const esdb::GroupSettings& settings, std::optional<esdb::CompiledAllFilter> matcher);
-  esdb::GroupInfo Info();
+  void UpdateSettings(const esdb::GroupSettingsV2& settings, std::optional<esdb::CompiledAllFilter> matcher);
+  esdb::GroupInfoV2 Info();
   const std::string& stream_id() const { return stream_id_; }
   const std::string& group() const { return group_; }
-  esdb::GroupSettings settings() const;
+  esdb::GroupSettingsV2 settings() const;
   size_t consumer_count() const;
 
   // Ends the group: writes the checkpoint (when `write_checkpoint`), cancels
@@ -160,7 +164,7 @@ class PersistentGroup : public std::enable_shared_from_this<PersistentGroup> {
 
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;  // filling_/checkpoint_writing_/replaying_ went false
-  esdb::GroupSettings settings_;
+  esdb::GroupSettingsV2 settings_;
   std::optional<esdb::CompiledAllFilter> matcher_;
   uint64_t settings_generation_ = 0;  // bumped by UpdateSettings: a read with the old filter is dropped
   bool stopped_ = false;

@@ -1,4 +1,5 @@
-// SubscriptionService: the implementation of esdb::Subscriptions over an
+// SubscriptionService: the implementation of esdb::SubscriptionsV2 (and so
+// of esdb::Subscriptions) over an
 // esdb::EventStoreV2. The plugin feeds it the store's events_appended
 // notifications; tests call OnEventsAppended() directly.
 //
@@ -47,7 +48,7 @@ esdb::Result<ServiceOptions> ParseServiceOptions(const nlohmann::json& config);
 // Name of the $-stream holding every group's definition (latest event wins).
 inline constexpr const char* kGroupConfigStream = "$persistent-config";
 
-class SubscriptionService : public esdb::Subscriptions,
+class SubscriptionService : public esdb::SubscriptionsV2,
                             public std::enable_shared_from_this<SubscriptionService> {
  public:
   SubscriptionService(boost::asio::io_context& io, std::shared_ptr<esdb::EventStoreV2> store,
@@ -96,7 +97,7 @@ class SubscriptionService : public esdb::Subscriptions,
   // Bus entry: topic "store" events (events_appended, stream_deleted).
   void OnStoreEvent(const esdb::EventPtr& event);
 
-  // esdb::Subscriptions
+  // esdb::Subscriptions (/1: UpdateGroup keeps the group's /2 settings)
   esdb::Result<esdb::Subscription> SubscribeToStream(const esdb::StreamSubscriptionRequest& request,
                                                      esdb::SubscriptionHandlers handlers) override;
   esdb::Result<esdb::Subscription> SubscribeToAll(const esdb::AllSubscriptionRequest& request,
@@ -119,6 +120,15 @@ class SubscriptionService : public esdb::Subscriptions,
                                      const std::string& reason) override;
   esdb::Result<uint64_t> ReplayParked(const std::string& stream_id, const std::string& group) override;
   nlohmann::json Stats() override;
+  // esdb::SubscriptionsV2
+  esdb::Status CreateGroup(const std::string& stream_id, const std::string& group,
+                           const esdb::GroupSettingsV2& settings) override;
+  esdb::Status UpdateGroup(const std::string& stream_id, const std::string& group,
+                           const esdb::GroupSettingsV2& settings) override;
+  esdb::Result<esdb::GroupInfoV2> GetGroupInfoV2(const std::string& stream_id, const std::string& group) override;
+  esdb::Result<std::vector<esdb::GroupInfoV2>> ListGroupsV2(const std::string& stream_id) override;
+  esdb::Result<uint64_t> ReplayParked(const std::string& stream_id, const std::string& group,
+                                      uint64_t max_count) override;
 
  private:
   using GroupKey = std::pair<std::string, std::string>;
@@ -128,6 +138,9 @@ class SubscriptionService : public esdb::Subscriptions,
   void ScheduleFanout();
   void Fanout();
   esdb::Result<std::shared_ptr<PersistentGroup>> FindGroup(const std::string& stream_id, const std::string& group);
+  // UpdateGroup's work; `keep_v2` (a /1 update): the group keeps its /2 settings.
+  esdb::Status UpdateGroupImpl(const std::string& stream_id, const std::string& group,
+                               const esdb::GroupSettingsV2& settings, bool keep_v2);
   // Writes every group's definition to kGroupConfigStream. Requires admin_mu_.
   esdb::Status SaveGroupsLocked();
   esdb::Status CheckRunning() const;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "esdb/not_leader.h"
+#include "esdb/subscriptions_acquire.h"
 #include "test_env.h"
 
 using esdb_notification_test::TestEnv;
@@ -575,4 +576,119 @@ TEST_CASE("cluster mode: a leader whose load of the groups fails answers unavail
   CHECK(svc->Stats()["groups_role"] == "follower");
   CHECK(esdb::ParseNotLeader(svc->GetGroupInfo("r", "g").status()).has_value());
   CHECK(gated->failed_reads() == 4);
+}
+
+TEST_CASE("max_subscriber_count: a full group refuses a consumer; kept by /1 updates and across a restart") {
+  TestEnv env;
+  esdb::GroupSettingsV2 s;
+  s.max_subscriber_count = 2;
+  {
+    auto svc = env.StartService();
+    REQUIRE(svc->CreateGroup("m", "g", s).ok());
+    Consumer a, b, c;
+    auto ha = svc->ConnectToGroup("m", "g", a.Options("a"));
+    auto hb = svc->ConnectToGroup("m", "g", b.Options("b"));
+    REQUIRE(ha.ok());
+    REQUIRE(hb.ok());
+    auto hc = svc->ConnectToGroup("m", "g", c.Options("c"));
+    REQUIRE_FALSE(hc.ok());
+    CHECK(hc.status().code() == esdb::Code::kResourceExhausted);
+    CHECK_THAT(hc.status().message(), Catch::Contains("max_subscriber_count of 2"));
+    CHECK(svc->GetGroupInfoV2("m", "g")->consumers.size() == 2);
+    // A place frees up when a consumer goes.
+    ha.value().cancel();
+    auto hc2 = svc->ConnectToGroup("m", "g", c.Options("c"));
+    REQUIRE(hc2.ok());
+
+    // Shown by the /2 info; the /1 info is the /1 settings.
+    auto info = svc->GetGroupInfoV2("m", "g");
+    REQUIRE(info.ok());
+    CHECK(info->max_subscriber_count == 2);
+    CHECK(info->SettingsV2().max_subscriber_count == 2);
+    CHECK(svc->ListGroupsV2("m")->at(0).max_subscriber_count == 2);
+    // An update through /1 keeps it; one through /2 sets it.
+    esdb::GroupSettings v1;
+    v1.max_retry = 3;
+    REQUIRE(svc->UpdateGroup("m", "g", v1).ok());
+    CHECK(svc->GetGroupInfoV2("m", "g")->max_subscriber_count == 2);
+    CHECK(svc->GetGroupInfo("m", "g")->settings.max_retry == 3);
+    esdb::GroupSettingsV2 v2(v1);
+    v2.max_subscriber_count = 1;
+    REQUIRE(svc->UpdateGroup("m", "g", v2).ok());
+    CHECK(svc->GetGroupInfoV2("m", "g")->max_subscriber_count == 1);
+    v2.max_subscriber_count = 100001;
+    auto bad = svc->UpdateGroup("m", "g", v2);
+    CHECK(bad.code() == esdb::Code::kInvalidArgument);
+    CHECK_THAT(bad.message(), Catch::Contains("max_subscriber_count"));
+    // A group created through /1 has no limit.
+    REQUIRE(svc->CreateGroup("m", "open", esdb::GroupSettings{}).ok());
+    CHECK(svc->GetGroupInfoV2("m", "open")->max_subscriber_count == 0);
+    env.StopService();
+  }
+  // The stored definition ($persistent-config) keeps it.
+  auto svc = env.StartService();
+  auto info = svc->GetGroupInfoV2("m", "g");
+  REQUIRE(info.ok());
+  CHECK(info->max_subscriber_count == 1);
+  CHECK(info->settings.max_retry == 3);
+  Consumer a, b;
+  auto ha = svc->ConnectToGroup("m", "g", a.Options("a"));
+  REQUIRE(ha.ok());
+  CHECK(svc->ConnectToGroup("m", "g", b.Options("b")).status().code() == esdb::Code::kResourceExhausted);
+}
+
+TEST_CASE("ReplayParked with a max_count replays the oldest parked messages; the rest stay parked") {
+  TestEnv env;
+  auto svc = env.StartService();
+  REQUIRE(svc->CreateGroup("rp", "g", esdb::GroupSettingsV2{}).ok());
+  env.Append("rp", 5);
+  auto first = Pull(*svc, "rp", "g", 5);
+  REQUIRE(Versions(first) == std::vector<int64_t>{0, 1, 2, 3, 4});
+  REQUIRE(svc->Nack("rp", "g", Ids(first), esdb::NackAction::kPark, "later").ok());
+  REQUIRE(WaitFor([&] { return svc->GetGroupInfoV2("rp", "g")->parked == 5; }));
+
+  auto none = svc->ReplayParked("rp", "g", 0);
+  REQUIRE(none.ok());
+  CHECK(none.value() == 0);
+  CHECK(svc->GetGroupInfoV2("rp", "g")->parked == 5);
+
+  auto two = svc->ReplayParked("rp", "g", 2);
+  REQUIRE(two.ok());
+  CHECK(two.value() == 2);
+  CHECK(svc->GetGroupInfoV2("rp", "g")->parked == 3);
+  auto back = Pull(*svc, "rp", "g", 2);
+  CHECK(Versions(back) == std::vector<int64_t>{0, 1});
+  REQUIRE(svc->Ack("rp", "g", Ids(back)).ok());
+
+  // The rest: more than are left replays what is left.
+  auto rest = svc->ReplayParked("rp", "g", 10);
+  REQUIRE(rest.ok());
+  CHECK(rest.value() == 3);
+  CHECK(Versions(Pull(*svc, "rp", "g", 3)) == std::vector<int64_t>{2, 3, 4});
+  CHECK(svc->GetGroupInfoV2("rp", "g")->parked == 0);
+  CHECK(svc->ReplayParked("rp", "g", esdb::kReplayAllParked).value() == 0);
+}
+
+TEST_CASE("SubscriptionsV1Adapter: a /1 provider seen as /2 refuses what /1 cannot do") {
+  TestEnv env;
+  auto svc = env.StartService();
+  esdb::SubscriptionsV1Adapter adapted{std::shared_ptr<esdb::Subscriptions>(svc)};
+  esdb::GroupSettingsV2 s;
+  s.max_subscriber_count = 1;
+  const esdb::Status refused = adapted.CreateGroup("ad", "g", s);
+  CHECK(refused.code() == esdb::Code::kInvalidArgument);
+  CHECK_THAT(refused.message(), Catch::Contains("max_subscriber_count"));
+  CHECK(svc->GetGroupInfo("ad", "g").status().code() == esdb::Code::kNotFound);  // nothing created
+  s.max_subscriber_count = 0;
+  s.max_retry = 4;
+  REQUIRE(adapted.CreateGroup("ad", "g", s).ok());
+  auto info = adapted.GetGroupInfoV2("ad", "g");
+  REQUIRE(info.ok());
+  CHECK(info->settings.max_retry == 4);
+  CHECK(info->max_subscriber_count == 0);
+  CHECK(adapted.ListGroupsV2("ad")->size() == 1);
+  auto partial = adapted.ReplayParked("ad", "g", 1);
+  CHECK(partial.status().code() == esdb::Code::kInvalidArgument);
+  CHECK_THAT(partial.status().message(), Catch::Contains(esdb::services::kSubscriptionsV2));
+  CHECK(adapted.ReplayParked("ad", "g", esdb::kReplayAllParked).value() == 0);
 }

@@ -1,6 +1,6 @@
 // The not-leader answer of cluster mode, header-only: how a service that
 // runs on the cluster's leader only (the persistent groups of
-// esdb.subscriptions/1) tells a caller on a follower where the leader is.
+// esdb.subscriptions/2 and /1) tells a caller on a follower where the leader is.
 //
 // No new Code: the status is kFailedPrecondition with a message that starts
 // with "not_leader: " and carries the leader's name and addresses as

@@ -1,6 +1,9 @@
-// The subscriptions service ("esdb.subscriptions/1"), provided by the
-// notification plugin through the service registry once the event store is
-// available.
+// The subscriptions service ("esdb.subscriptions/2", class SubscriptionsV2,
+// and "esdb.subscriptions/1", class Subscriptions, the interface as SDK 1.0
+// froze it; the same object), provided by the notification plugin through
+// the service registry once the event store is available. Consumers get it
+// with AcquireSubscriptions() (subscriptions_acquire.h), which also serves
+// a provider of "/1" only.
 //
 // Two kinds of subscriptions:
 //  * Catch-up subscriptions (to one stream from a version, or to $all from a
@@ -50,7 +53,8 @@
 namespace esdb {
 
 namespace services {
-inline constexpr const char* kSubscriptions = "esdb.subscriptions/1";  // Subscriptions, by notification
+inline constexpr const char* kSubscriptions = "esdb.subscriptions/1";    // Subscriptions (SDK 1.0), by notification
+inline constexpr const char* kSubscriptionsV2 = "esdb.subscriptions/2";  // SubscriptionsV2, the same object
 }  // namespace services
 
 // The stream id that stands for all events in commit order.
@@ -304,6 +308,75 @@ class Subscriptions {
   // Counters for metrics: {"catch_up_subscriptions", "groups", "consumers",
   // "events_delivered", "subscribers_dropped", "fanout_reads", ...}.
   virtual nlohmann::json Stats() = 0;
+};
+
+// ---------------------------------------------------------------------------
+// esdb.subscriptions/2 (SDK 1.1): what /1 cannot carry. Subscriptions,
+// GroupSettings and GroupInfo above stay exactly as SDK 1.0 froze them
+// (docs/SDK_COMPATIBILITY.md); the additions live in these derived types.
+
+// Settings of a group, with what /2 added. Slicing to GroupSettings gives
+// the /1 settings.
+struct GroupSettingsV2 : GroupSettings {
+  GroupSettingsV2() = default;
+  // The /1 settings with the /2 additions at their defaults.
+  explicit GroupSettingsV2(const GroupSettings& v1) : GroupSettings(v1) {}
+
+  // Most push consumers connected at once; a consumer connecting to a
+  // group that has this many is refused (kResourceExhausted). 0 (default)
+  // = no limit of the group's own (the service's max_consumers_per_group
+  // still applies). 0..100000.
+  size_t max_subscriber_count = 0;
+};
+
+// A group's settings, state and counters, with the /2 settings. Slicing to
+// GroupInfo gives the /1 info (its `settings` holds the /1 fields).
+struct GroupInfoV2 : GroupInfo {
+  GroupInfoV2() = default;
+  // The /1 info with the /2 additions at their defaults.
+  explicit GroupInfoV2(const GroupInfo& v1) : GroupInfo(v1) {}
+
+  // GroupSettingsV2::max_subscriber_count of the group.
+  size_t max_subscriber_count = 0;
+
+  // Every setting of the group.
+  GroupSettingsV2 SettingsV2() const {
+    GroupSettingsV2 s(settings);
+    s.max_subscriber_count = max_subscriber_count;
+    return s;
+  }
+};
+
+// ReplayParked's `max_count` meaning "every parked message".
+inline constexpr uint64_t kReplayAllParked = UINT64_MAX;
+
+// Subscriptions with the /2 settings. Provided by the notification plugin
+// under "esdb.subscriptions/2" and, the same object, "esdb.subscriptions/1".
+// Same thread-safety and error rules as Subscriptions. The /1 functions
+// still work on a group that has /2 settings: CreateGroup of /1 gives the
+// /2 fields their defaults, UpdateGroup of /1 keeps the group's /2 fields,
+// GetGroupInfo / ListGroups leave them out.
+class SubscriptionsV2 : public Subscriptions {
+ public:
+  static constexpr const char* kInterfaceId = "esdb.subscriptions/2";  // services.h
+  using Subscriptions::CreateGroup;
+  using Subscriptions::ReplayParked;
+  using Subscriptions::UpdateGroup;
+
+  // As Subscriptions::CreateGroup / UpdateGroup, with the /2 settings.
+  virtual Status CreateGroup(const std::string& stream_id, const std::string& group,
+                             const GroupSettingsV2& settings) = 0;
+  virtual Status UpdateGroup(const std::string& stream_id, const std::string& group,
+                             const GroupSettingsV2& settings) = 0;
+  // As GetGroupInfo / ListGroups, with the /2 settings.
+  virtual Result<GroupInfoV2> GetGroupInfoV2(const std::string& stream_id, const std::string& group) = 0;
+  virtual Result<std::vector<GroupInfoV2>> ListGroupsV2(const std::string& stream_id) = 0;
+  // Moves up to `max_count` parked messages, the oldest first, back to the
+  // front of the group's queue (retry count reset); the rest stay parked.
+  // kReplayAllParked = every one (as the /1 ReplayParked). 0 replays none.
+  // Returns how many were replayed.
+  virtual Result<uint64_t> ReplayParked(const std::string& stream_id, const std::string& group,
+                                        uint64_t max_count) = 0;
 };
 
 }  // namespace esdb

@@ -12,7 +12,7 @@ import { clientOf } from "./client_kind.mjs";
 const [kind, grpcPort, httpPort] = process.argv.slice(2);
 const { lib, Client, scheme, appendOpt } = await clientOf(kind);
 const { jsonEvent, binaryEvent, ANY, NO_STREAM, STREAM_EXISTS, START, END, FORWARDS, BACKWARDS, eventTypeFilter } = lib;
-const { streamNameFilter, PARK, RETRY } = lib;
+const { streamNameFilter, PARK, RETRY, UNBOUNDED } = lib;
 const streamGroupSettings = lib.persistentSubscriptionToStreamSettingsFromDefaults;
 const allGroupSettings = lib.persistentSubscriptionToAllSettingsFromDefaults;
 
@@ -77,6 +77,11 @@ await check("read a stream forwards and backwards, from a revision, with a count
   const midBack = await collect(client.readStream(s, { fromRevision: 4n, direction: BACKWARDS, maxCount: 10 }));
   assert.deepEqual(midBack.map((e) => e.data.i), [4, 3, 2, 1, 0]);
   await expectError(collect(client.readStream(`${run}-nothing`, { maxCount: 10 })), "stream-not-found");
+  // Past the end: no event (the Kurrent client reads at compatibility 1 and
+  // is told first_stream_position / last_stream_position, which it passes over).
+  assert.deepEqual(await collect(client.readStream(s, { fromRevision: 100n, direction: FORWARDS, maxCount: 10 })), []);
+  const tail = await collect(client.readStream(s, { fromRevision: 10n, direction: FORWARDS, maxCount: 10 }));
+  assert.deepEqual(tail.map((e) => e.data.i), [10, 11]);
 });
 
 await check("read $all both directions, positions increasing", async () => {
@@ -213,7 +218,7 @@ function groupTarget(onAll, streamPrefix) {
       info: (g) => client.getPersistentSubscriptionToAllInfo(g),
       list: () => client.listPersistentSubscriptionsToAll(),
       subscribe: (g) => client.subscribeToPersistentSubscriptionToAll(g),
-      replay: (g) => client.replayParkedMessagesToAll(g),
+      replay: (g, options) => client.replayParkedMessagesToAll(g, options),
       del: (g) => client.deletePersistentSubscriptionToAll(g),
       source: "$all",
     };
@@ -225,7 +230,7 @@ function groupTarget(onAll, streamPrefix) {
     info: (g) => client.getPersistentSubscriptionToStreamInfo(s, g),
     list: () => client.listPersistentSubscriptionsToStream(s),
     subscribe: (g) => client.subscribeToPersistentSubscriptionToStream(s, g),
-    replay: (g) => client.replayParkedMessagesToStream(s, g),
+    replay: (g, options) => client.replayParkedMessagesToStream(s, g, options),
     del: (g) => client.deletePersistentSubscriptionToStream(s, g),
     source: s,
   };
@@ -319,6 +324,64 @@ for (const onAll of [false, true]) {
     assert.equal(retried, 1);
     assert.equal(replayed, "Parked");
     await until("the parked message replayed", async () => (await t.info(g)).stats.parkedMessageCount === 0n);
+    await t.del(g);
+  });
+
+  await check(`persistent subscription to ${where}: maxSubscriberCount refuses one consumer too many with MaxSubscribersReached`, async () => {
+    const s = `${run}-pm${onAll ? "a" : "s"}`;
+    const g = `${s}-g`;
+    const t = groupTarget(onAll, s);
+    await client.appendToStream(s, [ev("P", { i: 0 })], appendOpt(NO_STREAM));
+    await t.create(g, { startFrom: START, maxSubscriberCount: 1 });
+    assert.equal((await t.info(g)).settings.maxSubscriberCount, 1);
+    const first = t.subscribe(g);
+    await withTimeout(new Promise((resolve) => first.once("confirmation", resolve)), 10000, "the first consumer's confirmation");
+    await until("the first consumer connected", async () => (await t.info(g)).connections.length === 1);
+    const second = t.subscribe(g);
+    const refused = await withTimeout(new Promise((resolve) => second.on("error", resolve)), 10000, "the refusal");
+    assert.equal(refused.type, "maximum-subscribers-reached", `${refused.type}: ${refused.message}`);
+    assert.equal(refused.groupName, g);
+    await second.unsubscribe().catch(() => {});
+    // Unlimited again (0 on the wire): another consumer is taken.
+    await t.update(g, { startFrom: START, maxSubscriberCount: UNBOUNDED });
+    assert.equal((await t.info(g)).settings.maxSubscriberCount, UNBOUNDED);
+    const third = t.subscribe(g);
+    await withTimeout(new Promise((resolve) => third.once("confirmation", resolve)), 10000, "the third consumer's confirmation");
+    await until("two consumers connected", async () => (await t.info(g)).connections.length === 2);
+    await third.unsubscribe();
+    await first.unsubscribe();
+    await t.del(g);
+  });
+
+  await check(`persistent subscription to ${where}: replayParked with stopAt replays that many, the rest stay parked`, async () => {
+    const s = `${run}-pr${onAll ? "a" : "s"}`;
+    const g = `${s}-g`;
+    const t = groupTarget(onAll, s);
+    await client.appendToStream(s, [0, 1, 2].map((i) => ev("P", { i })), appendOpt(NO_STREAM));
+    await t.create(g, { startFrom: START });
+    const sub = t.subscribe(g);
+    const seen = [];
+    await withTimeout((async () => {
+      for await (const e of sub) {
+        seen.push(e.event.data.i);
+        if (seen.length <= 3) {
+          await sub.nack(PARK, "later", e);
+          if (seen.length === 3) {
+            await until("three parked", async () => (await t.info(g)).stats.parkedMessageCount === 3n);
+            await t.replay(g, { stopAt: 1 });
+            await until("two still parked", async () => (await t.info(g)).stats.parkedMessageCount === 2n);
+          }
+        } else {
+          await sub.ack(e);
+          if (seen.length === 4) break;
+        }
+      }
+    })(), 15000, "the three parked and the one replayed");
+    assert.deepEqual(seen, [0, 1, 2, 0]);
+    assert.equal((await t.info(g)).stats.parkedMessageCount, 2n);
+    await t.replay(g);
+    await until("none parked", async () => (await t.info(g)).stats.parkedMessageCount === 0n);
+    await sub.unsubscribe();
     await t.del(g);
   });
 }
