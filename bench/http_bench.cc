@@ -22,15 +22,19 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <absl/synchronization/mutex.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -261,115 +265,226 @@ HttpRate HttpAppends(uint16_t port, int conns, int batch, double seconds) {
   return RateOf(events.load(), requests.load(), secs, host_cpu, client_cpu, before, after);
 }
 
-// The same load over gRPC: `conns` threads, each with its own channel (its
-// own HTTP/2 connection, as each HTTP writer has its own). With Append,
-// each call is one append of `batch` events (Streams.Append); with
-// BatchAppend, each thread keeps one Streams.BatchAppend call open and
-// sends one append of `batch` events at a time on it, waiting for its
-// answer, as the official clients append when the server advertises
-// BatchAppend.
+// The same load over gRPC: `conns` clients, each with its own channel (its
+// own HTTP/2 connection, as each HTTP writer has its own) and one call in
+// progress at a time. With Append, each call is one append of `batch`
+// events (Streams.Append); with BatchAppend, each client keeps one
+// Streams.BatchAppend call open and sends one append of `batch` events at a
+// time on it, waiting for its answer, as the official clients append when
+// the server advertises BatchAppend. The clients run on gRPC's callback API
+// (its own few threads, no thread per client), so the client takes as
+// little as it can of the cores it shares with the host.
 enum class GrpcPath { kAppend, kBatchAppend };
 
-HttpRate GrpcAppends(uint16_t port, int conns, int batch, double seconds, GrpcPath path) {
-  namespace spb = event_store::client::streams;
+namespace spb = event_store::client::streams;
+
+// What the clients of one measurement share.
+struct GrpcLoad {
+  int conns = 0, batch = 0;
+  std::vector<std::string> data;  // of the events of an append: EventJson(0..batch-1), as over HTTP
   std::atomic<uint64_t> events{0}, requests{0};
-  std::atomic<bool> stop{false};
   std::atomic<int> errors{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  int running = 0;  // clients whose last call has not ended
+
+  void ClientDone() {
+    std::lock_guard<std::mutex> lock(mu);
+    if (--running == 0) cv.notify_all();
+  }
+  void Error(const std::string& what) {
+    if (errors.fetch_add(1) == 0) std::printf("  (first gRPC error: %s)\n", what.c_str());
+  }
+};
+
+// A unique UUID text (across clients and configurations) for message `n` of client `c`.
+void BenchId(char (&id)[40], const GrpcLoad& load, int c, char kind, uint64_t n) {
+  std::snprintf(id, sizeof id, "%08x-%04x-4000-%c000-%012llx", c, load.conns * 100 + load.batch, kind,
+                static_cast<unsigned long long>(n));
+}
+
+// One Streams.Append call of `batch` events: the options, then the events,
+// the last with WritesDone; then the next call (a new reactor) until stop.
+class AppendClient final : public grpc::ClientWriteReactor<spb::AppendReq> {
+ public:
+  AppendClient(GrpcLoad& load, spb::Streams::Stub* stub, int c, const std::string& stream, uint64_t n)
+      : load_(load), stub_(stub), c_(c), stream_(stream), n_(n) {
+    options_.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+    options_.mutable_options()->mutable_any();
+    auto* m = message_.mutable_proposed_message();
+    (*m->mutable_metadata())["type"] = "bench";
+    (*m->mutable_metadata())["content-type"] = "application/json";
+    stub_->async()->Append(&ctx_, &resp_, this);
+    StartWrite(&options_);
+    StartCall();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return;  // the call failed: OnDone says how
+    if (written_ == load_.batch) return;
+    char id[40];
+    BenchId(id, load_, c_, '8', n_++);
+    auto* m = message_.mutable_proposed_message();
+    m->mutable_id()->set_string(id);
+    m->set_data(load_.data[written_]);
+    if (++written_ == load_.batch) {
+      StartWriteLast(&message_, grpc::WriteOptions());
+    } else {
+      StartWrite(&message_);
+    }
+  }
+
+  void OnDone(const grpc::Status& st) override {
+    if (st.ok() && resp_.has_success()) {
+      load_.events.fetch_add(load_.batch);
+      load_.requests.fetch_add(1);
+    } else {
+      load_.Error(std::to_string(st.error_code()) + " " + st.error_message());
+    }
+    if (load_.stop.load()) {
+      load_.ClientDone();
+    } else {
+      new AppendClient(load_, stub_, c_, stream_, n_);
+    }
+    delete this;
+  }
+
+ private:
+  GrpcLoad& load_;
+  spb::Streams::Stub* stub_;
+  const int c_;
+  const std::string stream_;
+  uint64_t n_;
+  int written_ = 0;
+  grpc::ClientContext ctx_;
+  spb::AppendReq options_, message_;
+  spb::AppendResp resp_;
+};
+
+// One Streams.BatchAppend call kept open: an append of `batch` events,
+// its answer, the next, until stop; then WritesDone.
+class BatchAppendClient final : public grpc::ClientBidiReactor<spb::BatchAppendReq, spb::BatchAppendResp> {
+ public:
+  BatchAppendClient(GrpcLoad& load, spb::Streams::Stub* stub, int c, const std::string& stream)
+      : load_(load), c_(c) {
+    req_.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
+    req_.mutable_options()->mutable_any();
+    req_.mutable_options()->mutable_deadline()->set_seconds(10);
+    req_.set_is_final(true);
+    for (int i = 0; i < load.batch; ++i) {
+      auto* pm = req_.add_proposed_messages();
+      (*pm->mutable_metadata())["type"] = "bench";
+      (*pm->mutable_metadata())["content-type"] = "application/json";
+      pm->set_data(load.data[i]);
+    }
+    stub->async()->BatchAppend(&ctx_, this);
+    Send();
+    StartCall();
+  }
+
+  // The next append and the read of its answer; the next one waits for
+  // both (the request is reused).
+  void Send() {
+    char id[40];
+    BenchId(id, load_, c_, '9', n_);
+    req_.mutable_correlation_id()->set_string(id);
+    for (int i = 0; i < load_.batch; ++i) {
+      BenchId(id, load_, c_, 'a', n_++);
+      req_.mutable_proposed_messages(i)->mutable_id()->set_string(id);
+    }
+    pending_ = 2;
+    StartWrite(&req_);
+    StartRead(&resp_);
+  }
+
+  void OnWriteDone(bool ok) override { Step(ok); }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      if (resp_.has_success()) {
+        load_.events.fetch_add(load_.batch);
+        load_.requests.fetch_add(1);
+      } else {
+        load_.Error("BatchAppend answer: " + resp_.error().message());
+      }
+    }
+    Step(ok);
+  }
+
+  void OnDone(const grpc::Status& st) override {
+    if (!st.ok()) load_.Error("BatchAppend call ended: " + std::to_string(st.error_code()) + " " + st.error_message());
+    load_.ClientDone();
+    delete this;
+  }
+
+ private:
+  // One of the two operations of an append ended (a write and a read never
+  // run at once with another of their kind, so their reactions do not race
+  // on pending_ but may run concurrently with each other: hence the atomic).
+  void Step(bool ok) {
+    if (!ok) failed_ = true;
+    if (pending_.fetch_sub(1) != 1) return;
+    if (failed_) return;  // OnDone follows (the server ended the call)
+    if (load_.stop.load()) {
+      StartWritesDone();
+    } else {
+      Send();
+    }
+  }
+
+  GrpcLoad& load_;
+  const int c_;
+  uint64_t n_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<bool> failed_{false};
+  grpc::ClientContext ctx_;
+  spb::BatchAppendReq req_;
+  spb::BatchAppendResp resp_;
+};
+
+HttpRate GrpcAppends(uint16_t port, int conns, int batch, double seconds, GrpcPath path) {
+  GrpcLoad load;
+  load.conns = conns;
+  load.batch = batch;
+  for (int i = 0; i < batch; ++i) load.data.push_back(EventJson(i).dump());
+  std::vector<std::unique_ptr<spb::Streams::Stub>> stubs;
+  for (int c = 0; c < conns; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
+    args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
+    auto channel =
+        grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args);
+    if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+      std::printf("  (gRPC channel %d did not connect)\n", c);
+      return {};
+    }
+    stubs.push_back(spb::Streams::NewStub(channel));
+  }
   const StoreCounters before = ScrapeStore(g_http_port);
   const double host_cpu0 = ProcessCpuSeconds(g_pid), client_cpu0 = ProcessCpuSeconds(getpid());
-  std::vector<std::thread> threads;
   const auto t0 = Clock::now();
+  load.running = conns;
   for (int c = 0; c < conns; ++c) {
-    threads.emplace_back([&, c] {
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
-      auto stub = spb::Streams::NewStub(
-          grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args));
-      const std::string stream =
-          "grpc-bench-" + std::to_string(conns) + "-" + std::to_string(batch) + "-" + std::to_string(c);
-      spb::AppendReq options;
-      options.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
-      options.mutable_options()->mutable_any();
-      spb::AppendReq message;
-      auto* m = message.mutable_proposed_message();
-      (*m->mutable_metadata())["type"] = "bench";
-      (*m->mutable_metadata())["content-type"] = "application/json";
-      uint64_t n = 0;
-      if (path == GrpcPath::kBatchAppend) {
-        grpc::ClientContext ctx;
-        auto rw = stub->BatchAppend(&ctx);
-        spb::BatchAppendReq req;
-        req.mutable_options()->mutable_stream_identifier()->set_stream_name(stream);
-        req.mutable_options()->mutable_any();
-        req.mutable_options()->mutable_deadline()->set_seconds(10);
-        req.set_is_final(true);
-        for (int i = 0; i < batch; ++i) {
-          auto* pm = req.add_proposed_messages();
-          (*pm->mutable_metadata())["type"] = "bench";
-          (*pm->mutable_metadata())["content-type"] = "application/json";
-          pm->set_data(EventJson(i).dump());
-        }
-        spb::BatchAppendResp resp;
-        while (!stop.load()) {
-          char id[40];
-          std::snprintf(id, sizeof id, "%08x-%04x-4000-9000-%012llx", c, conns * 100 + batch,
-                        static_cast<unsigned long long>(n));
-          req.mutable_correlation_id()->set_string(id);
-          for (int i = 0; i < batch; ++i) {
-            std::snprintf(id, sizeof id, "%08x-%04x-4000-a000-%012llx", c, conns * 100 + batch,
-                          static_cast<unsigned long long>(n++));
-            req.mutable_proposed_messages(i)->mutable_id()->set_string(id);
-          }
-          if (!rw->Write(req) || !rw->Read(&resp)) {
-            errors.fetch_add(1);
-            break;
-          }
-          if (resp.has_success()) {
-            events.fetch_add(batch);
-            requests.fetch_add(1);
-          } else if (errors.fetch_add(1) == 0) {
-            std::printf("  (first BatchAppend error: %s)\n", resp.error().message().c_str());
-          }
-        }
-        rw->WritesDone();
-        const grpc::Status st = rw->Finish();
-        if (!st.ok() && errors.fetch_add(1) == 0) {
-          std::printf("  (BatchAppend call ended: %d %s)\n", static_cast<int>(st.error_code()), st.error_message().c_str());
-        }
-        return;
-      }
-      while (!stop.load()) {
-        grpc::ClientContext ctx;
-        spb::AppendResp resp;
-        auto w = stub->Append(&ctx, &resp);
-        w->Write(options);
-        for (int i = 0; i < batch; ++i) {
-          char id[40];  // unique across threads and configurations
-          std::snprintf(id, sizeof id, "%08x-%04x-4000-8000-%012llx", c, conns * 100 + batch,
-                        static_cast<unsigned long long>(n++));
-          m->mutable_id()->set_string(id);
-          m->set_data(EventJson(i).dump());
-          w->Write(message);
-        }
-        w->WritesDone();
-        const grpc::Status st = w->Finish();
-        if (st.ok() && resp.has_success()) {
-          events.fetch_add(batch);
-          requests.fetch_add(1);
-        } else if (errors.fetch_add(1) == 0) {
-          std::printf("  (first gRPC error: %d %s)\n", static_cast<int>(st.error_code()), st.error_message().c_str());
-        }
-      }
-    });
+    const std::string stream =
+        "grpc-bench-" + std::to_string(conns) + "-" + std::to_string(batch) + "-" + std::to_string(c);
+    if (path == GrpcPath::kBatchAppend) {
+      new BatchAppendClient(load, stubs[c].get(), c, stream);
+    } else {
+      new AppendClient(load, stubs[c].get(), c, stream, 0);
+    }
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& t : threads) t.join();
+  load.stop = true;
+  {
+    std::unique_lock<std::mutex> lock(load.mu);
+    load.cv.wait(lock, [&] { return load.running == 0; });
+  }
   const double secs = esdb_bench::Seconds(t0, Clock::now());
   const double host_cpu = ProcessCpuSeconds(g_pid) - host_cpu0, client_cpu = ProcessCpuSeconds(getpid()) - client_cpu0;
   const StoreCounters after = ScrapeStore(g_http_port);
-  if (errors.load()) std::printf("  (%d gRPC errors)\n", errors.load());
-  return RateOf(events.load(), requests.load(), secs, host_cpu, client_cpu, before, after);
+  if (load.errors.load()) std::printf("  (%d gRPC errors)\n", load.errors.load());
+  return RateOf(load.events.load(), load.requests.load(), secs, host_cpu, client_cpu, before, after);
 }
 
 // Append one event at a time; measure from the 201 (and from sending the
@@ -476,6 +591,9 @@ int main(int argc, char** argv) {
                  argv[0]);
     return 2;
   }
+  // As the grpc plugin does in the host (grpc_plugin.cc): without it, Debian's
+  // Abseil tracks the lock order of every lock gRPC takes in this process.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string tmpl = opt.dir + "/esdb-http-bench-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) {
     std::fprintf(stderr, "cannot create a directory in %s\n", opt.dir.c_str());

@@ -17,6 +17,7 @@
 #include <memory>
 #include <random>
 
+#include <absl/synchronization/mutex.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
 #include <spdlog/spdlog.h>
@@ -104,6 +105,14 @@ class GrpcSubsystem : public esdb::Subsystem {
     features_ = std::make_unique<ServerFeaturesService>();
     gossip_ = std::make_unique<GossipService>(config->listen_address, config->listen_port, RandomUuid());
 
+    // gRPC's locks are Abseil's. Debian's Abseil is built without NDEBUG,
+    // so its lock-order deadlock detector is on: every lock taken (and
+    // every lock destroyed) updates one process-wide graph under one global
+    // spin lock, which gRPC's threads then contend for. Off, process-wide
+    // (nothing else in the host uses Abseil); finding lock-order bugs in
+    // gRPC is not this plugin's job.
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+
     const bool v6 = config->listen_address.find(':') != std::string::npos;
     const std::string where = (v6 ? "[" + config->listen_address + "]" : config->listen_address) + ":" +
                               std::to_string(config->listen_port);
@@ -120,6 +129,9 @@ class GrpcSubsystem : public esdb::Subsystem {
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config->max_streams_per_connection);
+    // No channelz (gRPC's introspection service, which the plugin does not
+    // serve): its per-call counters are shared atomics on every call.
+    builder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
     grpc::ResourceQuota quota("esdb-grpc");
     quota.SetMaxThreads(config->max_concurrent_calls);
     builder.SetResourceQuota(quota);
