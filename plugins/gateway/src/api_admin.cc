@@ -462,16 +462,23 @@ void GetPlugin(ServerState* st, Request& req, Reply reply) {
 
 // The store's scavenge; what it removed. In cluster mode only the leader
 // runs it (a follower's not_leader answer becomes 421 naming the leader).
-// Waits for the scavenge on this io thread, as DeleteStream waits for its
-// commit.
+// It reads every stream, so it runs on the gateway's background thread, one
+// at a time (409 while one runs), and the reply comes from there.
 void Scavenge(ServerState* st, Request&, Reply reply) {
   auto store = StoreOrReply(*st, reply);
   if (!store) return;
-  esdb::Result<esdb::ScavengeResult> r = store->Scavenge();
-  if (!r.ok()) return reply(StatusResponse(r.status()));
-  reply(JsonResponse(200, {{"events_removed", r->events_removed},
-                           {"bytes_removed", r->bytes_removed},
-                           {"streams_scanned", r->streams_scanned}}));
+  const bool started = st->TryRunInBackground([store, reply, token = st->BeginWork()] {
+    esdb::Result<esdb::ScavengeResult> r = store->Scavenge();
+    if (!r.ok()) return reply(StatusResponse(r.status()));
+    reply(JsonResponse(200, {{"events_removed", r->events_removed},
+                             {"bytes_removed", r->bytes_removed},
+                             {"streams_scanned", r->streams_scanned}}));
+  });
+  if (!started) {
+    reply(ErrorResponse(409, "scavenge_running",
+                        "a scavenge ordered through this gateway is still running (or the gateway is stopping); "
+                        "try again when it has finished"));
+  }
 }
 
 }  // namespace

@@ -71,6 +71,29 @@ std::shared_ptr<void> ServerState::BeginWork() {
   });
 }
 
+bool ServerState::TryRunInBackground(std::function<void()> job) {
+  std::lock_guard<std::mutex> lock(background_mu_);
+  if (background_busy_ || background_closed_) return false;
+  if (background_.joinable()) background_.join();  // finished: busy_ is false
+  background_busy_ = true;
+  background_ = std::thread([this, job = std::move(job)] {
+    job();
+    std::lock_guard<std::mutex> lock(background_mu_);
+    background_busy_ = false;
+  });
+  return true;
+}
+
+void ServerState::JoinBackground() {
+  std::thread t;
+  {
+    std::lock_guard<std::mutex> lock(background_mu_);
+    background_closed_ = true;
+    t = std::move(background_);
+  }
+  if (t.joinable()) t.join();
+}
+
 bool ServerState::WaitQuiet(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   return cv_.wait_until(lock, deadline, [this] { return sessions_.empty() && work_ == 0; });
@@ -145,6 +168,8 @@ bool Server::Stop() {
   // Stop() returns even if a strand is slow to run.
   for (auto& source : state_->LiveSources()) source->Stop();
   for (auto& s : state_->LiveSessions()) s->ForceClose();
+  // A scavenge in progress is waited for: its thread runs this library's code.
+  state_->JoinBackground();
   // Replies not delivered by now are moot; they would keep their sessions alive.
   for (auto& funnel : state_->funnels) funnel->Clear();
   quiet = state_->WaitQuiet(std::chrono::steady_clock::now() + std::chrono::seconds(3));

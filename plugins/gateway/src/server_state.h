@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -99,6 +100,14 @@ class ServerState {
   // no std::function of ours outlives Stop().
   std::shared_ptr<void> BeginWork();
 
+  // Runs `job` on the gateway's one background thread for long calls (a
+  // scavenge reads every stream), so that no io thread waits for it.
+  // False, and nothing runs, while an earlier job is still running or after
+  // JoinBackground(). `job` must not throw.
+  bool TryRunInBackground(std::function<void()> job);
+  // Refuses further jobs and waits for the running one (Stop()).
+  void JoinBackground();
+
   // Waits until no session object and no work token is left, or `deadline`.
   bool WaitQuiet(std::chrono::steady_clock::time_point deadline);
   size_t session_count();
@@ -111,6 +120,10 @@ class ServerState {
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions_;
   std::unordered_map<uint64_t, std::weak_ptr<StreamSource>> sources_;
   size_t work_ = 0;
+  std::mutex background_mu_;  // guards the three below
+  std::thread background_;
+  bool background_busy_ = false;
+  bool background_closed_ = false;
 };
 
 }  // namespace esdb_gateway

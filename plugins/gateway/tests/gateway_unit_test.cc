@@ -2,6 +2,12 @@
 // auth, request-body parsing, response serialization.
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/serializer.hpp>
@@ -13,6 +19,7 @@
 #include "json_util.h"
 #include "response_wire.h"
 #include "router.h"
+#include "server_state.h"
 #include "sources.h"
 #include "url.h"
 
@@ -503,4 +510,33 @@ TEST_CASE("SseMessage writes each line of data as its own data: line") {
   CHECK(SseMessage("1", "", "{\"a\":1}") == "id: 1\ndata: {\"a\":1}\n\n");
   CHECK(SseMessage("", "e", "{\"a\":\n1,\r\n\"b\":\r2}") == "event: e\ndata: {\"a\":\ndata: 1,\ndata: \"b\":\ndata: 2}\n\n");
   CHECK(SseMessage("", "", "x\n") == "data: x\ndata: \n\n");
+}
+
+TEST_CASE("the background thread runs one long call at a time and is joined at stop") {
+  ServerDeps deps;
+  deps.logger = spdlog::default_logger();
+  ServerState st(GatewayConfig{}, deps);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false, ran_second = false;
+  REQUIRE(st.TryRunInBackground([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return release; });
+  }));
+  CHECK_FALSE(st.TryRunInBackground([&] { ran_second = true; }));  // the first still runs
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  // Free again once the first has finished.
+  bool started = false;
+  for (int i = 0; i < 500 && !started; ++i) {
+    started = st.TryRunInBackground([&] { ran_second = true; });
+    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(started);
+  st.JoinBackground();
+  CHECK(ran_second);
+  CHECK_FALSE(st.TryRunInBackground([] {}));  // closed
 }

@@ -194,8 +194,21 @@ TEST_CASE("grpc: reloads of the plugin under appends and a subscription", "[grpc
   int reloaded = 0, never_unmapped = 0;
   std::vector<std::string> reload_errors;
   std::string previous = "/libesdb_grpc.so";
+  int64_t acked_before = -1;
+  uint64_t batches_before = 0;
   for (int i = 0; i < kReloads; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Traffic between every two reloads: both writers got an answer since
+    // the previous one (however slow the machine is; a writer stuck for 30 s
+    // is a failure).
+    if (!esdb::test::WaitUntil([&] { return acked.load() > acked_before && batches_acked.load() > batches_before; },
+                               30000)) {
+      fail("reload " + std::to_string(i) + ": no append acknowledged on both calls within 30 s (last " +
+           std::to_string(acked.load()) + ", batches " + std::to_string(batches_acked.load()) + ")");
+      break;
+    }
+    acked_before = acked.load();
+    batches_before = batches_acked.load();
     auto r = esdb::testing::Http(host.http_port(), "POST", "/admin/plugins/grpc/reload?wait=true&timeout_ms=30000");
     const json body = r.Json();
     if (r.status != 200 || body.value("outcome", "") != "reloaded") {
@@ -237,14 +250,14 @@ TEST_CASE("grpc: reloads of the plugin under appends and a subscription", "[grpc
   CHECK(never_unmapped == 0);
   CHECK(gwtest::MappedFiles(host.host().pid(), "libesdb_grpc.").size() == 1);  // only the last build
   CHECK(gwtest::MappedFiles(host.host().pid(), "libesdb_grpc_proto").size() == 1);
-  CHECK(last + 1 > kReloads);  // traffic ran across the reloads
+  CHECK(last + 1 >= kReloads);  // traffic ran between the reloads (waited for above)
   std::vector<int64_t> expected;
   for (int64_t v = 0; v <= last; ++v) expected.push_back(v);
   CHECK(seen == expected);  // every acknowledged event once, in order
 
   // Every acknowledged batch once, in order (a resend of a written one was idempotent).
   const uint64_t batches = batches_acked.load();
-  CHECK(batches > static_cast<uint64_t>(kReloads));
+  CHECK(batches >= static_cast<uint64_t>(kReloads));
   std::vector<std::string> ids;
   {
     auto stub = spb::Streams::NewStub(grpctest::GrpcHost::ChannelTo(port_now()));

@@ -226,6 +226,11 @@ class EventStore {
   virtual Result<std::vector<Snapshot>> ListSnapshots(const std::string& stream_id) = 0;
 
   // Reclaims the space of events hidden by metadata, deletes and tombstones.
+  // Blocks until done (it reads every stream: long on a large store; call
+  // it off any thread that serves others). A cluster-mode store runs it on
+  // the leader only, through the log, so that every node removes the same
+  // events: elsewhere it answers the not-leader status (esdb/not_leader.h),
+  // or kUnavailable while no node leads.
   virtual Result<ScavengeResult> Scavenge() = 0;
 
   // Counters for metrics: {"appends", "events_appended", "bytes_appended",
