@@ -33,7 +33,7 @@
 //  * The returned esdb::Subscription handle points at an object of the
 //    notification library. Destroy (or cancel) it promptly, at the latest
 //    when on_dropped is called or service_withdrawn is published for
-//    "esdb.subscriptions/1"; the handle keeps the notification library
+//    "esdb.subscriptions/2" (or "/1"); the handle keeps the notification library
 //    loaded until then, delaying its unload.
 #pragma once
 
