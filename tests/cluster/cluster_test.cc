@@ -1498,3 +1498,100 @@ TEST_CASE("cluster: scavenge is a singleton on the leader: a follower answers no
   WARN("cluster scavenge: POST /admin/scavenge on the leader answered in " << scavenge_ms << " ms; "
        << counts.dump() << "; every node's 's'/'e' keys identical (" << keys[0].size() << " keys)");
 }
+
+namespace {
+
+// The next `count` SSE messages of `sse` that are not the caught-up marker
+// (id, event, data each), or fewer when the stream ends.
+std::vector<std::map<std::string, std::string>> NextMessages(gwtest::SseReader& sse, size_t count) {
+  std::vector<std::map<std::string, std::string>> out;
+  while (out.size() < count) {
+    auto m = sse.Next();
+    if (m.empty()) break;
+    if (m["event"] == "caught-up") continue;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a catch-up subscription resumes on another node with the same Last-Event-ID and goes on with "
+          "exactly the messages the first node sends after it, live writes on every node included",
+          "[cluster-sse]") {
+  esdb::testing::TempDir dir("esdb-cluster-sse");
+  ThreeNodes cluster(dir.path(), /*grpc=*/false, /*notification=*/true);
+  std::vector<Node>& nodes = cluster.nodes;
+  for (Node& n : nodes) {
+    INFO(n.host->Stderr());
+    REQUIRE(n.host->WaitForEvent("subsystem_ready", "notification", 60000));
+  }
+  // Appends `count` events from `from` on to "feed", round robin over the nodes.
+  auto append = [&](int from, int count) {
+    for (int n = from; n < from + count; ++n) {
+      const auto r = Http(nodes[static_cast<size_t>(n) % 3].port, "POST", "/streams/feed",
+                          R"([{"eventType":"Tick","data":{"n":)" + std::to_string(n) + "}}]",
+                          {{"ES-ExpectedVersion", "any"}, {"Content-Type", "application/json"}});
+      REQUIRE(r.status == 201);
+    }
+  };
+  append(0, 60);
+
+  // Node-3 streams $all and "feed" from the start; a client takes the first
+  // 30 messages of each there.
+  gwtest::SseReader all3(nodes[2].port, "/streams/$all/subscribe");
+  gwtest::SseReader feed3(nodes[2].port, "/streams/feed/subscribe");
+  REQUIRE(all3.ReadHeader() == 200);
+  REQUIRE(feed3.ReadHeader() == 200);
+  const auto all_head = NextMessages(all3, 30);
+  const auto feed_head = NextMessages(feed3, 30);
+  REQUIRE(all_head.size() == 30);
+  REQUIRE(feed_head.size() == 30);
+  CHECK(feed_head.back().at("id") == "29");
+
+  // It resumes on node-1 ($all) and node-2 ("feed") with the last ids it saw
+  // while 60 more events are written on every node.
+  gwtest::SseReader all1(nodes[0].port, "/streams/$all/subscribe", {{"Last-Event-ID", all_head.back().at("id")}});
+  gwtest::SseReader feed2(nodes[1].port, "/streams/feed/subscribe", {{"Last-Event-ID", feed_head.back().at("id")}});
+  REQUIRE(all1.ReadHeader() == 200);
+  REQUIRE(feed2.ReadHeader() == 200);
+  std::thread writer([&] { append(60, 60); });
+  // "feed" holds 120 events, versions 0..119: 90 after version 29.
+  const auto feed_rest3 = NextMessages(feed3, 90);
+  const auto feed_rest2 = NextMessages(feed2, 90);
+  writer.join();
+  REQUIRE(feed_rest3.size() == 90);
+  REQUIRE(feed_rest2.size() == 90);
+  CHECK(feed_rest2.front().at("id") == "30");
+  for (size_t i = 0; i < 90; ++i) {
+    INFO("message " << i << " after version 29");
+    CHECK(feed_rest2[i].at("id") == feed_rest3[i].at("id"));
+    CHECK(feed_rest2[i].at("data") == feed_rest3[i].at("data"));  // the same event, position and time
+  }
+  // $all: whatever node-3 sends after the resumed id, node-1 sends too, in
+  // the same order with the same ids (positions) and data, up to the last
+  // event of "feed".
+  auto until_last = [](gwtest::SseReader& sse) {
+    std::vector<std::map<std::string, std::string>> out;
+    for (;;) {
+      auto batch = NextMessages(sse, 1);
+      if (batch.empty()) return out;
+      out.push_back(batch.front());
+      const json d = json::parse(out.back().at("data"), nullptr, false);
+      if (d.is_object() && d.value("stream", "") == "feed" && d.value("version", -1) == 119) return out;
+    }
+  };
+  const auto all_rest3 = until_last(all3);
+  const auto all_rest1 = until_last(all1);
+  REQUIRE(all_rest3.size() >= 90);
+  REQUIRE(all_rest1.size() == all_rest3.size());
+  for (size_t i = 0; i < all_rest3.size(); ++i) {
+    INFO("$all message " << i << " after " << all_head.back().at("id"));
+    CHECK(all_rest1[i].at("id") == all_rest3[i].at("id"));
+    CHECK(all_rest1[i].at("data") == all_rest3[i].at("data"));
+  }
+  CHECK(std::stoull(all_rest1.front().at("id")) > std::stoull(all_head.back().at("id")));
+
+  for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
+  nodes.clear();
+}
