@@ -17,7 +17,7 @@ PACKAGES=(build-essential g++ cmake ninja-build pkg-config
           libleveldb-dev libspdlog-dev nlohmann-json3-dev catch2 curl
           libre2-dev libssl-dev openssl clang libclang-rt-14-dev llvm lld
           libsystemd-dev dpkg-dev file lintian libnats-dev nats-server
-          libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
+          libgrpc++-dev libabsl-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
 # The grpc plugin's tests run the official Node clients (Node >= 20, npm):
 # Debian's nodejs and npm, installed only when no node/npm is on PATH (a
 # Node from elsewhere, e.g. NodeSource's nodejs which brings its own npm,
