@@ -224,7 +224,7 @@ int main(int argc, char** argv) {
 
   esdb::test::NatsCluster nats(dir / "nats");
   if (!nats.WaitReady(60000)) {
-    std::fprintf(stderr, "nats-servers not ready\n");
+    std::fprintf(stderr, "nats-servers not ready: %s\n", nats.Failure().c_str());
     return 1;
   }
   std::vector<json> m;

@@ -99,7 +99,9 @@ struct ThreeNodes {
   std::vector<Node> nodes;
 
   explicit ThreeNodes(const fs::path& root, bool grpc = false, bool notification = false) : nats(root / "nats") {
-    REQUIRE(nats.WaitReady(60000));
+    const bool nats_ready = nats.WaitReady(60000);
+    INFO(nats.Failure());
+    REQUIRE(nats_ready);
     servers = nats.ClientUrls();
     for (const char* name : {"node-1", "node-2", "node-3"}) {
       nodes.push_back(StartNode(root, name, servers, 3, "manifests", grpc, notification));
@@ -481,7 +483,9 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
   // node-1's data against another log, which does not hold what it applied:
   // its store refuses to serve, saying why.
   esdb::test::NatsCluster other(dir / "other-nats", {.servers = 1});
-  REQUIRE(other.WaitReady(30000));
+  const bool other_ready = other.WaitReady(30000);
+  INFO(other.Failure());
+  REQUIRE(other_ready);
   Node lost = StartNode(dir.path(), "node-1", other.ClientUrls(), 1, "manifests-other");
   auto failed = lost.host->WaitForEvent("subsystem_failed", "store", 60000);
   REQUIRE(failed);
@@ -533,7 +537,9 @@ TEST_CASE("cluster: the log's stream leader killed with SIGKILL during load: no 
   nats.Kill(victim);
   REQUIRE(load.WaitAcked(load.Acked() + 300, 90));  // a new leader, and writes go on
   nats.Restart(victim);
-  REQUIRE(nats.WaitReady(60000));
+  const bool nats_ready = nats.WaitReady(60000);
+  INFO(nats.Failure());
+  REQUIRE(nats_ready);
   REQUIRE(load.WaitAcked(load.Acked() + 100, 60));
   load.Stop();
   WARN(load.acked().size() << " appends acknowledged, " << load.failed() << " failed; longest time without an "

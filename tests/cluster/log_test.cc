@@ -81,7 +81,9 @@ TEST_CASE("log: appends are numbered, a resent id is answered with the first ent
           "[log]") {
   esdb::testing::TempDir dir("esdb-log");
   esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
-  REQUIRE(nats.WaitReady(30000));
+  const bool nats_ready = nats.WaitReady(30000);
+  INFO(nats.Failure());
+  REQUIRE(nats_ready);
   auto log = std::make_shared<NatsLog>(Options(nats.ClientUrls()), "t", nullptr);
   REQUIRE(log->Connect().ok());
   esdb::Status s;

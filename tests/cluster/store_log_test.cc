@@ -119,7 +119,9 @@ std::shared_ptr<esdb_log::NatsLog> ConnectedLog(esdb::test::NatsCluster& nats,
 struct OneServerLog {
   explicit OneServerLog(const char* name, nlohmann::json more = nlohmann::json::object())
       : dir(name), nats(dir / "nats", {.servers = 1}) {
-    REQUIRE(nats.WaitReady(30000));
+    const bool nats_ready = nats.WaitReady(30000);
+    INFO(nats.Failure());
+    REQUIRE(nats_ready);
     real = ConnectedLog(nats, std::move(more));
   }
   esdb::testing::TempDir dir;

@@ -59,11 +59,23 @@ NatsCluster::NatsCluster(const fs::path& dir, NatsClusterOptions options) : opti
   for (size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
     s.name = "n" + std::to_string(i + 1);
-    s.client_port = FreeLoopbackPort();
-    s.cluster_port = FreeLoopbackPort();
-    s.monitor_port = FreeLoopbackPort();
     s.dir = dir / s.name;
     fs::create_directories(s.dir / "jetstream");
+  }
+  Configure();
+  for (Server& s : servers_) Start(s);
+}
+
+void NatsCluster::Configure() {
+  // Ports below the kernel's ephemeral range: no outgoing connection of
+  // another process (a host's NATS or HTTP client) is given one of them
+  // between the check and nats-server's bind.
+  const uint16_t first = FreeLoopbackPortBlock(3 * options_.servers);
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    s.client_port = static_cast<uint16_t>(first + 3 * i);
+    s.cluster_port = static_cast<uint16_t>(first + 3 * i + 1);
+    s.monitor_port = static_cast<uint16_t>(first + 3 * i + 2);
   }
   for (Server& s : servers_) {
     std::string routes;
@@ -83,7 +95,6 @@ NatsCluster::NatsCluster(const fs::path& dir, NatsClusterOptions options) : opti
     }
     if (!conf) throw std::runtime_error("cannot write " + (s.dir / "nats.conf").string());
   }
-  for (Server& s : servers_) Start(s);
 }
 
 NatsCluster::~NatsCluster() {
@@ -99,15 +110,37 @@ void NatsCluster::Start(Server& s) {
 
 bool NatsCluster::WaitReady(int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (const Server& s : servers_) {
+  int restarts = 0;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const Server& s = servers_[i];
     if (!s.process) continue;
     for (;;) {
       esdb::testing::HttpResult r = esdb::testing::Http(s.monitor_port, "GET", "/healthz", "", {}, 2000);
       if (r.status == 200) break;
-      if (std::chrono::steady_clock::now() >= deadline) return false;
+      if (s.process->Wait(0).has_value()) {
+        // It exited. Before the servers were ever ready that is a port
+        // another process took between the check and the bind: every
+        // server starts again on new ports (their stores are still empty).
+        if (ever_ready_ || restarts == 3) {
+          failure_ = s.name + " exited; its log:\n" + s.process->Stderr();
+          return false;
+        }
+        ++restarts;
+        for (size_t j = 0; j < servers_.size(); ++j) Stop(static_cast<int>(j));
+        Configure();
+        for (Server& o : servers_) Start(o);
+        i = static_cast<size_t>(-1);  // from the first server again
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        failure_ = s.name + " not ready within " + std::to_string(timeout_ms) + " ms; its log:\n" + s.process->Stderr();
+        return false;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
+  ever_ready_ = true;
+  failure_.clear();
   return true;
 }
 

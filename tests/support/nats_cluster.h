@@ -40,8 +40,14 @@ class NatsCluster {
   NatsCluster& operator=(const NatsCluster&) = delete;
 
   // Waits until every running server answers GET /healthz on its monitoring
-  // port with 200 (JetStream up and current); false on timeout.
+  // port with 200 (JetStream up and current); false on timeout, with
+  // Failure() saying which server and holding its log. Until the servers
+  // were first ready, a server that exited (a port taken by another process
+  // after it was found free) makes all of them start again on new ports,
+  // up to 3 times.
   bool WaitReady(int timeout_ms);
+  // Why the last WaitReady() returned false; empty after a true one.
+  const std::string& Failure() const { return failure_; }
   // nats://127.0.0.1:<port> of every server, for a client's server list.
   std::vector<std::string> ClientUrls() const;
   // Name ("n1", ...), PID (-1 when stopped) and log (stderr) of server `i`.
@@ -68,9 +74,13 @@ class NatsCluster {
     std::unique_ptr<esdb::testing::HostProcess> process;
   };
   void Start(Server& s);
+  // Picks free ports for every server and writes each one's nats.conf.
+  void Configure();
 
   NatsClusterOptions options_;
   std::vector<Server> servers_;
+  bool ever_ready_ = false;
+  std::string failure_;
 };
 
 }  // namespace esdb::test
