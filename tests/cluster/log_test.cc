@@ -16,6 +16,7 @@
 #include "esdb/testing/temp_dir.h"
 #include "log_options.h"
 #include "nats_log.h"
+#include "nats_tail.h"
 #include "support/nats_cluster.h"
 #include "support/test_support.h"
 
@@ -170,4 +171,32 @@ TEST_CASE("log plugin: NATS out of reach at start is not ready, retrying, and sa
   CHECK_FALSE(host.WaitForEvent("subsystem_ready", "log", 1000));
   CHECK_FALSE(host.WaitForEvent("subsystem_failed", "log", 10));
   CHECK(host.Terminate() == 0);
+}
+
+TEST_CASE("log: a tail shut down before it began never starts its watchdog; a tail asked of a closed log is "
+          "refused",
+          "[log]") {
+  esdb::testing::TempDir dir("esdb-log-close");
+  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
+  const bool nats_ready = nats.WaitReady(30000);
+  INFO(nats.Failure());
+  REQUIRE(nats_ready);
+  auto log = std::make_shared<NatsLog>(Options(nats.ClientUrls()), "race", nullptr);
+  REQUIRE(log->Connect().ok());
+  Collector c;
+  {
+    // What Tail() racing Close() did (the store opening while the host
+    // stops every subsystem at once): Close() shut down a tail that Tail()
+    // had registered and not begun yet; Begin() then started its watchdog,
+    // which nothing joined, and destroying the tail ended the process in
+    // std::terminate.
+    esdb_log::NatsTail tail(log, 1, c.Handler());
+    tail.Shutdown();
+    tail.Begin();
+  }
+  log->Close();
+  auto refused = log->Tail(1, c.Handler());
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == esdb::Code::kCancelled);
+  CHECK(c.entries.empty());
 }

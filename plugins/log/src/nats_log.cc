@@ -411,13 +411,15 @@ esdb::Result<uint64_t> NatsLog::LastSequence() {
 esdb::Result<std::unique_ptr<esdb::LogTail>> NatsLog::Tail(uint64_t from, esdb::LogEntryHandler on_entry) {
   if (from == 0) return esdb::Status::InvalidArgument("a log tail starts at sequence 1 or later");
   if (!on_entry) return esdb::Status::InvalidArgument("a log tail needs a handler");
-  if (closed_.load()) return esdb::Status::Cancelled("the log is closed");
   auto tail = std::make_unique<NatsTail>(shared_from_this(), from, std::move(on_entry));
   {
+    // Close() sets closed_ before it shuts the tails down under tails_mu_:
+    // a tail is either refused here or begun before Close() reaches it.
     std::lock_guard<std::mutex> lock(tails_mu_);
+    if (closed_.load()) return esdb::Status::Cancelled("the log is closed");
     tails_.insert(tail.get());
+    tail->Begin();
   }
-  tail->Begin();
   return std::unique_ptr<esdb::LogTail>(std::move(tail));
 }
 

@@ -24,6 +24,10 @@ NatsTail::~NatsTail() {
 
 void NatsTail::Begin() {
   last_activity_ms_.store(SteadyMs());
+  // Under mu_, as Shutdown() sets stop_: a tail shut down first (its log
+  // closing meanwhile) never starts a watchdog that nothing would join.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_) return;
   watchdog_ = std::thread([this] { WatchdogLoop(); });
 }
 

@@ -38,7 +38,8 @@ class NatsTail : public esdb::LogTail {
   NatsTail(const NatsTail&) = delete;
   NatsTail& operator=(const NatsTail&) = delete;
 
-  // Starts the watchdog, which creates the first consumer.
+  // Starts the watchdog, which creates the first consumer; nothing after
+  // Shutdown().
   void Begin();
   // Stops the watchdog and the consumer; idempotent. No handler call runs
   // after it returns.
