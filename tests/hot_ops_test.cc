@@ -119,6 +119,43 @@ TEST_CASE("hot add and remove through the admin service, the removed library is 
   CHECK(host.RemoveSubsystem("extra", "").status().code() == esdb::Code::kNotFound);
 }
 
+TEST_CASE("a subsystem removed while a failure's stop of it still runs is removed once that Stop() returned",
+          "[hot][unload][restart]") {
+  TempDir dir;
+  auto options = InProcessHostOptions(dir, "hot");
+  options.watch_manifests = false;
+  BusRecorder ev;
+  ev.Attach(&options);
+  esdb::host::Host host(options);
+  REQUIRE(host.Start().ok());
+  const auto lib_b = TestLibrary("libesdb_test_plugin_b.so");
+  const std::filesystem::path marker = dir / "stopped.txt";
+  // Fails 30 ms after ready; the supervisor's stop of it then takes 2.5 s,
+  // longer than a removal waits for the library to be unmapped (2 s).
+  REQUIRE(host.AddFromRequest({{"manifest", TestManifest("slowstop",
+                                                         {{"fail_after_ms", 30},
+                                                          {"stop_delay_ms", 2500},
+                                                          {"stop_marker", marker.string()}},
+                                                         {{"library", lib_b.string()}})}},
+                              "add")
+              .ok());
+  REQUIRE(ev.Wait("subsystem_failed", "slowstop", "", 10000));
+  REQUIRE(host.RemoveSubsystem("slowstop", "rm").ok());
+  auto removed = ev.Wait("subsystem_removed", "slowstop", "rm", 20000);
+  REQUIRE(removed);
+  // The removal waited for the failed generation's Stop() (it used to go
+  // on at once: the library was still in use, reported stuck, while plugin
+  // code still ran), and nothing started it again.
+  std::ifstream in(marker);
+  std::string line;
+  REQUIRE(std::getline(in, line));
+  CHECK(line == "stopped");
+  CHECK_FALSE(std::getline(in, line));
+  CHECK(removed->data["library_state"] == "unmapped");
+  CHECK_FALSE(Mapped(lib_b.string()));
+  CHECK(ev.Count("subsystem_ready", "slowstop") == 1);
+}
+
 // Issue 10: subsystem_removed came before the unmap when a consumer let go
 // of the removed provider's service a moment late.
 TEST_CASE("subsystem_removed comes once the library is unmapped, or says why it stayed mapped", "[hot][unload]") {

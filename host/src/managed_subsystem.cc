@@ -318,16 +318,25 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
   // Weak: a cancelled wait's handler may run after `done` (it reaches the
   // strand through the scheduler), and must not be what keeps the library.
   std::weak_ptr<Generation> weak_gen = gen;
-  deadline->async_wait([weak_gen, finished, shared_done, log, name](const boost::system::error_code& ec) {
+  ++stops_in_flight_;
+  auto stopped = [weak, shared_done] {
+    (*shared_done)();
+    auto self = weak.lock();
+    if (!self || --self->stops_in_flight_ > 0) return;
+    std::vector<std::function<void()>> after;
+    after.swap(self->after_stops_);
+    for (auto& f : after) f();
+  };
+  deadline->async_wait([weak_gen, finished, stopped, log, name](const boost::system::error_code& ec) {
     if (ec || *finished) return;
     *finished = true;
     log->error("subsystem {} did not stop in time; abandoning it (its library stays loaded)", name);
     // The hung task holds the generation (and the library) until it returns.
     if (auto g = weak_gen.lock()) g->worker.Detach();
-    (*shared_done)();
+    stopped();
   });
 
-  gen->worker.Post([gen, finished, shared_done, deadline, bus, log, name, stop_timeout_ms, strand] {
+  gen->worker.Post([gen, finished, stopped, deadline, bus, log, name, stop_timeout_ms, strand] {
     if (gen->instance) {
       try {
         Status s = gen->instance->Stop();
@@ -357,7 +366,7 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
       gen->instance.reset();
       gen->context.reset();
     }
-    boost::asio::post(strand, [gen, finished, shared_done, deadline, strand]() mutable {
+    boost::asio::post(strand, [gen, finished, stopped, deadline, strand]() mutable {
       if (*finished) return;
       *finished = true;
       deadline->cancel();
@@ -365,9 +374,14 @@ void ManagedSubsystem::StopGeneration(std::shared_ptr<Generation> gen, std::func
       gen.reset();
       // `done` runs once every reference to the generation (and so, to its
       // library) held here is gone.
-      boost::asio::post(strand, [shared_done] { (*shared_done)(); });
+      boost::asio::post(strand, stopped);
     });
   });
+}
+
+void ManagedSubsystem::WhenNoStopsInFlight(std::function<void()> f) {
+  if (stops_in_flight_ == 0) return f();
+  after_stops_.push_back(std::move(f));
 }
 
 void ManagedSubsystem::Shutdown(std::function<void()> done, std::string correlation_id) {
@@ -388,17 +402,24 @@ void ManagedSubsystem::Shutdown(std::function<void()> done, std::string correlat
     self->health_deadline_.cancel();
     auto finish = [self, done = std::move(done), was_running] {
       self->state_ = State::kStopped;
-      if (was_running) self->Publish(event_types::kSubsystemStopped, nlohmann::json::object());
+      if (was_running) {
+        self->Publish(event_types::kSubsystemStopped, nlohmann::json::object());
+      } else {
+        self->UpdateInfo();  // /control/status says stopped, not the state it was left in
+      }
       self->released_library_ = WatchLibrary(self->library_, self->manifest_.unloadable);
       self->library_.reset();
       self->Settled();
       done();
     };
+    // A generation a failure or a reload is still stopping is waited for
+    // too: its library must not be let go of, nor the host exit, under it.
     if (was_running) {
       self->Publish(event_types::kSubsystemStopping, nlohmann::json::object());
-      self->StopGeneration(std::move(self->current_), std::move(finish));
+      self->StopGeneration(std::move(self->current_),
+                           [self, finish = std::move(finish)]() mutable { self->WhenNoStopsInFlight(std::move(finish)); });
     } else {
-      finish();
+      self->WhenNoStopsInFlight(std::move(finish));
     }
   });
 }

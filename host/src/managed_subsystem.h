@@ -12,6 +12,7 @@
 #include <mutex>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -94,7 +95,14 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   void OnReport(uint64_t gen_id, bool ready, const nlohmann::json& details, const Status& why);
   void Failure(const std::string& phase, const Status& why, bool give_up);
   bool AllowRestart(int* delay_ms);
+  // Stops `gen` on its worker (bounded by the stop timeout), then runs
+  // `done` on strand_. Counted in stops_in_flight_ until then.
   void StopGeneration(std::shared_ptr<Generation> gen, std::function<void()> done);
+  // Runs `f` on strand_ once no generation is being stopped any more (at
+  // once if none is): Shutdown() finishes only then, so the host never
+  // exits, or lets go of the library, under a Stop() still running (one a
+  // failure or a reload began).
+  void WhenNoStopsInFlight(std::function<void()> f);
   void ScheduleHealthCheck();
   void OnHealth(uint64_t gen_id, bool healthy, const std::string& message, const nlohmann::json& details);
   void Publish(const char* type, nlohmann::json data, bool retain = true);
@@ -115,6 +123,8 @@ class ManagedSubsystem : public std::enable_shared_from_this<ManagedSubsystem> {
   LibraryRef library_;
   LibraryWatch released_library_;  // set by Shutdown() as it lets go of library_
   std::shared_ptr<Generation> current_;
+  int stops_in_flight_ = 0;                           // StopGeneration() calls not done yet
+  std::vector<std::function<void()>> after_stops_;  // WhenNoStopsInFlight()'s, in order
   int attempts_ = 0;
   int restarts_ = 0;
   std::deque<std::chrono::steady_clock::time_point> restart_times_;

@@ -17,10 +17,13 @@
 //                       (ready details carry "port")
 //   bus_handler         "block": subscribe (as "<name>-blocker") to the lifecycle topic with a
 //                       handler that takes a plugin mutex and never returns; Stop() cancels it
+//   stop_delay_ms       Stop() takes this long (sleeps at its end)
+//   stop_marker         a file path: Stop() appends a line "stopped" to it as it returns
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <fstream>
 #include <mutex>
 #include <memory>
 #include <stdexcept>
@@ -124,6 +127,11 @@ class TestSubsystem : public esdb::Subsystem {
     }
     if (hold_timer_) {
       boost::asio::post(hold_timer_->get_executor(), [this] { hold_timer_->cancel(); });
+    }
+    const nlohmann::json& cfg = ctx_->Config();
+    if (int ms = cfg.value("stop_delay_ms", 0); ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    if (const std::string marker = cfg.value("stop_marker", ""); !marker.empty()) {
+      std::ofstream(marker, std::ios::app) << "stopped\n";
     }
     return esdb::Status::OK();
   }
