@@ -215,7 +215,7 @@ class OperationWaiter : public StreamSource, public std::enable_shared_from_this
   // The operation was refused; the caller answers. Ends without replying.
   void Abandon() { End(std::nullopt); }
 
-  void Start(std::shared_ptr<SseSink>) override {}
+  esdb::Status Start(std::shared_ptr<SseSink>) override { return esdb::Status::OK(); }
   // The server is stopping: the operation goes on in the host.
   void Stop() override { End(Pending("the gateway is stopping; the operation continues in the host")); }
 

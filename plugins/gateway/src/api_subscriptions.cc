@@ -335,20 +335,10 @@ void ConsumeGroup(ServerState* st, Request& req, Reply reply) {
   }
   auto subs = SubsOrReply(*st, reply);
   if (!subs) return;
-  // Cluster mode: a follower answers not_leader (421) before the stream opens.
-  auto info = subs->GetGroupInfoV2(stream, group);
-  if (!info.ok() && esdb::ParseNotLeader(info.status())) {
-    return reply(StatusResponse(info.status(), {{"stream", stream}, {"group", group}}));
-  }
-  // A full group (max_subscriber_count) answers 429 before the stream opens
-  // too; a consumer that connects in between is refused by ConnectToGroup,
-  // which closes the stream with that reason.
-  if (info.ok() && info->max_subscriber_count != 0 && info->consumers.size() >= info->max_subscriber_count) {
-    return reply(StatusResponse(
-        Status::ResourceExhausted("group '" + group + "' on '" + stream + "' has its max_subscriber_count of " +
-                                  std::to_string(info->max_subscriber_count) + " consumers"),
-        {{"stream", stream}, {"group", group}}));
-  }
+  // ConnectToGroup refuses as the stream starts, before its header, and the
+  // refusal is the response: a follower's not_leader (421, naming the
+  // leader), a full group's max_subscriber_count (429), an unknown group
+  // (404). Never a stream that opens and closes at once.
   std::weak_ptr<esdb::SubscriptionsV2> weak_subs = subs;
   const std::string name = "sse:" + req.principal;
   Response res;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config.h"
+#include "esdb/status.h"
 #include "trace_context.h"
 
 namespace esdb_gateway {
@@ -58,13 +59,16 @@ class SseSink {
 };
 
 // Produces the messages of one SSE stream (a bus or store subscription).
-// Start() runs once on the session's strand after the response header is
-// sent; Stop() may run on any thread, is idempotent, and when it returns the
-// source no longer calls the sink. Sources keep only a weak_ptr to the sink.
+// Start() runs once on the session's strand before the response header is
+// written: an error refuses the stream, and the client gets that error as
+// its HTTP response (e.g. 429 for a full persistent group) instead of a
+// stream that closes at once. Stop() may run on any thread, is idempotent,
+// and when it returns the source no longer calls the sink. Sources keep
+// only a weak_ptr to the sink.
 class StreamSource {
  public:
   virtual ~StreamSource() = default;
-  virtual void Start(std::shared_ptr<SseSink> sink) = 0;
+  virtual esdb::Status Start(std::shared_ptr<SseSink> sink) = 0;
   virtual void Stop() = 0;
 };
 

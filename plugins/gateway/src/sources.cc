@@ -28,20 +28,18 @@ std::string SseMessage(const std::string& id, const std::string& event, const st
   return m;
 }
 
-void BusEventSource::Start(std::shared_ptr<SseSink> sink) {
+esdb::Status BusEventSource::Start(std::shared_ptr<SseSink> sink) {
   std::weak_ptr<SseSink> weak = sink;
   auto result = bus_->Subscribe(options_, [weak](const esdb::EventPtr& e) {
     auto s = weak.lock();
     if (!s) return;
     s->Send(SseMessage(e->id, e->type, Dump(RedactSecrets(esdb::EventToJson(*e)))));
   });
+  if (!result.ok()) return result.status();
   std::lock_guard<std::mutex> lock(mu_);
-  if (!result.ok()) {
-    sink->Close("bus subscription failed: " + result.status().ToString());
-    return;
-  }
-  if (stopped_) return;  // result's destructor cancels it
+  if (stopped_) return esdb::Status::OK();  // result's destructor cancels it
   subscription_ = std::move(result.value());
+  return esdb::Status::OK();
 }
 
 void BusEventSource::Stop() {
@@ -54,21 +52,19 @@ void BusEventSource::Stop() {
   sub.cancel();  // outside the lock: waits for a running handler
 }
 
-void StoreSubscriptionSource::Start(std::shared_ptr<SseSink> sink) {
+esdb::Status StoreSubscriptionSource::Start(std::shared_ptr<SseSink> sink) {
   SubscribeFn subscribe;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return;
+    if (stopped_) return esdb::Status::OK();
     subscribe = subscribe_;
   }
   auto result = subscribe(sink);
+  if (!result.ok()) return result.status();
   std::lock_guard<std::mutex> lock(mu_);
-  if (!result.ok()) {
-    sink->Close("subscription failed: " + result.status().ToString());
-    return;
-  }
-  if (stopped_) return;
+  if (stopped_) return esdb::Status::OK();
   subscription_ = std::move(result.value());
+  return esdb::Status::OK();
 }
 
 void StoreSubscriptionSource::Stop() {

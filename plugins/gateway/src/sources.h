@@ -23,7 +23,7 @@ std::string SseMessage(const std::string& id, const std::string& event, const st
 class BusEventSource : public StreamSource {
  public:
   BusEventSource(esdb::EventBus* bus, esdb::SubscribeOptions options) : bus_(bus), options_(std::move(options)) {}
-  void Start(std::shared_ptr<SseSink> sink) override;
+  esdb::Status Start(std::shared_ptr<SseSink> sink) override;
   void Stop() override;
 
  private:
@@ -43,7 +43,7 @@ using SubscribeFn = std::function<esdb::Result<esdb::Subscription>(std::weak_ptr
 class StoreSubscriptionSource : public StreamSource {
  public:
   explicit StoreSubscriptionSource(SubscribeFn subscribe) : subscribe_(std::move(subscribe)) {}
-  void Start(std::shared_ptr<SseSink> sink) override;
+  esdb::Status Start(std::shared_ptr<SseSink> sink) override;
   void Stop() override;
 
  private:

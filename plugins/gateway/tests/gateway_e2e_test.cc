@@ -323,9 +323,16 @@ TEST_CASE("e2e: persistent group: max_subscriber_count answers 429; replay-parke
     if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   REQUIRE(connected);
+  // Refused as the stream starts, before its header (ConnectToGroup decides,
+  // no separate check): the refusal is the HTTP response, and the refused
+  // streams are not counted as open.
   auto full = Http(port, "GET", "/subscriptions/lim/g/subscribe");
   CHECK(full.status == 429);
   CHECK(full.body.find("max_subscriber_count of 1") != std::string::npos);
+  auto unknown = Http(port, "GET", "/subscriptions/lim/nosuch/subscribe");
+  CHECK(unknown.status == 404);
+  CHECK(unknown.body.find("nosuch") != std::string::npos);
+  CHECK(Http(port, "GET", "/metrics").body.find("\nesdb_http_sse_streams 1\n") != std::string::npos);
 
   // Park all three (pulled, then nacked), replay one, then the rest.
   REQUIRE(Http(port, "PUT", "/subscriptions/lim/p", R"({"message_timeout_ms": 60000})").status == 201);
