@@ -78,13 +78,15 @@ TEST_CASE("a plugin built against SDK 1.0 uses today's store through esdb.event_
   CHECK(host.Terminate() == 0);
 }
 
-TEST_CASE("today's gateway serves a store provider built against SDK 1.0", "[compat]") {
+TEST_CASE("today's gateway serves a store and a subscriptions provider built against SDK 1.0", "[compat]") {
   TempDir dir;
   const fs::path m = dir.path() / "manifests";
   fs::create_directories(m);
   WriteManifest(m, CompatManifest("compat_store", "libesdb_compat_provider_1_0.so", "esdb_create_compat_provider",
                                   "1.0"));
-  WriteManifest(m, Builtin("gateway"));
+  json gateway = Builtin("gateway");
+  gateway["config"]["insecure_admin"] = true;  // the group routes need the admin role; loopback only
+  WriteManifest(m, gateway);
   HostProcess host(HostArgs(dir));
   {
     const auto ready = host.WaitForEvent("system_ready", "", 60000);
@@ -119,6 +121,36 @@ TEST_CASE("today's gateway serves a store provider built against SDK 1.0", "[com
   std::vector<std::string> types;
   for (const auto& e : body.value("events", json::array())) types.push_back(e.value("type", ""));
   CHECK(types == std::vector<std::string>{"Old", "Older"});
+
+  // Its "esdb.subscriptions/1" serves today's group routes through
+  // AcquireSubscriptions()'s adapter; what only /2 can do is refused naming
+  // /2, and the /2 fields read as their defaults.
+  auto created = Http(port, "PUT", "/subscriptions/legacy/g", R"({"max_retry": 3})");
+  INFO(created.body);
+  CHECK(created.status == 201);
+  auto info = Http(port, "GET", "/subscriptions/legacy/g");
+  INFO(info.body);
+  REQUIRE(info.status == 200);
+  CHECK(info.Json()["settings"]["max_retry"] == 3);
+  CHECK(info.Json()["settings"]["max_subscriber_count"] == 0);
+  auto limited = Http(port, "PUT", "/subscriptions/legacy/h", R"({"max_subscriber_count": 2})");
+  INFO(limited.body);
+  CHECK(limited.status == 400);
+  CHECK_THAT(limited.body, Catch::Contains("max_subscriber_count") && Catch::Contains("esdb.subscriptions/2"));
+  CHECK(Http(port, "GET", "/subscriptions/legacy/h").status == 404);  // nothing half-created
+  auto some = Http(port, "POST", "/subscriptions/legacy/g/replay-parked?max_count=1");
+  CHECK(some.status == 400);
+  CHECK_THAT(some.body, Catch::Contains("esdb.subscriptions/2"));
+  auto all = Http(port, "POST", "/subscriptions/legacy/g/replay-parked");
+  INFO(all.body);
+  CHECK(all.status == 200);
+  CHECK(all.Json()["replayed"] == 0);
+  auto listed = Http(port, "GET", "/subscriptions");
+  INFO(listed.body);
+  REQUIRE(listed.status == 200);
+  CHECK(listed.body.find("\"g\"") != std::string::npos);
+  CHECK(Http(port, "DELETE", "/subscriptions/legacy/g").status == 204);
+  CHECK(Http(port, "GET", "/subscriptions/legacy/g").status == 404);
   CHECK(host.Terminate() == 0);
 }
 

@@ -1,6 +1,7 @@
 // A plugin built against the SDK 1.0 headers (sdk-1.0/include, as released):
-// an in-memory "esdb.event_store/1" provider, as an author could have
-// written it then. Today's host must load it (no ABI tag, no io runner:
+// an in-memory "esdb.event_store/1" provider, and an "esdb.subscriptions/1"
+// provider holding persistent groups' settings only, as an author could have
+// written them then. Today's host must load it (no ABI tag, no io runner:
 // both came in 1.1) and today's consumers must use it through /1.
 //
 // Only what the compatibility test exercises is implemented; every other
@@ -16,6 +17,7 @@
 #include <boost/asio/post.hpp>
 #include <esdb/event_store.h>
 #include <esdb/plugin.h>
+#include <esdb/subscriptions.h>
 
 namespace {
 
@@ -154,6 +156,91 @@ class MemoryStore : public esdb::EventStore {
   std::vector<esdb::RecordedEvent> all_;
 };
 
+// Persistent groups as settings only: created, updated, listed, deleted;
+// nothing is delivered.
+class MemoryGroups : public esdb::Subscriptions {
+ public:
+  esdb::Result<esdb::Subscription> SubscribeToStream(const esdb::StreamSubscriptionRequest&,
+                                                     esdb::SubscriptionHandlers) override {
+    return NotHere("subscriptions");
+  }
+  esdb::Result<esdb::Subscription> SubscribeToAll(const esdb::AllSubscriptionRequest&,
+                                                  esdb::SubscriptionHandlers) override {
+    return NotHere("subscriptions");
+  }
+  esdb::Status CreateGroup(const std::string& stream_id, const std::string& group,
+                           const esdb::GroupSettings& settings) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (groups_.count({stream_id, group}) != 0) return esdb::Status::AlreadyExists("group '" + group + "' exists");
+    groups_[{stream_id, group}] = settings;
+    return esdb::Status::OK();
+  }
+  esdb::Status UpdateGroup(const std::string& stream_id, const std::string& group,
+                           const esdb::GroupSettings& settings) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = groups_.find({stream_id, group});
+    if (it == groups_.end()) return esdb::Status::NotFound("no group '" + group + "'");
+    it->second = settings;
+    return esdb::Status::OK();
+  }
+  esdb::Status DeleteGroup(const std::string& stream_id, const std::string& group) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (groups_.erase({stream_id, group}) == 0) return esdb::Status::NotFound("no group '" + group + "'");
+    return esdb::Status::OK();
+  }
+  esdb::Result<esdb::GroupInfo> GetGroupInfo(const std::string& stream_id, const std::string& group) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = groups_.find({stream_id, group});
+    if (it == groups_.end()) return esdb::Status::NotFound("no group '" + group + "' on '" + stream_id + "'");
+    return Info(it->first, it->second);
+  }
+  esdb::Result<std::vector<esdb::GroupInfo>> ListGroups(const std::string& stream_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<esdb::GroupInfo> out;
+    for (const auto& [key, settings] : groups_) {
+      if (stream_id.empty() || key.first == stream_id) out.push_back(Info(key, settings));
+    }
+    return out;
+  }
+  esdb::Result<esdb::Subscription> ConnectToGroup(const std::string&, const std::string&,
+                                                  esdb::ConsumerOptions) override {
+    return NotHere("consumers");
+  }
+  esdb::Result<std::vector<esdb::PersistentMessage>> ReadNext(const std::string&, const std::string&,
+                                                              size_t) override {
+    return std::vector<esdb::PersistentMessage>{};
+  }
+  esdb::Result<esdb::AckResult> Ack(const std::string&, const std::string&, const std::vector<std::string>&) override {
+    return NotHere("acks");
+  }
+  esdb::Result<esdb::AckResult> Nack(const std::string&, const std::string&, const std::vector<std::string>&,
+                                     esdb::NackAction, const std::string&) override {
+    return NotHere("nacks");
+  }
+  esdb::Result<uint64_t> ReplayParked(const std::string& stream_id, const std::string& group) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (groups_.count({stream_id, group}) == 0) return esdb::Status::NotFound("no group '" + group + "'");
+    return uint64_t{0};  // nothing is ever parked here
+  }
+  nlohmann::json Stats() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {{"groups", groups_.size()}};
+  }
+
+ private:
+  static esdb::GroupInfo Info(const std::pair<std::string, std::string>& key, const esdb::GroupSettings& settings) {
+    esdb::GroupInfo info;
+    info.stream_id = key.first;
+    info.group = key.second;
+    info.settings = settings;
+    info.status = "live";
+    return info;
+  }
+
+  std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, esdb::GroupSettings> groups_;
+};
+
 class Provider : public esdb::Subsystem {
  public:
   esdb::Status Start(esdb::Context& ctx) override {
@@ -162,11 +249,17 @@ class Provider : public esdb::Subsystem {
     esdb::Status s = ctx.Services().Provide(esdb::services::kEventStore, std::static_pointer_cast<void>(
                                                                              std::shared_ptr<esdb::EventStore>(store)));
     if (!s.ok()) return s;
-    ctx.ReportReady({{"service", esdb::services::kEventStore}, {"built_against", "1.0"}});
+    s = ctx.Services().Provide(esdb::services::kSubscriptions, std::static_pointer_cast<void>(std::shared_ptr<esdb::Subscriptions>(
+                                                         std::make_shared<MemoryGroups>())));
+    if (!s.ok()) return s;
+    ctx.ReportReady({{"services", {esdb::services::kEventStore, esdb::services::kSubscriptions}}, {"built_against", "1.0"}});
     return esdb::Status::OK();
   }
   esdb::Status Stop() override {
-    if (ctx_) (void)ctx_->Services().Withdraw(esdb::services::kEventStore);
+    if (ctx_) {
+      (void)ctx_->Services().Withdraw(esdb::services::kSubscriptions);
+      (void)ctx_->Services().Withdraw(esdb::services::kEventStore);
+    }
     return esdb::Status::OK();
   }
 
