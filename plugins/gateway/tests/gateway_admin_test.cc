@@ -285,13 +285,17 @@ TEST_CASE("admin API: the gateway reloading itself answers 202 at once and comes
   const json body = r.Json();
   CHECK(body["completed"] == false);
   CHECK_THAT(body["message"].get<std::string>(), Catch::Contains("this gateway is the subsystem being reloaded"));
+  // A reload copies the library first (about 70 MB in the sanitized build);
+  // under the sanitized suite's parallel load the new gateway once took over
+  // 20 s to listen. A minute, and the host's log if even that is not enough.
   auto relisten = host.process().WaitFor(
-      [&](const json& j) { return j.value("type", "") == "gateway_listening" && j["data"]["port"] != port; }, 20000);
+      [&](const json& j) { return j.value("type", "") == "gateway_listening" && j["data"]["port"] != port; }, 60000);
+  INFO(host.process().Stderr());
   REQUIRE(relisten);
   const uint16_t new_port = (*relisten)["data"]["port"].get<uint16_t>();
   REQUIRE(host.process().WaitFor(
       [&](const json& j) { return j.value("type", "") == "subsystem_reloaded" && j["correlation_id"] == body["operation_id"]; },
-      20000));
+      60000));
   auto gw = Http(new_port, "GET", "/admin/plugins/gateway");
   REQUIRE(gw.status == 200);
   CHECK(gw.Json()["generation"] == 2);
