@@ -84,7 +84,7 @@ void SubscribeStream(ServerState* st, Request& req, Reply reply) {
     auto s = weak_subs.lock();
     if (!s) return Status::Unavailable("the subscriptions service was withdrawn");
     return s->SubscribeToStream(sr, CatchUpHandlers(sink, false));
-  });
+  }, std::vector<std::pair<std::string, std::string>>{{"stream", sr.stream_id}});
   reply(std::move(res));
 }
 
@@ -360,7 +360,8 @@ void ConsumeGroup(ServerState* st, Request& req, Reply reply) {
           if (auto sink = weak.lock()) sink->Close(DropReason(why));
         };
         return s->ConnectToGroup(stream, group, std::move(o));
-      });
+      },
+      std::vector<std::pair<std::string, std::string>>{{"stream", stream}, {"group", group}});
   reply(std::move(res));
 }
 

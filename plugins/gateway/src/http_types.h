@@ -70,6 +70,9 @@ class StreamSource {
   virtual ~StreamSource() = default;
   virtual esdb::Status Start(std::shared_ptr<SseSink> sink) = 0;
   virtual void Stop() = 0;
+  // What the error response names besides the error when Start() refuses
+  // (e.g. a persistent group's stream and group). Default: nothing.
+  virtual std::vector<std::pair<std::string, std::string>> RefusalFields() const { return {}; }
 };
 
 // What a handler answers.

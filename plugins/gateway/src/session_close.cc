@@ -14,22 +14,11 @@ void SessionImpl<Stream>::DoClose(bool graceful) {
   heartbeat_.cancel();
   read_deadline_.cancel();
   idle_timer_.cancel();
-  if (source_) {
-    source_->Stop();
-    state_->RemoveSource(source_id_);
-    source_.reset();
-  }
   {
     std::lock_guard<std::mutex> lock(sse_mu_);
     sse_closed_ = true;
-    sse_queue_.clear();
-    CountSse(-sse_bytes_);  // a write still running keeps sse_writing_ until it ends, uncounted
   }
-  if (counted_stream_) {
-    counted_stream_ = false;
-    state_->sse_streams.fetch_sub(1);
-    state_->metrics.sse_streams.fetch_sub(1);
-  }
+  ReleaseStream();
   beast::error_code ec;
   if (graceful && !was_streaming) {
     // Half-close and read what the peer still sends, so it gets our
@@ -45,6 +34,25 @@ void SessionImpl<Stream>::DoClose(bool graceful) {
 }
 
 template <class Stream>
+void SessionImpl<Stream>::ReleaseStream() {
+  if (source_) {
+    source_->Stop();
+    state_->RemoveSource(source_id_);
+    source_.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lock(sse_mu_);
+    sse_queue_.clear();
+    CountSse(-sse_bytes_);  // a write still running keeps sse_writing_ until it ends, uncounted
+  }
+  if (counted_stream_) {
+    counted_stream_ = false;
+    state_->sse_streams.fetch_sub(1);
+    state_->metrics.sse_streams.fetch_sub(1);
+  }
+}
+
+template <class Stream>
 void SessionImpl<Stream>::Linger() {
   Tcp().async_read_some(net::buffer(scratch_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
     self->lingered_bytes_ += n;
@@ -57,8 +65,10 @@ void SessionImpl<Stream>::Linger() {
 }
 
 template void PlainSession::DoClose(bool);
+template void PlainSession::ReleaseStream();
 template void PlainSession::Linger();
 template void TlsSession::DoClose(bool);
+template void TlsSession::ReleaseStream();
 template void TlsSession::Linger();
 
 }  // namespace esdb_gateway

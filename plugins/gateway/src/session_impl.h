@@ -139,6 +139,10 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   void Write(Response response, bool close);
   void OnWrite(bool close, boost::beast::error_code ec);
   void StartStream(std::shared_ptr<StreamSource> source);
+  // Stops the stream's source and gives back what the stream held: its
+  // queued bytes and its place in the SSE stream counts. Idempotent. For
+  // DoClose, and for a stream whose source refused to start.
+  void ReleaseStream();
   void WatchPeer();
   void PumpSse();
   void ScheduleHeartbeat();

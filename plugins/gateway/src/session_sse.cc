@@ -38,19 +38,14 @@ void SessionImpl<Stream>::StartStream(std::shared_ptr<StreamSource> source) {
   const esdb::Status started = source_->Start(std::static_pointer_cast<SseSink>(this->shared_from_this()));
   if (!started.ok()) {
     // Refused before the header went out: the error is the response.
-    source_->Stop();
-    state_->RemoveSource(source_id_);
-    source_.reset();
+    nlohmann::json fields = nlohmann::json::object();
+    for (const auto& [key, value] : source_->RefusalFields()) fields[key] = value;
+    ReleaseStream();
     {
       std::lock_guard<std::mutex> lock(sse_mu_);
-      sse_queue_.clear();
-      CountSse(-sse_bytes_);
       sse_write_scheduled_ = false;
     }
-    counted_stream_ = false;
-    state_->sse_streams.fetch_sub(1);
-    state_->metrics.sse_streams.fetch_sub(1);
-    return Write(StatusResponse(started), false);
+    return Write(StatusResponse(started, std::move(fields)), false);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   state_->metrics.ObserveRequest(request_.route, 200, seconds);

@@ -7,6 +7,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "esdb/bus.h"
 #include "esdb/subscriptions.h"
@@ -39,15 +41,20 @@ class BusEventSource : public StreamSource {
 using SubscribeFn = std::function<esdb::Result<esdb::Subscription>(std::weak_ptr<SseSink> sink)>;
 
 // A store-side subscription (catch-up or persistent group) as SSE. The
-// subscribe function builds the handlers around the sink it is given.
+// subscribe function builds the handlers around the sink it is given; a
+// refusal's response names `refusal_fields` (e.g. stream and group).
 class StoreSubscriptionSource : public StreamSource {
  public:
-  explicit StoreSubscriptionSource(SubscribeFn subscribe) : subscribe_(std::move(subscribe)) {}
+  explicit StoreSubscriptionSource(SubscribeFn subscribe,
+                                   std::vector<std::pair<std::string, std::string>> refusal_fields = {})
+      : subscribe_(std::move(subscribe)), refusal_fields_(std::move(refusal_fields)) {}
   esdb::Status Start(std::shared_ptr<SseSink> sink) override;
   void Stop() override;
+  std::vector<std::pair<std::string, std::string>> RefusalFields() const override { return refusal_fields_; }
 
  private:
   SubscribeFn subscribe_;
+  const std::vector<std::pair<std::string, std::string>> refusal_fields_;
   std::mutex mu_;
   bool stopped_ = false;
   esdb::Subscription subscription_;

@@ -329,9 +329,13 @@ TEST_CASE("e2e: persistent group: max_subscriber_count answers 429; replay-parke
   auto full = Http(port, "GET", "/subscriptions/lim/g/subscribe");
   CHECK(full.status == 429);
   CHECK(full.body.find("max_subscriber_count of 1") != std::string::npos);
+  CHECK(full.Json()["stream"] == "lim");  // the error names the group it refers to
+  CHECK(full.Json()["group"] == "g");
   auto unknown = Http(port, "GET", "/subscriptions/lim/nosuch/subscribe");
   CHECK(unknown.status == 404);
   CHECK(unknown.body.find("nosuch") != std::string::npos);
+  CHECK(unknown.Json()["stream"] == "lim");
+  CHECK(unknown.Json()["group"] == "nosuch");
   CHECK(Http(port, "GET", "/metrics").body.find("\nesdb_http_sse_streams 1\n") != std::string::npos);
 
   // Park all three (pulled, then nacked), replay one, then the rest.
