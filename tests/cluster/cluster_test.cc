@@ -22,6 +22,7 @@
 #include "esdb/testing/http.h"
 #include "esdb/testing/temp_dir.h"
 #include "support/nats_cluster.h"
+#include "support/nats_ready.h"
 #include "http_client.h"  // plugins/gateway/tests: SseReader
 #include "support/test_support.h"
 #include "gossip.grpc.pb.h"
@@ -99,9 +100,7 @@ struct ThreeNodes {
   std::vector<Node> nodes;
 
   explicit ThreeNodes(const fs::path& root, bool grpc = false, bool notification = false) : nats(root / "nats") {
-    const bool nats_ready = nats.WaitReady(60000);
-    INFO(nats.Failure());
-    REQUIRE(nats_ready);
+    esdb::test::RequireNatsReady(nats, 60000);
     servers = nats.ClientUrls();
     for (const char* name : {"node-1", "node-2", "node-3"}) {
       nodes.push_back(StartNode(root, name, servers, 3, "manifests", grpc, notification));
@@ -483,9 +482,7 @@ TEST_CASE("cluster: writers on three nodes race on shared streams; every version
   // node-1's data against another log, which does not hold what it applied:
   // its store refuses to serve, saying why.
   esdb::test::NatsCluster other(dir / "other-nats", {.servers = 1});
-  const bool other_ready = other.WaitReady(30000);
-  INFO(other.Failure());
-  REQUIRE(other_ready);
+  esdb::test::RequireNatsReady(other, 30000);
   Node lost = StartNode(dir.path(), "node-1", other.ClientUrls(), 1, "manifests-other");
   auto failed = lost.host->WaitForEvent("subsystem_failed", "store", 60000);
   REQUIRE(failed);
@@ -537,9 +534,7 @@ TEST_CASE("cluster: the log's stream leader killed with SIGKILL during load: no 
   nats.Kill(victim);
   REQUIRE(load.WaitAcked(load.Acked() + 300, 90));  // a new leader, and writes go on
   nats.Restart(victim);
-  const bool nats_ready = nats.WaitReady(60000);
-  INFO(nats.Failure());
-  REQUIRE(nats_ready);
+  esdb::test::RequireNatsReady(nats, 60000);
   REQUIRE(load.WaitAcked(load.Acked() + 100, 60));
   load.Stop();
   WARN(load.acked().size() << " appends acknowledged, " << load.failed() << " failed; longest time without an "

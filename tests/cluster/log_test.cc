@@ -18,6 +18,7 @@
 #include "nats_log.h"
 #include "nats_tail.h"
 #include "support/nats_cluster.h"
+#include "support/nats_ready.h"
 #include "support/test_support.h"
 
 namespace {
@@ -82,9 +83,7 @@ TEST_CASE("log: appends are numbered, a resent id is answered with the first ent
           "[log]") {
   esdb::testing::TempDir dir("esdb-log");
   esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
-  const bool nats_ready = nats.WaitReady(30000);
-  INFO(nats.Failure());
-  REQUIRE(nats_ready);
+  esdb::test::RequireNatsReady(nats, 30000);
   auto log = std::make_shared<NatsLog>(Options(nats.ClientUrls()), "t", nullptr);
   REQUIRE(log->Connect().ok());
   esdb::Status s;
@@ -178,9 +177,7 @@ TEST_CASE("log: a tail shut down before it began never starts its watchdog; a ta
           "[log]") {
   esdb::testing::TempDir dir("esdb-log-close");
   esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
-  const bool nats_ready = nats.WaitReady(30000);
-  INFO(nats.Failure());
-  REQUIRE(nats_ready);
+  esdb::test::RequireNatsReady(nats, 30000);
   auto log = std::make_shared<NatsLog>(Options(nats.ClientUrls()), "race", nullptr);
   REQUIRE(log->Connect().ok());
   Collector c;

@@ -21,6 +21,7 @@
 #include "log_options.h"
 #include "nats_log.h"
 #include "support/nats_cluster.h"
+#include "support/nats_ready.h"
 #include "support/test_support.h"
 #include "test_util.h"  // plugins/store/tests: StoreFixture
 
@@ -119,9 +120,7 @@ std::shared_ptr<esdb_log::NatsLog> ConnectedLog(esdb::test::NatsCluster& nats,
 struct OneServerLog {
   explicit OneServerLog(const char* name, nlohmann::json more = nlohmann::json::object())
       : dir(name), nats(dir / "nats", {.servers = 1}) {
-    const bool nats_ready = nats.WaitReady(30000);
-    INFO(nats.Failure());
-    REQUIRE(nats_ready);
+    esdb::test::RequireNatsReady(nats, 30000);
     real = ConnectedLog(nats, std::move(more));
   }
   esdb::testing::TempDir dir;
