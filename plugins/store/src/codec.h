@@ -31,6 +31,7 @@ class RecordReader {
   bool GetBytes(size_t n, std::string_view* v);
   bool GetString(std::string_view* v);  // u32 length + bytes
   bool done() const { return in_.empty(); }
+  size_t remaining() const { return in_.size(); }  // bytes not read yet
 
  private:
   std::string_view in_;

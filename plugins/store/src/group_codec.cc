@@ -13,6 +13,12 @@ void PutRequestHead(std::string* out, uint8_t kind, std::string_view stream, con
   PutFixed64BE(out, static_cast<uint64_t>(expected.version));
 }
 
+// The fewest bytes a request and an event can take, even with every string
+// empty (which the checks after reading them refuse, naming the field): a
+// scavenge order (kind, node, term) and an event (flags, id, four strings).
+constexpr size_t kMinRequestBytes = 1 + 4 + 8;
+constexpr size_t kMinEventBytes = 1 + 16 + 4 * 4;
+
 bool GetU32(RecordReader& r, uint32_t* v) {
   std::string_view b;
   if (!r.GetBytes(4, &b)) return false;
@@ -84,7 +90,12 @@ esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
   uint32_t count = 0;
   if (!r.GetU8(&format) || format != 1) return bad("unknown format");
   if (!r.GetI64(&g.created_us) || !GetU32(r, &count)) return bad("truncated header");
-  if (count > data.size()) return bad("request count " + std::to_string(count) + " larger than the group");
+  // Each request takes at least kMinRequestBytes: a count the bytes cannot
+  // hold is refused before anything is allocated for it (an entry of 1 MB
+  // would otherwise reserve hundreds of MB on every node).
+  if (count > r.remaining() / kMinRequestBytes) {
+    return bad("request count " + std::to_string(count) + " larger than the group");
+  }
   g.requests.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {
     const std::string which = "request " + std::to_string(i);
@@ -154,7 +165,9 @@ esdb::Result<GroupRecord> DecodeGroup(std::string_view data) {
     if (q.kind == GroupRequest::Kind::kAppend) {
       uint32_t n = 0;
       if (!GetU32(r, &n)) return bad(which + " truncated");
-      if (n > data.size()) return bad(which + ": event count larger than the group");
+      if (n > r.remaining() / kMinEventBytes) {
+        return bad(which + ": event count " + std::to_string(n) + " larger than the group");
+      }
       q.events.resize(n);
       q.raw_ids.resize(n);
       q.generated.resize(n);

@@ -99,6 +99,25 @@ TEST_CASE("commit groups round-trip, and damaged or truncated ones are corruptio
   std::string huge;
   esdb_store::EncodeGroupHeader(0, 0xffffffffu, &huge);
   CHECK(DecodeGroup(huge).status().code() == Code::kCorruption);
+  // So does one the bytes present could not hold: 100,000 requests in
+  // 100,000 bytes (each takes at least 13), and 10,000 events in 100,000
+  // bytes (each at least 33). Refused before anything is reserved for them,
+  // not at the first request or event that turns out bad.
+  std::string padded;
+  esdb_store::EncodeGroupHeader(0, 100000, &padded);
+  padded.append(100000, '\x05');
+  auto too_many = DecodeGroup(padded);
+  CHECK(too_many.status().code() == Code::kCorruption);
+  CHECK_THAT(too_many.status().message(), Catch::Contains("request count 100000 larger than the group"));
+  std::string events;
+  esdb_store::EncodeGroupHeader(0, 1, &events);
+  esdb_store::EncodeGroupAppend("s", esdb::ExpectedVersion::Any(), {}, {}, {}, &events);
+  events.resize(events.size() - 4);  // the event count, written again below
+  esdb_store::PutFixed32BE(&events, 10000);
+  events.append(100000, 'e');
+  auto too_many_events = DecodeGroup(events);
+  CHECK(too_many_events.status().code() == Code::kCorruption);
+  CHECK_THAT(too_many_events.status().message(), Catch::Contains("event count 10000 larger than the group"));
 }
 
 // A log checkpoint (group_codec.h, kind 4) comes from the log like any
