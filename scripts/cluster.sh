@@ -15,7 +15,9 @@
 # (status adds the state: ready, starting, stopped). The configs are made
 # from the templates in packaging/cluster/ (the packaged three-machine
 # example comes from the same ones), the cluster-mode manifests are the
-# build's share/esdb/cluster/*.json. README.md, "Cluster mode", documents it.
+# build's share/esdb/cluster/*.json. The nats-servers admit only user
+# "esdb" with a password made for DIR (DIR/nats-password; the configs that
+# hold it are mode 0600). README.md, "Cluster mode", documents it.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -246,18 +248,31 @@ stop_all() {
 
 # ---- the configs ---------------------------------------------------------------------
 
+# The cluster's NATS password (user "esdb"): made once per DIR, 32 hex
+# digits from /dev/urandom, kept in DIR/nats-password (mode 0600) so that
+# "restart" writes the same configs again.
+nats_password() {
+  if [ ! -s "$DIR/nats-password" ]; then
+    (umask 077 && od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$DIR/nats-password.tmp") ||
+      die 1 "cannot write $DIR/nats-password"
+    mv "$DIR/nats-password.tmp" "$DIR/nats-password"
+  fi
+  cat "$DIR/nats-password"
+}
+
 # Fills template $1 into $2 with the @KEY@=value pairs that follow.
 fill() {
   local template=$1 out=$2 expr=()
   shift 2
   while [ $# -gt 0 ]; do expr+=(-e "s|@$1@|$2|g"); shift 2; done
-  sed "${expr[@]}" "$template" >"$out.tmp"
+  (umask 077 && sed "${expr[@]}" "$template" >"$out.tmp")  # they hold the NATS password
   ! grep -q '@[A-Z_]*@' "$out.tmp" || die 1 "internal: $template has a key this script does not fill"
   mv "$out.tmp" "$out"
 }
 
 write_configs() {
-  local i j urls="" routes
+  local i j urls="" routes password
+  password=$(nats_password)
   for (( i = 1; i <= NATS_COUNT; i++ )); do
     urls+="${urls:+, }\"nats://127.0.0.1:$(nats_port "$i" 1)\""
   done
@@ -265,11 +280,12 @@ write_configs() {
     mkdir -p "$DIR/nats-$i/jetstream"
     routes=""
     for (( j = 1; j <= NATS_COUNT; j++ )); do
-      [ "$j" -eq "$i" ] || routes+="${routes:+, }nats-route://127.0.0.1:$(nats_port "$j" 2)"
+      [ "$j" -eq "$i" ] || routes+="${routes:+, }nats-route://esdb:$password@127.0.0.1:$(nats_port "$j" 2)"
     done
     fill "$TEMPLATES/nats-server.conf.in" "$DIR/nats-$i/nats-server.conf" \
       NAME "nats-$i" CLIENT_LISTEN "127.0.0.1:$(nats_port "$i" 1)" MONITOR_LISTEN "127.0.0.1:$(nats_port "$i" 3)" \
-      STORE_DIR "$DIR/nats-$i/jetstream" ROUTE_LISTEN "127.0.0.1:$(nats_port "$i" 2)" ROUTES "$routes"
+      STORE_DIR "$DIR/nats-$i/jetstream" ROUTE_LISTEN "127.0.0.1:$(nats_port "$i" 2)" ROUTES "$routes" \
+      NATS_USER esdb NATS_PASSWORD "$password"
   done
   for (( i = 1; i <= NODES; i++ )); do
     local d=$DIR/node-$i
@@ -280,7 +296,8 @@ write_configs() {
     cp "$BUILD/share/esdb/cluster/store.json" "$BUILD/share/esdb/cluster/log.json" "$d/manifests/"
     fill "$TEMPLATES/esdb.json.in" "$d/esdb.json" \
       NODE "node-$i" DATA_DIR "$d/data" MANIFESTS_DIR "$d/manifests" PLUGIN_DIR "$BUILD/bin/plugins" \
-      HTTP_ADDRESS 127.0.0.1 HTTP_PORT "$(node_port "$i")" GRPC_PORT "$(grpc_port "$i")" NATS_URLS "$urls" EXPECTED_NODES "$NODES"
+      HTTP_ADDRESS 127.0.0.1 HTTP_PORT "$(node_port "$i")" GRPC_PORT "$(grpc_port "$i")" NATS_URLS "$urls" EXPECTED_NODES "$NODES" \
+      NATS_USER esdb NATS_PASSWORD "$password"
   done
 }
 

@@ -53,7 +53,13 @@ json EveryKey() {
           {"log_level", "debug"},
           {"log_format", "json"},
           {"watch_manifests", false},
-          {"overrides", {{"gateway", {{"listen_port", 9999}, {"tokens", json::array()}}}, {"store", {{"sync", true}}}}}};
+          {"overrides",
+           {{"gateway",
+             {{"listen_port", 9999},
+              {"tokens", json::array()},
+              {"users", {{{"name", "ann"}, {"password", "ann-secret"}, {"role", "admin"}}}}}},
+            {"store", {{"sync", true}}},
+            {"log", {{"user", "esdb"}, {"password", "nats-secret"}}}}}};
 }
 
 }  // namespace
@@ -103,6 +109,12 @@ TEST_CASE("every key of the config file is read; relative paths are relative to 
   CHECK(c["overrides"]["gateway"]["listen_port"] == json({{"value", 9999}, {"from", "config file"}}));
   CHECK(c["overrides"]["gateway"]["tokens"] == json({{"value", json::array()}, {"from", "config file"}}));
   CHECK(c["overrides"]["store"]["sync"] == json({{"value", true}, {"from", "config file"}}));
+  // Secrets are not printed.
+  CHECK(c["overrides"]["log"]["user"]["value"] == "esdb");
+  CHECK(c["overrides"]["log"]["password"]["value"] == "(hidden)");
+  CHECK(c["overrides"]["gateway"]["users"]["value"][0] ==
+        json({{"name", "ann"}, {"password", "(hidden)"}, {"role", "admin"}}));
+  CHECK(c.dump().find("secret") == std::string::npos);
 }
 
 TEST_CASE("the command line overrides the config file, key by key", "[config]") {

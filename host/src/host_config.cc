@@ -77,6 +77,18 @@ void Apply(const char* key, const std::optional<T>& file, const std::optional<T>
   }
 }
 
+// `value` with every string under a "password" or "token" key, at any
+// depth, replaced by "(hidden)".
+nlohmann::json HideSecrets(nlohmann::json value, const std::string& key = "") {
+  if ((key == "password" || key == "token") && value.is_string()) return "(hidden)";
+  if (value.is_object()) {
+    for (auto& [k, v] : value.items()) v = HideSecrets(std::move(v), k);
+  } else if (value.is_array()) {
+    for (auto& v : value) v = HideSecrets(std::move(v));
+  }
+  return value;
+}
+
 nlohmann::json PathList(const std::vector<fs::path>& paths) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& p : paths) out.push_back(p.string());
@@ -212,7 +224,9 @@ nlohmann::json DescribeSettings(const EffectiveSettings& settings) {
       {"watch_manifests", entry("watch_manifests", o.watch_manifests)},
       {"overrides", nlohmann::json::object()}};
   for (const auto& [name, keys] : o.overrides) {
-    for (const auto& [key, value] : keys) out["overrides"][name][key] = entry("overrides." + name + "." + key, value);
+    for (const auto& [key, value] : keys) {
+      out["overrides"][name][key] = entry("overrides." + name + "." + key, HideSecrets(value, key));
+    }
   }
   return out;
 }

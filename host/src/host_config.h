@@ -69,7 +69,9 @@ EffectiveSettings ResolveSettings(const SettingsLayer& file, const SettingsLayer
                                   const std::optional<std::filesystem::path>& config_file);
 
 // What --print-config prints: {"config_file": path|null, "<key>": {"value",
-// "from"}, ..., "overrides": {NAME: {KEY: {"value", "from"}}}}.
+// "from"}, ..., "overrides": {NAME: {KEY: {"value", "from"}}}}. Secrets in
+// the overrides' values (any "password" or "token", at any depth: the NATS
+// password, the gateway's users and tokens) print as "(hidden)".
 nlohmann::json DescribeSettings(const EffectiveSettings& settings);
 
 }  // namespace esdb::host

@@ -79,6 +79,45 @@ TEST_CASE("log config: each bad field is named", "[log]") {
   CHECK(esdb_log::ParseLogOptions(json{{"servers", {"nats://127.0.0.1:4222"}}}).ok());
 }
 
+// The keys plugins/shared/nats_servers.h reads (the cluster plugin reads
+// them the same way): servers off this machine need credentials, which are
+// never part of a URL.
+TEST_CASE("log config: servers off this machine need user and password (or insecure); credentials are never in a URL",
+          "[log]") {
+  auto parse = [](json config) { return esdb_log::ParseLogOptions(config); };
+  for (const char* local : {"nats://127.0.0.1:4222", "nats://127.3.2.1:4222", "nats://localhost:4222",
+                            "nats://[::1]:4222", "tls://127.0.0.1:4222"}) {
+    INFO(local);
+    CHECK(parse(json{{"servers", {local}}}).ok());
+  }
+  for (const char* remote : {"nats://192.0.2.1:4222", "nats://db1:4222", "nats://127.0.0.1.example.com:4222",
+                             "nats://128.0.0.1:4222", "nats://[::2]:4222", "nats://127.0.0.256:4222"}) {
+    INFO(remote);
+    auto r = parse(json{{"servers", {"nats://127.0.0.1:4222", remote}}});
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.status().message(), Catch::Contains("field 'servers'") && Catch::Contains("is not on this machine") &&
+                                         Catch::Contains("\"user\" and \"password\""));
+    CHECK(parse(json{{"servers", {remote}}, {"user", "esdb"}, {"password", "s3cret"}}).ok());
+    CHECK(parse(json{{"servers", {remote}}, {"insecure", true}}).ok());
+  }
+  auto in_url = parse(json{{"servers", {"nats://esdb:s3cret@127.0.0.1:4222"}}});
+  REQUIRE_FALSE(in_url.ok());
+  CHECK_THAT(in_url.status().message(), Catch::Contains("holds credentials") && !Catch::Contains("s3cret"));
+  auto half = parse(json{{"servers", {"nats://127.0.0.1:4222"}}, {"user", "esdb"}});
+  REQUIRE_FALSE(half.ok());
+  CHECK_THAT(half.status().message(), Catch::Contains("field 'password': must be set with \"user\""));
+  auto blank = parse(json{{"servers", {"nats://127.0.0.1:4222"}}, {"user", "esdb"}, {"password", ""}});
+  REQUIRE_FALSE(blank.ok());
+  CHECK_THAT(blank.status().message(), Catch::Contains("field 'password': must be 1 to 256 printable"));
+  auto typed = parse(json{{"servers", {"nats://127.0.0.1:4222"}}, {"insecure", "yes"}});
+  REQUIRE_FALSE(typed.ok());
+  CHECK_THAT(typed.status().message(), Catch::Contains("field 'insecure'"));
+  auto with = parse(json{{"servers", {"nats://127.0.0.1:4222"}}, {"user", "esdb"}, {"password", "s3cret"}});
+  REQUIRE(with.ok());
+  CHECK(with->nats.user == "esdb");
+  CHECK(with->nats.password == "s3cret");
+}
+
 TEST_CASE("log: appends are numbered, a resent id is answered with the first entry, tails deliver in order",
           "[log]") {
   esdb::testing::TempDir dir("esdb-log");
@@ -169,6 +208,38 @@ TEST_CASE("log plugin: NATS out of reach at start is not ready, retrying, and sa
                                 Catch::Contains("not connected to NATS"));
   CHECK_FALSE(host.WaitForEvent("subsystem_ready", "log", 1000));
   CHECK_FALSE(host.WaitForEvent("subsystem_failed", "log", 10));
+  CHECK(host.Terminate() == 0);
+}
+
+TEST_CASE("log plugin: NATS servers that want credentials: wrong ones are not ready and say why, right ones work",
+          "[log]") {
+  esdb::testing::TempDir dir("esdb-log-auth");
+  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1, .user = "esdb", .password = "right-secret"});
+  esdb::test::RequireNatsReady(nats, 30000);
+  json m = esdb::test::BuiltinManifest("log");
+  m["config"]["servers"] = nats.ClientUrls();
+  m["config"]["replicas"] = 1;
+  m["config"]["user"] = "esdb";
+  {
+    m["config"]["password"] = "wrong-secret";
+    esdb::testing::HostProcess host(esdb::test::HostOnManifests(dir / "wrong", {m}));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (host.Stderr().find("the log is not ready") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK_THAT(host.Stderr(), Catch::Contains("not connected to NATS") &&
+                                  Catch::Contains("authorization violation", Catch::CaseSensitive::No) &&
+                                  !Catch::Contains("wrong-secret"));
+    CHECK_FALSE(host.WaitForEvent("subsystem_ready", "log", 10));
+    CHECK(host.Terminate() == 0);
+  }
+  m["config"]["password"] = "right-secret";
+  esdb::testing::HostProcess host(esdb::test::HostOnManifests(dir / "right", {m}));
+  auto ready = host.WaitForEvent("subsystem_ready", "log", 30000);
+  REQUIRE(ready);
+  CHECK((*ready)["data"]["details"]["servers"] == json(nats.ClientUrls()));
+  CHECK(host.Stderr().find("right-secret") == std::string::npos);
   CHECK(host.Terminate() == 0);
 }
 

@@ -201,3 +201,20 @@ TEST_CASE("cluster plugin: bad lease settings are refused at start, each named",
                                  Catch::Contains("field 'max_clock_offset_ms': must be below lease_ttl_ms (4000)"));
   CHECK(host.Terminate() == 0);
 }
+
+// The NATS keys are read as the log plugin reads them (plugins/shared/
+// nats_servers.h; their cases are in log_test.cc): a server off this
+// machine without credentials is refused at start, naming the key.
+TEST_CASE("cluster plugin: NATS servers off this machine without user and password are refused at start",
+          "[membership]") {
+  esdb::testing::TempDir dir("esdb-cluster-nats");
+  nlohmann::json m = esdb::test::BuiltinManifest("cluster");
+  m["config"] = {{"mode", "cluster"}, {"servers", {"nats://192.0.2.1:4222"}}, {"user", "esdb"}};
+  esdb::testing::HostProcess host(esdb::test::HostOnManifests(dir.path(), {m}));
+  auto failed = host.WaitForEvent("subsystem_failed", "cluster", 20000);
+  INFO(host.Stderr());
+  REQUIRE(failed);
+  CHECK_THAT(failed->dump(), Catch::Contains("field 'password': must be set with \\\"user\\\"") &&
+                                 Catch::Contains("field 'servers': \\\"nats://192.0.2.1:4222\\\" is not on this machine"));
+  CHECK(host.Terminate() == 0);
+}

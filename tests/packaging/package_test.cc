@@ -321,8 +321,12 @@ TEST_CASE("the packaged cluster example: nats-server accepts each machine's conf
     CHECK(Has(text, "server_name: " + name + "\n"));
     CHECK(Has(text, "listen: 192.0.2." + std::to_string(k) + ":4222\n"));
     for (int o = 1; o <= 3; ++o) {
-      CHECK(Has(text, "nats-route://192.0.2." + std::to_string(o) + ":6222") == (o != k));
+      CHECK(Has(text, "nats-route://esdb:REPLACE-WITH-YOUR-SECRET@192.0.2." + std::to_string(o) + ":6222") ==
+            (o != k));
     }
+    // Clients and routes must authenticate (the password is the one to replace).
+    CHECK(Has(text, "authorization {\n  user: \"esdb\"\n  password: \"REPLACE-WITH-YOUR-SECRET\"\n}"));
+    CHECK(Has(text, "  authorization {\n    user: \"esdb\"\n    password: \"REPLACE-WITH-YOUR-SECRET\"\n  }"));
     out = Output(dir, {(root / "usr/bin/esdb-host").string(), "--config", (share / name / "esdb.json").string(),
                        "--print-config"},
                  &code);
@@ -338,6 +342,10 @@ TEST_CASE("the packaged cluster example: nats-server accepts each machine's conf
     CHECK(config["overrides"]["log"]["servers"]["value"] == servers);
     CHECK(config["overrides"]["cluster"]["servers"]["value"] == servers);
     CHECK(config["overrides"]["cluster"]["mode"]["value"] == "cluster");
+    for (const char* plugin : {"log", "cluster"}) {
+      CHECK(config["overrides"][plugin]["user"]["value"] == "esdb");
+      CHECK(config["overrides"][plugin]["password"]["value"] == "(hidden)");  // --print-config never shows it
+    }
     CHECK(config["overrides"]["gateway"]["listen_address"]["value"] == "192.0.2." + std::to_string(k));
     CHECK(config["overrides"]["grpc"]["listen_address"]["value"] == "192.0.2." + std::to_string(k));
     CHECK(config["overrides"]["grpc"]["listen_port"]["value"] == 2114);

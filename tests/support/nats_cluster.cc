@@ -81,7 +81,9 @@ void NatsCluster::Configure() {
     std::string routes;
     for (const Server& o : servers_) {
       if (&o == &s) continue;
-      routes += (routes.empty() ? "" : ", ") + std::string("nats-route://127.0.0.1:") + std::to_string(o.cluster_port);
+      const std::string credentials = options_.user.empty() ? "" : options_.user + ":" + options_.password + "@";
+      routes += (routes.empty() ? "" : ", ") + std::string("nats-route://") + credentials + "127.0.0.1:" +
+                std::to_string(o.cluster_port);
     }
     std::ofstream conf(s.dir / "nats.conf");
     conf << "server_name: " << s.name << "\n"
@@ -89,9 +91,12 @@ void NatsCluster::Configure() {
          << "http: 127.0.0.1:" << s.monitor_port << "\n"
          << "max_payload: " << options_.max_payload << "\n"
          << "jetstream { store_dir: \"" << (s.dir / "jetstream").string() << "\" }\n";
+    const std::string authorization =
+        options_.user.empty() ? "" : "authorization { user: \"" + options_.user + "\", password: \"" + options_.password + "\" }";
+    conf << authorization << "\n";
     if (servers_.size() > 1) {
-      conf << "cluster { name: esdb-test, listen: 127.0.0.1:" << s.cluster_port << ", routes: [" << routes
-           << "] }\n";
+      conf << "cluster { name: esdb-test, listen: 127.0.0.1:" << s.cluster_port << ", routes: [" << routes << "] "
+           << authorization << " }\n";
     }
     if (!conf) throw std::runtime_error("cannot write " + (s.dir / "nats.conf").string());
   }

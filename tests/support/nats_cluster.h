@@ -28,6 +28,11 @@ struct NatsClusterOptions {
   int servers = 3;
   std::filesystem::path binary = "/usr/sbin/nats-server";  // Debian's nats-server
   std::string max_payload = "8MB";                           // a commit group is one message
+  // When set, clients and the servers' routes must authenticate with this
+  // user and password (the nats-servers' `authorization`, as the packaged
+  // configs have it). Both or neither.
+  std::string user{};
+  std::string password{};
 };
 
 class NatsCluster {

@@ -45,6 +45,7 @@
 #include <thread>
 
 #include "lease.h"
+#include "nats_servers.h"
 #include "membership.h"
 
 namespace esdb_cluster {
@@ -52,7 +53,7 @@ namespace {
 
 struct ClusterOptions {
   bool cluster = false;
-  std::vector<std::string> servers;
+  esdb_plugin_shared::NatsServers nats;  // "servers", "user", "password", "insecure"
   std::string subject = "esdb.cluster.heartbeat";
   uint32_t heartbeat_ms = 1000;
   uint32_t node_timeout_ms = 5000;
@@ -69,9 +70,7 @@ esdb::Result<ClusterOptions> ParseClusterOptions(const nlohmann::json& config) {
   std::string mode = "single_node";
   r.Enum("mode", {"single_node", "cluster"}, &mode);
   o.cluster = mode == "cluster";
-  if (r.StringList("servers", &o.servers) && o.cluster && o.servers.empty()) {
-    r.Error("servers", "is required in cluster mode: the NATS servers, e.g. [\"nats://127.0.0.1:4222\"]");
-  }
+  esdb_plugin_shared::ReadNatsServers(r, o.cluster, &o.nats);
   if (r.String("subject", false, &o.subject)) {
     bool ok = !o.subject.empty() && o.subject.size() <= 255;
     for (char c : o.subject) ok = ok && c > ' ' && c <= '~' && c != '*' && c != '>';
@@ -118,6 +117,7 @@ class ClusterSubsystem : public esdb::Subsystem {
     esdb::Result<ClusterOptions> options = ParseClusterOptions(ctx.Config());
     if (!options.ok()) return options.status();
     options_ = *options;
+    diagnosis_ = std::make_unique<esdb_plugin_shared::NatsDiagnosis>(options_.nats);
     if (options_.cluster) return StartCluster();
     const std::string& node = ctx.Node();
     const nlohmann::json members = nlohmann::json::array({node});
@@ -167,7 +167,8 @@ class ClusterSubsystem : public esdb::Subsystem {
                  {"max_clock_offset_ms", options_.max_clock_offset_ms}};
     if (!connected) {
       h.healthy = false;
-      h.message = "not connected to NATS; membership unknown; reconnecting";
+      h.message = "not connected to NATS" + (diagnosis_ ? diagnosis_->Why() : std::string()) +
+                  "; membership unknown; reconnecting";
     } else if (!clock_warned_.empty()) {
       // A warning, not a failure: nothing a restart would fix.
       h.message = ClockWarning(clock_warned_);
@@ -221,10 +222,8 @@ class ClusterSubsystem : public esdb::Subsystem {
     if (!sub.ok()) return sub.status();
     gateway_sub_ = std::move(*sub);
 
-    std::vector<const char*> servers;
-    for (const auto& s : options_.servers) servers.push_back(s.c_str());
     natsStatus s = natsOptions_Create(&nats_options_);
-    if (s == NATS_OK) s = natsOptions_SetServers(nats_options_, servers.data(), static_cast<int>(servers.size()));
+    if (s == NATS_OK) s = esdb_plugin_shared::ApplyNatsServers(options_.nats, nats_options_);
     if (s == NATS_OK) s = natsOptions_SetName(nats_options_, ("esdb-cluster-" + self_.node).c_str());
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(nats_options_, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(nats_options_, 250);
@@ -452,6 +451,7 @@ class ClusterSubsystem : public esdb::Subsystem {
 
   esdb::Context* ctx_ = nullptr;
   ClusterOptions options_;
+  std::unique_ptr<esdb_plugin_shared::NatsDiagnosis> diagnosis_;  // why NATS cannot be used, while disconnected
   // Cluster mode.
   std::mutex mu_;
   std::condition_variable cv_;

@@ -29,19 +29,6 @@ bool ValidLiteralSubject(const std::string& s) {
   return true;
 }
 
-bool ValidServerUrl(const std::string& s) {
-  if (s.size() > 1024) return false;
-  for (const char* scheme : {"nats://", "tls://"}) {
-    const std::string p(scheme);
-    if (s.compare(0, p.size(), p) == 0 && s.size() > p.size()) {
-      for (char c : s) {
-        if (c <= ' ' || c > '~' || c == ',') return false;
-      }
-      return true;
-    }
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -49,18 +36,7 @@ esdb::Result<LogOptions> ParseLogOptions(const nlohmann::json& config) {
   esdb::ConfigProblems problems;
   esdb::ConfigReader r(config, &problems);
   LogOptions o;
-  std::vector<std::string> servers;
-  if (r.Raw("servers") == nullptr) {
-    r.Error("servers", "is required: the NATS servers of the log, e.g. [\"nats://127.0.0.1:4222\"]");
-  } else if (r.StringList("servers", &servers)) {
-    if (servers.empty() || servers.size() > 64) r.Error("servers", "must list 1 to 64 servers");
-    for (const std::string& s : servers) {
-      if (!ValidServerUrl(s)) {
-        r.Error("servers", "\"" + s.substr(0, 100) + "\" is not a server URL (nats://host:port or tls://host:port)");
-      }
-    }
-    o.servers = std::move(servers);
-  }
+  esdb_plugin_shared::ReadNatsServers(r, true, &o.nats);
   if (r.String("stream", false, &o.stream) && !ValidStreamName(o.stream)) {
     r.Error("stream", "must be 1 to 64 letters, digits, '-' or '_'");
   }

@@ -9,12 +9,14 @@
 
 #include <esdb/status.h>
 
+#include "nats_servers.h"
+
 namespace esdb_log {
 
 struct LogOptions {
-  // NATS servers to connect to ("nats://host:port"); any of them will do,
-  // the client fails over between them. Required, non-empty.
-  std::vector<std::string> servers;
+  // The NATS servers and their credentials ("servers", "user", "password",
+  // "insecure"; plugins/shared/nats_servers.h). Servers required, non-empty.
+  esdb_plugin_shared::NatsServers nats;
   // The JetStream stream that holds the log, and its one subject.
   std::string stream = "esdb-log";
   std::string subject = "esdb.log";

@@ -59,7 +59,7 @@ class LogSubsystem : public esdb::Subsystem {
     h.details = log_->Stats();
     if (!log_->Connected()) {
       h.healthy = false;
-      h.message = "not connected to NATS (" + log_->ServerList() + "); reconnecting";
+      h.message = "not connected to NATS (" + log_->ServerList() + ")" + log_->ConnectionError() + "; reconnecting";
     }
     return h;
   }
@@ -97,7 +97,7 @@ class LogSubsystem : public esdb::Subsystem {
     ctx_->ReportReady({{"service", esdb::services::kLog},
                        {"stream", o.stream},
                        {"replicas", o.replicas},
-                       {"servers", o.servers},
+                       {"servers", o.nats.urls},
                        {"max_entry_bytes", log_->MaxEntryBytes()}});
   }
 

@@ -66,7 +66,7 @@ void NatsLog::Log(int level, const std::string& message) const {
 
 std::string NatsLog::ServerList() const {
   std::string list;
-  for (const auto& s : options_.servers) list += (list.empty() ? "" : ", ") + s;
+  for (const auto& s : options_.nats.urls) list += (list.empty() ? "" : ", ") + s;
   return list;
 }
 
@@ -102,10 +102,8 @@ esdb::Status NatsLog::Connect() {
   std::unique_lock<std::shared_mutex> lock(conn_mu_);
   if (closed_.load()) return esdb::Status::Cancelled("the log is closed");
   if (nc_ != nullptr) return esdb::Status::OK();
-  std::vector<const char*> servers;
-  for (const auto& s : options_.servers) servers.push_back(s.c_str());
   natsStatus s = natsOptions_Create(&nats_options_);
-  if (s == NATS_OK) s = natsOptions_SetServers(nats_options_, servers.data(), static_cast<int>(servers.size()));
+  if (s == NATS_OK) s = esdb_plugin_shared::ApplyNatsServers(options_.nats, nats_options_);
   if (s == NATS_OK) s = natsOptions_SetName(nats_options_, ("esdb-" + node_).c_str());
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(nats_options_, -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(nats_options_, 250);
@@ -140,7 +138,7 @@ esdb::Status NatsLog::EnsureStream() {
   std::shared_lock<std::shared_mutex> lock(conn_mu_);
   if (closed_.load() || js_ == nullptr) return esdb::Status::Cancelled("the log is closed");
   if (natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
-    return esdb::Status::Unavailable("not connected to NATS (" + ServerList() + ")");
+    return esdb::Status::Unavailable("not connected to NATS (" + ServerList() + ")" + diagnosis_.Why());
   }
   const std::string& name = options_.stream;
   jsStreamInfo* si = nullptr;
@@ -434,7 +432,8 @@ nlohmann::json NatsLog::Stats() {
     tails = tails_.size();
   }
   return {{"connected", connected_.load()},
-          {"servers", options_.servers},
+          {"servers", options_.nats.urls},
+          {"user", options_.nats.user},
           {"stream", options_.stream},
           {"subject", options_.subject},
           {"replicas", options_.replicas},

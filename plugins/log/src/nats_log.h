@@ -72,6 +72,9 @@ class NatsLog : public esdb::Log, public std::enable_shared_from_this<NatsLog> {
 
   const LogOptions& options() const { return options_; }
   std::string ServerList() const;
+  // Why the servers cannot be used while the connection is down, as
+  // ": <reason>" (e.g. ": Authorization Violation"); NatsDiagnosis.
+  std::string ConnectionError() { return diagnosis_.Why(); }
 
  private:
   friend class NatsTail;
@@ -95,6 +98,7 @@ class NatsLog : public esdb::Log, public std::enable_shared_from_this<NatsLog> {
   static void OnClosed(natsConnection* nc, void* closure);
 
   const LogOptions options_;
+  esdb_plugin_shared::NatsDiagnosis diagnosis_{options_.nats};
   const std::string node_;
   const std::shared_ptr<spdlog::logger> logger_;
 

@@ -1,0 +1,66 @@
+// The NATS servers of cluster mode as a plugin's config names them (the log
+// plugin's JetStream log, the cluster plugin's heartbeats): the keys
+// "servers", "user", "password" and "insecure", read the same way by both.
+//
+// The servers take log entries and heartbeats from any client they admit,
+// so a server that is not on this machine needs credentials (the
+// nats-server's `authorization` user and password), or "insecure": true,
+// as the HTTP gateway needs TLS and tokens off loopback.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nats/nats.h>
+
+#include <esdb/config_reader.h>
+
+namespace esdb_plugin_shared {
+
+// Plain value.
+struct NatsServers {
+  // "nats://host:port" or "tls://host:port", 1 to 64 of them; any will do
+  // (the client fails over between them). Never credentials ("user@"):
+  // they would show wherever the servers are listed (/control/status).
+  std::vector<std::string> urls;
+  // The user and password the servers' `authorization` wants; both empty:
+  // none. Each 1 to 256 printable ASCII characters; both or neither.
+  std::string user;
+  std::string password;
+  // Servers off this machine without credentials are allowed. Default false.
+  bool insecure = false;
+};
+
+// Reads the four keys with `r`, each problem named by its key. "servers"
+// is required when `required` (cluster mode); an absent one is then named
+// with `example` as what it should look like.
+void ReadNatsServers(esdb::ConfigReader& r, bool required, NatsServers* out);
+
+// Whether `url` names this machine: localhost, 127.0.0.0/8 or ::1.
+bool IsLoopbackServer(const std::string& url);
+
+// Why the servers cannot be used, for messages while a connection to them
+// is down: nats.c's reconnecting connection keeps only "No server available
+// for connection", so this makes one connection attempt of its own (no
+// retry, at most 1 s) and says what it got, e.g. ": Authorization
+// Violation" for wrong credentials; empty when that attempt connects. At
+// most one attempt every 5 s: in between, the last answer. Thread-safe.
+class NatsDiagnosis {
+ public:
+  explicit NatsDiagnosis(NatsServers servers) : servers_(std::move(servers)) {}
+  std::string Why();
+
+ private:
+  const NatsServers servers_;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point last_{};  // of the last attempt (under mu_)
+  std::string why_;                               // its answer (under mu_)
+};
+
+// Sets the servers and the credentials on `options`.
+natsStatus ApplyNatsServers(const NatsServers& servers, natsOptions* options);
+
+}  // namespace esdb_plugin_shared
