@@ -116,29 +116,30 @@ void ReadNatsServers(esdb::ConfigReader& r, bool required, NatsServers* out) {
 }
 
 std::string NatsDiagnosis::Why() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> probe(probe_mu_);
   const auto now = std::chrono::steady_clock::now();
-  if (last_ != std::chrono::steady_clock::time_point{} && now - last_ < std::chrono::seconds(5)) return why_;
+  if (last_ != std::chrono::steady_clock::time_point{} && now - last_ < std::chrono::seconds(5)) return Last();
   last_ = now;
   natsOptions* options = nullptr;
   natsConnection* nc = nullptr;
   natsStatus s = natsOptions_Create(&options);
   if (s == NATS_OK) s = ApplyNatsServers(servers_, options);
   if (s == NATS_OK) s = natsOptions_SetAllowReconnect(options, false);
-  if (s == NATS_OK) s = natsOptions_SetTimeout(options, 1000);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(options, 500);
   if (s == NATS_OK) s = natsOptions_SetName(options, "esdb-diagnosis");
   if (s == NATS_OK) s = natsConnection_Connect(&nc, options);
-  if (s == NATS_OK) {
-    why_.clear();
-  } else {
-    why_ = std::string(": ") + natsStatus_GetText(s);
+  std::string why;
+  if (s != NATS_OK) {
+    why = std::string(": ") + natsStatus_GetText(s);
     natsStatus last = NATS_OK;
     const char* detail = nats_GetLastError(&last);
-    if (detail != nullptr && *detail != '\0' && why_.find(detail) == std::string::npos) why_ += std::string(" (") + detail + ")";
+    if (detail != nullptr && *detail != '\0' && why.find(detail) == std::string::npos) why += std::string(" (") + detail + ")";
   }
   natsConnection_Destroy(nc);
   natsOptions_Destroy(options);
-  return why_;
+  std::lock_guard<std::mutex> lock(mu_);
+  why_ = why;
+  return why;
 }
 
 natsStatus ApplyNatsServers(const NatsServers& servers, natsOptions* options) {

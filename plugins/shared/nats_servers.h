@@ -44,20 +44,28 @@ bool IsLoopbackServer(const std::string& url);
 
 // Why the servers cannot be used, for messages while a connection to them
 // is down: nats.c's reconnecting connection keeps only "No server available
-// for connection", so this makes one connection attempt of its own (no
-// retry, at most 1 s) and says what it got, e.g. ": Authorization
-// Violation" for wrong credentials; empty when that attempt connects. At
-// most one attempt every 5 s: in between, the last answer. Thread-safe.
+// for connection", so Why() makes one connection attempt of its own (no
+// retry, at most 500 ms per server) and says what it got, e.g. ":
+// Authorization Violation" for wrong credentials; empty when that attempt
+// connects. At most one attempt every 5 s: in between, the last answer.
+// Thread-safe.
 class NatsDiagnosis {
  public:
   explicit NatsDiagnosis(NatsServers servers) : servers_(std::move(servers)) {}
+  // May connect: for a plugin's own threads, never a health check.
   std::string Why();
+  // The last answer of Why(), at once (health checks must answer fast).
+  std::string Last() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return why_;
+  }
 
  private:
   const NatsServers servers_;
+  std::mutex probe_mu_;                           // one attempt at a time
+  std::chrono::steady_clock::time_point last_{};  // of the last attempt (under probe_mu_)
   std::mutex mu_;
-  std::chrono::steady_clock::time_point last_{};  // of the last attempt (under mu_)
-  std::string why_;                               // its answer (under mu_)
+  std::string why_;  // the last attempt's answer (under mu_)
 };
 
 // Sets the servers and the credentials on `options`.

@@ -167,7 +167,7 @@ class ClusterSubsystem : public esdb::Subsystem {
                  {"max_clock_offset_ms", options_.max_clock_offset_ms}};
     if (!connected) {
       h.healthy = false;
-      h.message = "not connected to NATS" + (diagnosis_ ? diagnosis_->Why() : std::string()) +
+      h.message = "not connected to NATS" + (diagnosis_ ? diagnosis_->Last() : std::string()) +
                   "; membership unknown; reconnecting";
     } else if (!clock_warned_.empty()) {
       // A warning, not a failure: nothing a restart would fix.
@@ -355,6 +355,9 @@ class ClusterSubsystem : public esdb::Subsystem {
   void TickLoop() {
     for (;;) {
       SendHeartbeat(false);
+      // While NATS cannot be used, why (for the health message; at most one
+      // connection attempt every 5 s, here rather than in a health check).
+      if (nc_ != nullptr && natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) diagnosis_->Why();
       std::vector<MemberEvent> events;
       {
         std::unique_lock<std::mutex> lock(mu_);

@@ -72,9 +72,10 @@ class NatsLog : public esdb::Log, public std::enable_shared_from_this<NatsLog> {
 
   const LogOptions& options() const { return options_; }
   std::string ServerList() const;
-  // Why the servers cannot be used while the connection is down, as
-  // ": <reason>" (e.g. ": Authorization Violation"); NatsDiagnosis.
-  std::string ConnectionError() { return diagnosis_.Why(); }
+  // Why the servers could not be used when EnsureStream() last found the
+  // connection down, as ": <reason>" (e.g. ": Authorization Violation";
+  // NatsDiagnosis::Last(): at once, for health checks).
+  std::string ConnectionError() { return diagnosis_.Last(); }
 
  private:
   friend class NatsTail;
