@@ -182,7 +182,7 @@ TEST_CASE("membership: each member's clock offset from its heartbeats' wall_us; 
   CHECK(m.ClockOffsetsAbove(500).empty());
 }
 
-TEST_CASE("cluster plugin: bad lease settings are refused at start, each named", "[membership]") {
+TEST_CASE("cluster plugin: bad lease and membership settings are refused at start, each named", "[membership]") {
   esdb::testing::TempDir dir("esdb-cluster-config");
   nlohmann::json m = esdb::test::BuiltinManifest("cluster");
   m["config"] = {{"mode", "cluster"},
@@ -190,6 +190,7 @@ TEST_CASE("cluster plugin: bad lease settings are refused at start, each named",
                  {"lease_ttl_ms", 4000},
                  {"lease_renew_ms", 2500},
                  {"max_clock_offset_ms", 4000},
+                 {"max_members", 2},
                  {"lease_bucket", "esdb-leader"}};
   esdb::testing::HostProcess host(esdb::test::HostOnManifests(dir.path(), {m}));
   auto failed = host.WaitForEvent("subsystem_failed", "cluster", 20000);
@@ -198,7 +199,8 @@ TEST_CASE("cluster plugin: bad lease settings are refused at start, each named",
   // lease_bucket is gone with the key-value lease: an unknown key now.
   CHECK_THAT(failed->dump(), Catch::Contains("field 'lease_bucket'") &&
                                  Catch::Contains("field 'lease_renew_ms': must be at most half of lease_ttl_ms (4000)") &&
-                                 Catch::Contains("field 'max_clock_offset_ms': must be below lease_ttl_ms (4000)"));
+                                 Catch::Contains("field 'max_clock_offset_ms': must be below lease_ttl_ms (4000)") &&
+                                 Catch::Contains("field 'max_members': must be at least expected_nodes (3)"));
   CHECK(host.Terminate() == 0);
 }
 
@@ -217,4 +219,26 @@ TEST_CASE("cluster plugin: NATS servers off this machine without user and passwo
   CHECK_THAT(failed->dump(), Catch::Contains("field 'password': must be set with \\\"user\\\"") &&
                                  Catch::Contains("field 'servers': \\\"nats://192.0.2.1:4222\\\" is not on this machine"));
   CHECK(host.Terminate() == 0);
+}
+
+// Heartbeats carry whatever name a NATS client chooses: the table holds at
+// most max_members, and heartbeats of further names change nothing.
+TEST_CASE("membership: at most max_members members; heartbeats of further names are ignored and counted",
+          "[membership]") {
+  Membership m(3, 1000, 4);
+  for (int i = 0; i < 4; ++i) CHECK_FALSE(m.Observe(Beat("n" + std::to_string(i), 1), 10).empty());
+  for (int i = 4; i < 1000; ++i) CHECK(m.Observe(Beat("n" + std::to_string(i), 1), 10).empty());
+  CHECK(m.refused() == 996);
+  CHECK(m.Members(10).size() == 4);
+  // Members go on being heard; once one leaves, another name may join.
+  m.Observe(Beat("n0", 1), 900);
+  m.Observe(Beat("n1", 1), 900);
+  m.Observe(Beat("n2", 1), 900);
+  const auto left = m.Expire(1500);  // n3 silent since 10
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].data["node"] == "n3");
+  auto joined = m.Observe(Beat("late", 1), 1500);
+  REQUIRE_FALSE(joined.empty());
+  CHECK(joined[0].type == "node_joined");
+  CHECK(m.refused() == 996);
 }

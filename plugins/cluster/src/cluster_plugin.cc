@@ -58,6 +58,7 @@ struct ClusterOptions {
   uint32_t heartbeat_ms = 1000;
   uint32_t node_timeout_ms = 5000;
   int expected_nodes = 3;
+  int max_members = 64;
   uint32_t lease_ttl_ms = 5000;
   uint32_t lease_renew_ms = 1000;
   uint32_t max_clock_offset_ms = 1000;
@@ -79,6 +80,9 @@ esdb::Result<ClusterOptions> ParseClusterOptions(const nlohmann::json& config) {
   r.Int("heartbeat_ms", 100, 60000, &o.heartbeat_ms);
   r.Int("node_timeout_ms", 300, 600000, &o.node_timeout_ms);
   r.Int("expected_nodes", 1, 64, &o.expected_nodes);
+  if (r.Int("max_members", 1, 4096, &o.max_members) && o.max_members < o.expected_nodes) {
+    r.Error("max_members", "must be at least expected_nodes (" + std::to_string(o.expected_nodes) + ")");
+  }
   if (o.node_timeout_ms < 2 * o.heartbeat_ms) {
     r.Error("node_timeout_ms", "must be at least twice heartbeat_ms (" + std::to_string(o.heartbeat_ms) + ")");
   }
@@ -153,6 +157,8 @@ class ClusterSubsystem : public esdb::Subsystem {
                  {"nats_connected", connected},
                  {"formed", membership_->formed()},
                  {"expected_nodes", options_.expected_nodes},
+                 {"max_members", options_.max_members},
+                 {"refused_heartbeats", membership_->refused()},
                  {"members", membership_->Members(now)},
                  {"leader", leader_view_->Leader(now_us)},
                  {"term", leader_view_->term()},
@@ -191,7 +197,8 @@ class ClusterSubsystem : public esdb::Subsystem {
   // ---- cluster mode ---------------------------------------------------------
 
   esdb::Status StartCluster() {
-    membership_ = std::make_unique<Membership>(options_.expected_nodes, options_.node_timeout_ms);
+    membership_ = std::make_unique<Membership>(options_.expected_nodes, options_.node_timeout_ms,
+                                               static_cast<size_t>(options_.max_members));
     leader_view_ = std::make_unique<LeaderView>();
     self_.node = ctx_->Node();
     char host[256] = {};
@@ -253,10 +260,11 @@ class ClusterSubsystem : public esdb::Subsystem {
         std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))));
     natsMsg_Destroy(msg);
     if (!h.ok()) {
-      self->ctx_->Logger()->warn("ignored a heartbeat: {}", h.status().message());
+      self->WarnLimited("ignored a heartbeat: " + h.status().message());
       return;
     }
     std::vector<MemberEvent> events;
+    std::string refused_note;
     {
       std::lock_guard<std::mutex> lock(self->mu_);
       if (self->stopping_ || self->name_conflict_) return;
@@ -271,10 +279,36 @@ class ClusterSubsystem : public esdb::Subsystem {
         self->ctx_->ReportFailed(esdb::Status::InvalidArgument(why));
         return;
       }
+      const uint64_t refused = self->membership_->refused();
       events = self->membership_->Observe(*h, NowMs(), WallUs());
       self->CheckClocksLocked();
+      if (self->membership_->refused() != refused) {
+        refused_note = "ignored the heartbeat of '" + h->node.substr(0, 64) + "': the cluster has max_members (" +
+                       std::to_string(self->options_.max_members) + ") members already";
+      }
     }
+    if (!refused_note.empty()) self->WarnLimited(refused_note);
     self->Publish(events);
+  }
+
+  // Logs `what` as a warning, at most once every 10 s: heartbeats that are
+  // malformed or beyond max_members may come in a flood. Says how many
+  // were not logged in between.
+  void WarnLimited(const std::string& what) {
+    const int64_t now = NowMs();
+    uint64_t skipped = 0;
+    {
+      std::lock_guard<std::mutex> lock(warn_mu_);
+      if (warned_ms_ != 0 && now - warned_ms_ < 10000) {
+        ++warnings_skipped_;
+        return;
+      }
+      warned_ms_ = now;
+      skipped = warnings_skipped_;
+      warnings_skipped_ = 0;
+    }
+    ctx_->Logger()->warn("{}{}", what,
+                         skipped == 0 ? "" : " (and " + std::to_string(skipped) + " more such warnings in the last 10 s)");
   }
 
   // What the health message says while members' clocks are off.
@@ -454,6 +488,9 @@ class ClusterSubsystem : public esdb::Subsystem {
 
   esdb::Context* ctx_ = nullptr;
   ClusterOptions options_;
+  std::mutex warn_mu_;                // WarnLimited's
+  int64_t warned_ms_ = 0;             // under warn_mu_
+  uint64_t warnings_skipped_ = 0;     // under warn_mu_
   std::unique_ptr<esdb_plugin_shared::NatsDiagnosis> diagnosis_;  // why NATS cannot be used, while disconnected
   // Cluster mode.
   std::mutex mu_;

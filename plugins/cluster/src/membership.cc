@@ -109,6 +109,10 @@ std::vector<MemberEvent> Membership::Observe(const Heartbeat& h, int64_t now_ms,
     CheckQuorum(&out);
     return out;
   }
+  if (it == members_.end() && members_.size() >= max_members_) {
+    ++refused_;
+    return out;
+  }
   Member m{h.incarnation, h.applied_sequence, h.http, h.grpc, now_ms};
   if (h.wall_us != 0 && wall_now_us > 0) {
     m.clock_known = true;

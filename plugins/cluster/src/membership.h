@@ -65,11 +65,19 @@ struct MemberEvent {
 
 class Membership {
  public:
-  Membership(int expected_nodes, int64_t node_timeout_ms) : expected_(expected_nodes), timeout_ms_(node_timeout_ms) {}
+  // At most `max_members` members at once (default 64): heartbeats carry
+  // any name a NATS client chooses, and each member is a table entry and a
+  // retained event on every node's bus.
+  Membership(int expected_nodes, int64_t node_timeout_ms, size_t max_members = 64)
+      : expected_(expected_nodes), timeout_ms_(node_timeout_ms), max_members_(max_members) {}
 
   // `now_ms`: a steady clock; `wall_now_us`: this node's clock as in
   // Heartbeat::wall_us (0: do not estimate the sender's clock offset).
+  // A heartbeat of a node that is not a member while there are max_members
+  // is ignored (no event) and counted in refused().
   std::vector<MemberEvent> Observe(const Heartbeat& h, int64_t now_ms, int64_t wall_now_us = 0);
+  // Heartbeats ignored because the table was full.
+  uint64_t refused() const { return refused_; }
   // Members silent for longer than the timeout leave.
   std::vector<MemberEvent> Expire(int64_t now_ms);
   // [{"node", "http", "grpc", "applied_sequence", "incarnation", "last_seen_ms_ago", "clock_offset_ms"}], by
@@ -98,6 +106,8 @@ class Membership {
 
   const int expected_;
   const int64_t timeout_ms_;
+  const size_t max_members_;
+  uint64_t refused_ = 0;
   std::map<std::string, Member> members_;
   bool formed_ = false;  // a quorum is present
 };
