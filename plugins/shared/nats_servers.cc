@@ -73,7 +73,9 @@ bool IsLoopbackServer(const std::string& url) {
 void ReadNatsServers(esdb::ConfigReader& r, bool required, NatsServers* out) {
   bool valid = true;  // every URL well-formed (the loopback rule is checked on those only)
   if (r.Raw("servers") == nullptr) {
-    if (required) r.Error("servers", "is required in cluster mode: the NATS servers, e.g. [\"nats://127.0.0.1:4222\"]");
+    if (required) {
+      r.Error("servers", "is required in cluster mode: the NATS servers, e.g. [\"nats://127.0.0.1:4222\"]");
+    }
   } else if (r.StringList("servers", &out->urls)) {
     if (out->urls.empty() || out->urls.size() > 64) r.Error("servers", "must list 1 to 64 servers");
     for (const std::string& s : out->urls) {
@@ -82,10 +84,8 @@ void ReadNatsServers(esdb::ConfigReader& r, bool required, NatsServers* out) {
       // Never the credentials themselves: the scheme and what follows "@".
       const size_t at = s.rfind('@');
       const size_t scheme = s.find("://");
-      const std::string shown =
-          at == std::string::npos
-              ? s.substr(0, 100)
-              : (scheme == std::string::npos || scheme > at ? "" : s.substr(0, scheme + 3)) + "...@" + s.substr(at + 1, 100);
+      const std::string prefix = scheme == std::string::npos || scheme > at ? "" : s.substr(0, scheme + 3);
+      const std::string shown = at == std::string::npos ? s.substr(0, 100) : prefix + "...@" + s.substr(at + 1, 100);
       r.Error("servers", "\"" + shown + "\" " + why);
       valid = false;
     }
@@ -133,7 +133,9 @@ std::string NatsDiagnosis::Why() {
     why = std::string(": ") + natsStatus_GetText(s);
     natsStatus last = NATS_OK;
     const char* detail = nats_GetLastError(&last);
-    if (detail != nullptr && *detail != '\0' && why.find(detail) == std::string::npos) why += std::string(" (") + detail + ")";
+    if (detail != nullptr && *detail != '\0' && why.find(detail) == std::string::npos) {
+      why += std::string(" (") + detail + ")";
+    }
   }
   natsConnection_Destroy(nc);
   natsOptions_Destroy(options);

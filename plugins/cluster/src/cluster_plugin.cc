@@ -307,8 +307,9 @@ class ClusterSubsystem : public esdb::Subsystem {
       skipped = warnings_skipped_;
       warnings_skipped_ = 0;
     }
-    ctx_->Logger()->warn("{}{}", what,
-                         skipped == 0 ? "" : " (and " + std::to_string(skipped) + " more such warnings in the last 10 s)");
+    const std::string more =
+        skipped == 0 ? "" : " (and " + std::to_string(skipped) + " more such warnings since the last one)";
+    ctx_->Logger()->warn("{}{}", what, more);
   }
 
   // What the health message says while members' clocks are off.
