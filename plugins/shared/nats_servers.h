@@ -35,8 +35,8 @@ struct NatsServers {
 };
 
 // Reads the four keys with `r`, each problem named by its key. "servers"
-// is required when `required` (cluster mode); an absent one is then named
-// with `example` as what it should look like.
+// is required when `required` (cluster mode); its absence is then named
+// with an example of what it should look like.
 void ReadNatsServers(esdb::ConfigReader& r, bool required, NatsServers* out);
 
 // Whether `url` names this machine: localhost, 127.0.0.0/8 or ::1.
