@@ -98,6 +98,11 @@ void ReadNatsServers(esdb::ConfigReader& r, bool required, NatsServers* out) {
   if (password_ok && r.Raw("password") != nullptr && !PrintableCredential(out->password)) {
     r.Error("password", "must be 1 to 256 printable ASCII characters");
   }
+  if (out->password == kExamplePassword) {
+    r.Error("password", std::string("is the packaged example's placeholder \"") + kExamplePassword +
+                            "\": choose a secret of your own, the same in every node's config and in the "
+                            "nats-servers' authorization");
+  }
   if (out->user.empty() != out->password.empty()) {
     r.Error(out->user.empty() ? "user" : "password", "must be set with \"" +
                                                          std::string(out->user.empty() ? "password" : "user") +

@@ -27,12 +27,17 @@ struct NatsServers {
   // they would show wherever the servers are listed (/control/status).
   std::vector<std::string> urls;
   // The user and password the servers' `authorization` wants; both empty:
-  // none. Each 1 to 256 printable ASCII characters; both or neither.
+  // none. Each 1 to 256 printable ASCII characters; both or neither. The
+  // packaged example's placeholder (kExamplePassword) is refused.
   std::string user;
   std::string password;
   // Servers off this machine without credentials are allowed. Default false.
   bool insecure = false;
 };
+
+// The password the packaged three-machine example ships, for the operator
+// to replace (README.md, "Three machines").
+inline constexpr const char* kExamplePassword = ESDB_EXAMPLE_NATS_PASSWORD;
 
 // Reads the four keys with `r`, each problem named by its key. "servers"
 // is required when `required` (cluster mode); its absence is then named

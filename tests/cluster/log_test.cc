@@ -112,6 +112,12 @@ TEST_CASE("log config: servers off this machine need user and password (or insec
   auto typed = parse(json{{"servers", {"nats://127.0.0.1:4222"}}, {"insecure", "yes"}});
   REQUIRE_FALSE(typed.ok());
   CHECK_THAT(typed.status().message(), Catch::Contains("field 'insecure'"));
+  // The packaged example's password is there to be replaced: refused, even on loopback.
+  auto example = parse(json{{"servers", {"nats://192.0.2.1:4222"}}, {"user", "esdb"},
+                            {"password", esdb_plugin_shared::kExamplePassword}});
+  REQUIRE_FALSE(example.ok());
+  CHECK_THAT(example.status().message(), Catch::Contains("field 'password': is the packaged example's placeholder"));
+  CHECK_FALSE(parse(json{{"servers", {"nats://127.0.0.1:4222"}}, {"user", "esdb"}, {"password", "REPLACE-WITH-YOUR-SECRET"}}).ok());
   auto with = parse(json{{"servers", {"nats://127.0.0.1:4222"}}, {"user", "esdb"}, {"password", "s3cret"}});
   REQUIRE(with.ok());
   CHECK(with->nats.user == "esdb");
