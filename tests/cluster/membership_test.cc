@@ -2,6 +2,8 @@
 // directly: membership (plugins/cluster/src/membership.h) and the leader view
 // (lease.h: what it proposes and announces of the lease the store applies);
 // and its config refused by a host.
+#include <set>
+
 #include <catch2/catch.hpp>
 
 #include "esdb/testing/host_process.h"
@@ -35,36 +37,36 @@ Heartbeat Beat(const std::string& node, uint64_t incarnation, bool goodbye = fal
 TEST_CASE("membership: joins, a quorum forms the cluster, silence and goodbyes leave, a restart rejoins",
           "[membership]") {
   Membership m(3, 5000);
-  CHECK(Types(m.Observe(Beat("a", 1), 0)) == std::vector<std::string>{"node_joined node:a"});
+  CHECK(Types(m.Observe(Beat("a", 1), 0)) == std::vector<std::string>{"node_joined member:0"});
   CHECK(Types(m.Observe(Beat("a", 1), 1000)).empty());
   CHECK_FALSE(m.formed());
   CHECK(Types(m.Observe(Beat("b", 1), 1000)) ==
-        std::vector<std::string>{"node_joined node:b", "cluster_formed cluster"});
+        std::vector<std::string>{"node_joined member:1", "cluster_formed cluster"});
   CHECK(m.formed());
-  CHECK(Types(m.Observe(Beat("c", 1), 1000)) == std::vector<std::string>{"node_joined node:c"});
+  CHECK(Types(m.Observe(Beat("c", 1), 1000)) == std::vector<std::string>{"node_joined member:2"});
   CHECK(m.Members(1000).size() == 3);
   // c's grpc plugin starts listening: node_joined again, saying where.
   Heartbeat with_grpc = Beat("c", 1);
   with_grpc.grpc = "127.0.0.1:2114";
   auto again = m.Observe(with_grpc, 1000);
-  REQUIRE(Types(again) == std::vector<std::string>{"node_joined node:c"});
+  REQUIRE(Types(again) == std::vector<std::string>{"node_joined member:2"});
   CHECK(again[0].data["grpc"] == "127.0.0.1:2114");
   CHECK(again[0].data["http"] == "127.0.0.1:2113");
   CHECK(Types(m.Observe(with_grpc, 1000)).empty());
 
   // c restarts (another incarnation) before its timeout.
-  CHECK(Types(m.Observe(Beat("c", 2), 2000)) == std::vector<std::string>{"node_left node:c", "node_joined node:c"});
+  CHECK(Types(m.Observe(Beat("c", 2), 2000)) == std::vector<std::string>{"node_left member:2", "node_joined member:2"});
   // b says goodbye; a goodbye of another incarnation of a changes nothing.
-  CHECK(Types(m.Observe(Beat("b", 1, true), 3000)) == std::vector<std::string>{"node_left node:b"});
+  CHECK(Types(m.Observe(Beat("b", 1, true), 3000)) == std::vector<std::string>{"node_left member:1"});
   CHECK(Types(m.Observe(Beat("a", 9, true), 3000)).empty());
   CHECK(m.formed());  // a and c: 2 of 3
   // c goes silent: past the timeout it leaves, and the quorum is lost.
   CHECK(Types(m.Observe(Beat("a", 1), 7000)).empty());
-  CHECK(Types(m.Expire(7001)) == std::vector<std::string>{"node_left node:c"});
+  CHECK(Types(m.Expire(7001)) == std::vector<std::string>{"node_left member:2"});
   CHECK_FALSE(m.formed());
   // Back to a quorum: formed again.
   CHECK(Types(m.Observe(Beat("b", 3), 7500)) ==
-        std::vector<std::string>{"node_joined node:b", "cluster_formed cluster"});
+        std::vector<std::string>{"node_joined member:1", "cluster_formed cluster"});
 }
 
 TEST_CASE("membership: heartbeats round-trip; malformed ones are refused", "[membership]") {
@@ -241,4 +243,46 @@ TEST_CASE("membership: at most max_members members; heartbeats of further names 
   REQUIRE_FALSE(joined.empty());
   CHECK(joined[0].type == "node_joined");
   CHECK(m.refused() == 996);
+}
+
+// Names that come and go: each left a retained node_left on every node's
+// bus. The retained slots are bounded: 2 * max_members, a departed name's
+// slot going to a new name, oldest departure first; a name that comes back
+// gets its own slot again.
+TEST_CASE("membership: names that come and go keep at most 2 * max_members retained slots, the oldest departure "
+          "giving its slot up",
+          "[membership]") {
+  Membership m(1, 1000, 4);
+  std::set<std::string> keys;
+  int64_t now = 0;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string name = "n" + std::to_string(i);
+    auto joined = m.Observe(Beat(name, 1), now);
+    REQUIRE_FALSE(joined.empty());
+    CHECK(joined[0].type == "node_joined");
+    keys.insert(joined[0].retain_key);
+    auto left = m.Observe(Beat(name, 1, true), now);
+    REQUIRE_FALSE(left.empty());
+    CHECK(left[0].type == "node_left");
+    CHECK(left[0].retain_key == joined[0].retain_key);
+    now += 10;
+  }
+  CHECK(keys.size() == 8);  // "member:0" .. "member:7"
+  CHECK(m.retained_names() == 8);
+  // The last name to leave, n999, comes back: its own slot.
+  auto back = m.Observe(Beat("n999", 2), now);
+  REQUIRE_FALSE(back.empty());
+  CHECK(back[0].retain_key == esdb_cluster::MemberRetainKey(999 % 8));
+  // A new name takes the slot of the oldest departure still remembered (n992).
+  auto fresh = m.Observe(Beat("fresh", 1), now);
+  REQUIRE_FALSE(fresh.empty());
+  CHECK(fresh[0].retain_key == esdb_cluster::MemberRetainKey(992 % 8));
+  CHECK(m.retained_names() == 8);
+  // This node stopping: its node_left, under its slot; nothing for a name that is not a member.
+  auto gone = m.Depart("fresh");
+  REQUIRE(gone.size() == 1);
+  CHECK(gone[0].type == "node_left");
+  CHECK(gone[0].retain_key == fresh[0].retain_key);
+  CHECK(m.Depart("fresh").empty());
+  CHECK(m.Depart("nobody").empty());
 }

@@ -125,7 +125,7 @@ class ClusterSubsystem : public esdb::Subsystem {
     if (options_.cluster) return StartCluster();
     const std::string& node = ctx.Node();
     const nlohmann::json members = nlohmann::json::array({node});
-    esdb::Status s = Announce(esdb::event_types::kNodeJoined, "node:" + node, {{"node", node}});
+    esdb::Status s = Announce(esdb::event_types::kNodeJoined, MemberRetainKey(0), {{"node", node}});
     if (s.ok()) s = Announce(esdb::event_types::kClusterFormed, "cluster", {{"members", members}, {"size", 1}});
     if (s.ok()) s = Announce(esdb::event_types::kLeaderElected, "leader", {{"leader", node}, {"term", 1}});
     if (!s.ok()) return s;
@@ -135,9 +135,16 @@ class ClusterSubsystem : public esdb::Subsystem {
   }
 
   esdb::Status Stop() override {
-    if (options_.cluster) StopCluster();
-    if (ctx_ != nullptr) {
-      Announce(esdb::event_types::kNodeLeft, "node:" + ctx_->Node(), {{"node", ctx_->Node()}});
+    if (options_.cluster) {
+      StopCluster();
+      std::vector<MemberEvent> events;
+      if (membership_) {
+        std::lock_guard<std::mutex> lock(mu_);
+        events = membership_->Depart(ctx_->Node());  // unless its own goodbye came back already
+      }
+      Publish(events);
+    } else if (ctx_ != nullptr) {
+      Announce(esdb::event_types::kNodeLeft, MemberRetainKey(0), {{"node", ctx_->Node()}});
     }
     return esdb::Status::OK();
   }

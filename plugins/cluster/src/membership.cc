@@ -1,5 +1,7 @@
 #include "membership.h"
 
+#include <algorithm>
+
 #include <esdb/bus_events.h>
 
 namespace esdb_cluster {
@@ -79,15 +81,40 @@ esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text) {
   return h;
 }
 
+std::string MemberRetainKey(size_t slot) { return "member:" + std::to_string(slot); }
+
+size_t Membership::SlotFor(const std::string& node) {
+  auto it = slot_of_.find(node);
+  if (it != slot_of_.end()) {
+    auto d = std::find(departed_.begin(), departed_.end(), node);
+    if (d != departed_.end()) departed_.erase(d);
+    return it->second;
+  }
+  size_t slot = 0;
+  if (slots_used_ < 2 * max_members_ || departed_.empty()) {
+    slot = slots_used_++;
+  } else {
+    // Every slot is taken and at most max_members_ hold members: the
+    // departure longest ago gives its slot up.
+    auto oldest = slot_of_.find(departed_.front());
+    slot = oldest->second;
+    slot_of_.erase(oldest);
+    departed_.pop_front();
+  }
+  slot_of_.emplace(node, slot);
+  return slot;
+}
+
 void Membership::Joined(const std::string& node, const Member& m, std::vector<MemberEvent>* out) {
   members_[node] = m;
-  out->push_back({esdb::event_types::kNodeJoined, "node:" + node,
+  out->push_back({esdb::event_types::kNodeJoined, MemberRetainKey(SlotFor(node)),
                   {{"node", node}, {"http", m.http}, {"grpc", m.grpc}, {"incarnation", m.incarnation}}});
 }
 
 void Membership::Left(const std::string& node, const char* why, std::vector<MemberEvent>* out) {
   members_.erase(node);
-  out->push_back({esdb::event_types::kNodeLeft, "node:" + node, {{"node", node}, {"reason", why}}});
+  departed_.push_back(node);
+  out->push_back({esdb::event_types::kNodeLeft, MemberRetainKey(slot_of_.at(node)), {{"node", node}, {"reason", why}}});
 }
 
 void Membership::CheckQuorum(std::vector<MemberEvent>* out) {
@@ -131,6 +158,14 @@ std::vector<MemberEvent> Membership::Observe(const Heartbeat& h, int64_t now_ms,
       it->second = m;
     }
   }
+  CheckQuorum(&out);
+  return out;
+}
+
+std::vector<MemberEvent> Membership::Depart(const std::string& node) {
+  std::vector<MemberEvent> out;
+  if (members_.count(node) == 0) return out;
+  Left(node, "goodbye", &out);
   CheckQuorum(&out);
   return out;
 }

@@ -2,7 +2,7 @@
 // cluster plugin): each node publishes a heartbeat every heartbeat_ms on a
 // core NATS subject; every node keeps the members it hears.
 //
-//   first heartbeat of a node          -> node_joined   (retained, key "node:<name>")
+//   first heartbeat of a node          -> node_joined   (retained, key "member:<slot>")
 //   a node silent past node_timeout_ms,
 //   or its goodbye                     -> node_left     (same key)
 //   a node's heartbeat with another
@@ -11,11 +11,18 @@
 //   expected_nodes (more than half)    -> cluster_formed (retained, key "cluster"), each time the
 //                                         quorum is reached again after it was lost
 //
+// A name keeps its retained slot while it is a member and after it left,
+// until a new name needs the slot: at most 2 * max_members slots, so the bus
+// retains the members and the names that left most recently, however many
+// names heartbeats come with over time (a departed name's slot is reused,
+// oldest departure first, and its node_left is no longer replayed).
+//
 // Pure logic, no I/O: the plugin feeds it heartbeats and the time. Not
 // thread-safe: the plugin calls it under its lock.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <initializer_list>
 #include <utility>
 #include <map>
@@ -59,9 +66,12 @@ esdb::Result<Heartbeat> DecodeHeartbeat(std::string_view text);
 // A bus event to publish on topic "cluster".
 struct MemberEvent {
   std::string type;        // node_joined, node_left, cluster_formed
-  std::string retain_key;  // "node:<name>" or "cluster"
+  std::string retain_key;  // MemberRetainKey(slot) or "cluster"
   nlohmann::json data;     // {"node", "http", "grpc", "incarnation"} or {"members", "size", "expected"}
 };
+
+// The retain key of membership slot `slot`: "member:<slot>".
+std::string MemberRetainKey(size_t slot);
 
 class Membership {
  public:
@@ -80,6 +90,10 @@ class Membership {
   uint64_t refused() const { return refused_; }
   // Members silent for longer than the timeout leave.
   std::vector<MemberEvent> Expire(int64_t now_ms);
+  // `node` leaves now (this node, stopping), if it is a member.
+  std::vector<MemberEvent> Depart(const std::string& node);
+  // Names holding a retained slot (members and remembered departures), <= 2 * max_members.
+  size_t retained_names() const { return slot_of_.size(); }
   // [{"node", "http", "grpc", "applied_sequence", "incarnation", "last_seen_ms_ago", "clock_offset_ms"}], by
   // name. clock_offset_ms: the member's clock minus this node's as its last
   // heartbeat showed (its wall_us against this node's clock when it came,
@@ -103,12 +117,18 @@ class Membership {
   void Joined(const std::string& node, const Member& m, std::vector<MemberEvent>* out);
   void Left(const std::string& node, const char* why, std::vector<MemberEvent>* out);
   void CheckQuorum(std::vector<MemberEvent>* out);
+  // The slot of `node`, which is joining: its own, a free one, or the one of
+  // the name that left longest ago.
+  size_t SlotFor(const std::string& node);
 
   const int expected_;
   const int64_t timeout_ms_;
   const size_t max_members_;
   uint64_t refused_ = 0;
   std::map<std::string, Member> members_;
+  std::map<std::string, size_t> slot_of_;  // members and remembered departures
+  std::deque<std::string> departed_;       // names in slot_of_ that are not members, oldest departure first
+  size_t slots_used_ = 0;                  // slots handed out, <= 2 * max_members_
   bool formed_ = false;  // a quorum is present
 };
 

@@ -6,7 +6,7 @@
 //
 // Cluster mode (the store's Stats() say "mode": "cluster"): the persistent
 // groups run on the cluster's leader only. The plugin follows the cluster
-// plugin's leader_elected (and node_joined, for the leader's addresses):
+// plugin's leader_elected (and node_joined / node_left, for the leader's addresses):
 // when this node becomes leader it loads the groups and resumes each from its
 // checkpoint; when another node leads, it stops them without a checkpoint and
 // every group call answers esdb::NotLeaderStatus (esdb/not_leader.h) naming
@@ -49,7 +49,7 @@ class NotificationSubsystem : public esdb::Subsystem {
     }
     esdb::SubscribeOptions co;
     co.topics = {esdb::topics::kCluster};
-    co.types = {esdb::event_types::kLeaderElected, esdb::event_types::kNodeJoined};
+    co.types = {esdb::event_types::kLeaderElected, esdb::event_types::kNodeJoined, esdb::event_types::kNodeLeft};
     co.replay_retained = true;
     co.name = "notification.cluster";
     esdb::Result<esdb::Subscription> csub =
@@ -88,12 +88,18 @@ class NotificationSubsystem : public esdb::Subsystem {
   }
 
  private:
-  // leader_elected / node_joined (retained, replayed at subscription).
+  // leader_elected / node_joined / node_left (retained, replayed at
+  // subscription). Addresses are kept for members only (and the leader's,
+  // which not_leader answers name), not for every name ever heard.
   void OnClusterEvent(const esdb::Event& e) {
     esdb::Result<esdb::ClusterChange> change = esdb::DecodeClusterChange(e);
     if (!change.ok()) return;
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
+    if (change->type == esdb::event_types::kNodeLeft) {
+      if (change->node != leader_) addresses_.erase(change->node);
+      return;
+    }
     if (change->type == esdb::event_types::kNodeJoined) {
       Address& a = addresses_[change->node];
       if (a.http == change->http && a.grpc == change->grpc) return;
