@@ -16,6 +16,7 @@
 #include <catch2/catch.hpp>
 #include <grpcpp/grpcpp.h>
 #include <leveldb/db.h>
+#include <nats/nats.h>
 #include <nlohmann/json.hpp>
 
 #include "esdb/testing/host_process.h"
@@ -1595,4 +1596,85 @@ TEST_CASE("cluster: a catch-up subscription resumes on another node with the sam
 
   for (Node& n : nodes) CHECK(n.host->Terminate() == 0);
   nodes.clear();
+}
+
+// Heartbeats carry any name a NATS client chooses. Names that join and
+// leave, one after another, each left a retained node_left on every node's
+// bus (replayed to every /control/events client); now a departed name's
+// retained slot goes to the next new name, so at most 2 * max_members
+// membership events are retained, however many names came and went.
+TEST_CASE("cluster: a flood of heartbeats under made-up names that join and leave retains at most 2 * max_members "
+          "membership events",
+          "[cluster]") {
+  esdb::testing::TempDir dir("esdb-cluster-names");
+  esdb::test::NatsCluster nats(dir / "nats", {.servers = 1});
+  esdb::test::RequireNatsReady(nats, 30000);
+  const std::vector<std::string> servers = nats.ClientUrls();
+  const fs::path manifests = ClusterManifests(dir / "node-1" / "manifests", servers, 1);
+  json cluster = json::parse(esdb::test::ReadText(manifests / "cluster.json"));
+  cluster["config"]["expected_nodes"] = 1;
+  cluster["config"]["max_members"] = 2;
+  cluster["config"]["node_timeout_ms"] = 60000;  // the flood's names leave by their goodbyes only
+  esdb::test::WriteManifest(manifests, cluster);
+  esdb::testing::HostOptions o;
+  o.manifests = manifests;
+  o.data = dir / "node-1" / "data";
+  o.args = {"--node", "node-1"};
+  esdb::testing::HostProcess host(std::move(o));
+  const esdb::Result<uint16_t> port = host.GatewayPort(60000);
+  INFO(host.Stderr());
+  REQUIRE(port.ok());
+  REQUIRE(esdb::test::WaitUntil([&] { return ClusterDetails(*port)["members"].size() == 1; }, 30000));
+
+  natsConnection* nc = nullptr;
+  REQUIRE(natsConnection_ConnectTo(&nc, servers[0].c_str()) == NATS_OK);
+  const auto beat = [&](const std::string& name, bool goodbye) {
+    const json h = {{"node", name},    {"incarnation", 1}, {"applied_sequence", 0},
+                    {"http", ""},      {"process", "flood/1"}, {"goodbye", goodbye}};
+    REQUIRE(natsConnection_PublishString(nc, "esdb.cluster.heartbeat", h.dump().c_str()) == NATS_OK);
+  };
+  constexpr int kNames = 300;
+  for (int i = 0; i < kNames; ++i) {
+    beat("flood-" + std::to_string(i), false);
+    beat("flood-" + std::to_string(i), true);
+  }
+  beat("marker", false);  // after the flood: once it is a member, the flood was taken
+  REQUIRE(natsConnection_Flush(nc) == NATS_OK);
+  const auto has_marker = [&] {
+    const json members = ClusterDetails(*port)["members"];
+    for (const json& m : members) {
+      if (m.value("node", "") == "marker") return true;
+    }
+    return false;
+  };
+  const bool marked = esdb::test::WaitUntil(has_marker, 30000);
+  INFO(ClusterDetails(*port).dump() << "\n" << host.Stderr());
+  REQUIRE(marked);
+
+  // What a new /control/events client is replayed: node-1's and marker's
+  // node_joined, and the latest departures' node_left, up to 4 in all.
+  gwtest::SseReader sse(*port, "/control/events?topic=cluster");
+  REQUIRE(sse.ReadHeader() == 200);
+  std::vector<json> replayed;
+  while (replayed.size() < 2 * kNames + 2) {  // more would be the flood itself
+    auto msg = sse.Next();
+    REQUIRE_FALSE(msg.empty());
+    const json e = json::parse(msg["data"], nullptr, false);
+    REQUIRE(e.is_object());
+    if (e["type"] != "node_joined" && e["type"] != "node_left") continue;  // cluster_formed, leader_elected
+    replayed.push_back(e);
+    if (e["type"] == "node_joined" && e["data"]["node"] == "marker") break;
+  }
+  INFO(json(replayed).dump());
+  CHECK(replayed.size() <= 4);
+  size_t self = 0;
+  for (const json& e : replayed) {
+    if (e["type"] == "node_joined" && e["data"]["node"] == "node-1") ++self;
+    if (e["type"] == "node_left") CHECK(e["data"]["node"].get<std::string>().rfind("flood-", 0) == 0);
+  }
+  CHECK(self == 1);
+  CHECK(ClusterDetails(*port)["refused_heartbeats"] == 0);  // one flood name at a time: none refused
+
+  natsConnection_Destroy(nc);
+  CHECK(host.Terminate() == 0);
 }
