@@ -92,6 +92,8 @@ class Membership {
   std::vector<MemberEvent> Expire(int64_t now_ms);
   // `node` leaves now (this node, stopping), if it is a member.
   std::vector<MemberEvent> Depart(const std::string& node);
+  // How many members there are now.
+  size_t size() const { return members_.size(); }
   // Names holding a retained slot (members and remembered departures), <= 2 * max_members.
   size_t retained_names() const { return slot_of_.size(); }
   // [{"node", "http", "grpc", "applied_sequence", "incarnation", "last_seen_ms_ago", "clock_offset_ms"}], by
